@@ -1,0 +1,43 @@
+"""System checks for the carrier app."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from voiceagents.conf import get_setting
+
+
+@register()
+def check_public_url(app_configs, **kwargs):
+    public_url = get_setting("PUBLIC_URL")
+    if not public_url:
+        return [
+            Warning(
+                "No public base URL is configured, so Twilio and Telnyx cannot reach this server "
+                "and webhook signatures cannot be checked against the URL the carrier signed.",
+                hint="Set VOICEAGENTS['PUBLIC_URL'] (or the VOICEAGENTS_PUBLIC_URL environment "
+                "variable) to the https address carriers reach, e.g. https://voice.example.com.",
+                id="telephony.W001",
+            )
+        ]
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return [
+            Error(
+                f"VOICEAGENTS['PUBLIC_URL'] = {public_url!r} is not an http(s) URL.",
+                hint="Use the bare base address, e.g. https://voice.example.com",
+                id="telephony.E001",
+            )
+        ]
+    if parts.scheme != "https" and not settings.DEBUG:
+        return [
+            Error(
+                "VOICEAGENTS['PUBLIC_URL'] must be https outside DEBUG: carriers only stream "
+                "media to wss:// URLs and signed webhooks must not travel in clear text.",
+                id="telephony.E002",
+            )
+        ]
+    return []

@@ -1,0 +1,258 @@
+"""Admin for agents, credentials, phone numbers and calls."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from .forms import AgentForm, CredentialForm
+from .models import Agent, Call, CallEvent, Credential, PhoneNumber, TranscriptEntry
+
+
+@admin.register(Credential)
+class CredentialAdmin(admin.ModelAdmin):
+    form = CredentialForm
+    list_display = ["label", "vendor", "is_default", "account_sid", "updated_at"]
+    list_filter = ["vendor", "is_default"]
+    search_fields = ["label", "account_sid", "connection_id"]
+    readonly_fields = ["secret_hint_display", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["vendor", "label", "secret", "secret_hint_display", "is_default"]}),
+        (
+            _("Twilio"),
+            {"fields": ["account_sid"], "description": _("The secret is the account's auth token.")},
+        ),
+        (
+            _("Telnyx"),
+            {
+                "fields": ["connection_id", "webhook_public_key"],
+                "description": _("The secret is the Telnyx API key (starts 'KEY')."),
+            },
+        ),
+        (_("Advanced"), {"fields": ["api_base_url", "created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description=_("current secret"))
+    def secret_hint_display(self, obj):
+        return obj.secret_hint() if obj and obj.pk else "—"
+
+
+class PhoneNumberInline(admin.TabularInline):
+    model = PhoneNumber
+    fields = ["number", "carrier", "enabled"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
+    list_display = ["name", "slug", "provider", "enabled", "language", "updated_at"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["name", "slug", "system_prompt"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [PhoneNumberInline]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "enabled", "provider"]}),
+        (
+            _("Conversation"),
+            {
+                "fields": ["system_prompt", "first_message", "variables", "language", "model", "voice"],
+                "description": _(
+                    "Like the seed's phone.agent(system_prompt=\"You are a helpful assistant.\", "
+                    "voice=\"alloy\"). Placeholders such as {company} are filled from the variables."
+                ),
+            },
+        ),
+        (
+            _("OpenAI Realtime"),
+            {
+                "fields": ["openai_credential"],
+                "description": _(
+                    "provider=\"openai_realtime\" (the default): one speech-to-speech socket. "
+                    "Example: model \"gpt-4o-mini-realtime-preview\", voice \"alloy\". Twilio "
+                    "audio (G.711 mu-law 8 kHz) passes through untouched; Telnyx uses PCM16 16 kHz."
+                ),
+            },
+        ),
+        (
+            _("ElevenLabs Conversational AI"),
+            {
+                "fields": ["elevenlabs_credential"],
+                "description": _(
+                    "provider=\"elevenlabs_convai\": best voice quality. Example: voice \"rachel\" "
+                    "or \"adam\" (a voice ID works too)."
+                ),
+            },
+        ),
+        (
+            _("Pipeline"),
+            {
+                "fields": [
+                    ("stt_provider", "stt_credential", "stt_language"),
+                    ("tts_provider", "tts_credential", "tts_voice"),
+                    "reply_handler",
+                    ("reply_prompt",),
+                    ("reply_model", "reply_credential"),
+                ],
+                "description": _(
+                    "provider=\"pipeline\": stt=Patter.deepgram(...) or Patter.whisper(...), "
+                    "tts=Patter.elevenlabs(voice=\"rachel\") or Patter.openai_tts(voice=\"alloy\"), "
+                    "and an on_message reply handler or an LLM prompt. Without chosen credentials "
+                    "the account's default Deepgram and ElevenLabs credentials are used."
+                ),
+            },
+        ),
+        (
+            _("Calls"),
+            {"fields": ["provider_options", "record_calls", "max_call_duration", "transfer_allowlist"]},
+        ),
+    ]
+
+
+@admin.register(PhoneNumber)
+class PhoneNumberAdmin(admin.ModelAdmin):
+    list_display = ["number", "label", "carrier", "agent", "enabled"]
+    list_filter = ["carrier", "enabled", "agent"]
+    search_fields = ["number", "label"]
+    list_select_related = ["agent"]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class TranscriptInline(ReadOnlyInline):
+    model = TranscriptEntry
+    fields = ["seq", "role", "text", "start_ms", "end_ms", "interrupted"]
+    readonly_fields = fields
+    ordering = ["seq"]
+    verbose_name_plural = _("transcript")
+
+
+class CallEventInline(ReadOnlyInline):
+    model = CallEvent
+    fields = ["kind", "at_ms", "data", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = _("timeline")
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    date_hierarchy = "created_at"
+    list_display = [
+        "created_at",
+        "direction",
+        "from_number",
+        "to_number",
+        "agent",
+        "carrier",
+        "status",
+        "duration",
+        "has_recording",
+    ]
+    list_filter = ["status", "direction", "carrier", "agent"]
+    search_fields = ["from_number", "to_number", "carrier_call_id", "transcript__text"]
+    inlines = [TranscriptInline, CallEventInline]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    ("direction", "status"),
+                    ("from_number", "to_number"),
+                    ("agent", "phone_number"),
+                    ("carrier", "carrier_call_id", "stream_id"),
+                    "provider",
+                ]
+            },
+        ),
+        (
+            _("Timing"),
+            {"fields": [("created_at", "answered_at", "ended_at"), "duration", ("end_reason", "error")]},
+        ),
+        (_("Recording"), {"fields": ["recording_player", "recording_duration"]}),
+        (_("Metrics"), {"fields": ["metrics_display"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("agent", "phone_number")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Call._meta.fields] + ["recording_player", "metrics_display"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Calls are records: viewable, never edited by hand.
+        return False
+
+    @admin.display(boolean=True, description=_("recording"))
+    def has_recording(self, obj):
+        return bool(obj.recording)
+
+    @admin.display(description=_("recording"))
+    def recording_player(self, obj):
+        if not obj or not obj.recording:
+            return "—"
+        url = reverse("admin:voiceagents_call_recording", args=[obj.pk])
+        return format_html(
+            '<audio controls preload="none" src="{}"></audio><br><a href="{}" download>{}</a>',
+            url,
+            url,
+            _("Download WAV (caller left, agent right)"),
+        )
+
+    @admin.display(description=_("metrics"))
+    def metrics_display(self, obj):
+        if not obj or not obj.metrics:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td></tr>",
+            ((key, json.dumps(value)) for key, value in sorted(obj.metrics.items())),
+        )
+        return format_html("<table>{}</table>", rows)
+
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:call_id>/recording/",
+                self.admin_site.admin_view(self.recording_view),
+                name="voiceagents_call_recording",
+            ),
+            *super().get_urls(),
+        ]
+
+    def recording_view(self, request, call_id):
+        """Serve a recording to staff who may view calls (recordings are never public media)."""
+        call = get_object_or_404(Call, pk=call_id)
+        if not self.has_view_permission(request, call):
+            raise PermissionDenied
+        if not call.recording:
+            raise Http404("This call has no recording.")
+        try:
+            handle = call.recording.open("rb")
+        except FileNotFoundError as err:
+            raise Http404("The recording file is missing from storage.") from err
+        return FileResponse(handle, content_type="audio/wav", filename=f"call-{call.pk}.wav")

@@ -1,0 +1,111 @@
+"""The one place where django-voiceagents reads its settings.
+
+Lookup order for ``get_setting(name, vendor=...)``: an explicit value (a credential row, a
+keyword argument) → ``settings.VOICEAGENTS[KEY]`` → an environment variable → the default →
+``ConfigurationError`` naming every place that was looked at.
+
+Vendor keys are ``<VENDOR>_<NAME>`` (``OPENAI_API_KEY``, ``TWILIO_API_URL``) and their environment
+variable has the same name, as the vendors' own docs use. App-wide keys have no prefix in the
+dict (``STREAM_TOKEN_TTL``) and read ``VOICEAGENTS_<KEY>`` from the environment.
+
+Settings are read when an object is built (a view, a call session, a task), never at import,
+so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from .exceptions import ConfigurationError
+
+SETTINGS_NAME = "VOICEAGENTS"
+
+
+class _Unset:
+    def __repr__(self):
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
+
+#: Defaults of app-wide settings. Vendor base URLs are defaulted where their client is built.
+DEFAULTS: dict[str, Any] = {
+    "PUBLIC_URL": None,
+    "VERIFY_SIGNATURES": True,
+    "CREDENTIALS_KEY": None,
+    "REPLY_HANDLERS": {},
+    "STREAM_TOKEN_TTL": 60,
+    "HTTP_TIMEOUT": 10.0,
+    "CONNECT_TIMEOUT": 10.0,
+    "HEALTH_CHECK_TIMEOUT": 2.0,
+    "STALE_CALL_GRACE": 300,
+}
+
+
+def setting_key(name: str, vendor: str | None = None) -> str:
+    """The key in the VOICEAGENTS dict: ``OPENAI_API_KEY`` for ``("API_KEY", "openai")``."""
+    name = name.upper()
+    return f"{vendor.upper()}_{name}" if vendor else name
+
+
+def env_var_name(name: str, vendor: str | None = None) -> str:
+    key = setting_key(name, vendor)
+    return key if vendor else f"{SETTINGS_NAME}_{key}"
+
+
+def _cast_env(raw: str, cast: Callable[[str], Any] | None) -> Any:
+    if cast is None:
+        return raw
+    if cast is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"not a boolean: {raw!r}")
+    return cast(raw)
+
+
+def get_setting(
+    name: str,
+    vendor: str | None = None,
+    default: Any = UNSET,
+    *,
+    value: Any = UNSET,
+    cast: Callable[[str], Any] | None = None,
+) -> Any:
+    """Return a django-voiceagents setting.
+
+    ``value`` is an explicit value that wins when it is not None/empty (a credential row's field,
+    a keyword argument). ``cast`` converts a value read from the environment (``int``, ``float``,
+    ``bool``, ``list`` for comma-separated values). ``default`` falls back to ``DEFAULTS`` for
+    app-wide keys.
+    """
+    if value is not UNSET and value not in (None, ""):
+        return value
+    key = setting_key(name, vendor)
+    configured = getattr(settings, SETTINGS_NAME, None) or {}
+    if not isinstance(configured, dict):
+        raise ConfigurationError(f"settings.{SETTINGS_NAME} must be a dict")
+    if key in configured:
+        return configured[key]
+    env_name = env_var_name(name, vendor)
+    if env_name in os.environ:
+        raw = os.environ[env_name]
+        if cast is list:
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        try:
+            return _cast_env(raw, cast)
+        except ValueError as err:
+            raise ConfigurationError(f"Environment variable {env_name} is invalid: {err}") from err
+    if default is not UNSET:
+        return default
+    if not vendor and key in DEFAULTS:
+        return DEFAULTS[key]
+    raise ConfigurationError(
+        f"Missing setting: set {SETTINGS_NAME}[{key!r}] or the {env_name} environment variable"
+    )

@@ -1,0 +1,68 @@
+"""Create the demo agent (and a superuser when VOICEAGENTS_ADMIN_PASSWORD is set). Idempotent."""
+
+import os
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from voiceagents.models import Agent, Credential, Vendor
+
+DEMO_SLUG = "demo"
+
+
+class Command(BaseCommand):
+    help = "Create a demo agent, an OpenAI credential from OPENAI_API_KEY, and an admin user."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default=os.environ.get("VOICEAGENTS_ADMIN_USER", "admin"))
+
+    @transaction.atomic
+    def handle(self, *args, username, **options):
+        credential = self._openai_credential()
+        agent, created = Agent.objects.get_or_create(
+            slug=DEMO_SLUG,
+            defaults={
+                "name": "Demo assistant",
+                "system_prompt": "You are a helpful assistant for {company}. Keep answers short.",
+                "first_message": "Hi, thanks for calling {company}. How can I help?",
+                "variables": {"company": "the demo line"},
+                "openai_credential": credential,
+            },
+        )
+        if not created and credential and agent.openai_credential_id is None:
+            agent.openai_credential = credential
+            agent.save(update_fields=["openai_credential"])
+        self.stdout.write(f"Demo agent: {agent.name} ({'created' if created else 'exists'})")
+        if agent.openai_credential_id is None and not Credential.objects.default_for(Vendor.OPENAI):
+            self.stdout.write(
+                "  No OpenAI credential yet: set OPENAI_API_KEY before `make demo`, or add one "
+                "under Voice agents → Credentials."
+            )
+        self._superuser(username)
+
+    def _openai_credential(self):
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            return None
+        existing = Credential.objects.filter(vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)").first()
+        if existing:
+            return existing
+        credential = Credential(vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)")
+        credential.is_default = not Credential.objects.filter(vendor=Vendor.OPENAI, is_default=True).exists()
+        credential.secret = key
+        credential.save()
+        return credential
+
+    def _superuser(self, username):
+        User = get_user_model()
+        password = os.environ.get("VOICEAGENTS_ADMIN_PASSWORD")
+        if User.objects.filter(username=username).exists():
+            self.stdout.write(f"Admin user {username!r} exists.")
+        elif password:
+            User.objects.create_superuser(username=username, email="", password=password)
+            self.stdout.write(f"Admin user {username!r} created from VOICEAGENTS_ADMIN_PASSWORD.")
+        else:
+            self.stdout.write(
+                "No admin user yet. Create one with: .venv/bin/python manage.py createsuperuser"
+            )
