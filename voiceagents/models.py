@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 
 from django.core.exceptions import ValidationError
@@ -65,6 +67,10 @@ VENDOR_FOR = {
     TTSChoice.ELEVENLABS: Vendor.ELEVENLABS,
     TTSChoice.OPENAI_TTS: Vendor.OPENAI,
 }
+
+
+#: Display names of the pipeline stage choices, for error messages.
+STAGE_LABELS = {**dict(STTChoice.choices), **dict(TTSChoice.choices)}
 
 
 class CredentialQuerySet(models.QuerySet):
@@ -189,8 +195,20 @@ class Credential(models.Model):
                 errors["webhook_public_key"] = _("Only Telnyx credentials have a webhook key.")
         if self.vendor == Vendor.TWILIO and not self.account_sid:
             errors["account_sid"] = _("A Twilio credential needs the account SID (starts 'AC').")
+        bad_keys = [key for key in self.public_keys() if not _is_ed25519_public_key(key)]
+        if bad_keys:
+            errors["webhook_public_key"] = _(
+                "Each line must be a base64 Ed25519 public key (32 bytes), as Telnyx shows it."
+            )
         if errors:
             raise ValidationError(errors)
+
+
+def _is_ed25519_public_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 class Agent(models.Model):
@@ -532,11 +550,9 @@ class Agent(models.Model):
 
     def _clean_pipeline_stage(self, add, stage, choice, chosen):
         vendor = VENDOR_FOR[choice]
-        label = Vendor(vendor).label
+        names = {"choice": STAGE_LABELS[choice], "vendor": Vendor(vendor).label}
         if chosen is not None and chosen.vendor != vendor:
-            add(f"{stage}_credential", _("%(choice)s needs a %(vendor)s credential.") % {
-                "choice": dict(STTChoice.choices | TTSChoice.choices)[choice], "vendor": label
-            })
+            add(f"{stage}_credential", _("%(choice)s needs a %(vendor)s credential.") % names)
         elif self.credential_for(stage) is None:
             add(
                 f"{stage}_credential",
@@ -544,7 +560,7 @@ class Agent(models.Model):
                     "%(choice)s needs a %(vendor)s credential: choose one here, or mark a "
                     "%(vendor)s credential as the default."
                 )
-                % {"choice": dict(STTChoice.choices | TTSChoice.choices)[choice], "vendor": label},
+                % names,
             )
 
 

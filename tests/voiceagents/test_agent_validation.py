@@ -1,0 +1,237 @@
+"""Agent.clean(): each voice architecture's requirements, with field-specific messages."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+import voiceagents
+from voiceagents.models import Agent, Credential, ProviderChoice, Vendor
+
+
+@voiceagents.reply_handler("validation-test-echo")
+async def echo(event):
+    return event["text"]
+
+
+def credential(vendor, default=False):
+    row = Credential(vendor=vendor, label=f"{vendor}-{Credential.objects.count()}", is_default=default)
+    if vendor == Vendor.TWILIO:
+        row.account_sid = "AC" + "0" * 32
+    row.secret = f"{vendor}-secret-value-1234"
+    row.save()
+    return row
+
+
+def errors_of(agent) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as excinfo:
+        agent.full_clean()
+    return {field: [str(m) for m in messages] for field, messages in excinfo.value.message_dict.items()}
+
+
+def agent(**fields):
+    return Agent(name="Test", slug="test", **fields)
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_realtime_without_openai_credential_names_the_field():
+    errors = errors_of(agent())
+    assert "openai_credential" in errors
+    assert "OpenAI Realtime needs an OpenAI credential" in errors["openai_credential"][0]
+
+
+def test_realtime_with_a_chosen_openai_credential_is_valid():
+    agent(openai_credential=credential(Vendor.OPENAI)).full_clean()
+
+
+def test_realtime_falls_back_to_the_default_openai_credential():
+    credential(Vendor.OPENAI, default=True)
+    agent().full_clean()
+
+
+def test_realtime_refuses_a_credential_of_another_vendor():
+    errors = errors_of(agent(openai_credential=credential(Vendor.DEEPGRAM)))
+    assert any("OpenAI credential" in m for m in errors["openai_credential"])
+
+
+def test_convai_without_elevenlabs_credential_names_the_field():
+    credential(Vendor.OPENAI, default=True)  # irrelevant for ConvAI
+    errors = errors_of(agent(provider=ProviderChoice.ELEVENLABS_CONVAI))
+    assert list(errors) == ["elevenlabs_credential"]
+    assert "ElevenLabs Conversational AI needs an ElevenLabs credential" in errors["elevenlabs_credential"][0]
+
+
+def test_pipeline_without_stt_tts_or_reply_handler_names_each_field():
+    errors = errors_of(agent(provider=ProviderChoice.PIPELINE))
+    assert "speech-to-text provider" in errors["stt_provider"][0]
+    assert "text-to-speech provider" in errors["tts_provider"][0]
+    assert "reply handler" in errors["reply_handler"][0]
+
+
+def test_pipeline_falls_back_to_account_deepgram_and_elevenlabs_credentials():
+    credential(Vendor.DEEPGRAM)
+    credential(Vendor.ELEVENLABS)
+    pipeline = agent(
+        provider=ProviderChoice.PIPELINE,
+        stt_provider="deepgram",
+        tts_provider="elevenlabs",
+        reply_handler="validation-test-echo",
+    )
+    pipeline.full_clean()
+    assert pipeline.credential_for("stt").vendor == Vendor.DEEPGRAM
+    assert pipeline.credential_for("tts").vendor == Vendor.ELEVENLABS
+
+
+def test_pipeline_without_any_deepgram_credential_names_stt_credential():
+    credential(Vendor.ELEVENLABS)
+    errors = errors_of(
+        agent(
+            provider=ProviderChoice.PIPELINE,
+            stt_provider="deepgram",
+            tts_provider="elevenlabs",
+            reply_handler="validation-test-echo",
+        )
+    )
+    assert list(errors) == ["stt_credential"]
+    assert "Deepgram" in errors["stt_credential"][0]
+
+
+def test_whisper_uses_an_openai_credential():
+    openai = credential(Vendor.OPENAI)
+    credential(Vendor.ELEVENLABS)
+    pipeline = agent(
+        provider=ProviderChoice.PIPELINE,
+        stt_provider="whisper",
+        tts_provider="elevenlabs",
+        openai_credential=openai,
+        reply_handler="validation-test-echo",
+    )
+    pipeline.full_clean()
+    assert pipeline.credential_for("stt") == openai
+
+
+def test_pipeline_stt_credential_of_wrong_vendor_is_refused():
+    credential(Vendor.ELEVENLABS)
+    errors = errors_of(
+        agent(
+            provider=ProviderChoice.PIPELINE,
+            stt_provider="deepgram",
+            stt_credential=credential(Vendor.OPENAI),
+            tts_provider="elevenlabs",
+            reply_handler="validation-test-echo",
+        )
+    )
+    assert "needs a Deepgram credential" in errors["stt_credential"][0]
+
+
+def test_unknown_reply_handler_lists_registered_names():
+    credential(Vendor.DEEPGRAM)
+    credential(Vendor.ELEVENLABS)
+    errors = errors_of(
+        agent(provider=ProviderChoice.PIPELINE, stt_provider="deepgram", tts_provider="elevenlabs", reply_handler="nope")
+    )
+    assert "'nope'" in errors["reply_handler"][0]
+    assert "validation-test-echo" in errors["reply_handler"][0]
+
+
+def test_llm_prompt_reply_needs_an_openai_credential():
+    credential(Vendor.DEEPGRAM)
+    credential(Vendor.ELEVENLABS)
+    errors = errors_of(
+        agent(provider=ProviderChoice.PIPELINE, stt_provider="deepgram", tts_provider="elevenlabs", reply_prompt="Be kind.")
+    )
+    assert list(errors) == ["reply_credential"]
+
+
+def test_handler_and_prompt_together_are_refused():
+    credential(Vendor.DEEPGRAM)
+    credential(Vendor.ELEVENLABS)
+    errors = errors_of(
+        agent(
+            provider=ProviderChoice.PIPELINE,
+            stt_provider="deepgram",
+            tts_provider="elevenlabs",
+            reply_handler="validation-test-echo",
+            reply_prompt="Be kind.",
+        )
+    )
+    assert "not both" in errors["reply_handler"][0]
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"turn_detection": "semantic_vad"}, None),
+        ({"turn_detection": "psychic"}, "must be one of"),
+        ({"turn_detecton": "server_vad"}, "Unknown option 'turn_detecton'"),
+        ({"audio_format": 5}, "must be a string"),
+        (["not", "an", "object"], "JSON object"),
+    ],
+)
+def test_provider_options_are_validated_per_provider(options, fragment):
+    row = agent(openai_credential=credential(Vendor.OPENAI), provider_options=options)
+    if fragment is None:
+        row.full_clean()
+    else:
+        assert any(fragment in m for m in errors_of(row)["provider_options"])
+
+
+def test_options_of_another_provider_are_refused():
+    row = agent(openai_credential=credential(Vendor.OPENAI), provider_options={"vad": "silero"})
+    assert "Unknown option 'vad'" in errors_of(row)["provider_options"][0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("language", "english please"),
+        ("transfer_allowlist", ["+1 415 555"]),
+        ("variables", {"bad name": "x"}),
+        ("variables", ["not", "a", "dict"]),
+    ],
+)
+def test_field_level_validation(field, value):
+    row = agent(openai_credential=credential(Vendor.OPENAI), **{field: value})
+    assert field in errors_of(row)
+
+
+def test_variables_fill_prompt_and_first_message_but_leave_other_braces():
+    row = agent(
+        system_prompt='You work for {company}. Reply as JSON like {"ok": true}. {unknown} stays.',
+        first_message="Hi, this is {company}!",
+        variables={"company": "Acme"},
+    )
+    assert row.rendered_system_prompt() == 'You work for Acme. Reply as JSON like {"ok": true}. {unknown} stays.'
+    assert row.rendered_first_message() == "Hi, this is Acme!"
+    assert row.rendered_first_message({"company": "Override"}) == "Hi, this is Override!"
+
+
+def test_voice_and_model_defaults_follow_the_seed():
+    assert agent().effective_voice() == "alloy"
+    assert agent().effective_model() == "gpt-4o-mini-realtime-preview"
+    assert agent(provider=ProviderChoice.ELEVENLABS_CONVAI).effective_voice() == "rachel"
+    assert agent(voice="nova").effective_voice() == "nova"
+    assert agent(tts_provider="openai_tts").effective_tts_voice() == "alloy"
+    assert agent(tts_provider="elevenlabs").effective_tts_voice() == "rachel"
+
+
+def test_phone_number_needs_e164_and_a_matching_carrier_credential():
+    from voiceagents.models import PhoneNumber
+
+    number = PhoneNumber(number="4155550100", carrier="twilio", credential=credential(Vendor.TELNYX))
+    with pytest.raises(ValidationError) as excinfo:
+        number.full_clean()
+    assert {"number", "credential"} <= set(excinfo.value.message_dict)
+
+
+def test_telnyx_public_keys_must_be_ed25519_keys_one_per_line():
+    import base64
+
+    good = base64.b64encode(b"k" * 32).decode()
+    row = Credential(vendor=Vendor.TELNYX, label="t", webhook_public_key=f"{good}\nnot-a-key")
+    row.secret = "KEY0123456789"
+    with pytest.raises(ValidationError) as excinfo:
+        row.full_clean()
+    assert "webhook_public_key" in excinfo.value.message_dict
+    row.webhook_public_key = f"{good}\n{good}"
+    row.full_clean()

@@ -1,0 +1,33 @@
+import pytest
+from django.urls import reverse
+
+
+@pytest.mark.django_db
+def test_healthz_reports_ok_without_login_session_or_writes(client, django_assert_max_num_queries):
+    with django_assert_max_num_queries(1):
+        response = client.get(reverse("voiceagents:healthz"))
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert "sessionid" not in response.cookies
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_healthz_answers_503_when_the_channel_layer_is_down(client, settings, voiceagents_settings):
+    voiceagents_settings["HEALTH_CHECK_TIMEOUT"] = 1.0
+    # Nothing listens on port 1: every connection attempt is refused at once.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
+        }
+    }
+    response = client.get("/healthz/")
+    assert response.status_code == 503
+    assert response.json()["channel_layer"] == "down"
+    assert response.json()["database"] == "ok"
+
+
+@pytest.mark.django_db
+def test_healthz_refuses_writes(client):
+    assert client.post("/healthz/").status_code == 405
