@@ -1,0 +1,148 @@
+"""``Patter``, its STT/TTS factories and ``agent()``, with the seed document's parameters and defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PROVIDERS = ("openai_realtime", "elevenlabs_convai", "pipeline")
+DEFAULT_REALTIME_MODEL = "gpt-4o-mini-realtime-preview"
+
+
+@dataclass(frozen=True)
+class STT:
+    """A speech-to-text stage: ``Patter.deepgram()`` or ``Patter.whisper()``."""
+
+    provider: str
+    api_key: str = field(repr=False)
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class TTS:
+    """A text-to-speech stage: ``Patter.elevenlabs()`` or ``Patter.openai_tts()``."""
+
+    provider: str
+    api_key: str = field(repr=False)
+    voice: str = "rachel"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What ``phone.agent(...)`` returns: everything a call needs to know about the agent."""
+
+    system_prompt: str
+    provider: str = "openai_realtime"
+    model: str = ""
+    voice: str = ""
+    first_message: str = ""
+    language: str = "en"
+    variables: dict[str, Any] = field(default_factory=dict)
+    stt: STT | None = None
+    tts: TTS | None = None
+
+
+def _require_key(api_key: str, factory: str) -> str:
+    if not api_key:
+        raise ValueError(f"Patter.{factory}() needs api_key")
+    return api_key
+
+
+class Patter:
+    """Holds the carrier and provider keys of one account (the seed's "local mode")."""
+
+    def __init__(
+        self,
+        *,
+        twilio_sid: str = "",
+        twilio_token: str = "",
+        telnyx_key: str = "",
+        phone_number: str = "",
+        webhook_url: str = "",
+        openai_key: str = "",
+        elevenlabs_key: str = "",
+        deepgram_key: str = "",
+    ):
+        self.twilio_sid = twilio_sid
+        self.twilio_token = twilio_token
+        self.telnyx_key = telnyx_key
+        self.phone_number = phone_number
+        self.webhook_url = webhook_url
+        self.openai_key = openai_key
+        self.elevenlabs_key = elevenlabs_key
+        self.deepgram_key = deepgram_key
+
+    def __repr__(self):
+        return f"Patter(phone_number={self.phone_number!r}, webhook_url={self.webhook_url!r})"
+
+    # -- factories (seed: "STT Providers", "TTS Providers") ---------------------------------
+
+    @staticmethod
+    def deepgram(api_key: str, language: str = "en") -> STT:
+        return STT("deepgram", _require_key(api_key, "deepgram"), language)
+
+    @staticmethod
+    def whisper(api_key: str, language: str = "en") -> STT:
+        return STT("whisper", _require_key(api_key, "whisper"), language)
+
+    @staticmethod
+    def elevenlabs(api_key: str, voice: str = "rachel") -> TTS:
+        return TTS("elevenlabs", _require_key(api_key, "elevenlabs"), voice)
+
+    @staticmethod
+    def openai_tts(api_key: str, voice: str = "alloy") -> TTS:
+        return TTS("openai_tts", _require_key(api_key, "openai_tts"), voice)
+
+    # -- agents ----------------------------------------------------------------------------
+
+    def agent(
+        self,
+        system_prompt: str,
+        provider: str = "openai_realtime",
+        model: str | None = None,
+        voice: str | None = None,
+        *,
+        first_message: str = "",
+        language: str = "en",
+        variables: dict[str, Any] | None = None,
+        stt: STT | None = None,
+        tts: TTS | None = None,
+    ) -> AgentConfig:
+        """Build an agent with the seed's defaults and requirements for each architecture."""
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+        if provider == "openai_realtime":
+            if not self.openai_key:
+                raise ValueError("provider='openai_realtime' needs openai_key in Patter(...)")
+            model = model or DEFAULT_REALTIME_MODEL
+            voice = voice or "alloy"
+        elif provider == "elevenlabs_convai":
+            if not self.elevenlabs_key:
+                raise ValueError("provider='elevenlabs_convai' needs elevenlabs_key in Patter(...)")
+            voice = voice or "rachel"
+        else:
+            # Seed: without explicit stt/tts, fall back to the constructor's Deepgram and
+            # ElevenLabs keys.
+            if stt is None and self.deepgram_key:
+                stt = self.deepgram(self.deepgram_key, language=language)
+            if tts is None and self.elevenlabs_key:
+                tts = self.elevenlabs(self.elevenlabs_key)
+            missing = [name for name, stage in (("stt", stt), ("tts", tts)) if stage is None]
+            if missing:
+                raise ValueError(
+                    "provider='pipeline' needs "
+                    + " and ".join(missing)
+                    + " (pass stt=Patter.deepgram(...)/tts=Patter.elevenlabs(...), or "
+                    "deepgram_key/elevenlabs_key in Patter(...))"
+                )
+        return AgentConfig(
+            system_prompt=system_prompt,
+            provider=provider,
+            model=model or "",
+            voice=voice or "",
+            first_message=first_message,
+            language=language,
+            variables=dict(variables or {}),
+            stt=stt,
+            tts=tts,
+        )
