@@ -1,3 +1,9 @@
-"""WebSocket routes of the carrier app (media-stream consumers are added per carrier)."""
+"""WebSocket routes of the carrier app: one media-stream consumer per carrier."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from .carriers.twilio.media import TwilioMediaConsumer
+
+websocket_urlpatterns = [
+    path("telephony/twilio/media/", TwilioMediaConsumer.as_asgi(), name="twilio_media"),
+]

@@ -684,6 +684,20 @@ class Call(models.Model):
         blank=True,
         help_text=_("Frame counts, latencies and barge-ins, written at call end."),
     )
+    stream_token_used_at = models.DateTimeField(
+        _("media stream authenticated"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("When the single-use stream token was spent; a second use is refused."),
+    )
+    carrier_status_seq = models.IntegerField(
+        _("last carrier status sequence"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Sequence number of the newest status callback applied (callbacks can arrive out of order)."),
+    )
     recording = models.FileField(_("recording"), upload_to=recording_upload_to, blank=True)
     recording_duration = models.DurationField(_("recording duration"), null=True, blank=True)
 

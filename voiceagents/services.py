@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .conf import get_setting
-from .models import Call, CallEvent, CallEventKind, CallStatus
+from .models import FINAL_STATUSES, Call, CallEvent, CallEventKind, CallStatus
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +51,26 @@ def reconcile_stale_calls(now=None) -> int:
     if closed:
         logger.warning("closed %d stale calls", closed)
     return closed
+
+
+def finalize_call(call_id) -> str:
+    """Post-call work after the stream ended. Idempotent; safe when the cleanup was cut short.
+
+    For now it reconciles the call's status and duration: a call whose session never wrote its end
+    (a worker killed during cleanup) but whose carrier reported it over is closed here.
+    """
+    with transaction.atomic():
+        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        if call is None:
+            logger.warning("finalize_call: no call %s", call_id)
+            return "missing"
+        changed = []
+        if call.status not in FINAL_STATUSES and call.stream_token_used_at and call.ended_at:
+            call.status = CallStatus.COMPLETED
+            changed.append("status")
+        if call.duration is None and call.answered_at and call.ended_at:
+            call.duration = call.ended_at - call.answered_at
+            changed.append("duration")
+        if changed:
+            call.save(update_fields=changed)
+    return call.status

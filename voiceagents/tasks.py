@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import OperationalError
 
 from . import services
 
@@ -11,3 +12,14 @@ from . import services
 def reconcile_stale_calls() -> int:
     """Close calls left live by a crashed process. Schedule it every few minutes with beat."""
     return services.reconcile_stale_calls()
+
+
+@shared_task(
+    name="voiceagents.finalize_call",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def finalize_call(call_id: str) -> str:
+    """Post-call work, queued when a call's stream ends."""
+    return services.finalize_call(call_id)

@@ -32,6 +32,8 @@ class ProviderSpec:
     #: Known values offered as suggestions in the admin; anything else passes through.
     suggested_models: tuple[str, ...] = ()
     suggested_voices: tuple[str, ...] = ()
+    #: Dotted path of the runtime class (a ``VoiceProvider``); empty while not yet available.
+    runtime: str = ""
 
 
 providers: Registry[ProviderSpec] = Registry("voice provider")
@@ -47,6 +49,7 @@ providers.register(
         default_voice="alloy",
         suggested_models=("gpt-4o-mini-realtime-preview", "gpt-4o-realtime-preview", "gpt-realtime"),
         suggested_voices=OPENAI_VOICES,
+        runtime="voiceagents.providers.openai_realtime.OpenAIRealtimeProvider",
     )
 )
 providers.register(
@@ -61,3 +64,15 @@ providers.register(
 providers.register(
     ProviderSpec(id="pipeline", name="Pipeline (STT → reply → TTS)", options=PIPELINE_OPTIONS)
 )
+
+
+def build_provider(provider_id: str, config):
+    """Instantiate the runtime provider for one call."""
+    from django.utils.module_loading import import_string
+
+    from ..exceptions import UnsupportedFeature
+
+    spec = providers.get(provider_id)
+    if not spec.runtime:
+        raise UnsupportedFeature(f"The {spec.name} provider cannot take calls yet", vendor=provider_id)
+    return import_string(spec.runtime)(config)

@@ -1,0 +1,155 @@
+"""The carrier-agnostic part of media-stream consumers.
+
+A carrier's consumer subclass parses its own frames and calls the helpers here: ``begin_call``
+(authenticate the stream token, snapshot the call, start the ``CallSession``), ``malformed`` (count
+and rate-limited logging), ``end_session``. It also implements the session's ``CarrierLink``
+(``send_media``, ``send_mark``, ``send_clear``, ``end_call``) in its own frame format.
+
+Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
+handler. For ``websocket.receive`` (50 frames a second per call) we route straight to the handler;
+connect, disconnect and control messages keep the default (style.md §8).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from voiceagents import callsetup, streamtokens
+from voiceagents.audio.formats import AudioFormat
+from voiceagents.control import call_group
+from voiceagents.exceptions import ConfigurationError, VoiceAgentsError, WebhookValidationFailure
+from voiceagents.providers import build_provider
+from voiceagents.session import CallSession
+
+logger = logging.getLogger(__name__)
+
+#: Frames larger than this are refused (a 20 ms media frame is ~300 bytes of JSON).
+MAX_FRAME_BYTES = 64 * 1024
+#: Malformed frames logged per call at WARNING; the rest are only counted.
+MALFORMED_LOG_LIMIT = 5
+#: WebSocket close code for a policy violation (RFC 6455): failed authentication.
+POLICY_VIOLATION = 1008
+
+
+class MediaStreamConsumer(AsyncWebsocketConsumer):
+    """Base of the carriers' media consumers; subclasses implement ``on_text`` and the link."""
+
+    #: Carrier id, as in ``voiceagents.models.Carrier``.
+    carrier_id = ""
+    carrier_format: AudioFormat
+    has_marks = True
+
+    async def dispatch(self, message):
+        if message["type"] == "websocket.receive":
+            # Skip Channels' per-message aclose_old_connections() hop: no ORM here.
+            await self.websocket_receive(message)
+            return
+        await super().dispatch(message)
+
+    async def connect(self):
+        self.session: CallSession | None = None
+        self.call_id: str | None = None
+        self.malformed_count = 0
+        self.closing = False
+        if not await self.authenticate_handshake():
+            logger.warning("%s media stream refused: handshake signature invalid", self.carrier_id)
+            await self.close(code=POLICY_VIOLATION)
+            return
+        await self.accept()
+
+    async def authenticate_handshake(self) -> bool:
+        """Subclasses verify the carrier's handshake signature where it sends one."""
+        return True
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            self.malformed("binary frame")
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            self.malformed(f"frame of {len(text_data)} bytes (limit {MAX_FRAME_BYTES})")
+            return
+        await self.on_text(text_data)
+
+    async def on_text(self, text: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.on_text() must be implemented")
+
+    def malformed(self, why: str) -> None:
+        self.malformed_count += 1
+        if self.malformed_count <= MALFORMED_LOG_LIMIT:
+            logger.warning(
+                "call %s: ignored a malformed %s frame (%s)%s",
+                self.call_id or "?",
+                self.carrier_id,
+                why,
+                "; further ones are only counted" if self.malformed_count == MALFORMED_LOG_LIMIT else "",
+            )
+
+    # -- call start ------------------------------------------------------------------------------
+
+    async def begin_call(self, call_id: str, token: str, stream_id: str) -> bool:
+        """Authenticate the stream and start the session; close 1008 before any provider opens."""
+        try:
+            streamtokens.check(call_id, token)
+            context = await database_sync_to_async(callsetup.start_call)(
+                call_id, stream_id=stream_id, carrier_format=self.carrier_format
+            )
+        except WebhookValidationFailure as err:
+            logger.warning("%s media stream refused: %s", self.carrier_id, err)
+            await self.close(code=POLICY_VIOLATION)
+            return False
+        except callsetup.CallRejected as err:
+            logger.info("call %s: stream refused: %s", call_id, err.reason)
+            await self.close(code=POLICY_VIOLATION)
+            return False
+        except (ConfigurationError, VoiceAgentsError) as err:
+            logger.error("call %s: cannot start: %s", call_id, err)
+            await database_sync_to_async(callsetup.fail_before_start)(call_id, "configuration_error", str(err))
+            await self.close()
+            return False
+        self.call_id = call_id
+        try:
+            provider = build_provider(context.provider_id, context.provider_config)
+        except VoiceAgentsError as err:
+            await database_sync_to_async(callsetup.fail_before_start)(call_id, "provider_unavailable", str(err))
+            await self.close()
+            return False
+        self.session = CallSession(context, self, provider)
+        self.session.metrics["malformed_frames"] = self.malformed_count
+        await self.channel_layer.group_add(call_group(call_id), self.channel_name)
+        self.session.start()
+        return True
+
+    async def end_session(self, reason: str, *, by_carrier: bool) -> None:
+        session = self.session
+        if session is None:
+            return
+        session.metrics["malformed_frames"] = self.malformed_count
+        await session.end(reason, by_carrier=by_carrier)
+
+    async def disconnect(self, code):
+        if getattr(self, "session", None) is not None:
+            await self.end_session("stream_closed", by_carrier=True)
+            await self.channel_layer.group_discard(call_group(self.call_id), self.channel_name)
+
+    # -- CarrierLink ------------------------------------------------------------------------------
+
+    async def end_call(self) -> None:
+        if not self.closing:
+            self.closing = True
+            await self.close()
+
+    # -- control plane (voiceagents.control) ------------------------------------------------------
+
+    async def call_hangup(self, message):
+        logger.info("call %s: hang-up requested (%s)", self.call_id, message.get("reason", ""))
+        await self.end_session(message.get("reason") or "operator_hangup", by_carrier=False)
+
+    async def call_say(self, message):
+        if self.session is not None and message.get("text"):
+            await self.session.say(message["text"])
+
+    async def call_transfer(self, message):
+        logger.warning("call %s: transfer is not available on this carrier yet", self.call_id)

@@ -1,0 +1,228 @@
+"""A loopback fake of the OpenAI Realtime API (GA protocol, protocols.md §4), scripted per test.
+
+It is a real WebSocket server on 127.0.0.1, port 0: the provider under test connects to it through
+its ``OPENAI_REALTIME_URL`` setting exactly as it would to OpenAI. The fake records what it receives
+(events, appended audio, headers) and answers like the real service: ``session.created`` first,
+``session.updated`` merging updates, responses streamed faster than real time as
+``response.output_audio.delta`` events, ``conversation.item.truncated`` for truncations and
+``response.done`` with ``cancelled`` for ``response.cancel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+from dataclasses import dataclass, field
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+
+@dataclass
+class ScriptedResponse:
+    """What the fake says for one ``response.create``: audio bytes (in the session's output format)."""
+
+    audio: bytes
+    transcript: str
+    #: Bytes per ``response.output_audio.delta`` (OpenAI sends variable sizes; 100 ms of μ-law here).
+    chunk: int = 800
+    #: Pause between deltas; 0 streams the whole response at once, as OpenAI does (faster than real time).
+    interval: float = 0.0
+
+
+@dataclass
+class FakeSession:
+    connection: ServerConnection
+    headers: Headers
+    path: str
+    received: list[dict] = field(default_factory=list)
+    audio_in: bytearray = field(default_factory=bytearray)
+    config: dict = field(default_factory=dict)
+    active_response: str | None = None
+    response_tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+class FakeOpenAIRealtime:
+    """Use as ``async with FakeOpenAIRealtime() as fake:`` and point ``OPENAI_REALTIME_URL`` at ``fake.url``."""
+
+    def __init__(self, api_key: str = "sk-test-openai", responses: list[ScriptedResponse] | None = None):
+        self.api_key = api_key
+        self.responses: list[ScriptedResponse] = list(responses or [])
+        self.sessions: list[FakeSession] = []
+        self.connection_attempts = 0
+        self._ids = itertools.count(1)
+        self._server = None
+        self.session_ready = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self):
+        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._authorize)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}/v1/realtime"
+        return self
+
+    async def __aexit__(self, *exc):
+        for session in self.sessions:
+            for task in session.response_tasks:
+                task.cancel()
+        self._server.close()
+        await self._server.wait_closed()
+
+    @property
+    def session(self) -> FakeSession:
+        return self.sessions[-1]
+
+    def events_of(self, event_type: str) -> list[dict]:
+        return [e for s in self.sessions for e in s.received if e.get("type") == event_type]
+
+    async def wait_for(self, predicate, timeout: float = 5.0):
+        """Wait until ``predicate()`` is truthy (polling the recorded state); return its value."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"fake OpenAI: condition not met within {timeout}s")
+            await asyncio.sleep(0.005)
+
+    # -- server side -------------------------------------------------------------------------
+
+    def _authorize(self, connection, request):
+        self.connection_attempts += 1
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return Response(401, "Unauthorized", Headers(), b'{"error": {"message": "Incorrect API key"}}')
+        return None
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids)}"
+
+    async def _handle(self, connection: ServerConnection):
+        session = FakeSession(connection, connection.request.headers, connection.request.path)
+        self.sessions.append(session)
+        if connection.request.headers.get("OpenAI-Beta"):
+            await self.send({"type": "error", "error": {"type": "invalid_request_error",
+                                                        "code": "beta_api_shape_disabled",
+                                                        "message": "The beta API shape is disabled."}}, session)
+            await connection.close(4000, "invalid_request_error.beta_api_shape_disabled")
+            return
+        await self.send({"type": "session.created", "session": {"type": "realtime", "id": self._next_id("sess")}}, session)
+        try:
+            async for message in connection:
+                event = json.loads(message)
+                session.received.append(event)
+                await self._on_event(session, event)
+        except Exception:  # noqa: BLE001 - a fake stops quietly when the client goes away
+            pass
+
+    async def send(self, event: dict, session: FakeSession | None = None):
+        session = session or self.session
+        event.setdefault("event_id", self._next_id("event"))
+        await session.connection.send(json.dumps(event))
+
+    async def _on_event(self, session: FakeSession, event: dict):
+        kind = event.get("type")
+        if kind == "session.update":
+            _merge(session.config, event.get("session", {}))
+            await self.send({"type": "session.updated", "session": session.config}, session)
+            self.session_ready.set()
+        elif kind == "input_audio_buffer.append":
+            session.audio_in += base64.b64decode(event["audio"])
+        elif kind == "response.create":
+            task = asyncio.ensure_future(self._respond(session, event))
+            session.response_tasks.append(task)
+        elif kind == "response.cancel":
+            await self._cancel(session, "client_cancelled")
+        elif kind == "conversation.item.truncate":
+            await self.send({"type": "conversation.item.truncated", "item_id": event["item_id"],
+                             "content_index": 0, "audio_end_ms": event["audio_end_ms"]}, session)
+
+    async def _respond(self, session: FakeSession, request: dict):
+        if self.responses:
+            script = self.responses.pop(0)
+        else:
+            text = (request.get("response") or {}).get("instructions", "") or "OK."
+            script = ScriptedResponse(audio=b"\x7f" * 1600, transcript=text)
+        response_id, item_id = self._next_id("resp"), self._next_id("item")
+        session.active_response = response_id
+        ids = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
+        await self.send({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}}, session)
+        await self.send({"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
+                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress"}}, session)
+        for start in range(0, len(script.audio), script.chunk):
+            if session.active_response != response_id:
+                return
+            chunk = script.audio[start : start + script.chunk]
+            await self.send({"type": "response.output_audio.delta", **ids,
+                             "delta": base64.b64encode(chunk).decode()}, session)
+            if script.interval:
+                await asyncio.sleep(script.interval)
+        if session.active_response != response_id:
+            return
+        await self.send({"type": "response.output_audio_transcript.delta", **ids, "delta": script.transcript}, session)
+        await self.send({"type": "response.output_audio.done", **ids}, session)
+        await self.send({"type": "response.output_audio_transcript.done", **ids, "transcript": script.transcript}, session)
+        await self.send({"type": "response.output_item.done", "response_id": response_id, "output_index": 0,
+                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "completed"}}, session)
+        session.active_response = None
+        await self.send({"type": "response.done", "response": {
+            "id": response_id, "status": "completed", "status_details": None,
+            "output": [{"type": "message", "id": item_id, "role": "assistant",
+                        "content": [{"type": "output_audio", "transcript": script.transcript}]}],
+            "usage": {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5}}}, session)
+
+    async def _cancel(self, session: FakeSession, reason: str):
+        response_id = session.active_response
+        if response_id is None:
+            await self.send({"type": "error", "error": {"type": "invalid_request_error",
+                                                        "code": "response_cancel_not_active",
+                                                        "message": "Cancellation failed: no active response found."}}, session)
+            return
+        session.active_response = None
+        await self.send({"type": "response.done", "response": {"id": response_id, "status": "cancelled",
+                                                                "status_details": {"reason": reason}}}, session)
+
+    # -- test controls -----------------------------------------------------------------------
+
+    async def speech_started(self, audio_start_ms: int = 0, interrupt_response: bool = True) -> str:
+        """The caller starts talking. Like server VAD with interrupt_response, cancel the active response."""
+        item_id = self._next_id("item")
+        await self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id})
+        if interrupt_response and self.session.active_response:
+            await self._cancel(self.session, "turn_detected")
+        return item_id
+
+    async def speech_stopped(self, item_id: str, audio_end_ms: int = 0):
+        await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id})
+        await self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None})
+
+    async def caller_transcript(self, item_id: str, text: str):
+        await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
+                         "content_index": 0, "transcript": text})
+
+    async def respond(self, script: ScriptedResponse):
+        """Start a response on the server's own initiative (as server VAD does after a turn)."""
+        session = self.session
+        session.response_tasks.append(asyncio.ensure_future(self._respond_with(session, script)))
+
+    async def _respond_with(self, session, script):
+        self.responses.insert(0, script)
+        await self._respond(session, {})
+
+    async def error(self, message: str, code: str = "server_error", error_type: str = "server_error"):
+        await self.send({"type": "error", "error": {"type": error_type, "code": code, "message": message}})
+
+    async def drop(self, code: int = 1011, reason: str = "internal error"):
+        await self.session.connection.close(code, reason)
+
+
+def _merge(target: dict, update: dict):
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value

@@ -1,0 +1,208 @@
+"""The two database edges of a live call: the snapshot taken at stream start, and the final write.
+
+Everything the call world needs is loaded here once, in one round trip, into plain frozen
+dataclasses (style.md §1); nothing in ``session.py`` reads settings or the database afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+
+from . import streamtokens
+from .audio.formats import AudioFormat
+from .conf import get_setting
+from .exceptions import ConfigurationError, WebhookValidationFailure
+from .models import FINAL_STATUSES, Call, CallEvent, CallEventKind, CallStatus, ProviderChoice
+from .providers.base import ProviderConfig
+
+logger = logging.getLogger(__name__)
+
+#: Vendor whose credential each realtime provider uses, and its URL setting and default.
+PROVIDER_ENDPOINTS = {
+    ProviderChoice.OPENAI_REALTIME: ("openai", "REALTIME_URL", "wss://api.openai.com/v1/realtime"),
+}
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """The per-call snapshot handed to ``CallSession``."""
+
+    call_id: str
+    carrier: str
+    provider_id: str
+    provider_config: ProviderConfig
+    first_message: str
+    record: bool
+    max_duration_s: int
+    mark_interval_ms: int
+    pacer_lead_ms: int
+    recording_dir: str
+
+
+class CallRejected(Exception):
+    """The stream may not run (token spent, call over, agent gone); ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def start_call(call_id, *, stream_id: str, carrier_format: AudioFormat) -> CallContext:
+    """Spend the stream token, mark the call in progress and snapshot its configuration.
+
+    Raises WebhookValidationFailure for a replayed token and CallRejected when the call cannot
+    run; the caller closes the stream before any provider socket opens.
+    """
+    with transaction.atomic():
+        if not streamtokens.spend(call_id):
+            raise WebhookValidationFailure("stream token already used", call_id=call_id)
+        call = Call.objects.select_related("agent").select_for_update(of=("self",)).get(pk=call_id)
+        if call.status in FINAL_STATUSES:
+            raise CallRejected("call_already_ended")
+        agent = call.agent
+        if agent is None or not agent.enabled:
+            raise CallRejected("agent_unavailable")
+        config = _provider_config(call, agent, carrier_format)
+        now = timezone.now()
+        previous = call.status
+        call.status = CallStatus.IN_PROGRESS
+        call.answered_at = call.answered_at or now
+        call.stream_id = stream_id[:128]
+        call.provider = agent.provider
+        call.save(update_fields=["status", "answered_at", "stream_id", "provider"])
+        CallEvent.objects.create(
+            call=call,
+            kind=CallEventKind.STATUS,
+            at_ms=0,
+            data={"from": previous, "to": CallStatus.IN_PROGRESS, "reason": "stream_started"},
+        )
+    return CallContext(
+        call_id=str(call.pk),
+        carrier=call.carrier,
+        provider_id=agent.provider,
+        provider_config=config,
+        first_message=agent.rendered_first_message(_call_variables(call)),
+        record=agent.record_calls,
+        max_duration_s=agent.max_call_duration,
+        mark_interval_ms=int(get_setting("MARK_INTERVAL_MS", default=40, cast=int)),
+        pacer_lead_ms=int(get_setting("PACER_LEAD_MS", default=80, cast=int)),
+        recording_dir=str(get_setting("RECORDING_TMP_DIR", default="") or _default_tmp()),
+    )
+
+
+def _default_tmp() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _call_variables(call: Call) -> dict:
+    return {"caller_number": call.from_number, "called_number": call.to_number}
+
+
+def _provider_config(call: Call, agent, carrier_format: AudioFormat) -> ProviderConfig:
+    endpoint = PROVIDER_ENDPOINTS.get(agent.provider)
+    if endpoint is None:
+        raise CallRejected(f"provider_not_available:{agent.provider}")
+    vendor, url_setting, default_url = endpoint
+    credential = agent.credential_for("provider")
+    api_key = credential.secret if credential else get_setting("API_KEY", vendor=vendor, default="")
+    if not api_key:
+        raise ConfigurationError(
+            f"Agent {agent.slug!r} has no {vendor} credential: choose one in the admin, mark one "
+            f"as default, or set VOICEAGENTS['{vendor.upper()}_API_KEY']"
+        )
+    base_url = (credential.api_base_url if credential else "") or get_setting(
+        url_setting, vendor=vendor, default=default_url
+    )
+    return ProviderConfig(
+        call_id=str(call.pk),
+        api_key=api_key,
+        base_url=base_url,
+        model=agent.effective_model(),
+        voice=agent.effective_voice(),
+        instructions=agent.rendered_system_prompt(_call_variables(call)),
+        language=agent.language,
+        options=dict(agent.provider_options or {}),
+        carrier_format=carrier_format,
+        connect_timeout=float(get_setting("CONNECT_TIMEOUT", cast=float)),
+    )
+
+
+def fail_before_start(call_id, reason: str, error: str = "") -> None:
+    """Record that a stream was refused after authenticating (agent gone, misconfiguration)."""
+    now = timezone.now()
+    Call.objects.filter(pk=call_id).exclude(status__in=FINAL_STATUSES).update(
+        status=CallStatus.FAILED, ended_at=now, end_reason=reason[:100], error=error
+    )
+
+
+def finish_call(
+    call_id,
+    *,
+    failed: bool,
+    end_reason: str,
+    error: str,
+    metrics: dict,
+    recording_path: str | None,
+    recording_ms: float | None,
+) -> None:
+    """Write the end of the call: status, times, metrics and the recording; queue post-call work.
+
+    A carrier status callback may have marked the call final already (it can arrive before the
+    stream's ``stop``); its status stands, and the rest is still written.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        previous = call.status
+        if call.status not in FINAL_STATUSES:
+            call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
+            call.ended_at = now
+            if call.answered_at:
+                call.duration = now - call.answered_at
+        call.end_reason = end_reason[:100]
+        call.error = error
+        call.metrics = {**(call.metrics or {}), **metrics}
+        if recording_path:
+            _attach_recording(call, recording_path, recording_ms)
+        call.save()
+        if call.status != previous:
+            CallEvent.objects.create(
+                call=call,
+                kind=CallEventKind.STATUS,
+                data={"from": previous, "to": call.status, "reason": end_reason},
+            )
+        transaction.on_commit(lambda: _queue_finalize(call.pk))
+
+
+def _attach_recording(call: Call, path: str, duration_ms: float | None) -> None:
+    try:
+        with open(path, "rb") as handle:
+            call.recording.save(f"{call.pk}.wav", File(handle), save=False)
+        call.recording_duration = timedelta(milliseconds=duration_ms or 0)
+    except OSError:
+        logger.exception("call %s: cannot store the recording %s", call.pk, path)
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
+
+
+def _queue_finalize(call_id) -> None:
+    from .tasks import finalize_call
+
+    try:
+        finalize_call.delay(str(call_id))
+    except Exception:
+        # The broker being down must not lose the call's row; reconcile_stale_calls and the
+        # carrier's status callback still close it.
+        logger.exception("call %s: cannot queue finalize_call", call_id)

@@ -1,0 +1,303 @@
+"""OpenAI Realtime (GA protocol, protocols.md §4): one speech-to-speech WebSocket per call.
+
+On a Twilio leg (μ-law 8 kHz) the session uses ``audio/pcmu`` both ways, so caller payloads go to
+OpenAI and agent deltas go to the carrier as the very same base64 strings, never decoded. Other legs
+(Telnyx L16) use ``audio/pcm`` at 24 kHz, which the session converts with the audio core. The option
+``audio_format = "pcm"`` forces PCM on Twilio too.
+
+Only the GA shape is spoken: the beta shape (``OpenAI-Beta: realtime=v1``) was retired in 2026.
+Beta event names are still accepted when parsing, defensively (§4.9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from ..audio.formats import MULAW_8K, PCM16_24K
+from ..exceptions import ProviderConnectionError, ProviderProtocolError
+from .base import (
+    AgentAudio,
+    AgentTranscript,
+    AgentTurnDone,
+    AgentTurnStarted,
+    CallerSpeechStarted,
+    CallerSpeechStopped,
+    CallerTranscript,
+    ProviderErrorEvent,
+    ProviderEvent,
+    ToolCall,
+    VoiceProvider,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+#: Error types that say our request was wrong (e.g. cancelling when nothing is active): the session
+#: goes on. Anything else (server_error, rate limits on the session...) ends the call.
+RECOVERABLE_ERROR_TYPES = frozenset({"invalid_request_error"})
+#: Realtime events can carry up to 15 MiB of audio; keep a margin for the JSON around it.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+_AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
+_TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_transcript.done"}
+
+
+class OpenAIRealtimeProvider(VoiceProvider):
+    id = "openai_realtime"
+    name = "OpenAI Realtime"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._ws: ClientConnection | None = None
+        self.session_id = ""
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _url(self) -> str:
+        base = self.config.base_url or DEFAULT_URL
+        separator = "&" if "?" in base else "?"
+        return f"{base}{separator}{urlencode({'model': self.config.model})}"
+
+    def _use_pcmu(self) -> bool:
+        forced = self.config.options.get("audio_format")
+        if forced:
+            return forced == "pcmu"
+        return self.config.carrier_format == MULAW_8K
+
+    async def open(self) -> None:
+        pcmu = self._use_pcmu()
+        self.input_format = self.output_format = MULAW_8K if pcmu else PCM16_24K
+        try:
+            self._ws = await connect(
+                self._url(),
+                additional_headers={"Authorization": f"Bearer {self.config.api_key}"},
+                open_timeout=self.config.connect_timeout,
+                max_size=MAX_MESSAGE_BYTES,
+                # Audio frames are small and latency-critical: no compression.
+                compression=None,
+            )
+            created = json.loads(
+                await asyncio.wait_for(self._ws.recv(), self.config.connect_timeout)
+            )
+        except InvalidStatus as err:
+            status = err.response.status_code
+            raise ProviderConnectionError(
+                "OpenAI Realtime refused the connection"
+                + (" (check the API key)" if status in (401, 403) else ""),
+                vendor=self.id,
+                call_id=self.config.call_id,
+                status_code=status,
+                response=err.response.body,
+            ) from err
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as err:
+            await self._close_quietly()
+            raise ProviderConnectionError(
+                "cannot reach OpenAI Realtime", vendor=self.id, call_id=self.config.call_id
+            ) from err
+        if created.get("type") != "session.created":
+            await self._close_quietly()
+            raise ProviderProtocolError(
+                f"expected session.created, got {created.get('type')!r}",
+                vendor=self.id,
+                call_id=self.config.call_id,
+                response=json.dumps(created)[:300],
+            )
+        self.session_id = (created.get("session") or {}).get("id", "")
+        await self._send({"type": "session.update", "session": self.session_config(pcmu)})
+
+    def session_config(self, pcmu: bool) -> dict:
+        options = self.config.options
+        audio_format = {"type": "audio/pcmu"} if pcmu else {"type": "audio/pcm", "rate": 24000}
+        session: dict = {
+            "type": "realtime",
+            "instructions": self.config.instructions,
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {
+                    "format": audio_format,
+                    "transcription": {
+                        "model": options.get("transcription_model", DEFAULT_TRANSCRIPTION_MODEL),
+                        # Transcription wants ISO-639-1: the primary subtag of the BCP-47 tag.
+                        "language": self.config.language.split("-")[0].lower(),
+                    },
+                    "turn_detection": _turn_detection(options.get("turn_detection", "server_vad")),
+                },
+                "output": {"format": audio_format, "voice": self.config.voice},
+            },
+        }
+        if "tools" in options:
+            session["tools"] = options["tools"]
+        if "max_output_tokens" in options:
+            session["max_output_tokens"] = options["max_output_tokens"]
+        _merge(session, options.get("session") or {})
+        return session
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _send(self, event: dict) -> None:
+        await self._send_text(json.dumps(event))
+
+    async def _send_text(self, text: str) -> None:
+        if self._ws is None:
+            raise ProviderConnectionError("not connected", vendor=self.id, call_id=self.config.call_id)
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed as err:
+            raise ProviderConnectionError(
+                "OpenAI Realtime connection closed", vendor=self.id, call_id=self.config.call_id
+            ) from err
+
+    async def send_audio(self, payload: str) -> None:
+        # Base64 needs no JSON escaping: build the frame without json.dumps (hot path).
+        await self._send_text('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
+
+    async def say(self, text: str) -> None:
+        await self._send(
+            {
+                "type": "response.create",
+                "response": {
+                    "instructions": "Say exactly the following to the caller, word for word, "
+                    f"and nothing else: {text}"
+                },
+            }
+        )
+
+    async def interrupt(self, item_id: str, audio_end_ms: int) -> None:
+        """Truncate the item to what was heard (§4.7); cancel the reply if the server won't."""
+        await self._send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": max(0, int(audio_end_ms)),
+            }
+        )
+        if not self._server_cancels_on_speech():
+            await self.cancel_response()
+
+    def _server_cancels_on_speech(self) -> bool:
+        """With VAD and interrupt_response on (our default), OpenAI cancels the reply itself."""
+        detection = self.session_config(True)["audio"]["input"]["turn_detection"]
+        return bool(detection) and detection.get("interrupt_response", True)
+
+    async def cancel_response(self) -> None:
+        await self._send({"type": "response.cancel"})
+
+    async def send_dtmf(self, digit: str) -> None:
+        await self._send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": f"The caller pressed the key {digit} on their keypad."}
+                    ],
+                },
+            }
+        )
+        await self._send({"type": "response.create"})
+
+    async def close(self) -> None:
+        await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), 2)
+            except (TimeoutError, OSError, ConnectionClosed):
+                pass
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        ws = self._ws
+        if ws is None:
+            raise ProviderConnectionError("not connected", vendor=self.id, call_id=self.config.call_id)
+        try:
+            async for message in ws:
+                try:
+                    event = json.loads(message)
+                except (TypeError, ValueError):
+                    logger.warning("call %s: OpenAI sent a frame that is not JSON", self.config.call_id)
+                    continue
+                mapped = self._map(event)
+                if mapped is not None:
+                    yield mapped
+        except ConnectionClosed as err:
+            if self._ws is None:
+                return  # we closed it
+            raise ProviderConnectionError(
+                f"OpenAI Realtime closed the connection ({_close_summary(err)})",
+                vendor=self.id,
+                call_id=self.config.call_id,
+            ) from err
+        if self._ws is not None and ws.close_code not in (1000, None):
+            raise ProviderConnectionError(
+                f"OpenAI Realtime closed the connection (code {ws.close_code}: {ws.close_reason})",
+                vendor=self.id,
+                call_id=self.config.call_id,
+            )
+
+    def _map(self, event: dict) -> ProviderEvent | None:
+        kind = event.get("type")
+        if kind in _AUDIO_DELTA:
+            return AgentAudio(event.get("item_id", ""), event.get("response_id", ""), event.get("delta", ""))
+        if kind == "response.output_item.added":
+            item = event.get("item") or {}
+            if item.get("type") == "message":
+                return AgentTurnStarted(item.get("id", ""), event.get("response_id", ""), raw=event)
+            return None
+        if kind in _TRANSCRIPT_DONE:
+            return AgentTranscript(event.get("item_id", ""), event.get("transcript", ""), raw=event)
+        if kind == "response.done":
+            response = event.get("response") or {}
+            details = response.get("status_details") or {}
+            return AgentTurnDone(response.get("id", ""), response.get("status", ""), details.get("reason", ""), raw=event)
+        if kind == "input_audio_buffer.speech_started":
+            return CallerSpeechStarted(event.get("item_id", ""), event.get("audio_start_ms"), raw=event)
+        if kind == "input_audio_buffer.speech_stopped":
+            return CallerSpeechStopped(event.get("item_id", ""), event.get("audio_end_ms"), raw=event)
+        if kind == "conversation.item.input_audio_transcription.completed":
+            return CallerTranscript(event.get("item_id", ""), event.get("transcript", ""), raw=event)
+        if kind == "response.function_call_arguments.done":
+            return ToolCall(event.get("call_id", ""), event.get("name", ""), event.get("arguments", ""), raw=event)
+        if kind == "error":
+            error = event.get("error") or {}
+            return ProviderErrorEvent(
+                error.get("message", "unknown error"),
+                code=error.get("code") or error.get("type") or "",
+                fatal=error.get("type") not in RECOVERABLE_ERROR_TYPES,
+                raw=event,
+            )
+        return None
+
+
+def _turn_detection(kind: str) -> dict | None:
+    if kind == "none":
+        return None
+    return {"type": kind, "create_response": True, "interrupt_response": True}
+
+
+def _merge(target: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _close_summary(err: ConnectionClosed) -> str:
+    frame = err.rcvd
+    if frame is None:
+        return "no close frame"
+    return f"code {frame.code}: {frame.reason}" if frame.reason else f"code {frame.code}"
