@@ -61,3 +61,275 @@ async def test_stream_with_forged_token_is_closed_before_any_provider_connection
     await caller.start({"call_id": str(setup.call.pk), "stream_token": setup.token[:-2] + "xx"})
     assert await caller.wait_closed() == 1008
     assert fake_openai.connection_attempts == 0
+
+
+def ulaw_tone(ms: int, freq: float = 440.0, amplitude: float = 8000.0) -> bytes:
+    import numpy as np
+
+    from voiceagents.audio.g711 import ulaw_encode
+
+    t = np.arange(ms * 8) / 8000.0
+    return ulaw_encode((amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16))
+
+
+async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(create_call, connect_caller, fake_openai):
+    from tests.fakes.openai_realtime import ScriptedResponse
+
+    fake_openai.responses.append(ScriptedResponse(audio=ulaw_tone(2000), transcript="A long greeting."))
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    streaming = asyncio.ensure_future(caller.stream_audio(ulaw_tone(3000, 300), realtime=True))
+
+    await fake_openai.wait_for(lambda: caller.media_in)
+    loop = asyncio.get_running_loop()
+    first_audio = loop.time()
+    await asyncio.sleep(0.7)
+    item = await fake_openai.speech_started(audio_start_ms=700)
+    await fake_openai.wait_for(lambda: caller.clears, timeout=2)
+    heard_by_twilio_ms = caller.playback.acked_bytes / 8
+    truncate = (await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.truncate")))[0]
+    assert truncate["content_index"] == 0
+    assert abs(truncate["audio_end_ms"] - heard_by_twilio_ms) <= 40
+    assert 500 <= truncate["audio_end_ms"] <= 800
+    # Server VAD cancels the reply itself (interrupt_response): we must not send response.cancel.
+    assert not fake_openai.events_of("response.cancel")
+    barge_in_at = loop.time() - first_audio
+
+    await fake_openai.speech_stopped(item, audio_end_ms=1500)
+    await fake_openai.caller_transcript(item, "Wait, I have a question.")
+    await streaming
+    await caller.stop()
+    await caller.wait_closed()
+
+    call = await Call.objects.aget(pk=setup.call.pk)
+    entries = [e async for e in TranscriptEntry.objects.filter(call=call).order_by("seq")]
+    assert [(e.role, e.interrupted) for e in entries] == [("agent", True), ("caller", False)]
+    assert entries[0].text == "A long greeting."
+    assert entries[1].text == "Wait, I have a question."
+    assert entries[0].end_ms - entries[0].start_ms == truncate["audio_end_ms"]
+    assert call.metrics["barge_ins"] == 1
+    # Agent audio after the clear never reached the caller: far less than the 2 s generated.
+    assert len(caller.media_in) / 8 < (barge_in_at * 1000) + 200
+
+    import wave
+
+    import numpy as np
+
+    from voiceagents.audio.g711 import ulaw_decode
+
+    assert call.recording
+    with wave.open(call.recording.path) as wav:
+        assert wav.getnchannels() == 2
+        assert wav.getframerate() == 8000
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    duration_ms = len(frames) / 8
+    assert abs(duration_ms - call.metrics["duration_ms"]) <= 100
+    caller_sent = ulaw_decode(ulaw_tone(3000, 300)).astype(float)
+    left = frames[:, 0].astype(float)
+    # The caller channel holds the sent tone (timestamps from Twilio place it at 0 ms).
+    n = min(len(left), len(caller_sent))
+    assert n >= len(caller_sent) - 8 * 50  # at most 50 ms short (the call ended with the audio)
+    corr = np.dot(left[:n], caller_sent[:n]) / (np.linalg.norm(left[:n]) * np.linalg.norm(caller_sent[:n]))
+    assert corr > 0.95
+    right = frames[:, 1].astype(float)
+    cut_ms = entries[0].end_ms
+    assert np.abs(right[: int(cut_ms * 8)]).mean() > 1000  # the agent talked until the barge-in...
+    assert np.abs(right[int((cut_ms + 60) * 8) :]).max() == 0  # ...and not after it
+
+
+async def test_caller_audio_sent_before_the_provider_is_ready_is_buffered_in_order(
+    create_call, connect_caller, fake_openai
+):
+    fake_openai.created_delay = 0.3
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    audio = bytes(range(256)) * 5
+    await caller.stream_audio(audio, realtime=False)  # all of it before session.created
+    await fake_openai.wait_for(lambda: fake_openai.sessions and len(fake_openai.session.audio_in) >= len(audio))
+    assert bytes(fake_openai.session.audio_in) == audio
+    await caller.stop()
+    await caller.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "this is not json",
+        '["an", "array"]',
+        '{"no_event": 1}',
+        '{"event": "teleport"}',
+        '{"event": "media", "media": {"payload": "***not base64***"}}',
+        '{"event": "media", "media": {}}',
+        '{"event": "mark"}',
+        '{"event": "dtmf", "dtmf": null}',
+        "x" * (1024 * 1024),
+    ],
+    ids=["not-json", "array", "no-event", "unknown-event", "bad-base64", "no-payload", "mark-no-name", "dtmf-null", "1MB"],
+)
+async def test_malformed_frames_are_counted_and_the_call_goes_on(create_call, connect_caller, fake_openai, frame):
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    await caller.media(b"\x01" * 160)
+    await fake_openai.wait_for(lambda: fake_openai.sessions and len(fake_openai.session.audio_in) == 160)
+    await caller.communicator.send_to(text_data=frame)
+    await caller.media(b"\x02" * 160)
+    await fake_openai.wait_for(lambda: len(fake_openai.session.audio_in) == 320)
+    assert bytes(fake_openai.session.audio_in[160:]) == b"\x02" * 160
+    await caller.stop()
+    await caller.wait_closed()
+    call = await Call.objects.aget(pk=setup.call.pk)
+    assert call.status == CallStatus.COMPLETED
+    assert call.metrics["malformed_frames"] == 1
+
+
+@pytest.mark.parametrize("how", ["drop", "error"])
+async def test_provider_failure_mid_call_fails_the_call_and_keeps_the_transcript(
+    create_call, connect_caller, fake_openai, how
+):
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    await fake_openai.wait_for(lambda: fake_openai.events_of("response.done") or caller.media_in)
+    item = await fake_openai.speech_started(audio_start_ms=100)
+    await fake_openai.caller_transcript(item, "Hello?")
+    await asyncio.sleep(0.3)
+    if how == "drop":
+        await fake_openai.drop(1011, "internal error")
+    else:
+        await fake_openai.error("The server had an error", code="server_error")
+    assert await caller.wait_closed(timeout=5) is not None or caller.closed.is_set()
+
+    call = await _wait_final(setup.call.pk)
+    assert call.status == CallStatus.FAILED
+    assert call.end_reason == "provider_error"
+    assert ("server_error" if how == "error" else "1011") in call.error
+    texts = [e.text async for e in TranscriptEntry.objects.filter(call=call).order_by("seq")]
+    assert "Hello?" in texts
+
+
+async def _wait_final(call_id, timeout: float = 5.0) -> Call:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        call = await Call.objects.aget(pk=call_id)
+        if call.ended_at is not None or loop.time() > deadline:
+            return call
+        await asyncio.sleep(0.05)
+
+
+async def test_dtmf_goes_to_the_model_and_the_timeline(create_call, connect_caller, fake_openai):
+    from voiceagents.models import CallEvent
+
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
+    await asyncio.sleep(0.05)
+    await caller.dtmf("5")
+    created = await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.create"))
+    assert "5" in created[0]["item"]["content"][0]["text"]
+    await caller.stop()
+    await caller.wait_closed()
+    assert await CallEvent.objects.filter(call_id=setup.call.pk, kind="dtmf", data__digit="5").aexists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "expired", "reused", "other-call"])
+async def test_bad_stream_tokens_close_1008_before_the_provider_is_contacted(
+    create_call, connect_caller, fake_openai, problem
+):
+    import time
+
+    from voiceagents import streamtokens
+
+    setup = await create_call()
+    params = setup.parameters
+    if problem == "missing":
+        params = {"call_id": params["call_id"]}
+    elif problem == "expired":
+        params["stream_token"] = streamtokens.mint(setup.call.pk, now=time.time() - 3600)
+    elif problem == "other-call":
+        import uuid
+
+        params["stream_token"] = streamtokens.mint(uuid.uuid4())
+    elif problem == "reused":
+        _, first = await connect_caller()
+        await first.connected()
+        await first.start(dict(params))
+        await fake_openai.wait_for(lambda: fake_openai.connection_attempts == 1)
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(params)
+    assert await caller.wait_closed() == 1008
+    assert fake_openai.connection_attempts == (1 if problem == "reused" else 0)
+
+
+async def test_unsigned_stream_handshake_is_refused(connect_caller, fake_openai):
+    connected, _ = await connect_caller(headers=[(b"host", b"voice.example.test")])
+    assert not connected
+    assert fake_openai.connection_attempts == 0
+
+
+async def test_no_database_query_or_thread_hop_while_media_flows(create_call, connect_caller, fake_openai, monkeypatch):
+    from asgiref.sync import SyncToAsync
+
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    # Let the first message play out and its transcript row be written.
+    await fake_openai.wait_for(lambda: len(caller.media_in) >= 1600)
+    await asyncio.sleep(0.6)
+
+    hops = []
+    original = SyncToAsync.__call__
+
+    async def counting(self, *args, **kwargs):
+        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counting)
+    before = len(fake_openai.session.audio_in)
+    await caller.stream_audio(ulaw_tone(1000), realtime=True)
+    await fake_openai.wait_for(lambda: len(fake_openai.session.audio_in) - before == 8000)
+    assert hops == []
+    monkeypatch.setattr(SyncToAsync, "__call__", original)
+    await caller.stop()
+    await caller.wait_closed()
+
+
+async def test_hangup_through_the_control_plane_ends_the_call(create_call, connect_caller, fake_openai):
+    from voiceagents.control import asend_call_command
+
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
+    await asend_call_command(setup.call.pk, "hangup", reason="operator_hangup")
+    await caller.wait_closed()
+    call = await _wait_final(setup.call.pk)
+    assert call.status == CallStatus.COMPLETED
+    assert call.end_reason == "operator_hangup"
+
+
+async def test_max_call_duration_ends_the_call(create_call, connect_caller, fake_openai):
+    from voiceagents.models import Agent
+
+    setup = await create_call()
+    # Below the admin's 10 s minimum on purpose: the session must honour whatever is stored.
+    await Agent.objects.filter(pk=setup.agent.pk).aupdate(max_call_duration=1)
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    await caller.wait_closed(timeout=5)
+    call = await _wait_final(setup.call.pk)
+    assert call.end_reason == "max_duration"
+    assert call.status == CallStatus.COMPLETED

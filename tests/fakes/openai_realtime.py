@@ -48,8 +48,15 @@ class FakeSession:
 class FakeOpenAIRealtime:
     """Use as ``async with FakeOpenAIRealtime() as fake:`` and point ``OPENAI_REALTIME_URL`` at ``fake.url``."""
 
-    def __init__(self, api_key: str = "sk-test-openai", responses: list[ScriptedResponse] | None = None):
+    def __init__(
+        self,
+        api_key: str = "sk-test-openai",
+        responses: list[ScriptedResponse] | None = None,
+        created_delay: float = 0.0,
+    ):
         self.api_key = api_key
+        #: Seconds before ``session.created``: simulates a slow provider handshake.
+        self.created_delay = created_delay
         self.responses: list[ScriptedResponse] = list(responses or [])
         self.sessions: list[FakeSession] = []
         self.connection_attempts = 0
@@ -110,6 +117,8 @@ class FakeOpenAIRealtime:
                                                         "message": "The beta API shape is disabled."}}, session)
             await connection.close(4000, "invalid_request_error.beta_api_shape_disabled")
             return
+        if self.created_delay:
+            await asyncio.sleep(self.created_delay)
         await self.send({"type": "session.created", "session": {"type": "realtime", "id": self._next_id("sess")}}, session)
         try:
             async for message in connection:

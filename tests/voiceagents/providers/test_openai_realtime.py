@@ -1,0 +1,199 @@
+"""OpenAI Realtime provider against the loopback fake (GA protocol, protocols.md §4)."""
+
+import asyncio
+import base64
+
+import pytest
+
+from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
+from voiceagents.audio.formats import MULAW_8K, PCM16_16K, PCM16_24K
+from voiceagents.exceptions import ProviderConnectionError
+from voiceagents.providers.base import (
+    AgentAudio,
+    AgentTranscript,
+    AgentTurnDone,
+    AgentTurnStarted,
+    CallerSpeechStarted,
+    CallerTranscript,
+    ProviderConfig,
+    ProviderErrorEvent,
+)
+from voiceagents.providers.openai_realtime import OpenAIRealtimeProvider
+
+
+def config(url, *, key="sk-test-openai", carrier_format=MULAW_8K, **options):
+    return ProviderConfig(
+        call_id="call-1",
+        api_key=key,
+        base_url=url,
+        model="gpt-realtime",
+        voice="marin",
+        instructions="Be brief.",
+        language="en-GB",
+        options=options,
+        carrier_format=carrier_format,
+        connect_timeout=5,
+    )
+
+
+@pytest.fixture
+async def fake():
+    async with FakeOpenAIRealtime() as server:
+        yield server
+
+
+async def collect(provider, count, timeout=5.0):
+    events = []
+
+    async def run():
+        async for event in provider.events():
+            events.append(event)
+            if len(events) >= count:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return events
+
+
+async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    try:
+        update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
+        assert fake.session.path == "/v1/realtime?model=gpt-realtime"
+        assert "OpenAI-Beta" not in fake.session.headers
+        assert update["type"] == "realtime"
+        assert update["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+        assert update["audio"]["output"] == {"format": {"type": "audio/pcmu"}, "voice": "marin"}
+        assert update["audio"]["input"]["transcription"]["language"] == "en"
+        assert update["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        assert "temperature" not in update
+        assert provider.input_format == provider.output_format == MULAW_8K
+    finally:
+        await provider.close()
+
+
+@pytest.mark.parametrize(("carrier", "options"), [(PCM16_16K, {}), (MULAW_8K, {"audio_format": "pcm"})])
+async def test_uses_24k_pcm_when_the_carrier_leg_is_not_mulaw_or_when_forced(fake, carrier, options):
+    provider = OpenAIRealtimeProvider(config(fake.url, carrier_format=carrier, **options))
+    await provider.open()
+    try:
+        update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
+        assert update["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        assert provider.output_format == PCM16_24K
+    finally:
+        await provider.close()
+
+
+async def test_options_select_semantic_vad_tools_and_pass_session_fields_through(fake):
+    tools = [{"type": "function", "name": "book", "parameters": {"type": "object"}}]
+    provider = OpenAIRealtimeProvider(
+        config(fake.url, turn_detection="semantic_vad", tools=tools, session={"tool_choice": "required"})
+    )
+    await provider.open()
+    try:
+        update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
+        assert update["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
+        assert update["tools"] == tools
+        assert update["tool_choice"] == "required"
+    finally:
+        await provider.close()
+
+
+async def test_wrong_key_is_a_connection_error_naming_the_status(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url, key="sk-wrong"))
+    with pytest.raises(ProviderConnectionError) as excinfo:
+        await provider.open()
+    assert excinfo.value.status_code == 401
+    assert "API key" in str(excinfo.value)
+
+
+async def test_unreachable_provider_is_a_connection_error():
+    provider = OpenAIRealtimeProvider(config("ws://127.0.0.1:1/v1/realtime"))
+    with pytest.raises(ProviderConnectionError):
+        await provider.open()
+
+
+async def test_audio_both_ways_and_the_turn_events(fake):
+    fake.responses.append(ScriptedResponse(audio=b"\x11" * 1200, transcript="Hi there.", chunk=400))
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    try:
+        payload = base64.b64encode(b"\x22" * 160).decode()
+        await provider.send_audio(payload)
+        await fake.wait_for(lambda: len(fake.session.audio_in) == 160)
+        assert fake.events_of("input_audio_buffer.append")[0]["audio"] == payload
+
+        await provider.say("Hello!")
+        events = await collect(provider, 6)
+        assert isinstance(events[0], AgentTurnStarted)
+        audio = [e for e in events if isinstance(e, AgentAudio)]
+        assert b"".join(base64.b64decode(a.payload) for a in audio) == b"\x11" * 1200
+        assert {a.item_id for a in audio} == {events[0].item_id}
+        assert isinstance(events[4], AgentTranscript) and events[4].text == "Hi there."
+        assert isinstance(events[5], AgentTurnDone) and events[5].status == "completed"
+        assert "Hello!" in fake.events_of("response.create")[0]["response"]["instructions"]
+    finally:
+        await provider.close()
+
+
+async def test_caller_events_and_interrupt_truncates_without_cancelling_under_server_vad(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    try:
+        await fake.wait_for(lambda: fake.session_ready.is_set())
+        item = await fake.speech_started(audio_start_ms=120)
+        await fake.caller_transcript(item, "Hello?")
+        started, transcript = await collect(provider, 2)
+        assert started == CallerSpeechStarted(item, 120)
+        assert transcript == CallerTranscript(item, "Hello?")
+        await provider.interrupt("item_x", 840)
+        truncate = (await fake.wait_for(lambda: fake.events_of("conversation.item.truncate")))[0]
+        assert truncate == {"type": "conversation.item.truncate", "item_id": "item_x", "content_index": 0, "audio_end_ms": 840}
+        await asyncio.sleep(0.05)
+        assert fake.events_of("response.cancel") == []
+    finally:
+        await provider.close()
+
+
+async def test_interrupt_also_cancels_when_turn_detection_is_off(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
+    await provider.open()
+    try:
+        await provider.interrupt("item_x", 100)
+        await fake.wait_for(lambda: fake.events_of("response.cancel"))
+    finally:
+        await provider.close()
+
+
+async def test_error_frames_are_fatal_unless_our_request_was_invalid(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    try:
+        await fake.wait_for(lambda: fake.session_ready.is_set())
+        await fake.error("no active response", code="response_cancel_not_active", error_type="invalid_request_error")
+        await fake.error("boom", code="server_error")
+        recoverable, fatal = await collect(provider, 2)
+        assert isinstance(recoverable, ProviderErrorEvent) and not recoverable.fatal
+        assert isinstance(fatal, ProviderErrorEvent) and fatal.fatal and fatal.code == "server_error"
+    finally:
+        await provider.close()
+
+
+async def test_abrupt_close_raises_a_connection_error_from_events(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    await fake.wait_for(lambda: fake.session_ready.is_set())
+    await fake.drop(1011, "internal error")
+    with pytest.raises(ProviderConnectionError, match="1011"):
+        await collect(provider, 1)
+
+
+async def test_our_own_close_ends_events_quietly(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    reader = asyncio.ensure_future(collect(provider, 1))
+    await asyncio.sleep(0.05)
+    await provider.close()
+    # events() ends without an error when we closed the socket ourselves.
+    assert await asyncio.wait_for(reader, 2) == []
