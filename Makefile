@@ -34,7 +34,9 @@ test: install-dev
 	$(BIN)/python -m pytest
 
 # The whole suite again on DATABASE_URL (PostgreSQL) plus the tests marked integration (REDIS_URL).
-# .ci/run sets both and starts the services.
+# Both default to the local services; .ci/run starts them.
+test-integration: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+test-integration: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test-integration: install-dev
 	$(BIN)/python -m pytest -m 'not live'
 

@@ -1,0 +1,97 @@
+"""A real Celery worker, fed through Redis, runs voiceagents' tasks against the shared database."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from datetime import timedelta
+from urllib.parse import quote, urlsplit
+
+import pytest
+import redis
+from celery import current_app
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.db import connection
+from django.utils import timezone
+
+from voiceagents.models import Agent, Call, CallEvent, CallStatus
+from voiceagents.tasks import reconcile_stale_calls
+
+from .conftest import ManagedProcess, subprocess_env
+
+RESULT_TIMEOUT = 30.0
+
+
+def _wait_for_result(result, worker: ManagedProcess, timeout: float):
+    """``result.get`` in short slices, failing at once (with its output) if the worker dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return result.get(timeout=0.5, propagate=True)
+        except CeleryTimeout:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"no result from the worker within {timeout} s\n--- worker ---\n"
+                    + worker.describe()
+                )
+
+
+def _test_database_url(database_url: str) -> str:
+    """DATABASE_URL pointing at the database this test runs in (pytest-django's test_<name>)."""
+    name = connection.settings_dict["NAME"]
+    return urlsplit(database_url)._replace(path="/" + quote(name)).geturl()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_stale_calls_runs_on_a_real_worker(
+    redis_url, postgres_database_url, start_process
+):
+    assert connection.vendor == "postgresql"
+    assert not current_app.conf.task_always_eager, "REDIS_URL set must turn eager Celery off"
+    assert current_app.conf.broker_url == redis_url
+
+    run = uuid.uuid4().hex[:12]
+    queue = f"voiceagents-it-{run}"
+    agent = Agent.objects.create(name="Stale probe", slug=f"stale-{run}", max_call_duration=10)
+    long_ago = timezone.now() - timedelta(days=1)
+    stale = Call.objects.create(
+        agent=agent, carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS
+    )
+    Call.objects.filter(pk=stale.pk).update(created_at=long_ago, answered_at=long_ago)
+    fresh = Call.objects.create(
+        agent=agent, carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS
+    )
+
+    worker = start_process(
+        "celery-worker",
+        [sys.executable, "-m", "celery", "-A", "patter_site", "worker"]
+        + ["--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"it-{run}@%h", "-l", "INFO"]
+        + ["--without-heartbeat", "--without-gossip", "--without-mingle"],
+        env=subprocess_env(
+            REDIS_URL=redis_url, DATABASE_URL=_test_database_url(postgres_database_url)
+        ),
+    )
+    result = None
+    try:
+        result = reconcile_stale_calls.apply_async(queue=queue)
+        closed = _wait_for_result(result, worker, RESULT_TIMEOUT)
+    finally:
+        # Stop the worker before pytest-django flushes the database it is connected to.
+        worker.stop()
+        if result is not None:
+            result.forget()
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(queue, f"_kombu.binding.{queue}")
+
+    assert closed == 1
+    assert f"voiceagents.reconcile_stale_calls[{result.id}] succeeded" in worker.output()
+    stale.refresh_from_db()
+    assert stale.status == CallStatus.FAILED
+    assert stale.end_reason == "stale"
+    assert stale.ended_at is not None and stale.duration is not None
+    assert CallEvent.objects.filter(call=stale, data__reason="stale").count() == 1
+    fresh.refresh_from_db()
+    assert fresh.status == CallStatus.IN_PROGRESS, "a call within its maximum duration was closed"
