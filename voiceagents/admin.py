@@ -131,8 +131,13 @@ class PhoneNumberAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyInline(admin.TabularInline):
+    """A call's transcript and timeline: part of the call, visible to whoever may view it."""
+
     extra = 0
     can_delete = False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("voiceagents.view_call")
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -44,3 +44,15 @@ def test_reconcile_task_runs_the_service():
     make_call(agent, CallStatus.RINGING, timedelta(hours=2), answered=False)
     assert tasks.reconcile_stale_calls.apply().get() == 1
     assert Call.objects.get().duration is None  # never answered: no talk time
+
+
+def test_deleting_a_call_deletes_its_recording_file(django_capture_on_commit_callbacks):
+    from django.core.files.base import ContentFile
+
+    call = Call.objects.create(carrier="twilio", direction="inbound")
+    call.recording.save("x.wav", ContentFile(b"RIFF...."))
+    storage, name = call.recording.storage, call.recording.name
+    assert storage.exists(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        call.delete()
+    assert not storage.exists(name)
