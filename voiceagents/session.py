@@ -353,12 +353,13 @@ class CallSession:
         await self._interrupt(turn, now)
 
     async def _interrupt(self, turn: Turn, now: float) -> None:
+        # Measure before clearing: the clear forgets what the carrier still had buffered.
+        heard = self._heard(now)
         self.runner.clear()
         await self.carrier.send_clear()
         # Marks still outstanding come back at once after a clear without having played (§2.3).
         self._ignored_marks |= self._outstanding_marks
         self._outstanding_marks.clear()
-        heard = self._heard(now)
         start = turn.start_pos or 0.0
         audio_end = int(max(0.0, min(heard - start, (turn.end_pos or start) - start)))
         turn.interrupted = True

@@ -1,0 +1,275 @@
+"""Outbound pacing: provider audio in bursts, carrier frames out on a real-time grid.
+
+Providers deliver speech faster than real time. Sending it all at once fills the carrier's buffer
+with seconds of audio that a barge-in then has to throw away (and that the bridge cannot account
+for); sending it exactly in real time starves the carrier at the first hiccup of the event loop.
+The pacer keeps a small lead (80 ms by default) of audio at the carrier and sends one frame each
+time the carrier's estimated play position advances by a frame.
+
+:class:`Pacer` is pure logic driven by an injected clock (``pull(now)`` returns the frames due), so
+tests need no real time; :class:`PacerRunner` is the thin asyncio loop around it.
+
+Accounting is exact: ``sent_ms`` counts whole frames handed to the carrier, ``queued_ms`` the audio
+waiting here, and ``played_ms(now)`` what the caller can have heard, which is what the bridge
+reports on barge-in (OpenAI ``conversation.item.truncate``'s ``audio_end_ms``) for carriers that do
+not echo marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .formats import AudioFormat
+
+__all__ = ["ClearResult", "PacedFrame", "Pacer", "PacerRunner"]
+
+logger = logging.getLogger(__name__)
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class PacedFrame:
+    """One carrier frame (or, with empty ``data``, only marks) due to be sent."""
+
+    #: Exactly one frame of audio in the carrier format; ``b""`` for a mark-only item.
+    data: bytes
+    #: Position of the frame's first sample in the outbound stream, in ms since the pacer began.
+    start_ms: float
+    #: Clock time (the pacer's clock, seconds) at which the carrier should start playing it.
+    play_at: float
+    #: Marks to send right after this frame: the end of segments that :meth:`Pacer.end_segment`
+    #: labelled.
+    marks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClearResult:
+    """What :meth:`Pacer.clear` dropped, in ms."""
+
+    #: Audio that was still queued in the pacer and never sent.
+    dropped_queued_ms: float
+    #: Audio already sent that the carrier had not played yet (it drops it on its own ``clear``).
+    dropped_at_carrier_ms: float
+    #: Audio the caller can have heard in total, after the clear.
+    played_ms: float
+
+
+class Pacer:
+    """Re-chunks provider audio into fixed carrier frames and releases them on time.
+
+    Audio must already be in the carrier's ``fmt``. Frames are never partial: a trailing
+    fragment waits for more audio, and :meth:`end_segment` pads it with the format's silence.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, frame_ms: int = 20, lead_ms: int = 80) -> None:
+        if lead_ms < frame_ms:
+            raise ValueError("lead_ms must be at least one frame")
+        self.format = fmt
+        self.frame_ms = frame_ms
+        self.lead_ms = lead_ms
+        #: Bytes per carrier frame (160 for 20 ms of µ-law 8k, 640 for PCM16 16k).
+        self.frame_bytes = fmt.bytes_for_ms(frame_ms)
+        self._frame_s = frame_ms / 1000.0
+        self._lead_s = lead_ms / 1000.0
+        self._frames: deque[tuple[bytes, tuple[str, ...]]] = deque()
+        self._partial = bytearray()
+        self._loose_marks: list[str] = []
+        self._sent_frames = 0
+        self._dropped_at_carrier_ms = 0.0
+        # The carrier's play-out schedule: frames sent since ``_anchor`` play back to back from it.
+        self._anchor = 0.0
+        self._since_anchor = 0
+
+    @property
+    def sent_ms(self) -> float:
+        """Milliseconds of audio handed to the carrier so far (whole frames only)."""
+        return self._sent_frames * self.frame_ms
+
+    @property
+    def queued_ms(self) -> float:
+        """Milliseconds of audio waiting in the pacer, including a partial frame."""
+        total = len(self._frames) * self.frame_bytes + len(self._partial)
+        return self.format.duration_ms(total)
+
+    def _play_end(self) -> float:
+        return self._anchor + self._since_anchor * self._frame_s
+
+    def buffered_ms(self, now: float) -> float:
+        """Milliseconds sent but (by the real-time estimate) not yet played by the carrier."""
+        return max(0.0, self._play_end() - now) * 1000.0
+
+    def played_ms(self, now: float) -> float:
+        """Milliseconds the caller can have heard: sent, minus dropped, minus still buffered."""
+        heard = self._sent_frames * self.frame_ms - self._dropped_at_carrier_ms
+        return max(0.0, heard - self.buffered_ms(now))
+
+    def push(self, data: Buffer) -> None:
+        """Queue provider audio (any length, in the carrier format)."""
+        if not data:
+            return
+        self._partial += data
+        size = self.frame_bytes
+        whole = len(self._partial) - len(self._partial) % size
+        if whole:
+            view = memoryview(self._partial)
+            for i in range(0, whole, size):
+                self._frames.append((bytes(view[i : i + size]), ()))
+            view.release()
+            del self._partial[:whole]
+
+    def end_segment(self, mark: str | None = None) -> None:
+        """Close a segment: pad its last partial frame with silence and attach ``mark``."""
+        if self._partial:
+            pad = self.frame_bytes - len(self._partial)
+            self._partial += bytes([self.format.silence_byte]) * pad
+            self._frames.append((bytes(self._partial), ()))
+            self._partial.clear()
+        if mark is None:
+            return
+        if self._frames:
+            data, marks = self._frames[-1]
+            self._frames[-1] = (data, (*marks, mark))
+        else:
+            self._loose_marks.append(mark)
+
+    def next_due(self, now: float) -> float | None:
+        """Clock time at which :meth:`pull` will next return something, or ``None`` if idle."""
+        if self._loose_marks:
+            return now
+        if not self._frames:
+            return None
+        return max(now, self._play_end() - self._lead_s + self._frame_s)
+
+    def pull(self, now: float) -> list[PacedFrame]:
+        """Frames due at clock time ``now``, in order; at most enough to restore the lead."""
+        out: list[PacedFrame] = []
+        if self._loose_marks:
+            out.append(
+                PacedFrame(b"", self.sent_ms, max(now, self._play_end()), tuple(self._loose_marks))
+            )
+            self._loose_marks.clear()
+        if self._play_end() < now:
+            # The carrier ran dry (nothing to send, or the loop stalled): playback restarts now.
+            self._anchor = now
+            self._since_anchor = 0
+        limit = now + self._lead_s + 1e-9
+        while self._frames and self._play_end() + self._frame_s <= limit:
+            data, marks = self._frames.popleft()
+            out.append(PacedFrame(data, self.sent_ms, self._play_end(), marks))
+            self._sent_frames += 1
+            self._since_anchor += 1
+        return out
+
+    def clear(self, now: float) -> ClearResult:
+        """Barge-in: drop everything queued and assume the carrier drops what it buffered.
+
+        Send the carrier its ``clear`` message together with this call. Marks on dropped frames
+        are discarded with them.
+        """
+        dropped_queued = self.queued_ms
+        self._frames.clear()
+        self._partial.clear()
+        self._loose_marks.clear()
+        unplayed = self.buffered_ms(now)
+        self._dropped_at_carrier_ms += unplayed
+        self._anchor = now
+        self._since_anchor = 0
+        result = ClearResult(dropped_queued, unplayed, self.played_ms(now))
+        logger.debug("pacer cleared: %s", result)
+        return result
+
+
+SendFrame = Callable[[bytes], Awaitable[None]]
+SendMark = Callable[[str], Awaitable[None]]
+
+
+class PacerRunner:
+    """Drives a :class:`Pacer` from an asyncio task.
+
+    ``run()`` sleeps until the next frame is due (or until new audio is pushed), then awaits
+    ``send_frame`` for each frame and ``send_mark`` for each mark, in order. ``clock`` and
+    ``sleep`` are injectable so tests can use a virtual clock.
+    """
+
+    def __init__(
+        self,
+        pacer: Pacer,
+        send_frame: SendFrame,
+        send_mark: SendMark | None = None,
+        *,
+        on_frame: Callable[[PacedFrame], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.pacer = pacer
+        self._send_frame = send_frame
+        self._send_mark = send_mark
+        self._on_frame = on_frame
+        self._clock = clock
+        self._sleep = sleep
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    def now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    def push(self, data: Buffer) -> None:
+        self.pacer.push(data)
+        self._wake.set()
+
+    def end_segment(self, mark: str | None = None) -> None:
+        self.pacer.end_segment(mark)
+        self._wake.set()
+
+    def clear(self) -> ClearResult:
+        result = self.pacer.clear(self.now())
+        self._wake.set()
+        return result
+
+    def close(self) -> None:
+        """Stop ``run()`` after the frame being sent, if any."""
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._closed:
+            now = self.now()
+            for frame in self.pacer.pull(now):
+                if frame.data:
+                    await self._send_frame(frame.data)
+                    if self._on_frame is not None:
+                        self._on_frame(frame)
+                if self._send_mark is not None:
+                    for mark in frame.marks:
+                        await self._send_mark(mark)
+            due = self.pacer.next_due(self.now())
+            self._wake.clear()
+            if due is None:
+                await self._wake.wait()
+                continue
+            delay = due - self.now()
+            if delay > 0:
+                await self._wait(delay)
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds or until woken, whichever comes first."""
+        if self._sleep is None:
+            # A timer that sets the event is much cheaper per frame than two racing tasks.
+            handle = asyncio.get_running_loop().call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                handle.cancel()
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()

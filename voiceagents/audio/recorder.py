@@ -1,0 +1,279 @@
+"""Call recording: a stereo WAV (caller left, agent right) written incrementally.
+
+Both channels sit on the call clock (milliseconds since the call started), so they stay aligned
+however the audio arrives: gaps become silence, and agent audio that a barge-in ``clear`` dropped
+before it was played is taken back out. To allow that, the most recent ``holdback_ms`` of audio
+stays in memory; everything older is final and goes to the file in blocks of at least
+``flush_bytes``, never per frame. Memory per call is bounded by ``max_buffer_bytes`` (1 MB by
+default) whatever the call length.
+
+The header is rewritten with the true sizes at every flush and on :meth:`CallRecorder.close`;
+a file left behind by a crash is fixed by :func:`repair_wav`. Storing the finished file (Django's
+storage API, S3, ...) is the caller's business: this module only writes a local path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .convert import Converter
+from .formats import AudioFormat, Encoding
+from .pcm import as_samples
+
+__all__ = ["CallRecorder", "RecordingInfo", "repair_wav"]
+
+logger = logging.getLogger(__name__)
+
+_HEADER_SIZE = 44
+_CHANNELS = 2
+_FRAME = 2 * _CHANNELS
+#: RIFF sizes are 32-bit: past this the recording stops (about 37 hours at 8 kHz).
+_MAX_DATA = 0xFFFFFFFF - _HEADER_SIZE
+#: Silence past the buffer (a jump in the call clock) is written in blocks of this many frames.
+_SILENCE_BLOCK = 16384
+CALLER, AGENT = 0, 1
+
+
+def _header(sample_rate: int, data_bytes: int) -> bytes:
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        _CHANNELS,
+        sample_rate,
+        sample_rate * _FRAME,
+        _FRAME,
+        16,
+        b"data",
+        data_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    """What :meth:`CallRecorder.close` wrote."""
+
+    path: Path
+    sample_rate: int
+    frames: int
+    #: Caller or agent audio that arrived for a time already written, and was dropped.
+    late_ms: float
+
+    @property
+    def duration_ms(self) -> float:
+        return self.frames * 1000.0 / self.sample_rate
+
+
+class CallRecorder:
+    """Writes caller and agent audio to a stereo 16-bit WAV file as the call goes.
+
+    Write caller audio as it arrives (:meth:`write_caller`) and agent audio as it is actually
+    played (:meth:`write_agent`, fed from the pacer's frames with their play times); call
+    :meth:`clear_agent` on barge-in. Timestamps are ms on the call clock; without one a chunk
+    continues its channel where the previous one ended.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sample_rate: int = 8000,
+        caller_format: AudioFormat | None = None,
+        agent_format: AudioFormat | None = None,
+        holdback_ms: int = 1000,
+        flush_bytes: int = 256 * 1024,
+        max_buffer_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        own = AudioFormat(Encoding.PCM16, sample_rate)
+        self._converters = [
+            Converter(caller_format or own, own),
+            Converter(agent_format or own, own),
+        ]
+        self._holdback = sample_rate * holdback_ms // 1000
+        self._flush_frames = max(1, flush_bytes // _FRAME)
+        needed = self._holdback + self._flush_frames
+        if max_buffer_bytes // _FRAME <= needed:
+            raise ValueError("max_buffer_bytes must hold holdback_ms plus flush_bytes of audio")
+        # One second of slack above what must be held, so 20 ms chunks never force a flush.
+        capacity = min(max_buffer_bytes // _FRAME, needed + sample_rate)
+        self._buf = np.zeros((capacity, _CHANNELS), dtype=np.int16)
+        self._base = 0  # call-clock sample index of _buf[0]; everything before it is on disk
+        self._final = 0  # samples before this index can no longer change
+        self._ends = [0, 0]  # where each channel's next untimed chunk goes
+        self._high = 0  # highest sample index written on any channel
+        self._late = 0
+        self._data_bytes = 0
+        self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the recorder until close()
+        self._file.write(_header(sample_rate, 0))
+        self._closed = False
+        self._full = False
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of audio held in memory, which is at most ``max_buffer_bytes``."""
+        return self._buf.nbytes
+
+    @property
+    def written_ms(self) -> float:
+        """Milliseconds of stereo audio already on disk."""
+        return self._data_bytes / _FRAME * 1000.0 / self.sample_rate
+
+    def write_caller(self, data: bytes, at_ms: float | None = None) -> None:
+        """Add caller audio (in ``caller_format``) starting at ``at_ms`` on the call clock."""
+        self._write(CALLER, data, at_ms)
+
+    def write_agent(self, data: bytes, at_ms: float | None = None) -> None:
+        """Add agent audio (in ``agent_format``) as played, starting at ``at_ms``."""
+        self._write(AGENT, data, at_ms)
+
+    def clear_agent(self, at_ms: float) -> None:
+        """Barge-in: agent audio from ``at_ms`` on was never played; drop it."""
+        cut = max(self._index(at_ms), self._final)
+        if cut < self._base + len(self._buf):
+            self._buf[cut - self._base :, AGENT] = 0
+        self._ends[AGENT] = min(self._ends[AGENT], cut)
+        self._converters[AGENT].reset()
+
+    def _index(self, at_ms: float) -> int:
+        return round(at_ms * self.sample_rate / 1000)
+
+    def _write(self, channel: int, data: bytes, at_ms: float | None) -> None:
+        if self._closed:
+            raise ValueError("recorder is closed")
+        samples = as_samples(self._converters[channel].convert(data))
+        start = self._ends[channel] if at_ms is None else self._index(at_ms)
+        self._ends[channel] = start + len(samples)
+        if start < self._final:
+            skip = min(len(samples), self._final - start)
+            self._late += skip
+            samples, start = samples[skip:], start + skip
+        capacity = len(self._buf)
+        for offset in range(0, len(samples), capacity):
+            piece = samples[offset : offset + capacity]
+            at = start + offset
+            end = at + len(piece)
+            if end - self._base > capacity:
+                # A long gap or a channel running far ahead: make room, finalising the oldest.
+                self._flush(max(self._final, end - capacity))
+            self._buf[at - self._base : end - self._base, channel] = piece
+            self._high = max(self._high, end)
+            self._final = max(self._final, self._high - self._holdback)
+            if self._final - self._base >= self._flush_frames:
+                self._flush(self._final)
+
+    def _flush(self, upto: int) -> None:
+        """Write samples before ``upto`` to disk (silence past the buffer) and slide the buffer."""
+        count = upto - self._base
+        if count <= 0:
+            return
+        self._final = max(self._final, upto)
+        from_buffer = min(count, len(self._buf))
+        self._emit(memoryview(self._buf[:from_buffer]).cast("B"))
+        gap = count - from_buffer
+        while gap > 0:
+            block = min(gap, _SILENCE_BLOCK)
+            self._emit(bytes(block * _FRAME))
+            gap -= block
+        # Slide left in non-overlapping steps: an overlapping numpy copy would allocate a
+        # temporary as large as the buffer.
+        for i in range(0, len(self._buf) - from_buffer, from_buffer):
+            j = min(i + from_buffer, len(self._buf) - from_buffer)
+            self._buf[i:j] = self._buf[i + from_buffer : j + from_buffer]
+        self._buf[len(self._buf) - from_buffer :] = 0
+        self._base = upto
+        self._patch_header()
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        room = _MAX_DATA - self._data_bytes
+        if len(data) > room:
+            if not self._full:
+                logger.warning(
+                    "recording %s reached the WAV size limit; the rest is dropped", self.path
+                )
+                self._full = True
+            data = data[: room - room % _FRAME]
+        self._file.write(data)
+        self._data_bytes += len(data)
+
+    def _patch_header(self) -> None:
+        position = self._file.tell()
+        self._file.seek(4)
+        self._file.write(struct.pack("<I", 36 + self._data_bytes))
+        self._file.seek(40)
+        self._file.write(struct.pack("<I", self._data_bytes))
+        self._file.seek(position)
+        self._file.flush()
+
+    def close(self, duration_ms: float | None = None) -> RecordingInfo:
+        """Write everything, fix the header, close the file.
+
+        ``duration_ms`` (the call length) pads the end with silence or cuts it; by default the
+        file ends with the last sample of either channel.
+        """
+        if not self._closed:
+            end = self._high if duration_ms is None else self._index(duration_ms)
+            if end < self._base:
+                self._data_bytes = min(self._data_bytes, end * _FRAME)
+                self._file.truncate(_HEADER_SIZE + self._data_bytes)
+                self._file.seek(0, os.SEEK_END)
+            else:
+                self._flush(end)
+            self._patch_header()
+            self._file.close()
+            self._closed = True
+            logger.info(
+                "recording %s closed: %.1f s, %d late samples dropped",
+                self.path,
+                self.written_ms / 1000,
+                self._late,
+            )
+        return RecordingInfo(
+            self.path,
+            self.sample_rate,
+            self._data_bytes // _FRAME,
+            self._late * 1000.0 / self.sample_rate,
+        )
+
+    def __enter__(self) -> CallRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def repair_wav(path: str | os.PathLike[str]) -> int:
+    """Fix the RIFF and data sizes of a WAV cut off mid-write; returns the audio frames kept.
+
+    For files written by :class:`CallRecorder` (a 44-byte header, the data chunk last). A
+    trailing partial sample frame is cut so players do not misalign the channels.
+    """
+    path = Path(path)
+    with open(path, "r+b") as f:
+        header = f.read(_HEADER_SIZE)
+        if len(header) < _HEADER_SIZE or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            raise ValueError(f"{path} is not a WAV file this recorder wrote")
+        if header[36:40] != b"data":
+            raise ValueError(f"{path} does not have its data chunk right after the format chunk")
+        block_align = struct.unpack_from("<H", header, 32)[0] or _FRAME
+        size = f.seek(0, os.SEEK_END)
+        data = min(size - _HEADER_SIZE, _MAX_DATA)
+        data -= data % block_align
+        f.truncate(_HEADER_SIZE + data)
+        f.seek(4)
+        f.write(struct.pack("<I", 36 + data))
+        f.seek(40)
+        f.write(struct.pack("<I", data))
+    logger.info("repaired %s: %d bytes of audio", path, data)
+    return data // block_align
