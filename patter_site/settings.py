@@ -30,7 +30,9 @@ _public_host = urlsplit(PUBLIC_URL).hostname if PUBLIC_URL else None
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 if _public_host and _public_host not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_public_host)
-CSRF_TRUSTED_ORIGINS = [f"https://{_public_host}"] if _public_host and PUBLIC_URL.startswith("https") else []
+CSRF_TRUSTED_ORIGINS = (
+    [f"https://{_public_host}"] if _public_host and PUBLIC_URL.startswith("https") else []
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -126,9 +128,11 @@ if env("VOICEAGENTS_CREDENTIALS_KEY", default=""):
 
 # Production hardening: on whenever DEBUG is off (see "Deploying" in the README).
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool(
-        "TRUST_X_FORWARDED_PROTO", default=True
-    ) else None
+    SECURE_PROXY_SSL_HEADER = (
+        ("HTTP_X_FORWARDED_PROTO", "https")
+        if env.bool("TRUST_X_FORWARDED_PROTO", default=True)
+        else None
+    )
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     # Load balancers probe over plain HTTP inside the private network.
     SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]

@@ -27,7 +27,10 @@ class CredentialAdmin(admin.ModelAdmin):
         (None, {"fields": ["vendor", "label", "secret", "secret_hint_display", "is_default"]}),
         (
             _("Twilio"),
-            {"fields": ["account_sid"], "description": _("The secret is the account's auth token.")},
+            {
+                "fields": ["account_sid"],
+                "description": _("The secret is the account's auth token."),
+            },
         ),
         (
             _("Telnyx"),
@@ -69,10 +72,17 @@ class AgentAdmin(admin.ModelAdmin):
         (
             _("Conversation"),
             {
-                "fields": ["system_prompt", "first_message", "variables", "language", "model", "voice"],
+                "fields": [
+                    "system_prompt",
+                    "first_message",
+                    "variables",
+                    "language",
+                    "model",
+                    "voice",
+                ],
                 "description": _(
-                    "Like the seed's phone.agent(system_prompt=\"You are a helpful assistant.\", "
-                    "voice=\"alloy\"). Placeholders such as {company} are filled from the variables."
+                    'Like the seed\'s phone.agent(system_prompt="You are a helpful assistant.", '
+                    'voice="alloy"). Placeholders such as {company} are filled from the variables.'
                 ),
             },
         ),
@@ -81,8 +91,8 @@ class AgentAdmin(admin.ModelAdmin):
             {
                 "fields": ["openai_credential"],
                 "description": _(
-                    "provider=\"openai_realtime\" (the default): one speech-to-speech socket. "
-                    "Example: model \"gpt-4o-mini-realtime-preview\", voice \"alloy\". Twilio "
+                    'provider="openai_realtime" (the default): one speech-to-speech socket. '
+                    'Example: model "gpt-4o-mini-realtime-preview", voice "alloy". Twilio '
                     "audio (G.711 mu-law 8 kHz) passes through untouched; Telnyx uses PCM16 16 kHz."
                 ),
             },
@@ -92,8 +102,8 @@ class AgentAdmin(admin.ModelAdmin):
             {
                 "fields": ["elevenlabs_credential"],
                 "description": _(
-                    "provider=\"elevenlabs_convai\": best voice quality. Example: voice \"rachel\" "
-                    "or \"adam\" (a voice ID works too)."
+                    'provider="elevenlabs_convai": best voice quality. Example: voice "rachel" '
+                    'or "adam" (a voice ID works too).'
                 ),
             },
         ),
@@ -108,8 +118,8 @@ class AgentAdmin(admin.ModelAdmin):
                     ("reply_model", "reply_credential"),
                 ],
                 "description": _(
-                    "provider=\"pipeline\": stt=Patter.deepgram(...) or Patter.whisper(...), "
-                    "tts=Patter.elevenlabs(voice=\"rachel\") or Patter.openai_tts(voice=\"alloy\"), "
+                    'provider="pipeline": stt=Patter.deepgram(...) or Patter.whisper(...), '
+                    'tts=Patter.elevenlabs(voice="rachel") or Patter.openai_tts(voice="alloy"), '
                     "and an on_message reply handler or an LLM prompt. Without chosen credentials "
                     "the account's default Deepgram and ElevenLabs credentials are used."
                 ),
@@ -117,7 +127,14 @@ class AgentAdmin(admin.ModelAdmin):
         ),
         (
             _("Calls"),
-            {"fields": ["provider_options", "record_calls", "max_call_duration", "transfer_allowlist"]},
+            {
+                "fields": [
+                    "provider_options",
+                    "record_calls",
+                    "max_call_duration",
+                    "transfer_allowlist",
+                ]
+            },
         ),
     ]
 
@@ -193,7 +210,13 @@ class CallAdmin(admin.ModelAdmin):
         ),
         (
             _("Timing"),
-            {"fields": [("created_at", "answered_at", "ended_at"), "duration", ("end_reason", "error")]},
+            {
+                "fields": [
+                    ("created_at", "answered_at", "ended_at"),
+                    "duration",
+                    ("end_reason", "error"),
+                ]
+            },
         ),
         (_("Recording"), {"fields": ["recording_player", "recording_duration"]}),
         (_("Metrics"), {"fields": ["metrics_display"]}),

@@ -84,7 +84,34 @@ class AgentForm(forms.ModelForm):
 
     class Meta:
         model = Agent
-        fields = "__all__"
+        fields = [
+            "name",
+            "slug",
+            "enabled",
+            "provider",
+            "system_prompt",
+            "first_message",
+            "variables",
+            "language",
+            "model",
+            "voice",
+            "openai_credential",
+            "elevenlabs_credential",
+            "stt_provider",
+            "stt_credential",
+            "stt_language",
+            "tts_provider",
+            "tts_credential",
+            "tts_voice",
+            "reply_handler",
+            "reply_prompt",
+            "reply_model",
+            "reply_credential",
+            "provider_options",
+            "record_calls",
+            "max_call_duration",
+            "transfer_allowlist",
+        ]
         widgets = {
             "model": DatalistTextInput(_suggestions("suggested_models")),
             "voice": DatalistTextInput(_suggestions("suggested_voices")),

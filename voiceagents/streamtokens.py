@@ -57,9 +57,7 @@ def check(call_id, token: str, now: float | None = None) -> None:
         expiry = int(expiry_text)
     except (AttributeError, ValueError):
         raise WebhookValidationFailure("malformed stream token", call_id=call_id) from None
-    valid = any(
-        hmac.compare_digest(mac, _mac(key, str(call_id), expiry, nonce)) for key in _keys()
-    )
+    valid = any(hmac.compare_digest(mac, _mac(key, str(call_id), expiry, nonce)) for key in _keys())
     if not valid:
         raise WebhookValidationFailure("stream token does not match the call", call_id=call_id)
     if (now if now is not None else time.time()) > expiry:

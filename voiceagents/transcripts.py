@@ -73,7 +73,9 @@ def _write_rows(call_id, turns: list[Turn], events: list[TimelineEvent]) -> None
 class BackgroundWriter:
     """Writes settled turns and timeline events of one call, in batches, off the audio path."""
 
-    def __init__(self, call_id, log, *, interval: float = 0.25, settle: Callable[[], None] | None = None):
+    def __init__(
+        self, call_id, log, *, interval: float = 0.25, settle: Callable[[], None] | None = None
+    ):
         self.call_id = call_id
         self.log = log
         self.interval = interval

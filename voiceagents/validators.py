@@ -37,7 +37,9 @@ def validate_e164_list(value):
     bad = [v for v in value if not isinstance(v, str) or not E164_RE.match(v)]
     if bad:
         raise ValidationError(
-            _("Not E.164 numbers: %(bad)s"), params={"bad": ", ".join(map(str, bad))}, code="invalid"
+            _("Not E.164 numbers: %(bad)s"),
+            params={"bad": ", ".join(map(str, bad))},
+            code="invalid",
         )
 
 

@@ -58,5 +58,9 @@ async def healthz(request):
         _check("channel_layer", _ping_channel_layer, timeout),
     )
     healthy = database == "ok" and layer == "ok"
-    body = {"status": "ok" if healthy else "unavailable", "database": database, "channel_layer": layer}
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "database": database,
+        "channel_layer": layer,
+    }
     return JsonResponse(body, status=200 if healthy else 503)

@@ -60,7 +60,9 @@ def _create_call(openai_url: str, **agent_fields) -> CallSetup:
     }
     fields.update(agent_fields)
     agent = Agent.objects.create(**fields)
-    number = PhoneNumber.objects.create(number="+14155550199", carrier="twilio", credential=twilio, agent=agent)
+    number = PhoneNumber.objects.create(
+        number="+14155550199", carrier="twilio", credential=twilio, agent=agent
+    )
     call = Call.objects.create(
         agent=agent,
         phone_number=number,
@@ -123,7 +125,9 @@ async def connect_caller():
 
     async def connect(headers=None) -> tuple[bool, CommunicatorCaller]:
         communicator = WebsocketCommunicator(
-            media_application(), "/telephony/twilio/media/", headers=signed_headers() if headers is None else headers
+            media_application(),
+            "/telephony/twilio/media/",
+            headers=signed_headers() if headers is None else headers,
         )
         opened.append(communicator)
         connected, _ = await communicator.connect(timeout=10)

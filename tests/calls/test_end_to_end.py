@@ -37,7 +37,9 @@ async def server():
     from patter_site.asgi import application
 
     port = free_port()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+    )
     instance = uvicorn.Server(config)
     task = asyncio.ensure_future(instance.serve())
     while not instance.started:
@@ -61,7 +63,9 @@ async def test_inbound_call_end_to_end(server, fake_openai, recordings_dir):
     }
     voice_url = f"{PUBLIC}/telephony/twilio/voice/"
     signature = RequestValidator(AUTH_TOKEN).compute_signature(voice_url, form)
-    async with httpx.AsyncClient(base_url=f"http://{server}", headers={"Host": "voice.example.test"}) as http:
+    async with httpx.AsyncClient(
+        base_url=f"http://{server}", headers={"Host": "voice.example.test"}
+    ) as http:
         response = await http.post(
             "/telephony/twilio/voice/", data=form, headers={"X-Twilio-Signature": signature}
         )

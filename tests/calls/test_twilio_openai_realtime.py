@@ -4,7 +4,6 @@ import asyncio
 import base64
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from voiceagents.models import Call, CallStatus, TranscriptEntry
 
@@ -25,7 +24,9 @@ async def test_caller_audio_reaches_openai_byte_identical_and_first_message_play
     await caller.start(setup.parameters)
     audio = bytes(range(256)) * 12  # 3072 bytes, 384 ms
     await caller.stream_audio(audio, realtime=False)
-    await fake_openai.wait_for(lambda: fake_openai.sessions and len(fake_openai.session.audio_in) >= len(audio))
+    await fake_openai.wait_for(
+        lambda: fake_openai.sessions and len(fake_openai.session.audio_in) >= len(audio)
+    )
     assert bytes(fake_openai.session.audio_in) == audio
 
     update = fake_openai.events_of("session.update")[0]["session"]
@@ -72,10 +73,14 @@ def ulaw_tone(ms: int, freq: float = 440.0, amplitude: float = 8000.0) -> bytes:
     return ulaw_encode((amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16))
 
 
-async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(create_call, connect_caller, fake_openai):
+async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
+    create_call, connect_caller, fake_openai
+):
     from tests.fakes.openai_realtime import ScriptedResponse
 
-    fake_openai.responses.append(ScriptedResponse(audio=ulaw_tone(2000), transcript="A long greeting."))
+    fake_openai.responses.append(
+        ScriptedResponse(audio=ulaw_tone(2000), transcript="A long greeting.")
+    )
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
@@ -89,7 +94,9 @@ async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(create_cal
     item = await fake_openai.speech_started(audio_start_ms=700)
     await fake_openai.wait_for(lambda: caller.clears, timeout=2)
     heard_by_twilio_ms = caller.playback.acked_bytes / 8
-    truncate = (await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.truncate")))[0]
+    truncate = (
+        await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.truncate"))
+    )[0]
     assert truncate["content_index"] == 0
     assert abs(truncate["audio_end_ms"] - heard_by_twilio_ms) <= 40
     assert 500 <= truncate["audio_end_ms"] <= 800
@@ -131,7 +138,9 @@ async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(create_cal
     # The caller channel holds the sent tone (timestamps from Twilio place it at 0 ms).
     n = min(len(left), len(caller_sent))
     assert n >= len(caller_sent) - 8 * 50  # at most 50 ms short (the call ended with the audio)
-    corr = np.dot(left[:n], caller_sent[:n]) / (np.linalg.norm(left[:n]) * np.linalg.norm(caller_sent[:n]))
+    corr = np.dot(left[:n], caller_sent[:n]) / (
+        np.linalg.norm(left[:n]) * np.linalg.norm(caller_sent[:n])
+    )
     assert corr > 0.95
     right = frames[:, 1].astype(float)
     cut_ms = entries[0].end_ms
@@ -149,7 +158,9 @@ async def test_caller_audio_sent_before_the_provider_is_ready_is_buffered_in_ord
     await caller.start(setup.parameters)
     audio = bytes(range(256)) * 5
     await caller.stream_audio(audio, realtime=False)  # all of it before session.created
-    await fake_openai.wait_for(lambda: fake_openai.sessions and len(fake_openai.session.audio_in) >= len(audio))
+    await fake_openai.wait_for(
+        lambda: fake_openai.sessions and len(fake_openai.session.audio_in) >= len(audio)
+    )
     assert bytes(fake_openai.session.audio_in) == audio
     await caller.stop()
     await caller.wait_closed()
@@ -168,15 +179,29 @@ async def test_caller_audio_sent_before_the_provider_is_ready_is_buffered_in_ord
         '{"event": "dtmf", "dtmf": null}',
         "x" * (1024 * 1024),
     ],
-    ids=["not-json", "array", "no-event", "unknown-event", "bad-base64", "no-payload", "mark-no-name", "dtmf-null", "1MB"],
+    ids=[
+        "not-json",
+        "array",
+        "no-event",
+        "unknown-event",
+        "bad-base64",
+        "no-payload",
+        "mark-no-name",
+        "dtmf-null",
+        "1MB",
+    ],
 )
-async def test_malformed_frames_are_counted_and_the_call_goes_on(create_call, connect_caller, fake_openai, frame):
+async def test_malformed_frames_are_counted_and_the_call_goes_on(
+    create_call, connect_caller, fake_openai, frame
+):
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
     await caller.start(setup.parameters)
     await caller.media(b"\x01" * 160)
-    await fake_openai.wait_for(lambda: fake_openai.sessions and len(fake_openai.session.audio_in) == 160)
+    await fake_openai.wait_for(
+        lambda: fake_openai.sessions and len(fake_openai.session.audio_in) == 160
+    )
     await caller.communicator.send_to(text_data=frame)
     await caller.media(b"\x02" * 160)
     await fake_openai.wait_for(lambda: len(fake_openai.session.audio_in) == 320)
@@ -238,7 +263,9 @@ async def test_dtmf_goes_to_the_model_and_the_timeline(create_call, connect_call
     assert "5" in created[0]["item"]["content"][0]["text"]
     await caller.stop()
     await caller.wait_closed()
-    assert await CallEvent.objects.filter(call_id=setup.call.pk, kind="dtmf", data__digit="5").aexists()
+    assert await CallEvent.objects.filter(
+        call_id=setup.call.pk, kind="dtmf", data__digit="5"
+    ).aexists()
 
 
 @pytest.mark.parametrize("problem", ["missing", "expired", "reused", "other-call"])
@@ -277,7 +304,9 @@ async def test_unsigned_stream_handshake_is_refused(connect_caller, fake_openai)
     assert fake_openai.connection_attempts == 0
 
 
-async def test_no_database_query_or_thread_hop_while_media_flows(create_call, connect_caller, fake_openai, monkeypatch):
+async def test_no_database_query_or_thread_hop_while_media_flows(
+    create_call, connect_caller, fake_openai, monkeypatch
+):
     from asgiref.sync import SyncToAsync
 
     setup = await create_call()
@@ -305,7 +334,9 @@ async def test_no_database_query_or_thread_hop_while_media_flows(create_call, co
     await caller.wait_closed()
 
 
-async def test_hangup_through_the_control_plane_ends_the_call(create_call, connect_caller, fake_openai):
+async def test_hangup_through_the_control_plane_ends_the_call(
+    create_call, connect_caller, fake_openai
+):
     from voiceagents.control import asend_call_command
 
     setup = await create_call()

@@ -102,7 +102,9 @@ class FakeOpenAIRealtime:
     def _authorize(self, connection, request):
         self.connection_attempts += 1
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return Response(401, "Unauthorized", Headers(), b'{"error": {"message": "Incorrect API key"}}')
+            return Response(
+                401, "Unauthorized", Headers(), b'{"error": {"message": "Incorrect API key"}}'
+            )
         return None
 
     def _next_id(self, prefix: str) -> str:
@@ -112,14 +114,28 @@ class FakeOpenAIRealtime:
         session = FakeSession(connection, connection.request.headers, connection.request.path)
         self.sessions.append(session)
         if connection.request.headers.get("OpenAI-Beta"):
-            await self.send({"type": "error", "error": {"type": "invalid_request_error",
-                                                        "code": "beta_api_shape_disabled",
-                                                        "message": "The beta API shape is disabled."}}, session)
+            await self.send(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "beta_api_shape_disabled",
+                        "message": "The beta API shape is disabled.",
+                    },
+                },
+                session,
+            )
             await connection.close(4000, "invalid_request_error.beta_api_shape_disabled")
             return
         if self.created_delay:
             await asyncio.sleep(self.created_delay)
-        await self.send({"type": "session.created", "session": {"type": "realtime", "id": self._next_id("sess")}}, session)
+        await self.send(
+            {
+                "type": "session.created",
+                "session": {"type": "realtime", "id": self._next_id("sess")},
+            },
+            session,
+        )
         try:
             async for message in connection:
                 event = json.loads(message)
@@ -147,8 +163,15 @@ class FakeOpenAIRealtime:
         elif kind == "response.cancel":
             await self._cancel(session, "client_cancelled")
         elif kind == "conversation.item.truncate":
-            await self.send({"type": "conversation.item.truncated", "item_id": event["item_id"],
-                             "content_index": 0, "audio_end_ms": event["audio_end_ms"]}, session)
+            await self.send(
+                {
+                    "type": "conversation.item.truncated",
+                    "item_id": event["item_id"],
+                    "content_index": 0,
+                    "audio_end_ms": event["audio_end_ms"],
+                },
+                session,
+            )
 
     async def _respond(self, session: FakeSession, request: dict):
         if self.responses:
@@ -158,60 +181,160 @@ class FakeOpenAIRealtime:
             script = ScriptedResponse(audio=b"\x7f" * 1600, transcript=text)
         response_id, item_id = self._next_id("resp"), self._next_id("item")
         session.active_response = response_id
-        ids = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
-        await self.send({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}}, session)
-        await self.send({"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
-                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress"}}, session)
+        ids = {
+            "response_id": response_id,
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+        await self.send(
+            {"type": "response.created", "response": {"id": response_id, "status": "in_progress"}},
+            session,
+        )
+        await self.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": {
+                    "id": item_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "in_progress",
+                },
+            },
+            session,
+        )
         for start in range(0, len(script.audio), script.chunk):
             if session.active_response != response_id:
                 return
             chunk = script.audio[start : start + script.chunk]
-            await self.send({"type": "response.output_audio.delta", **ids,
-                             "delta": base64.b64encode(chunk).decode()}, session)
+            await self.send(
+                {
+                    "type": "response.output_audio.delta",
+                    **ids,
+                    "delta": base64.b64encode(chunk).decode(),
+                },
+                session,
+            )
             if script.interval:
                 await asyncio.sleep(script.interval)
         if session.active_response != response_id:
             return
-        await self.send({"type": "response.output_audio_transcript.delta", **ids, "delta": script.transcript}, session)
+        await self.send(
+            {"type": "response.output_audio_transcript.delta", **ids, "delta": script.transcript},
+            session,
+        )
         await self.send({"type": "response.output_audio.done", **ids}, session)
-        await self.send({"type": "response.output_audio_transcript.done", **ids, "transcript": script.transcript}, session)
-        await self.send({"type": "response.output_item.done", "response_id": response_id, "output_index": 0,
-                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "completed"}}, session)
+        await self.send(
+            {
+                "type": "response.output_audio_transcript.done",
+                **ids,
+                "transcript": script.transcript,
+            },
+            session,
+        )
+        await self.send(
+            {
+                "type": "response.output_item.done",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": {
+                    "id": item_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "completed",
+                },
+            },
+            session,
+        )
         session.active_response = None
-        await self.send({"type": "response.done", "response": {
-            "id": response_id, "status": "completed", "status_details": None,
-            "output": [{"type": "message", "id": item_id, "role": "assistant",
-                        "content": [{"type": "output_audio", "transcript": script.transcript}]}],
-            "usage": {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5}}}, session)
+        await self.send(
+            {
+                "type": "response.done",
+                "response": {
+                    "id": response_id,
+                    "status": "completed",
+                    "status_details": None,
+                    "output": [
+                        {
+                            "type": "message",
+                            "id": item_id,
+                            "role": "assistant",
+                            "content": [{"type": "output_audio", "transcript": script.transcript}],
+                        }
+                    ],
+                    "usage": {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5},
+                },
+            },
+            session,
+        )
 
     async def _cancel(self, session: FakeSession, reason: str):
         response_id = session.active_response
         if response_id is None:
-            await self.send({"type": "error", "error": {"type": "invalid_request_error",
-                                                        "code": "response_cancel_not_active",
-                                                        "message": "Cancellation failed: no active response found."}}, session)
+            await self.send(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "response_cancel_not_active",
+                        "message": "Cancellation failed: no active response found.",
+                    },
+                },
+                session,
+            )
             return
         session.active_response = None
-        await self.send({"type": "response.done", "response": {"id": response_id, "status": "cancelled",
-                                                                "status_details": {"reason": reason}}}, session)
+        await self.send(
+            {
+                "type": "response.done",
+                "response": {
+                    "id": response_id,
+                    "status": "cancelled",
+                    "status_details": {"reason": reason},
+                },
+            },
+            session,
+        )
 
     # -- test controls -----------------------------------------------------------------------
 
     async def speech_started(self, audio_start_ms: int = 0, interrupt_response: bool = True) -> str:
         """The caller starts talking. Like server VAD with interrupt_response, cancel the active response."""
         item_id = self._next_id("item")
-        await self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id})
+        await self.send(
+            {
+                "type": "input_audio_buffer.speech_started",
+                "audio_start_ms": audio_start_ms,
+                "item_id": item_id,
+            }
+        )
         if interrupt_response and self.session.active_response:
             await self._cancel(self.session, "turn_detected")
         return item_id
 
     async def speech_stopped(self, item_id: str, audio_end_ms: int = 0):
-        await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id})
-        await self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None})
+        await self.send(
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "audio_end_ms": audio_end_ms,
+                "item_id": item_id,
+            }
+        )
+        await self.send(
+            {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
+        )
 
     async def caller_transcript(self, item_id: str, text: str):
-        await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
-                         "content_index": 0, "transcript": text})
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": text,
+            }
+        )
 
     async def respond(self, script: ScriptedResponse):
         """Start a response on the server's own initiative (as server VAD does after a turn)."""
@@ -222,8 +345,12 @@ class FakeOpenAIRealtime:
         self.responses.insert(0, script)
         await self._respond(session, {})
 
-    async def error(self, message: str, code: str = "server_error", error_type: str = "server_error"):
-        await self.send({"type": "error", "error": {"type": error_type, "code": code, "message": message}})
+    async def error(
+        self, message: str, code: str = "server_error", error_type: str = "server_error"
+    ):
+        await self.send(
+            {"type": "error", "error": {"type": error_type, "code": code, "message": message}}
+        )
 
     async def drop(self, code: int = 1011, reason: str = "internal error"):
         await self.session.connection.close(code, reason)

@@ -148,7 +148,9 @@ class FakeTwilioCaller:
         for task in (self._reader, self._player):
             if task is not None:
                 task.cancel()
-        await asyncio.gather(*(t for t in (self._reader, self._player) if t), return_exceptions=True)
+        await asyncio.gather(
+            *(t for t in (self._reader, self._player) if t), return_exceptions=True
+        )
 
     # -- receiving and playback ------------------------------------------------------------------
 

@@ -36,7 +36,11 @@ def test_convai_defaults_to_rachel_and_needs_an_elevenlabs_key():
 
 def test_pipeline_falls_back_to_constructor_keys():
     agent = Patter(deepgram_key="dg", elevenlabs_key="el").agent("x", provider="pipeline")
-    assert (agent.stt.provider, agent.tts.provider, agent.tts.voice) == ("deepgram", "elevenlabs", "rachel")
+    assert (agent.stt.provider, agent.tts.provider, agent.tts.voice) == (
+        "deepgram",
+        "elevenlabs",
+        "rachel",
+    )
 
 
 def test_pipeline_without_stages_or_keys_names_what_is_missing():

@@ -13,7 +13,9 @@ async def echo(event):
 
 
 def credential(vendor, default=False):
-    row = Credential(vendor=vendor, label=f"{vendor}-{Credential.objects.count()}", is_default=default)
+    row = Credential(
+        vendor=vendor, label=f"{vendor}-{Credential.objects.count()}", is_default=default
+    )
     if vendor == Vendor.TWILIO:
         row.account_sid = "AC" + "0" * 32
     row.secret = f"{vendor}-secret-value-1234"
@@ -24,7 +26,9 @@ def credential(vendor, default=False):
 def errors_of(agent) -> dict[str, list[str]]:
     with pytest.raises(ValidationError) as excinfo:
         agent.full_clean()
-    return {field: [str(m) for m in messages] for field, messages in excinfo.value.message_dict.items()}
+    return {
+        field: [str(m) for m in messages] for field, messages in excinfo.value.message_dict.items()
+    }
 
 
 def agent(**fields):
@@ -58,7 +62,10 @@ def test_convai_without_elevenlabs_credential_names_the_field():
     credential(Vendor.OPENAI, default=True)  # irrelevant for ConvAI
     errors = errors_of(agent(provider=ProviderChoice.ELEVENLABS_CONVAI))
     assert list(errors) == ["elevenlabs_credential"]
-    assert "ElevenLabs Conversational AI needs an ElevenLabs credential" in errors["elevenlabs_credential"][0]
+    assert (
+        "ElevenLabs Conversational AI needs an ElevenLabs credential"
+        in errors["elevenlabs_credential"][0]
+    )
 
 
 def test_pipeline_without_stt_tts_or_reply_handler_names_each_field():
@@ -128,7 +135,12 @@ def test_unknown_reply_handler_lists_registered_names():
     credential(Vendor.DEEPGRAM)
     credential(Vendor.ELEVENLABS)
     errors = errors_of(
-        agent(provider=ProviderChoice.PIPELINE, stt_provider="deepgram", tts_provider="elevenlabs", reply_handler="nope")
+        agent(
+            provider=ProviderChoice.PIPELINE,
+            stt_provider="deepgram",
+            tts_provider="elevenlabs",
+            reply_handler="nope",
+        )
     )
     assert "'nope'" in errors["reply_handler"][0]
     assert "validation-test-echo" in errors["reply_handler"][0]
@@ -138,7 +150,12 @@ def test_llm_prompt_reply_needs_an_openai_credential():
     credential(Vendor.DEEPGRAM)
     credential(Vendor.ELEVENLABS)
     errors = errors_of(
-        agent(provider=ProviderChoice.PIPELINE, stt_provider="deepgram", tts_provider="elevenlabs", reply_prompt="Be kind.")
+        agent(
+            provider=ProviderChoice.PIPELINE,
+            stt_provider="deepgram",
+            tts_provider="elevenlabs",
+            reply_prompt="Be kind.",
+        )
     )
     assert list(errors) == ["reply_credential"]
 
@@ -201,7 +218,10 @@ def test_variables_fill_prompt_and_first_message_but_leave_other_braces():
         first_message="Hi, this is {company}!",
         variables={"company": "Acme"},
     )
-    assert row.rendered_system_prompt() == 'You work for Acme. Reply as JSON like {"ok": true}. {unknown} stays.'
+    assert (
+        row.rendered_system_prompt()
+        == 'You work for Acme. Reply as JSON like {"ok": true}. {unknown} stays.'
+    )
     assert row.rendered_first_message() == "Hi, this is Acme!"
     assert row.rendered_first_message({"company": "Override"}) == "Hi, this is Override!"
 
@@ -218,7 +238,9 @@ def test_voice_and_model_defaults_follow_the_seed():
 def test_phone_number_needs_e164_and_a_matching_carrier_credential():
     from voiceagents.models import PhoneNumber
 
-    number = PhoneNumber(number="4155550100", carrier="twilio", credential=credential(Vendor.TELNYX))
+    number = PhoneNumber(
+        number="4155550100", carrier="twilio", credential=credential(Vendor.TELNYX)
+    )
     with pytest.raises(ValidationError) as excinfo:
         number.full_clean()
     assert {"number", "credential"} <= set(excinfo.value.message_dict)

@@ -47,7 +47,9 @@ def test_in_memory_channel_layer_warns_on_deploy(settings):
         ("https://voice.example.com", False, []),
     ],
 )
-def test_public_url_checks(settings, voiceagents_settings, monkeypatch, public_url, debug, expected):
+def test_public_url_checks(
+    settings, voiceagents_settings, monkeypatch, public_url, debug, expected
+):
     monkeypatch.delenv("VOICEAGENTS_PUBLIC_URL", raising=False)
     voiceagents_settings["PUBLIC_URL"] = public_url
     settings.DEBUG = debug

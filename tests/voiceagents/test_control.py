@@ -28,10 +28,15 @@ def test_group_name_is_valid_for_channels():
     assert BaseChannelLayer().require_valid_group_name(name)
 
 
+# Channels' default dispatch closes old database connections before each handler.
+@pytest.mark.django_db(transaction=True)
 async def test_hangup_reaches_the_consumer_of_that_call_only():
     call_id, other = uuid.uuid4(), uuid.uuid4()
     app = GroupMember.as_asgi()
-    ours = WebsocketCommunicator(app, "/", )
+    ours = WebsocketCommunicator(
+        app,
+        "/",
+    )
     ours.scope["url_route"] = {"kwargs": {"call_id": str(call_id)}}
     theirs = WebsocketCommunicator(app, "/")
     theirs.scope["url_route"] = {"kwargs": {"call_id": str(other)}}
@@ -39,7 +44,10 @@ async def test_hangup_reaches_the_consumer_of_that_call_only():
     assert (await theirs.connect(timeout=5))[0]
     try:
         await asend_call_command(call_id, "hangup", reason="operator")
-        assert await ours.receive_json_from(timeout=5) == {"type": "call.hangup", "reason": "operator"}
+        assert await ours.receive_json_from(timeout=5) == {
+            "type": "call.hangup",
+            "reason": "operator",
+        }
         assert await theirs.receive_nothing(timeout=0.2)
     finally:
         await ours.disconnect()

@@ -47,7 +47,11 @@ providers.register(
         options=OPENAI_REALTIME_OPTIONS,
         default_model="gpt-4o-mini-realtime-preview",
         default_voice="alloy",
-        suggested_models=("gpt-4o-mini-realtime-preview", "gpt-4o-realtime-preview", "gpt-realtime"),
+        suggested_models=(
+            "gpt-4o-mini-realtime-preview",
+            "gpt-4o-realtime-preview",
+            "gpt-realtime",
+        ),
         suggested_voices=OPENAI_VOICES,
         runtime="voiceagents.providers.openai_realtime.OpenAIRealtimeProvider",
     )
@@ -74,5 +78,7 @@ def build_provider(provider_id: str, config):
 
     spec = providers.get(provider_id)
     if not spec.runtime:
-        raise UnsupportedFeature(f"The {spec.name} provider cannot take calls yet", vendor=provider_id)
+        raise UnsupportedFeature(
+            f"The {spec.name} provider cannot take calls yet", vendor=provider_id
+        )
     return import_string(spec.runtime)(config)

@@ -55,7 +55,9 @@ class OptionSchema:
         if values in (None, ""):
             return []
         if not isinstance(values, dict):
-            return ["Provider options must be a JSON object, e.g. {\"turn_detection\": \"semantic_vad\"}."]
+            return [
+                'Provider options must be a JSON object, e.g. {"turn_detection": "semantic_vad"}.'
+            ]
         problems = []
         for key, value in values.items():
             option = self.options.get(key)

@@ -73,8 +73,12 @@ async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
         await provider.close()
 
 
-@pytest.mark.parametrize(("carrier", "options"), [(PCM16_16K, {}), (MULAW_8K, {"audio_format": "pcm"})])
-async def test_uses_24k_pcm_when_the_carrier_leg_is_not_mulaw_or_when_forced(fake, carrier, options):
+@pytest.mark.parametrize(
+    ("carrier", "options"), [(PCM16_16K, {}), (MULAW_8K, {"audio_format": "pcm"})]
+)
+async def test_uses_24k_pcm_when_the_carrier_leg_is_not_mulaw_or_when_forced(
+    fake, carrier, options
+):
     provider = OpenAIRealtimeProvider(config(fake.url, carrier_format=carrier, **options))
     await provider.open()
     try:
@@ -88,7 +92,12 @@ async def test_uses_24k_pcm_when_the_carrier_leg_is_not_mulaw_or_when_forced(fak
 async def test_options_select_semantic_vad_tools_and_pass_session_fields_through(fake):
     tools = [{"type": "function", "name": "book", "parameters": {"type": "object"}}]
     provider = OpenAIRealtimeProvider(
-        config(fake.url, turn_detection="semantic_vad", tools=tools, session={"tool_choice": "required"})
+        config(
+            fake.url,
+            turn_detection="semantic_vad",
+            tools=tools,
+            session={"tool_choice": "required"},
+        )
     )
     await provider.open()
     try:
@@ -149,7 +158,12 @@ async def test_caller_events_and_interrupt_truncates_without_cancelling_under_se
         assert transcript == CallerTranscript(item, "Hello?")
         await provider.interrupt("item_x", 840)
         truncate = (await fake.wait_for(lambda: fake.events_of("conversation.item.truncate")))[0]
-        assert truncate == {"type": "conversation.item.truncate", "item_id": "item_x", "content_index": 0, "audio_end_ms": 840}
+        assert truncate == {
+            "type": "conversation.item.truncate",
+            "item_id": "item_x",
+            "content_index": 0,
+            "audio_end_ms": 840,
+        }
         await asyncio.sleep(0.05)
         assert fake.events_of("response.cancel") == []
     finally:
@@ -171,11 +185,17 @@ async def test_error_frames_are_fatal_unless_our_request_was_invalid(fake):
     await provider.open()
     try:
         await fake.wait_for(lambda: fake.session_ready.is_set())
-        await fake.error("no active response", code="response_cancel_not_active", error_type="invalid_request_error")
+        await fake.error(
+            "no active response",
+            code="response_cancel_not_active",
+            error_type="invalid_request_error",
+        )
         await fake.error("boom", code="server_error")
         recoverable, fatal = await collect(provider, 2)
         assert isinstance(recoverable, ProviderErrorEvent) and not recoverable.fatal
-        assert isinstance(fatal, ProviderErrorEvent) and fatal.fatal and fatal.code == "server_error"
+        assert (
+            isinstance(fatal, ProviderErrorEvent) and fatal.fatal and fatal.code == "server_error"
+        )
     finally:
         await provider.close()
 

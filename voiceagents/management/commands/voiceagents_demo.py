@@ -45,11 +45,15 @@ class Command(BaseCommand):
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
             return None
-        existing = Credential.objects.filter(vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)").first()
+        existing = Credential.objects.filter(
+            vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)"
+        ).first()
         if existing:
             return existing
         credential = Credential(vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)")
-        credential.is_default = not Credential.objects.filter(vendor=Vendor.OPENAI, is_default=True).exists()
+        credential.is_default = not Credential.objects.filter(
+            vendor=Vendor.OPENAI, is_default=True
+        ).exists()
         credential.secret = key
         credential.save()
         return credential
