@@ -11,9 +11,12 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from .control import send_call_command
 from .forms import AgentForm, CredentialForm
 from .models import Agent, Call, CallEvent, Credential, PhoneNumber, TranscriptEntry
+from .services import LIVE_STATUSES
 
 
 @admin.register(Credential)
@@ -195,6 +198,7 @@ class CallAdmin(admin.ModelAdmin):
     list_filter = ["status", "direction", "carrier", "agent"]
     search_fields = ["from_number", "to_number", "carrier_call_id", "transcript__text"]
     inlines = [TranscriptInline, CallEventInline]
+    actions = ["hang_up"]
     fieldsets = [
         (
             None,
@@ -234,6 +238,38 @@ class CallAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # Calls are records: viewable, never edited by hand.
         return False
+
+    def has_hangup_permission(self, request):
+        # Acting on a live call needs the change permission, although the record stays read-only.
+        return request.user.has_perm("voiceagents.change_call")
+
+    @admin.action(description=_("Hang up selected live calls"), permissions=["hangup"])
+    def hang_up(self, request, queryset):
+        """Send ``hangup`` to each live call's group; the process holding the call ends it."""
+        live = list(queryset.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True))
+        for call_id in live:
+            send_call_command(call_id, "hangup", reason="operator_hangup")
+        skipped = queryset.count() - len(live)
+        self.message_user(
+            request,
+            ngettext(
+                "Hang-up sent to %(count)d live call.",
+                "Hang-up sent to %(count)d live calls.",
+                len(live),
+            )
+            % {"count": len(live)}
+            + (
+                " "
+                + ngettext(
+                    "%(count)d call was not live and was left alone.",
+                    "%(count)d calls were not live and were left alone.",
+                    skipped,
+                )
+                % {"count": skipped}
+                if skipped
+                else ""
+            ),
+        )
 
     @admin.display(boolean=True, description=_("recording"))
     def has_recording(self, obj):
