@@ -8,4 +8,4 @@ class TelephonyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import carriers, checks  # noqa: F401  (fills the carrier registry; registers checks)

@@ -1,0 +1,147 @@
+"""What every carrier's webhooks share: the base view, public URLs and log-safe phone numbers.
+
+The base view fixes the order of work for every carrier webhook (style.md §7): verify, then parse,
+then act, then respond. Carriers plug in verification as named methods (``verifiers``), so that
+mixins compose without ``super()`` chains, and implement ``parse()`` and ``handle()``.
+
+It fails closed: a request that fails verification gets 403 (and a WARNING on the
+``telephony.security`` logger, never with the signature), and a server that has no secret to verify
+with gets 503 (and an ERROR naming the missing setting) rather than silently accepting the call.
+``VOICEAGENTS['VERIFY_SIGNATURES'] = False`` skips verification for local development only; the
+``voiceagents.W001`` system check warns when it is off outside DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from voiceagents.conf import get_setting
+from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
+
+logger = logging.getLogger(__name__)
+#: Rejected signatures go here, like Django's ``django.security``, so operators can route them.
+security_logger = logging.getLogger("telephony.security")
+
+_WS_SCHEMES = {"https": "wss", "http": "ws"}
+
+
+def mask_number(number: str | None) -> str:
+    """A phone number safe to log: only its last four characters (style.md §11)."""
+    if not number:
+        return "(none)"
+    return "…" + number[-4:]
+
+
+def public_base_url() -> str:
+    """``VOICEAGENTS['PUBLIC_URL']`` without a trailing slash.
+
+    Carriers sign the URL they requested, so it is rebuilt from this setting rather than from the
+    request, which behind a TLS-terminating proxy may say ``http://`` or an internal host name.
+    """
+    value = get_setting("PUBLIC_URL")
+    if not value:
+        raise ConfigurationError(
+            "No public base URL: set VOICEAGENTS['PUBLIC_URL'] or the VOICEAGENTS_PUBLIC_URL "
+            "environment variable to the https address carriers reach, e.g. https://voice.example.com"
+        )
+    parts = urlsplit(str(value))
+    if parts.scheme not in _WS_SCHEMES or not parts.netloc:
+        raise ConfigurationError(f"VOICEAGENTS['PUBLIC_URL'] = {value!r} is not an http(s) URL")
+    return str(value).rstrip("/")
+
+
+def public_url(path: str, query_string: str = "") -> str:
+    """The public https URL of ``path`` (a request path, starting with ``/``)."""
+    url = public_base_url() + path
+    return f"{url}?{query_string}" if query_string else url
+
+
+def websocket_url(path: str, base_url: str | None = None) -> str:
+    """The public ``wss://`` URL of ``path``: the public base URL with https→wss (http→ws)."""
+    base = (base_url or public_base_url()).rstrip("/")
+    scheme, rest = base.split("://", 1)
+    return f"{_WS_SCHEMES.get(scheme.lower(), scheme)}://{rest}{path}"
+
+
+def verification_enabled() -> bool:
+    """False only when ``VOICEAGENTS['VERIFY_SIGNATURES']`` is off (development)."""
+    return bool(get_setting("VERIFY_SIGNATURES", cast=bool))
+
+
+class CarrierWebhookView(View):
+    """Base view of every carrier webhook: verify → parse → act → respond.
+
+    Subclasses set ``carrier`` and ``verifiers`` and implement ``parse()`` and ``handle()``.
+    A verifier is a method ``(request) -> None`` that raises ``WebhookValidationFailure`` when the
+    request is not authentic and ``ConfigurationError`` when this server lacks the secret.
+    """
+
+    #: Carrier id, as in the ``carriers`` registry; used in log lines.
+    carrier: str = ""
+    #: Names of verifier methods; every one must pass. Mixins contribute names.
+    verifiers: tuple[str, ...] = ()
+    #: POST carries the webhook; HEAD answers reachability probes and does nothing else.
+    http_method_names = ["post", "head"]
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        if not cls.verifiers:
+            # Fail closed at URL-loading time rather than accept unauthenticated webhooks.
+            raise ImproperlyConfigured(f"{cls.__name__} declares no verifiers")
+        view = super().as_view(**initkwargs)
+        # Carriers send neither a CSRF token nor a session: the signature is the authentication.
+        return csrf_exempt(login_not_required(view))
+
+    def head(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        return HttpResponse()
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        rejection = self.run_verifiers(request)
+        if rejection is not None:
+            return rejection
+        event = self.parse(request)
+        return self.handle(request, event)
+
+    def run_verifiers(self, request: HttpRequest) -> HttpResponse | None:
+        """None when the request may be acted on, else the 403 or 503 response to send."""
+        if not verification_enabled():
+            logger.debug("%s webhook %s: signature checks are disabled", self.carrier, request.path)
+            return None
+        try:
+            for name in self.verifiers:
+                getattr(self, name)(request)
+        except WebhookValidationFailure as err:
+            security_logger.warning(
+                "Rejected %s webhook %s from %s: %s",
+                self.carrier,
+                request.path,
+                request.META.get("REMOTE_ADDR", "?"),
+                err,
+            )
+            return HttpResponse(
+                "Forbidden: invalid signature", status=403, content_type="text/plain"
+            )
+        except ConfigurationError as err:
+            logger.error("Cannot verify %s webhook %s: %s", self.carrier, request.path, err)
+            return HttpResponse(
+                f"Service unavailable: webhook verification is not configured. {err}",
+                status=503,
+                content_type="text/plain",
+            )
+        return None
+
+    def parse(self, request: HttpRequest) -> Any:
+        """Turn the verified request into the carrier's event object. Subclasses implement this."""
+        raise NotImplementedError(f"{self.__class__.__name__}.parse()")
+
+    def handle(self, request: HttpRequest, event: Any) -> HttpResponse:
+        """Act on the event and build the response. Subclasses implement this."""
+        raise NotImplementedError(f"{self.__class__.__name__}.handle()")

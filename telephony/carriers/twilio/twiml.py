@@ -1,0 +1,55 @@
+"""TwiML documents we answer Twilio with (protocols.md §1.2).
+
+Built with ElementTree so every value is XML-escaped: parameter values and spoken text can hold
+``&``, ``<`` or quotes. Two documents: connect the call to our media stream, or apologise and hang
+up.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+
+from ..base import websocket_url
+
+#: Path of the Twilio media-stream WebSocket under PUBLIC_URL (routed in ``telephony.routing``).
+MEDIA_PATH = "/telephony/twilio/media/"
+
+#: Said to callers whose call no agent can take (unknown or disabled number or agent).
+DEFAULT_APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
+
+CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+def media_stream_url(base_url: str | None = None) -> str:
+    """``wss://<public host>/telephony/twilio/media/``, from ``PUBLIC_URL`` unless given."""
+    return websocket_url(MEDIA_PATH, base_url)
+
+
+def _document(root: ET.Element) -> str:
+    return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+def connect_stream(stream_url: str, parameters: Mapping[str, str]) -> str:
+    """Connect the call to a bidirectional media stream, then hang up when the stream ends.
+
+    Values travel as ``<Parameter>``s, never in the URL's query string, which Twilio refuses or
+    strips (and which would leak into logs). ``<Hangup/>`` after ``</Connect>`` runs once our
+    server closes the socket, so closing it is how the agent ends the call.
+    """
+    response = ET.Element("Response")
+    connect = ET.SubElement(response, "Connect")
+    stream = ET.SubElement(connect, "Stream", url=stream_url)
+    for name, value in parameters.items():
+        ET.SubElement(stream, "Parameter", name=name, value=str(value))
+    ET.SubElement(response, "Hangup")
+    return _document(response)
+
+
+def apology(message: str = DEFAULT_APOLOGY, *, language: str | None = None) -> str:
+    """Say ``message`` and hang up: the polite answer when no agent can take the call."""
+    response = ET.Element("Response")
+    say = ET.SubElement(response, "Say", {"language": language} if language else {})
+    say.text = message
+    ET.SubElement(response, "Hangup")
+    return _document(response)

@@ -1,0 +1,1 @@
+"""Loopback fakes of the vendors (providers and carriers), one module per vendor id."""

@@ -1,0 +1,1 @@
+"""Tests of the carrier app: webhook contract suites and per-carrier quirks."""
