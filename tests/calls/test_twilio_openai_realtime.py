@@ -364,3 +364,35 @@ async def test_max_call_duration_ends_the_call(create_call, connect_caller, fake
     call = await _wait_final(setup.call.pk)
     assert call.end_reason == "max_duration"
     assert call.status == CallStatus.COMPLETED
+
+
+async def test_agent_audio_reaches_twilio_in_order_paced_in_real_time(
+    create_call, connect_caller, fake_openai
+):
+    from tests.fakes.openai_realtime import ScriptedResponse
+
+    pattern = bytes(range(256)) * 47  # 12032 bytes: 1504 ms of μ-law, not a whole number of frames
+    fake_openai.responses.append(
+        ScriptedResponse(audio=pattern, transcript="Counting.", chunk=1000)
+    )
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters)
+    await fake_openai.wait_for(lambda: len(caller.media_in) >= len(pattern), timeout=5)
+    # In order, byte for byte; the last partial frame padded with μ-law silence.
+    assert bytes(caller.media_in[: len(pattern)]) == pattern
+    assert set(caller.media_in[len(pattern) :]) <= {0xFF}
+    # Paced: OpenAI sent 1.5 s of audio at once; it reaches the carrier on a real-time grid, at
+    # most the pacer's lead (80 ms) ahead of the playout clock.
+    first_time, _ = caller.media_times[0]
+    for when, received in caller.media_times:
+        ahead_ms = received / 8 - (when - first_time) * 1000
+        assert ahead_ms <= 80 + 20 + 15  # lead + the frame in flight + scheduling slack
+    span = caller.media_times[-1][0] - first_time
+    assert span >= 1.3
+    # Marks follow the audio, in increasing stream positions.
+    names = [int(m["mark"]["name"]) for m in caller.events("mark")]
+    assert names == sorted(names) and names[-1] >= 1500
+    await caller.stop()
+    await caller.wait_closed()

@@ -56,6 +56,8 @@ class FakeTwilioCaller:
         self.timestamp = 0
         self.received: list[dict] = []
         self.media_in = bytearray()
+        #: (monotonic arrival time, cumulative bytes received) per outbound media frame.
+        self.media_times: list[tuple[float, int]] = []
         self.marks_echoed: list[str] = []
         self.clears = 0
         self.cleared_marks: list[str] = []
@@ -166,6 +168,7 @@ class FakeTwilioCaller:
             if event == "media":
                 data = base64.b64decode(frame["media"]["payload"])
                 self.media_in += data
+                self.media_times.append((asyncio.get_running_loop().time(), len(self.media_in)))
                 self._enqueue(("audio", len(data)))
             elif event == "mark":
                 self._enqueue(("mark", frame["mark"]["name"]))
