@@ -89,12 +89,17 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     # -- call start ------------------------------------------------------------------------------
 
-    async def begin_call(self, call_id: str, token: str, stream_id: str) -> bool:
+    async def begin_call(
+        self, call_id: str, token: str, stream_id: str, carrier_call_id: str | None = None
+    ) -> bool:
         """Authenticate the stream and start the session; close 1008 before any provider opens."""
         try:
             streamtokens.check(call_id, token)
             context = await database_sync_to_async(callsetup.start_call)(
-                call_id, stream_id=stream_id, carrier_format=self.carrier_format
+                call_id,
+                stream_id=stream_id,
+                carrier_format=self.carrier_format,
+                carrier_call_id=carrier_call_id,
             )
         except WebhookValidationFailure as err:
             logger.warning("%s media stream refused: %s", self.carrier_id, err)

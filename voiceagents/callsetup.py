@@ -54,7 +54,9 @@ class CallRejected(Exception):
         self.reason = reason
 
 
-def start_call(call_id, *, stream_id: str, carrier_format: AudioFormat) -> CallContext:
+def start_call(
+    call_id, *, stream_id: str, carrier_format: AudioFormat, carrier_call_id: str | None = None
+) -> CallContext:
     """Spend the stream token, mark the call in progress and snapshot its configuration.
 
     Raises WebhookValidationFailure for a replayed token and CallRejected when the call cannot
@@ -64,6 +66,11 @@ def start_call(call_id, *, stream_id: str, carrier_format: AudioFormat) -> CallC
         if not streamtokens.spend(call_id):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
         call = Call.objects.select_related("agent").select_for_update(of=("self",)).get(pk=call_id)
+        if carrier_call_id and call.carrier_call_id and carrier_call_id != call.carrier_call_id:
+            # A valid token replayed on another call's stream (protocols.md §1.5).
+            raise WebhookValidationFailure(
+                "stream belongs to another carrier call", call_id=call_id
+            )
         if call.status in FINAL_STATUSES:
             raise CallRejected("call_already_ended")
         agent = call.agent

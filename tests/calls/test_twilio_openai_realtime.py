@@ -21,7 +21,7 @@ async def test_caller_audio_reaches_openai_byte_identical_and_first_message_play
     connected, caller = await connect_caller()
     assert connected
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     audio = bytes(range(256)) * 12  # 3072 bytes, 384 ms
     await caller.stream_audio(audio, realtime=False)
     await fake_openai.wait_for(
@@ -84,7 +84,7 @@ async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     streaming = asyncio.ensure_future(caller.stream_audio(ulaw_tone(3000, 300), realtime=True))
 
     await fake_openai.wait_for(lambda: caller.media_in)
@@ -155,7 +155,7 @@ async def test_caller_audio_sent_before_the_provider_is_ready_is_buffered_in_ord
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     audio = bytes(range(256)) * 5
     await caller.stream_audio(audio, realtime=False)  # all of it before session.created
     await fake_openai.wait_for(
@@ -197,7 +197,7 @@ async def test_malformed_frames_are_counted_and_the_call_goes_on(
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await caller.media(b"\x01" * 160)
     await fake_openai.wait_for(
         lambda: fake_openai.sessions and len(fake_openai.session.audio_in) == 160
@@ -220,7 +220,7 @@ async def test_provider_failure_mid_call_fails_the_call_and_keeps_the_transcript
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await fake_openai.wait_for(lambda: fake_openai.events_of("response.done") or caller.media_in)
     item = await fake_openai.speech_started(audio_start_ms=100)
     await fake_openai.caller_transcript(item, "Hello?")
@@ -255,7 +255,7 @@ async def test_dtmf_goes_to_the_model_and_the_timeline(create_call, connect_call
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
     await asyncio.sleep(0.05)
     await caller.dtmf("5")
@@ -289,11 +289,11 @@ async def test_bad_stream_tokens_close_1008_before_the_provider_is_contacted(
     elif problem == "reused":
         _, first = await connect_caller()
         await first.connected()
-        await first.start(dict(params))
+        await first.start(dict(params), call_sid=setup.call.carrier_call_id)
         await fake_openai.wait_for(lambda: fake_openai.connection_attempts == 1)
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(params)
+    await caller.start(params, call_sid=setup.call.carrier_call_id)
     assert await caller.wait_closed() == 1008
     assert fake_openai.connection_attempts == (1 if problem == "reused" else 0)
 
@@ -312,7 +312,7 @@ async def test_no_database_query_or_thread_hop_while_media_flows(
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     # Let the first message play out and its transcript row be written.
     await fake_openai.wait_for(lambda: len(caller.media_in) >= 1600)
     await asyncio.sleep(0.6)
@@ -342,7 +342,7 @@ async def test_hangup_through_the_control_plane_ends_the_call(
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
     await asend_call_command(setup.call.pk, "hangup", reason="operator_hangup")
     await caller.wait_closed()
@@ -359,7 +359,7 @@ async def test_max_call_duration_ends_the_call(create_call, connect_caller, fake
     await Agent.objects.filter(pk=setup.agent.pk).aupdate(max_call_duration=1)
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await caller.wait_closed(timeout=5)
     call = await _wait_final(setup.call.pk)
     assert call.end_reason == "max_duration"
@@ -378,7 +378,7 @@ async def test_agent_audio_reaches_twilio_in_order_paced_in_real_time(
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
-    await caller.start(setup.parameters)
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await fake_openai.wait_for(lambda: len(caller.media_in) >= len(pattern), timeout=5)
     # In order, byte for byte; the last partial frame padded with μ-law silence.
     assert bytes(caller.media_in[: len(pattern)]) == pattern
@@ -396,3 +396,14 @@ async def test_agent_audio_reaches_twilio_in_order_paced_in_real_time(
     assert names == sorted(names) and names[-1] >= 1500
     await caller.stop()
     await caller.wait_closed()
+
+
+async def test_a_valid_token_on_another_calls_stream_is_refused(
+    create_call, connect_caller, fake_openai
+):
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters, call_sid="CA" + "f" * 32)
+    assert await caller.wait_closed() == 1008
+    assert fake_openai.connection_attempts == 0

@@ -79,7 +79,9 @@ class FakeTwilioCaller:
     async def connected(self):
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
-    async def start(self, parameters: dict[str, str]):
+    async def start(self, parameters: dict[str, str], call_sid: str | None = None):
+        if call_sid:
+            self.call_sid = call_sid
         await self.send(
             {
                 "event": "start",

@@ -118,7 +118,7 @@ class TwilioMediaConsumer(MediaStreamConsumer):
             '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
         )
         self._mark_prefix = '{"event":"mark","streamSid":"' + stream_sid + '","mark":{"name":"'
-        await self.begin_call(str(call_id), str(token), stream_sid)
+        await self.begin_call(str(call_id), str(token), stream_sid, str(start.get("callSid") or ""))
 
     # -- CarrierLink ------------------------------------------------------------------------------
 
