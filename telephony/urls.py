@@ -1,11 +1,13 @@
 """HTTP routes of the carrier app, included at ``telephony/`` by the project.
 
 Public URLs (configure them at the carrier): ``/telephony/twilio/voice/`` and
-``/telephony/twilio/status/``.
+``/telephony/twilio/status/``; ``/telephony/telnyx/webhook/`` (the Call Control Application's
+webhook URL).
 """
 
 from django.urls import path
 
+from .carriers.telnyx.webhooks import TelnyxWebhookView
 from .carriers.twilio.webhooks import TwilioStatusCallbackView, TwilioVoiceWebhookView
 
 app_name = "telephony"
@@ -13,4 +15,5 @@ app_name = "telephony"
 urlpatterns = [
     path("twilio/voice/", TwilioVoiceWebhookView.as_view(), name="twilio_voice"),
     path("twilio/status/", TwilioStatusCallbackView.as_view(), name="twilio_status"),
+    path("telnyx/webhook/", TelnyxWebhookView.as_view(), name="telnyx_webhook"),
 ]

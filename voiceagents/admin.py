@@ -148,6 +148,10 @@ class PhoneNumberAdmin(admin.ModelAdmin):
     list_filter = ["carrier", "enabled", "agent"]
     search_fields = ["number", "label"]
     list_select_related = ["agent"]
+    fieldsets = [
+        (None, {"fields": ["number", "label", "carrier", "credential", "agent", "enabled"]}),
+        (_("Telnyx"), {"fields": ["telnyx_codec"]}),
+    ]
 
 
 class ReadOnlyInline(admin.TabularInline):

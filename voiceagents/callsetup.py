@@ -164,7 +164,8 @@ def finish_call(
     """Write the end of the call: status, times, metrics and the recording; queue post-call work.
 
     A carrier status callback may have marked the call final already (it can arrive before the
-    stream's ``stop``); its status stands, and the rest is still written.
+    stream's ``stop``); its status stands, and so do the end reason and error it recorded
+    (Telnyx's ``call.hangup`` maps ``hangup_cause``); the rest is still written.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -175,8 +176,9 @@ def finish_call(
             call.ended_at = now
             if call.answered_at:
                 call.duration = now - call.answered_at
-        call.end_reason = end_reason[:100]
-        call.error = error
+        if previous not in FINAL_STATUSES or not call.end_reason:
+            call.end_reason = end_reason[:100]
+        call.error = error or call.error
         call.metrics = {**(call.metrics or {}), **metrics}
         if recording_path:
             _attach_recording(call, recording_path, recording_ms)

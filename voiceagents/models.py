@@ -564,6 +564,13 @@ class Agent(models.Model):
             )
 
 
+class TelnyxCodec(models.TextChoices):
+    """The audio codec of a Telnyx number's media stream, both directions (protocols.md §3.4)."""
+
+    L16 = "L16", _("L16: 16-bit linear PCM, 16 kHz (wideband)")
+    PCMU = "PCMU", _("PCMU: G.711 µ-law, 8 kHz (narrowband)")
+
+
 class PhoneNumber(models.Model):
     """A number at a carrier, and the agent that answers its inbound calls."""
 
@@ -594,6 +601,17 @@ class PhoneNumber(models.Model):
         help_text=_("Answers inbound calls. Blank: callers hear a short apology."),
     )
     enabled = models.BooleanField(_("enabled"), default=True)
+    telnyx_codec = models.CharField(
+        _("Telnyx media codec"),
+        max_length=8,
+        choices=TelnyxCodec.choices,
+        default=TelnyxCodec.L16,
+        help_text=_(
+            "Telnyx only: the audio format of the call's media stream. L16 at 16 kHz carries "
+            "wideband speech and is converted for the voice provider; PCMU at 8 kHz is phone "
+            "quality and passes through to OpenAI Realtime unchanged."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -778,3 +796,33 @@ class CallEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} @ {self.at_ms} ms"
+
+
+class ProcessedWebhookEvent(models.Model):
+    """A carrier webhook event already acted on, so that a retried delivery is acted on once.
+
+    Telnyx retries webhooks and may deliver one twice (protocols.md §3.1). The unique constraint
+    makes the first process to insert the event's id the one that handles it, across processes;
+    the others see the duplicate and only acknowledge it.
+    """
+
+    carrier = models.CharField(_("carrier"), max_length=20, choices=Carrier.choices)
+    event_id = models.CharField(
+        _("event ID"), max_length=128, help_text=_("The carrier's event id, e.g. Telnyx data.id.")
+    )
+    event_type = models.CharField(
+        _("event type"), max_length=64, blank=True, help_text=_("e.g. 'call.initiated'.")
+    )
+    received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("processed webhook event")
+        verbose_name_plural = _("processed webhook events")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["carrier", "event_id"], name="voiceagents_unique_webhook_event"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_carrier_display()} {self.event_type} {self.event_id}"

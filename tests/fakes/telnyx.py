@@ -1,0 +1,629 @@
+"""A fake Telnyx for tests: signed webhooks, the Call Control REST API, and a media-stream caller.
+
+* Signatures are made here with ``cryptography``'s Ed25519 API directly, never with
+  ``telephony.carriers.telnyx.signature``: the signed message (``timestamp|body``, protocols.md
+  §3.2) is composed independently, so a shared misunderstanding cannot make both sides agree.
+* ``FakeTelnyxAPI`` is a real HTTP server on 127.0.0.1, port 0, in a thread (so sync Django test
+  clients and async tests can both reach it). It records every command and answers like Telnyx:
+  ``200 {"data": {"result": "ok"}}``, or a scripted error such as
+  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``.
+* ``FakeTelnyxCaller`` plays Telnyx's side of a bidirectional media stream (§3.4) over any pair of
+  send/receive coroutines: ``connected`` (with the auth token), ``start`` with our
+  ``client_state``, ``media`` frames paced in real time, ``dtmf``, ``error``, ``stop``. It plays
+  the audio it receives on a simulated clock and echoes each ``mark`` once the audio before it
+  has played; ``clear`` drops the queue and returns the queued marks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+#: Matches ``VOICEAGENTS['PUBLIC_URL']`` in tests/settings.py.
+PUBLIC_URL = "https://voice.example.test"
+WEBHOOK_PATH = "/telephony/telnyx/webhook/"
+#: Where our streaming_start points Telnyx (written out here on purpose, not imported).
+MEDIA_PATH = "/telephony/telnyx/media/"
+API_KEY = "KEY0123456789ABCDEF_telnyx_test"
+CALLER = "+15551230000"
+OUR_NUMBER = "+15559870000"
+CONNECTION_ID = "2811212257810187875"
+
+
+# -- Ed25519 signing (protocols.md §3.2) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Ed25519PrivateKey = field(repr=False)
+
+    @property
+    def public_b64(self) -> str:
+        """The public key as the Telnyx portal shows it: base64 of the raw 32 bytes."""
+        raw = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode("ascii")
+
+    def sign(self, body: bytes, timestamp: int | str) -> str:
+        """``telnyx-signature-ed25519`` for ``body`` sent at ``timestamp``."""
+        message = str(timestamp).encode("ascii") + b"|" + body
+        return base64.b64encode(self.private.sign(message)).decode("ascii")
+
+
+def keypair(seed: str | None = None) -> KeyPair:
+    """A fresh key pair, or a deterministic one derived from ``seed``."""
+    if seed is None:
+        return KeyPair(Ed25519PrivateKey.generate())
+    return KeyPair(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest()))
+
+
+def signed_headers(
+    body: bytes, key: KeyPair | None, timestamp: int | None = None
+) -> dict[str, str]:
+    """The two Telnyx headers for ``body``; ``key=None`` sends none."""
+    if key is None:
+        return {}
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {"telnyx-timestamp": str(stamp), "telnyx-signature-ed25519": key.sign(body, stamp)}
+
+
+def post(
+    client,
+    body: bytes,
+    key: KeyPair | None,
+    *,
+    timestamp: int | None = None,
+    path: str = WEBHOOK_PATH,
+    headers=None,
+):
+    """POST ``body`` as Telnyx would; works with Django's ``Client`` and ``AsyncClient`` (await it)."""
+    return client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers={**signed_headers(body, key, timestamp), **(headers or {})},
+    )
+
+
+# -- webhook bodies (protocols.md §3.1) -------------------------------------------------------
+
+
+def new_call_control_id() -> str:
+    return "v3:" + secrets.token_urlsafe(40)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def webhook(
+    event_type: str, payload: dict, *, event_id: str | None = None, occurred_at: str | None = None
+) -> bytes:
+    """A Call Control webhook body, bytes exactly as signed."""
+    envelope = {
+        "data": {
+            "record_type": "event",
+            "event_type": event_type,
+            "id": event_id or str(uuid.uuid4()),
+            "occurred_at": occurred_at or _now_iso(),
+            "payload": payload,
+        },
+        "meta": {"attempt": 1, "delivered_to": PUBLIC_URL + WEBHOOK_PATH},
+    }
+    return json.dumps(envelope).encode()
+
+
+def call_payload(call_control_id: str, **fields) -> dict:
+    payload = {
+        "call_control_id": call_control_id,
+        "call_leg_id": str(uuid.uuid4()),
+        "call_session_id": str(uuid.uuid4()),
+        "connection_id": CONNECTION_ID,
+        "client_state": None,
+        "from": CALLER,
+        "to": OUR_NUMBER,
+        "direction": "incoming",
+    }
+    payload.update(fields)
+    return payload
+
+
+def call_initiated(call_control_id: str, **fields) -> bytes:
+    fields.setdefault("state", "parked")
+    fields.setdefault("offered_codecs", "PCMU,G729")
+    return webhook("call.initiated", call_payload(call_control_id, **fields))
+
+
+def call_answered(call_control_id: str, client_state: str | None = None, **kw) -> bytes:
+    return webhook("call.answered", call_payload(call_control_id, client_state=client_state), **kw)
+
+
+def call_hangup(
+    call_control_id: str,
+    cause: str = "normal_clearing",
+    source: str = "caller",
+    client_state: str | None = None,
+    **kw,
+) -> bytes:
+    payload = call_payload(
+        call_control_id,
+        client_state=client_state,
+        hangup_cause=cause,
+        hangup_source=source,
+        sip_hangup_cause="200",
+    )
+    return webhook("call.hangup", payload, **kw)
+
+
+def speak_ended(call_control_id: str, client_state: str | None) -> bytes:
+    return webhook(
+        "call.speak.ended",
+        call_payload(call_control_id, client_state=client_state, status="completed"),
+    )
+
+
+def streaming_event(event_type: str, call_control_id: str, **fields) -> bytes:
+    return webhook(event_type, call_payload(call_control_id, stream_id=str(uuid.uuid4()), **fields))
+
+
+def decode_client_state(value: str) -> dict:
+    return json.loads(base64.b64decode(value))
+
+
+# -- the Call Control REST API (protocols.md §3.3) --------------------------------------------
+
+
+@dataclass
+class Command:
+    """One request the fake API received."""
+
+    call_control_id: str
+    action: str
+    body: dict
+    headers: dict
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that timed out or went away: nothing to report
+
+
+@dataclass
+class _Script:
+    status: int
+    body: dict | None  # None: drop the connection without answering
+
+
+class FakeTelnyxAPI:
+    """``with FakeTelnyxAPI() as api:`` then point ``TELNYX_API_URL`` (or a credential) at ``api.url``."""
+
+    def __init__(self, api_key: str = API_KEY):
+        self.api_key = api_key
+        self.commands: list[Command] = []
+        self._scripts: dict[str, deque[_Script]] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        #: Seconds to wait before answering (to exercise client timeouts).
+        self.delay = 0.0
+
+    def __enter__(self) -> FakeTelnyxAPI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                fake._handle(self)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v2"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- scripting and inspection -----------------------------------------------------------------
+
+    def fail(
+        self,
+        action: str,
+        status: int = 422,
+        *,
+        code: str = "90018",
+        title: str = "Call has already ended",
+        detail: str = "This call is no longer active and can't receive commands.",
+        times: int = 1,
+    ) -> None:
+        """The next ``times`` commands ``action`` get a Telnyx error body."""
+        body = {"errors": [{"code": code, "title": title, "detail": detail}]}
+        for _ in range(times):
+            self._scripts.setdefault(action, deque()).append(_Script(status, body))
+
+    def drop(self, action: str, times: int = 1) -> None:
+        """The next ``times`` commands ``action`` get no answer: the connection is closed."""
+        for _ in range(times):
+            self._scripts.setdefault(action, deque()).append(_Script(0, None))
+
+    def of(self, action: str) -> list[Command]:
+        with self._lock:
+            return [c for c in self.commands if c.action == action]
+
+    def actions(self) -> list[str]:
+        with self._lock:
+            return [c.action for c in self.commands]
+
+    async def wait_for(self, predicate, timeout: float = 5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"fake Telnyx API: condition not met within {timeout}s; got {self.actions()}"
+                )
+            await asyncio.sleep(0.01)
+
+    # -- server side --------------------------------------------------------------------------------
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length)
+        if self.delay:
+            time.sleep(self.delay)
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            self._answer(
+                request,
+                401,
+                {
+                    "errors": [
+                        {
+                            "code": "10009",
+                            "title": "Authentication failed",
+                            "detail": "Could not understand the provided credentials.",
+                        }
+                    ]
+                },
+            )
+            return
+        parts = request.path.split("/")
+        # /v2/calls/{call_control_id}/actions/{action}
+        if len(parts) != 6 or parts[1:3] != ["v2", "calls"] or parts[4] != "actions":
+            self._answer(
+                request,
+                404,
+                {
+                    "errors": [
+                        {"code": "10005", "title": "Resource not found", "detail": request.path}
+                    ]
+                },
+            )
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._answer(
+                request,
+                400,
+                {"errors": [{"code": "10015", "title": "Bad request", "detail": "not JSON"}]},
+            )
+            return
+        command = Command(unquote(parts[3]), parts[5], body, dict(request.headers))
+        with self._lock:
+            self.commands.append(command)
+            scripts = self._scripts.get(command.action)
+            script = scripts.popleft() if scripts else None
+        if script is None:
+            self._answer(request, 200, {"data": {"result": "ok"}})
+        elif script.body is None:
+            request.close_connection = True
+            request.connection.close()
+        else:
+            self._answer(request, script.status, script.body)
+
+    @staticmethod
+    def _answer(request: BaseHTTPRequestHandler, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+
+# -- media-stream frames (protocols.md §3.4) --------------------------------------------------
+
+
+def connected(token: str | None = None) -> dict:
+    frame: dict = {"event": "connected", "version": "1.0.0"}
+    if token is not None:
+        frame["connected"] = {"x-telnyx-streaming-auth-token": token}
+    return frame
+
+
+def start(
+    stream_id: str,
+    call_control_id: str,
+    client_state: str | None,
+    *,
+    encoding: str = "L16",
+    sample_rate: int = 16000,
+    custom_parameters: dict | None = None,
+    sequence_number: int = 1,
+) -> dict:
+    return {
+        "event": "start",
+        "sequence_number": str(sequence_number),
+        "stream_id": stream_id,
+        "start": {
+            "user_id": str(uuid.uuid4()),
+            "call_control_id": call_control_id,
+            "call_session_id": str(uuid.uuid4()),
+            "from": CALLER,
+            "to": OUR_NUMBER,
+            "client_state": client_state,
+            "custom_parameters": dict(custom_parameters or {}),
+            "media_format": {"encoding": encoding, "sample_rate": sample_rate, "channels": 1},
+        },
+    }
+
+
+def media(
+    stream_id: str,
+    payload: bytes,
+    *,
+    chunk: int | None,
+    sequence_number: int,
+    timestamp_ms: int = 0,
+    track: str = "inbound",
+) -> dict:
+    inner = {
+        "track": track,
+        "timestamp": str(timestamp_ms),
+        "payload": base64.b64encode(payload).decode("ascii"),
+    }
+    if chunk is not None:
+        inner["chunk"] = str(chunk)
+    return {
+        "event": "media",
+        "sequence_number": str(sequence_number),
+        "stream_id": stream_id,
+        "media": inner,
+    }
+
+
+def mark(stream_id: str, name: str, *, sequence_number: int) -> dict:
+    return {
+        "event": "mark",
+        "sequence_number": str(sequence_number),
+        "stream_id": stream_id,
+        "mark": {"name": name},
+    }
+
+
+def dtmf(stream_id: str, digit: str, *, sequence_number: int) -> dict:
+    return {
+        "event": "dtmf",
+        "sequence_number": str(sequence_number),
+        "stream_id": stream_id,
+        "occurred_at": _now_iso(),
+        "dtmf": {"digit": digit},
+    }
+
+
+def error(
+    stream_id: str, *, sequence_number: int, code: int = 100002, title: str = "Unknown error"
+) -> dict:
+    return {
+        "event": "error",
+        "sequence_number": str(sequence_number),
+        "stream_id": stream_id,
+        "payload": {"code": code, "title": title, "detail": "details"},
+    }
+
+
+def stop(stream_id: str, call_control_id: str, *, sequence_number: int) -> dict:
+    return {
+        "event": "stop",
+        "sequence_number": str(sequence_number),
+        "stream_id": stream_id,
+        "stop": {"user_id": str(uuid.uuid4()), "call_control_id": call_control_id},
+    }
+
+
+# -- the media-stream caller ------------------------------------------------------------------
+
+
+@dataclass
+class Playback:
+    """Telnyx's outbound queue: audio plays in real time, marks echo when reached."""
+
+    queue: deque = field(default_factory=deque)  # ("audio", n_bytes) | ("mark", name)
+    played_bytes: int = 0
+    #: Audio played before the last mark echoed in order (not returned by a clear).
+    acked_bytes: int = 0
+    clock_start: float | None = None
+    consumed_s: float = 0.0
+
+
+class FakeTelnyxCaller:
+    """Telnyx's side of one media stream; see the module docstring.
+
+    ``bytes_per_ms`` follows the stream's codec: 32 for L16 16 kHz, 8 for PCMU.
+    """
+
+    def __init__(
+        self,
+        send_text: Callable[[str], Awaitable[None]],
+        receive_text: Callable[[float], Awaitable[str | None]],
+        *,
+        call_control_id: str,
+        bytes_per_ms: int = 32,
+    ):
+        self._send_text = send_text
+        self._receive_text = receive_text
+        self.call_control_id = call_control_id
+        self.stream_id = str(uuid.uuid4()).upper()
+        self.bytes_per_ms = bytes_per_ms
+        self.frame_bytes = 20 * bytes_per_ms
+        self._seq = itertools.count(1)
+        self.chunk = 0
+        self.received: list[dict] = []
+        self.media_in = bytearray()
+        self.clears = 0
+        self.playback = Playback()
+        #: Echo marks at all (False: a Telnyx that never echoes them).
+        self.ack_marks = True
+        self.closed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        #: ``(played ms, acked ms)`` when each clear arrived.
+        self.at_clear: list[tuple[float, float]] = []
+
+    async def send(self, frame: dict) -> None:
+        await self._send_text(json.dumps(frame))
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    async def connected(self, token: str | None = None) -> None:
+        await self.send(connected(token))
+
+    async def start(self, client_state: str | None, **kwargs) -> None:
+        await self.send(
+            start(
+                self.stream_id,
+                self.call_control_id,
+                client_state,
+                sequence_number=self.next_seq(),
+                **kwargs,
+            )
+        )
+        self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._play())]
+
+    def media_frame(self, payload: bytes, **kwargs) -> dict:
+        self.chunk += 1
+        kwargs.setdefault("chunk", self.chunk)
+        kwargs.setdefault("timestamp_ms", (self.chunk - 1) * 20)
+        return media(self.stream_id, payload, sequence_number=self.next_seq(), **kwargs)
+
+    async def media(self, payload: bytes, **kwargs) -> None:
+        await self.send(self.media_frame(payload, **kwargs))
+
+    async def stream_audio(self, audio: bytes, *, realtime: bool = True) -> None:
+        """Send ``audio`` as 20 ms frames, paced on a real-time grid when ``realtime``."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for index, first in enumerate(range(0, len(audio), self.frame_bytes)):
+            await self.media(audio[first : first + self.frame_bytes])
+            if realtime:
+                delay = began + (index + 1) * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+    async def dtmf(self, digit: str) -> None:
+        await self.send(dtmf(self.stream_id, digit, sequence_number=self.next_seq()))
+
+    async def error(self, **kwargs) -> None:
+        await self.send(error(self.stream_id, sequence_number=self.next_seq(), **kwargs))
+
+    async def stop(self) -> None:
+        await self.send(stop(self.stream_id, self.call_control_id, sequence_number=self.next_seq()))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def events(self, kind: str) -> list[dict]:
+        return [f for f in self.received if f.get("event") == kind]
+
+    # -- receiving and playback -------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            text = await self._receive_text(3600)
+            if text is None:
+                self.closed.set()
+                return
+            frame = json.loads(text)
+            self.received.append(frame)
+            event = frame.get("event")
+            if event == "media":
+                data = base64.b64decode(frame["media"]["payload"])
+                self.media_in += data
+                self._enqueue(("audio", len(data)))
+            elif event == "mark":
+                self._enqueue(("mark", frame["mark"]["name"]))
+            elif event == "clear":
+                await self._clear()
+
+    def _enqueue(self, item) -> None:
+        loop = asyncio.get_running_loop()
+        if self.playback.clock_start is None or not self.playback.queue:
+            self.playback.clock_start = loop.time()
+            self.playback.consumed_s = 0.0
+        self.playback.queue.append(item)
+
+    async def _play(self) -> None:
+        loop = asyncio.get_running_loop()
+        bytes_per_s = self.bytes_per_ms * 1000
+        while True:
+            await asyncio.sleep(0.005)
+            pb = self.playback
+            while pb.queue:
+                kind, value = pb.queue[0]
+                if kind == "mark":
+                    pb.queue.popleft()
+                    if self.ack_marks:
+                        pb.acked_bytes = pb.played_bytes
+                        await self._echo(value)
+                    continue
+                duration = value / bytes_per_s
+                if loop.time() - pb.clock_start < pb.consumed_s + duration:
+                    break
+                pb.consumed_s += duration
+                pb.played_bytes += value
+                pb.queue.popleft()
+
+    def played_ms(self) -> float:
+        """Agent audio played so far, counting the frame in progress pro rata."""
+        pb = self.playback
+        if pb.clock_start is None:
+            return 0.0
+        in_progress = 0.0
+        if pb.queue and pb.queue[0][0] == "audio":
+            elapsed = asyncio.get_running_loop().time() - pb.clock_start - pb.consumed_s
+            in_progress = max(0.0, min(elapsed * 1000, pb.queue[0][1] / self.bytes_per_ms))
+        return pb.played_bytes / self.bytes_per_ms + in_progress
+
+    async def _clear(self) -> None:
+        self.clears += 1
+        self.at_clear.append((self.played_ms(), self.playback.acked_bytes / self.bytes_per_ms))
+        queued = [value for kind, value in self.playback.queue if kind == "mark"]
+        self.playback.queue.clear()
+        if self.ack_marks:
+            for name in queued:
+                await self._echo(name)
+
+    async def _echo(self, name: str) -> None:
+        await self.send(mark(self.stream_id, name, sequence_number=self.next_seq()))
