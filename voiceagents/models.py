@@ -13,8 +13,8 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from . import crypto
-from .handlers import get_reply_handler, registered_names
 from .exceptions import UnknownReplyHandler
+from .handlers import get_reply_handler, registered_names
 from .providers import providers
 from .templating import fill_placeholders
 from .validators import (
@@ -211,6 +211,20 @@ def _is_ed25519_public_key(text: str) -> bool:
         return False
 
 
+def _credential_field(verbose_name, help_text, vendor=None):
+    """An agent's optional link to a credential (``vendor`` limits the admin's choices)."""
+    return models.ForeignKey(
+        Credential,
+        verbose_name=verbose_name,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"vendor": vendor} if vendor else None,
+        help_text=help_text,
+    )
+
+
 class Agent(models.Model):
     """A voice agent: who answers, with which voice architecture, prompt and voice."""
 
@@ -276,25 +290,15 @@ class Agent(models.Model):
         validators=[validate_variables],
         help_text=_('Values for {name} placeholders, e.g. {"company": "Acme Dental"}.'),
     )
-    openai_credential = models.ForeignKey(
-        Credential,
-        verbose_name=_("OpenAI credential"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"vendor": Vendor.OPENAI},
-        help_text=_("Needed by OpenAI Realtime. Blank: the default OpenAI credential."),
+    openai_credential = _credential_field(
+        _("OpenAI credential"),
+        _("Needed by OpenAI Realtime. Blank: the default OpenAI credential."),
+        vendor=Vendor.OPENAI,
     )
-    elevenlabs_credential = models.ForeignKey(
-        Credential,
-        verbose_name=_("ElevenLabs credential"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"vendor": Vendor.ELEVENLABS},
-        help_text=_("Needed by ElevenLabs ConvAI. Blank: the default ElevenLabs credential."),
+    elevenlabs_credential = _credential_field(
+        _("ElevenLabs credential"),
+        _("Needed by ElevenLabs ConvAI. Blank: the default ElevenLabs credential."),
+        vendor=Vendor.ELEVENLABS,
     )
     stt_provider = models.CharField(
         _("speech-to-text"),
@@ -303,14 +307,9 @@ class Agent(models.Model):
         blank=True,
         help_text=_("Pipeline only: Deepgram streaming or OpenAI Whisper."),
     )
-    stt_credential = models.ForeignKey(
-        Credential,
-        verbose_name=_("STT credential"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text=_("Pipeline only. Blank: the account's default Deepgram (or OpenAI) credential."),
+    stt_credential = _credential_field(
+        _("STT credential"),
+        _("Pipeline only. Blank: the account's default Deepgram (or OpenAI) credential."),
     )
     stt_language = models.CharField(
         _("STT language"),
@@ -326,14 +325,9 @@ class Agent(models.Model):
         blank=True,
         help_text=_("Pipeline only: ElevenLabs or OpenAI TTS (24 kHz, resampled for the phone)."),
     )
-    tts_credential = models.ForeignKey(
-        Credential,
-        verbose_name=_("TTS credential"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text=_("Pipeline only. Blank: the account's default ElevenLabs (or OpenAI) credential."),
+    tts_credential = _credential_field(
+        _("TTS credential"),
+        _("Pipeline only. Blank: the account's default ElevenLabs (or OpenAI) credential."),
     )
     tts_voice = models.CharField(
         _("TTS voice"),
@@ -361,15 +355,10 @@ class Agent(models.Model):
         default="gpt-4o-mini",
         help_text=_("Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'."),
     )
-    reply_credential = models.ForeignKey(
-        Credential,
-        verbose_name=_("LLM credential"),
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        limit_choices_to={"vendor": Vendor.OPENAI},
-        help_text=_("Pipeline only. Blank: the agent's (or the default) OpenAI credential."),
+    reply_credential = _credential_field(
+        _("LLM credential"),
+        _("Pipeline only. Blank: the agent's (or the default) OpenAI credential."),
+        vendor=Vendor.OPENAI,
     )
     provider_options = models.JSONField(
         _("provider options"),
@@ -476,7 +465,9 @@ class Agent(models.Model):
             errors.setdefault(field, []).append(message)
 
         self._check_vendor(add, "openai_credential", self.openai_credential, Vendor.OPENAI)
-        self._check_vendor(add, "elevenlabs_credential", self.elevenlabs_credential, Vendor.ELEVENLABS)
+        self._check_vendor(
+            add, "elevenlabs_credential", self.elevenlabs_credential, Vendor.ELEVENLABS
+        )
         self._check_vendor(add, "reply_credential", self.reply_credential, Vendor.OPENAI)
 
         if self.provider == ProviderChoice.OPENAI_REALTIME:
@@ -513,11 +504,17 @@ class Agent(models.Model):
 
     def _clean_pipeline(self, add):
         if not self.stt_provider:
-            add("stt_provider", _("Pipeline mode needs a speech-to-text provider (Deepgram or Whisper)."))
+            add(
+                "stt_provider",
+                _("Pipeline mode needs a speech-to-text provider (Deepgram or Whisper)."),
+            )
         else:
             self._clean_pipeline_stage(add, "stt", self.stt_provider, self.stt_credential)
         if not self.tts_provider:
-            add("tts_provider", _("Pipeline mode needs a text-to-speech provider (ElevenLabs or OpenAI TTS)."))
+            add(
+                "tts_provider",
+                _("Pipeline mode needs a text-to-speech provider (ElevenLabs or OpenAI TTS)."),
+            )
         else:
             self._clean_pipeline_stage(add, "tts", self.tts_provider, self.tts_credential)
 
@@ -625,7 +622,10 @@ class PhoneNumber(models.Model):
     def clean(self):
         if self.credential_id and self.carrier and self.credential.vendor != self.carrier:
             raise ValidationError(
-                {"credential": _("Choose a %(carrier)s credential.") % {"carrier": Carrier(self.carrier).label}}
+                {
+                    "credential": _("Choose a %(carrier)s credential.")
+                    % {"carrier": Carrier(self.carrier).label}
+                }
             )
 
 
@@ -642,7 +642,13 @@ class CallStatus(models.TextChoices):
 
 #: Statuses after which a call never changes again.
 FINAL_STATUSES = frozenset(
-    {CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED, CallStatus.CANCELED}
+    {
+        CallStatus.COMPLETED,
+        CallStatus.BUSY,
+        CallStatus.NO_ANSWER,
+        CallStatus.FAILED,
+        CallStatus.CANCELED,
+    }
 )
 
 
@@ -660,7 +666,12 @@ class Call(models.Model):
 
     id = models.UUIDField(_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(
-        Agent, verbose_name=_("agent"), on_delete=models.SET_NULL, null=True, blank=True, related_name="calls"
+        Agent,
+        verbose_name=_("agent"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="calls",
     )
     phone_number = models.ForeignKey(
         PhoneNumber,
@@ -682,7 +693,11 @@ class Call(models.Model):
     from_number = models.CharField(_("from"), max_length=64, blank=True)
     to_number = models.CharField(_("to"), max_length=64, blank=True)
     status = models.CharField(
-        _("status"), max_length=20, choices=CallStatus.choices, default=CallStatus.QUEUED, db_index=True
+        _("status"),
+        max_length=20,
+        choices=CallStatus.choices,
+        default=CallStatus.QUEUED,
+        db_index=True,
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
@@ -714,7 +729,9 @@ class Call(models.Model):
         null=True,
         blank=True,
         editable=False,
-        help_text=_("Sequence number of the newest status callback applied (callbacks can arrive out of order)."),
+        help_text=_(
+            "Sequence number of the newest status callback applied (callbacks can arrive out of order)."
+        ),
     )
     recording = models.FileField(_("recording"), upload_to=recording_upload_to, blank=True)
     recording_duration = models.DurationField(_("recording duration"), null=True, blank=True)
@@ -750,21 +767,31 @@ class TranscriptRole(models.TextChoices):
 class TranscriptEntry(models.Model):
     """One turn of the conversation, in conversation order."""
 
-    call = models.ForeignKey(Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="transcript")
+    call = models.ForeignKey(
+        Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="transcript"
+    )
     seq = models.PositiveIntegerField(_("sequence"))
     role = models.CharField(_("role"), max_length=10, choices=TranscriptRole.choices)
     text = models.TextField(_("text"), blank=True)
-    start_ms = models.PositiveIntegerField(_("start (ms)"), null=True, blank=True, help_text=_("From the call start."))
-    end_ms = models.PositiveIntegerField(_("end (ms)"), null=True, blank=True, help_text=_("From the call start."))
+    start_ms = models.PositiveIntegerField(
+        _("start (ms)"), null=True, blank=True, help_text=_("From the call start.")
+    )
+    end_ms = models.PositiveIntegerField(
+        _("end (ms)"), null=True, blank=True, help_text=_("From the call start.")
+    )
     interrupted = models.BooleanField(
-        _("interrupted"), default=False, help_text=_("The caller cut the agent off during this turn.")
+        _("interrupted"),
+        default=False,
+        help_text=_("The caller cut the agent off during this turn."),
     )
 
     class Meta:
         verbose_name = _("transcript entry")
         verbose_name_plural = _("transcript entries")
         ordering = ["call", "seq"]
-        constraints = [models.UniqueConstraint(fields=["call", "seq"], name="voiceagents_transcript_seq")]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "seq"], name="voiceagents_transcript_seq")
+        ]
 
     def __str__(self):
         return f"{self.get_role_display()}: {self.text[:60]}"
@@ -783,9 +810,13 @@ class CallEventKind(models.TextChoices):
 class CallEvent(models.Model):
     """One point on a call's timeline (DTMF, barge-in, tool call, error, status change)."""
 
-    call = models.ForeignKey(Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="events")
+    call = models.ForeignKey(
+        Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="events"
+    )
     kind = models.CharField(_("kind"), max_length=20, choices=CallEventKind.choices)
-    at_ms = models.PositiveIntegerField(_("at (ms)"), null=True, blank=True, help_text=_("From the call start."))
+    at_ms = models.PositiveIntegerField(
+        _("at (ms)"), null=True, blank=True, help_text=_("From the call start.")
+    )
     data = models.JSONField(_("data"), default=dict, blank=True)
     created_at = models.DateTimeField(_("recorded"), auto_now_add=True)
 
