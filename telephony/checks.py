@@ -41,3 +41,24 @@ def check_public_url(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_telnyx_public_keys(app_configs, **kwargs):
+    from .carriers.telnyx.signature import _setting_keys, is_valid_public_key
+
+    try:
+        keys = _setting_keys()
+    except Exception as err:  # noqa: BLE001 - a malformed setting is what this check reports
+        return [Error(f"TELNYX_PUBLIC_KEY cannot be read: {err}", id="telephony.E003")]
+    bad = [index for index, key in enumerate(keys) if not is_valid_public_key(key.key)]
+    if bad:
+        return [
+            Warning(
+                f"{len(bad)} of the TELNYX_PUBLIC_KEY values are not Ed25519 public keys "
+                "(base64 of 32 bytes) and are ignored when verifying Telnyx webhooks.",
+                hint="Copy the key from the Telnyx portal (Keys & Credentials → Public Key).",
+                id="telephony.W002",
+            )
+        ]
+    return []

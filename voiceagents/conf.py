@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "CONNECT_TIMEOUT": 10.0,
     "HEALTH_CHECK_TIMEOUT": 2.0,
     "STALE_CALL_GRACE": 300,
+    "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
 }
 
 

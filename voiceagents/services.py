@@ -74,3 +74,19 @@ def finalize_call(call_id) -> str:
         if changed:
             call.save(update_fields=changed)
     return call.status
+
+
+def prune_processed_webhook_events(now=None) -> int:
+    """Delete webhook-dedup records older than ``WEBHOOK_EVENT_RETENTION`` seconds.
+
+    Carriers retry a webhook for minutes to hours, not days: a week of ids is ample to refuse
+    every duplicate while keeping the table small.
+    """
+    from .models import ProcessedWebhookEvent
+
+    now = now or timezone.now()
+    keep = timedelta(seconds=int(get_setting("WEBHOOK_EVENT_RETENTION", cast=int)))
+    deleted, _ = ProcessedWebhookEvent.objects.filter(received_at__lt=now - keep).delete()
+    if deleted:
+        logger.info("pruned %d processed webhook events", deleted)
+    return deleted

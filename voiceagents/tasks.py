@@ -23,3 +23,9 @@ def reconcile_stale_calls() -> int:
 def finalize_call(call_id: str) -> str:
     """Post-call work, queued when a call's stream ends."""
     return services.finalize_call(call_id)
+
+
+@shared_task(name="voiceagents.prune_processed_webhook_events")
+def prune_processed_webhook_events() -> int:
+    """Keep the webhook-dedup table small. Schedule it daily with beat."""
+    return services.prune_processed_webhook_events()

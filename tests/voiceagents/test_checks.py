@@ -58,3 +58,16 @@ def test_public_url_checks(
 
 def test_project_passes_its_own_checks():
     assert [m for m in run_checks() if m.is_serious()] == []
+
+
+def test_invalid_telnyx_public_keys_in_settings_warn(voiceagents_settings, monkeypatch):
+    import base64
+
+    from telephony.checks import check_telnyx_public_keys
+
+    monkeypatch.delenv("TELNYX_PUBLIC_KEY", raising=False)
+    good = base64.b64encode(bytes(range(32))).decode()
+    voiceagents_settings["TELNYX_PUBLIC_KEY"] = [good]
+    assert check_telnyx_public_keys(None) == []
+    voiceagents_settings["TELNYX_PUBLIC_KEY"] = [good, "not-a-key"]
+    assert ids(check_telnyx_public_keys(None)) == ["telephony.W002"]

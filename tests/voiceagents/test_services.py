@@ -56,3 +56,16 @@ def test_deleting_a_call_deletes_its_recording_file(django_capture_on_commit_cal
     with django_capture_on_commit_callbacks(execute=True):
         call.delete()
     assert not storage.exists(name)
+
+
+def test_old_webhook_dedup_records_are_pruned(voiceagents_settings):
+    from voiceagents.models import ProcessedWebhookEvent
+
+    voiceagents_settings["WEBHOOK_EVENT_RETENTION"] = 3600
+    old = ProcessedWebhookEvent.objects.create(carrier="telnyx", event_id="old")
+    ProcessedWebhookEvent.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(hours=2)
+    )
+    ProcessedWebhookEvent.objects.create(carrier="telnyx", event_id="new")
+    assert tasks.prune_processed_webhook_events.apply().get() == 1
+    assert list(ProcessedWebhookEvent.objects.values_list("event_id", flat=True)) == ["new"]
