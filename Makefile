@@ -40,8 +40,13 @@ test-integration: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test-integration: install-dev
 	$(BIN)/python -m pytest -m 'not live'
 
-bench: install-dev
-	$(BIN)/python -m bench.audio
+# Audio-core table, then a short concurrent-call sweep (under 5 minutes; see docs/benchmarks.md).
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev,postgres,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench
 
 lint: install-dev
 	$(BIN)/ruff check .

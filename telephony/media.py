@@ -8,14 +8,23 @@ and rate-limited logging), ``end_session``. It also implements the session's ``C
 Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
 handler. For ``websocket.receive`` (50 frames a second per call) we route straight to the handler;
 connect, disconnect and control messages keep the default (style.md §8).
+
+Channels' consumer loop (``await_many_dispatch``) also costs, per message, an ``asyncio.wait`` over
+the socket and channel-layer receives and a fresh task for the next receive. ``__call__`` below
+reads the socket in the consumer's own task instead and the channel layer in a side task; a lock
+keeps handlers one at a time, as Channels does (docs/benchmarks.md has the numbers).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from voiceagents import callsetup, streamtokens
 from voiceagents.audio.formats import AudioFormat
@@ -41,6 +50,58 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     carrier_id = ""
     carrier_format: AudioFormat
     has_marks = True
+
+    async def __call__(self, scope, receive, send):
+        """``AsyncConsumer.__call__`` with the same semantics and no per-message task or wait.
+
+        Handlers still run one at a time. An exception from the channel layer ends the consumer,
+        as in Channels; so does ``StopConsumer`` from a control handler.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        self._handler_lock = asyncio.Lock()
+        control = None
+        if self.channel_layer is not None:
+            control = asyncio.ensure_future(self._control_loop(asyncio.current_task()))
+        try:
+            lock = self._handler_lock
+            while True:
+                message = await receive()
+                async with lock:
+                    await self.dispatch(message)
+        except StopConsumer:
+            pass
+        except asyncio.CancelledError:
+            # Cancelled by the control loop (which ended): surface its outcome, as Channels would.
+            if control is None or not control.done() or control.cancelled():
+                raise
+            error = control.exception()
+            if error is not None and not isinstance(error, StopConsumer):
+                raise error from None
+        finally:
+            if control is not None and not control.done():
+                control.cancel()
+                try:
+                    await control
+                except (asyncio.CancelledError, StopConsumer):
+                    pass
+
+    async def _control_loop(self, main: asyncio.Task) -> None:
+        """Channel-layer messages (hang-up, say, transfer), dispatched under the handler lock."""
+        try:
+            while True:
+                message = await self.channel_receive()
+                async with self._handler_lock:
+                    await self.dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            main.cancel()
+            raise
 
     async def dispatch(self, message):
         if message["type"] == "websocket.receive":

@@ -1,0 +1,29 @@
+"""``python -m bench`` (``make bench``): the audio-core table, then a short call sweep.
+
+The short sweep runs the production server recommended in the README (uvicorn) over the three
+fake-provider modes at N = 10, 100 and 200 concurrent calls with a 5 s steady window; it takes
+three to four minutes. The full sweep of docs/benchmarks.md is ``python -m bench.calls`` (both
+servers, N = 1 … 300, 15 s windows; about 20 minutes).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import audio, calls
+
+SHORT_SWEEP = [
+    "--servers", "uvicorn", "--modes", "echo,duty,sink", "--levels", "10,100,200",
+    "--steady", "5", "--retries", "0", "--refine", "0",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    status = audio.main([])
+    print()
+    return status or calls.main(SHORT_SWEEP + argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,509 @@
+"""Call benchmark: concurrent calls per process, relay latency, CPU and memory per call.
+
+``python -m bench.calls`` sweeps the number of concurrent calls N for each ASGI server and fake
+provider mode, three processes per level, all on 127.0.0.1:
+
+* the server under test (``patter_site.asgi:application`` under daphne or uvicorn), pinned to
+  core 0 with ``taskset``, with a SQLite database in a temporary directory (seeded by
+  ``bench.seed``) and, by default, the channels-redis layer on ``--redis-url`` (the README's
+  production setup; ``--no-redis`` for the in-memory layer and eager Celery);
+* the fake OpenAI Realtime server (``bench.fakeprovider``) and the load generator
+  (``bench.loadgen``), pinned to core 1.
+
+Each level starts a fresh server, ramps the calls up, measures a steady window, stops the calls
+and checks every call's row. A (server, mode) sweep stops at its first failing level: p99 over
+``--p99-ms`` in either direction, any lost or duplicated frame, or any failed call
+(``bench.analysis.passes``). Tables go to stdout; everything measured goes to ``--json``.
+See docs/benchmarks.md for the definitions and the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import pickle
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from . import analysis
+from .seed import AUTH_TOKEN, TO_NUMBER
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_URL = "https://bench.example.test"
+DEFAULT_LEVELS = (1, 10, 50, 100, 150, 200, 250, 300)
+
+#: Server name -> command (PORT is filled in). ``uvicorn`` uses uvloop when it is installed.
+SERVERS = {
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "patter_site.asgi:application"],
+    "uvicorn": [
+        "-m", "uvicorn", "patter_site.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
+        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--loop", "auto",
+    ],
+    "uvicorn-asyncio": [
+        "-m", "uvicorn", "patter_site.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
+        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--loop", "asyncio",
+    ],
+    "uvicorn-sansio": [
+        "-m", "uvicorn", "patter_site.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
+        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--loop", "auto",
+        "--ws", "websockets-sansio",
+    ],
+}
+
+#: uvicorn with the garbage collector frozen after start-up (bench/asgi_gc.py), a candidate setting.
+SERVERS["uvicorn-gc"] = [a if a != "patter_site.asgi:application" else "bench.asgi_gc:application" for a in SERVERS["uvicorn"]]
+
+#: uvicorn with a 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
+SERVERS["uvicorn-switch"] = [a if a != "patter_site.asgi:application" else "bench.asgi_switch:application" for a in SERVERS["uvicorn"]]
+
+#: The same servers with the hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
+for _name in ("uvicorn", "daphne"):
+    SERVERS[f"{_name}-before"] = [
+        a if a != "patter_site.asgi:application" else "bench.asgi_before:application" for a in SERVERS[_name]
+    ]
+
+#: Not a server under test: the minimal bridge of ``bench.reference``, as a floor to compare with.
+SERVERS["reference"] = ["-m", "bench.reference", "--port", "{port}",
+                        "--provider", "ws://127.0.0.1:{fake_port}/v1/realtime", "--max-seconds", "900"]
+
+MODES = ("echo", "duty", "sink")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+#: Niceness of the bench's processes (``--nice``): other work on the machine yields to them.
+NICE = 0
+
+
+def pinned(core: str | None, argv: list[str]) -> list[str]:
+    if core is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", core, *argv]
+    if NICE and shutil.which("nice"):
+        argv = ["nice", "-n", str(NICE), *argv]
+    return argv
+
+
+def wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers={"Host": "bench.example.test"}), timeout=2
+            ) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 20.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.python = sys.executable
+        self.tmp = Path(tempfile.mkdtemp(prefix="voiceagents-bench-"))
+        self.fake_port = free_port()
+        self.level_no = 0
+        self.results: list[dict] = []
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "patter_site.settings",
+                "DEBUG": "0",
+                "SECRET_KEY": "bench-secret-key-not-for-production-0123456789abcdef",
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "VOICEAGENTS_PUBLIC_URL": PUBLIC_URL,
+                "DATABASE_URL": args.database_url or f"sqlite:///{self.tmp / 'db.sqlite3'}",
+                "SECURE_SSL_REDIRECT": "0",
+                "MEDIA_ROOT": str(self.tmp / "media"),
+                "STATIC_ROOT": str(self.tmp / "static"),
+                "VOICEAGENTS_RECORDING_TMP_DIR": str(self.tmp / "recordings"),
+                "LOG_LEVEL": args.log_level,
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        self.env.pop("REDIS_URL", None)
+        if args.redis_url:
+            self.env["REDIS_URL"] = args.redis_url
+        for extra in args.server_env:
+            key, _, value = extra.partition("=")
+            self.env[key] = value
+        (self.tmp / "recordings").mkdir()
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def seed(self) -> None:
+        cmd = [self.python, "-m", "bench.seed", "--openai-url", f"ws://127.0.0.1:{self.fake_port}/v1/realtime"]
+        if self.args.no_record:
+            cmd.append("--no-record")
+        subprocess.run(cmd, cwd=ROOT, env=self.env, check=True)
+        self.flush_redis()
+
+    def flush_redis(self) -> None:
+        """Drop this bench's channel-layer and queued-task keys from its own Redis database."""
+        if not self.args.redis_url:
+            return
+        try:
+            import redis
+
+            client = redis.Redis.from_url(self.args.redis_url)
+            for pattern in ("asgi*", "celery*", "_kombu*", "unacked*"):
+                for key in client.scan_iter(pattern):
+                    client.delete(key)
+        except Exception as err:  # noqa: BLE001
+            print(f"  (cannot clean Redis: {err})", file=sys.stderr)
+
+    # -- one level ----------------------------------------------------------------------------
+
+    def level(self, server: str, mode: str, calls: int) -> dict:
+        args = self.args
+        self.level_no += 1
+        tag = f"{server}-{mode}-{calls}"
+        port = free_port()
+        prefix = f"+1999{self.level_no:03d}"
+        log = open(self.tmp / f"server-{tag}.log", "wb")  # noqa: SIM115
+        fake_out = self.tmp / f"fake-{tag}.pickle"
+        gen_out = self.tmp / f"gen-{tag}.pickle"
+        fake = server_proc = None
+        try:
+            fake_cmd = [
+                self.python, "-m", "bench.fakeprovider", "--port", str(self.fake_port), "--mode", mode,
+                "--barge-in", str(args.barge_in if mode != "sink" else 0), "--out", str(fake_out),
+                "--max-seconds", "900",
+            ]
+            fake = subprocess.Popen(pinned(args.load_core, fake_cmd), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            line = fake.stdout.readline()
+            if not line.startswith("PORT"):
+                raise RuntimeError(f"the fake provider did not start: {line!r}")
+            argv = [self.python, *[a.format(port=port, fake_port=self.fake_port) for a in SERVERS[server]]]
+            server_proc = subprocess.Popen(
+                pinned(args.server_core, argv), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+            if not wait_http(f"http://127.0.0.1:{port}/healthz/", 60):
+                raise RuntimeError(f"{server} did not become healthy; see {log.name}")
+            time.sleep(0.5)
+            base_rss = _rss(server_proc.pid)
+            profiler: list[subprocess.Popen] = []
+            if args.profile:
+                # py-spy records the steady window only (it starts when the window does).
+                delay = max(args.min_ramp, calls / args.ramp_rate) + args.settle + 0.5
+                cmd = pinned(args.load_core, [
+                    str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server_proc.pid),
+                    "--rate", "250", "--format", "raw", "--duration", str(int(args.steady)),
+                    *(["--native"] if args.profile_native else ["--nonblocking"]),
+                    "--output", str(Path(args.profile) / f"{tag}.txt"),
+                ])
+                threading.Timer(delay, lambda: profiler.append(subprocess.Popen(
+                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))).start()
+            ramp = max(args.min_ramp, calls / args.ramp_rate)
+            gen_cmd = [
+                self.python, "-m", "bench.loadgen", "--target", f"127.0.0.1:{port}", "--public-url", PUBLIC_URL,
+                "--auth-token", AUTH_TOKEN, "--to-number", TO_NUMBER, "--number-prefix", prefix,
+                "--calls", str(calls), "--ramp", f"{ramp:.2f}", "--settle", str(args.settle),
+                "--steady", str(args.steady), "--server-pid", str(server_proc.pid), "--fake-pid", str(fake.pid),
+                "--out", str(gen_out),
+            ]
+            subprocess.run(pinned(args.load_core, gen_cmd), cwd=ROOT, check=True, timeout=ramp + args.steady + 180)
+            fake.send_signal(signal.SIGTERM)
+            fake.wait(30)
+            for proc in profiler:
+                proc.wait(60)
+            with open(gen_out, "rb") as f:
+                gen = pickle.load(f)
+            with open(fake_out, "rb") as f:
+                fake_data = pickle.load(f)
+            result = analysis.analyse(gen, fake_data)
+            rows = self.call_rows(prefix)
+            not_completed = {n: s for n, s in rows.items() if s != "completed"}
+            result["db_not_completed"] = len(not_completed)
+            if not_completed:
+                result["failed"] += sum(1 for n in not_completed if n not in result["failures"])
+                for n, status in list(not_completed.items())[:3]:
+                    result["failures"].setdefault(n, f"call row {status}")
+            result.update(server=server, mode=mode, n=calls, base_rss=base_rss, ramp=ramp)
+            ok, why = analysis.passes(result, p99_ms=args.p99_ms)
+            result["pass"], result["why"] = ok, why
+            return result
+        finally:
+            stop(fake)
+            stop(server_proc, signal.SIGINT)
+            log.close()
+            if not args.keep:
+                for path in (fake_out, gen_out):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                shutil.rmtree(self.tmp / "media", ignore_errors=True)
+
+    def call_rows(self, prefix: str) -> dict[str, str]:
+        """Status of every call of this level, from the database (SQLite only)."""
+        url = self.env["DATABASE_URL"]
+        if not url.startswith("sqlite:///"):
+            return {}
+        with contextlib.closing(sqlite3.connect(url[len("sqlite:///") :], timeout=30)) as db:
+            rows = db.execute(
+                "SELECT from_number, status FROM voiceagents_call WHERE from_number LIKE ?", (prefix + "%",)
+            ).fetchall()
+        return dict(rows)
+
+    # -- sweep --------------------------------------------------------------------------------
+
+    def sweep(self) -> list[dict]:
+        args = self.args
+        self.seed()
+        try:
+            for server in args.servers:
+                for mode in args.modes:
+                    held, failed_at = 0, None
+                    for calls in args.levels:
+                        if not self.measure(server, mode, calls):
+                            failed_at = calls
+                            break
+                        held = calls
+                    # Narrow the gap between the last level held and the first failed one.
+                    while args.refine and failed_at is not None and failed_at - held > args.refine:
+                        mid = (held + failed_at) // 2 // args.refine * args.refine or held + args.refine
+                        if mid <= held or mid >= failed_at:
+                            break
+                        if self.measure(server, mode, mid):
+                            held = mid
+                        else:
+                            failed_at = mid
+                    print(f"== {server} / {mode}: largest N that holds: {held}", flush=True)
+        finally:
+            self.flush_redis()
+            if not args.keep:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                print(f"(kept {self.tmp})")
+        return self.results
+
+    def measure(self, server: str, mode: str, calls: int) -> bool:
+        """One level (measured again once if another process disturbed a failing run)."""
+        args = self.args
+        started = time.monotonic()
+        result = self.level(server, mode, calls)
+        result["seconds"] = round(time.monotonic() - started, 1)
+        if not result["pass"] and disturbed(result) and args.retries:
+            # Another process shared our cores during the window: measure again.
+            print(one_line(result) + "  (disturbed: measuring again)", flush=True)
+            first = {k: result[k] for k in ("why", "foreign0", "foreign1")}
+            result = self.level(server, mode, calls)
+            result["seconds"] = round(time.monotonic() - started, 1)
+            result["first_attempt"] = first
+        self.results.append(result)
+        print(one_line(result), flush=True)
+        self.save()
+        return result["pass"]
+
+    def save(self) -> None:
+        if self.args.json:
+            path = Path(self.args.json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"argv": sys.argv, "machine": machine(), "levels": self.results}, indent=1, default=str))
+
+
+def disturbed(result: dict) -> bool:
+    """Other processes used ≥ 5 % of core 0 or ≥ 10 % of core 1 during the window."""
+    f0, f1 = result.get("foreign0", math.nan), result.get("foreign1", math.nan)
+    return (not math.isnan(f0) and f0 >= 0.05) or (not math.isnan(f1) and f1 >= 0.10)
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import platform
+
+    from .loop import uvloop_available
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, generator/fake loop: {'uvloop' if uvloop_available() else 'asyncio'}"
+    )
+
+
+def _f(x: float, digits: int = 1) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def one_line(r: dict) -> str:
+    verdict = "PASS" if r["pass"] else "FAIL: " + "; ".join(r["why"])
+    return (
+        f"{r['server']:>8} {r['mode']:>4} N={r['n']:<4} in p50/p99/max {_f(r['inbound']['p50'])}/"
+        f"{_f(r['inbound']['p99'])}/{_f(r['inbound']['max'])} ms  out {_f(r['outbound']['p50'])}/"
+        f"{_f(r['outbound']['p99'])}/{_f(r['outbound']['max'])} ms  lost {r['in_lost']}/{r['out_lost']}  "
+        f"cpu {_f(r['cpu_per_call_minute'], 3)} s/call-min ({_f(100 * r['server_core'], 0)}% core)  "
+        f"rss {r['server_rss'] / 2**20:.0f} MB  health p99 {_f(r['health']['p99'])} ms  "
+        f"set-up {_f(r.get('setup_s', math.nan))} s  core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
+        f"[{r.get('seconds', '?')} s]  {verdict}"
+    )
+
+
+def rss_slope(levels: list[dict]) -> float:
+    """MB of RSS per added call: least-squares slope over the levels with N ≥ 10."""
+    points = [(r["n"], r["server_rss"] / 2**20) for r in levels if r["n"] >= 10 and r["server_rss"]]
+    if len(points) < 2:
+        return math.nan
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else math.nan
+
+
+def held(levels: list[dict]) -> dict | None:
+    """The last passing level before the first failing one."""
+    best = None
+    for r in levels:
+        if not r["pass"]:
+            break
+        best = r
+    return best
+
+
+def tables(results: list[dict]) -> str:
+    out = []
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(results, key=lambda r: r["n"]):
+        groups.setdefault((r["server"], r["mode"]), []).append(r)
+    groups = dict(sorted(groups.items(), key=lambda kv: [r["server"] for r in results].index(kv[0][0])))
+    out.append("\n| server | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
+               "| barge-in → clear p99 ms | first audio p50 / max ms |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for (server, mode), levels in groups.items():
+        best = held(levels)
+        out.append(
+            f"| {server} | {mode} | {best['n'] if best else 0} | {_f(best['cpu_per_call_minute'], 3) if best else '–'} "
+            f"| {_f(rss_slope(levels), 2)} | {_f(best['bargein_clear']['p99']) if best else '–'} "
+            f"| {_f(best['first_audio']['p50']) + ' / ' + _f(best['first_audio']['max']) if best else '–'} |"
+        )
+    for (server, mode), levels in groups.items():
+        best = held(levels)
+        out.append(f"\n#### {server}, {mode}: holds N = {best['n'] if best else 0}\n")
+        out.append(
+            "| N | in p50 / p95 / p99 / max ms | out p50 / p95 / p99 / max ms | lost in / out | dup | cleared "
+            "| failed | CPU-s per call-min | server core | RSS MB | loop lag (healthz) p50 / p99 ms "
+            "| barge-in → clear p50 / p99 ms | → truncate p99 ms | first audio p50 / max ms | all set up after s | core 1 "
+            "| other load core 0 / 1 | result |"
+        )
+        out.append("|" + " ---: |" * 17 + " --- |")
+        for r in levels:
+            i, o = r["inbound"], r["outbound"]
+            out.append(
+                f"| {r['n']} | {_f(i['p50'])} / {_f(i['p95'])} / {_f(i['p99'])} / {_f(i['max'])} "
+                f"| {_f(o['p50'])} / {_f(o['p95'])} / {_f(o['p99'])} / {_f(o['max'])} "
+                f"| {r['in_lost']} / {r['out_lost']} | {r['in_dup'] + r['out_dup']} | {r['out_cleared']} | {r['failed']} "
+                f"| {_f(r['cpu_per_call_minute'], 3)} | {_f(100 * r['server_core'], 0)} % | {r['server_rss'] / 2**20:.0f} "
+                f"| {_f(r['health']['p50'])} / {_f(r['health']['p99'])} "
+                f"| {_f(r['bargein_clear']['p50'])} / {_f(r['bargein_clear']['p99'])} | {_f(r['bargein_truncate']['p99'])} "
+                f"| {_f(r['first_audio']['p50'])} / {_f(r['first_audio']['max'])} | {_f(r.get('setup_s', math.nan))} "
+                f"| {_f(100 * r['core1'], 0)} % "
+                f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
+                f"| {'pass' if r['pass'] else 'FAIL: ' + '; '.join(r['why'])} |"
+            )
+    return "\n".join(out)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Concurrent-call benchmark (see docs/benchmarks.md)")
+    p.add_argument("--servers", type=lambda s: s.split(","), default=["uvicorn", "daphne"],
+                   help=f"comma-separated, of {', '.join(SERVERS)}")
+    p.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
+    p.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LEVELS))
+    p.add_argument("--steady", type=float, default=15.0, help="seconds of the measured window")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds between the last call start and the window")
+    p.add_argument("--ramp-rate", type=float, default=40.0, help="calls started per second")
+    p.add_argument("--min-ramp", type=float, default=0.5)
+    p.add_argument("--barge-in", type=float, default=5.0, help="seconds between barge-ins per call (0: none)")
+    p.add_argument("--p99-ms", type=float, default=10.0)
+    p.add_argument("--refine", type=int, default=10,
+                   help="after the first failing level, bisect down to this step (0: off)")
+    p.add_argument("--retries", type=int, default=1, help="re-measure a failed level once if other processes used our cores")
+    p.add_argument("--no-record", action="store_true", help="agent without call recording")
+    p.add_argument("--redis-url", default="",
+                   help="REDIS_URL of the server: channels-redis layer and Celery broker (default: in-memory "
+                   "layer and eager Celery; see docs/benchmarks.md)")
+    p.add_argument("--database-url", default="", help="default: SQLite in a temporary directory")
+    p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for the server (repeatable)")
+    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--nice", type=int, default=-10,
+                   help="niceness of the server, generator and fake (needs root; ignored otherwise)")
+    p.add_argument("--server-core", default="0")
+    p.add_argument("--load-core", default="1")
+    p.add_argument("--json", default=str(ROOT / "var" / "bench" / "calls.json"))
+    p.add_argument("--profile", default="", help="directory: record the server with py-spy (raw stacks)")
+    p.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames too)")
+    p.add_argument("--report", default="", help="print the tables of a saved --json file and exit")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, dumps)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        print(f"Call benchmark on {saved['machine']}")
+        print(tables(saved["levels"]))
+        return 0
+    global NICE
+    NICE = args.nice if os.geteuid() == 0 else 0
+    for server in args.servers:
+        if server not in SERVERS:
+            raise SystemExit(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
+    print(f"Call benchmark on {machine()}")
+    print(
+        f"servers {','.join(args.servers)}; modes {','.join(args.modes)}; levels {args.levels}; "
+        f"steady {args.steady} s; barge-in every {args.barge_in} s; recording {'off' if args.no_record else 'on'}; "
+        f"channel layer {'redis' if args.redis_url else 'in-memory'}; DB {args.database_url or 'SQLite'}",
+        flush=True,
+    )
+    results = Bench(args).sweep()
+    print(tables(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

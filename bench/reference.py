@@ -1,0 +1,177 @@
+"""A tiny reference bridge, to check the bench itself (``python -m bench.reference``).
+
+It plays the server under test with the least code that can: the Twilio voice webhook answers
+TwiML with the caller's number as ``call_id``, the media WebSocket is relayed frame by frame to
+the provider (``input_audio_buffer.append`` with the very same base64) and back (each
+``response.output_audio.delta`` becomes one ``media`` frame, with a ``mark`` after every second
+frame), and ``speech_started`` sends ``clear`` to the caller and ``conversation.item.truncate``
+to the provider. No pacing, no recording, no database.
+
+Faults can be injected to prove that the bench measures what it claims: ``--drop-every K`` drops
+every K-th caller frame, ``--delay-ms D`` holds every caller frame D ms before relaying it, and
+``--rechunk`` re-cuts caller audio into 100-byte appends whose bytes are inverted (a stand-in for
+transcoding: tags no longer survive, durations do). Signatures are not checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import signal
+import sys
+from urllib.parse import parse_qs
+
+from websockets.asyncio.client import connect
+
+from . import wire
+
+PUBLIC_HOST = "bench.example.test"
+
+
+class Bridge:
+    def __init__(self, args):
+        self.args = args
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+            return
+        start, headers = wire.parse_head(head[:-4])
+        method, path, _ = start.split(" ", 2)
+        if headers.get("upgrade", "").lower() == "websocket":
+            writer.write(wire.server_accept(headers))
+            await self.stream(reader, writer)
+            return
+        body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+        if method == "POST" and path.startswith("/telephony/twilio/voice/"):
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            twiml = (
+                '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+                f'<Stream url="wss://{PUBLIC_HOST}/telephony/twilio/media/">'
+                f'<Parameter name="call_id" value="{form.get("From", "")}" />'
+                '<Parameter name="stream_token" value="reference" /></Stream></Connect><Hangup /></Response>'
+            )
+            writer.write(wire.http_response(200, twiml.encode(), "text/xml"))
+        elif path.startswith("/healthz/"):
+            writer.write(wire.http_response(200, b'{"status": "ok"}', "application/json"))
+        else:
+            writer.write(wire.http_response(404))
+        await writer.drain()
+        writer.close()
+
+    async def stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        frames = wire.FrameReader()
+        provider = None
+        tasks: list[asyncio.Task] = []
+        state = {"sid": "", "count": 0, "out": 0, "item": ""}
+        loop = asyncio.get_running_loop()
+        carry = bytearray()
+
+        def to_caller(obj: dict) -> None:
+            writer.write(wire.frame(json.dumps(obj, separators=(",", ":")).encode()))
+
+        async def from_provider() -> None:
+            async for message in provider:
+                event = json.loads(message)
+                kind = event.get("type")
+                if kind == "response.output_audio.delta":
+                    state["item"] = event.get("item_id", "")
+                    to_caller({"event": "media", "streamSid": state["sid"], "media": {"payload": event["delta"]}})
+                    state["out"] += 1
+                    if state["out"] % 2 == 0:
+                        to_caller({"event": "mark", "streamSid": state["sid"], "mark": {"name": str(state["out"])}})
+                elif kind == "input_audio_buffer.speech_started":
+                    to_caller({"event": "clear", "streamSid": state["sid"]})
+                    await provider.send(json.dumps({"type": "conversation.item.truncate", "item_id": state["item"],
+                                                    "content_index": 0, "audio_end_ms": 0}))
+
+        async def append(audio_b64: str) -> None:
+            await provider.send('{"type":"input_audio_buffer.append","audio":"' + audio_b64 + '"}')
+
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                for opcode, payload in frames.feed(data):
+                    if opcode == wire.OP_CLOSE:
+                        writer.write(wire.close_frame())
+                        return
+                    if opcode == wire.OP_PING:
+                        writer.write(wire.frame(payload, wire.OP_PONG))
+                        continue
+                    if opcode != wire.OP_TEXT:
+                        continue
+                    message = json.loads(payload)
+                    event = message.get("event")
+                    if event == "start":
+                        state["sid"] = message["start"]["streamSid"]
+                        caller = message["start"]["customParameters"]["call_id"]
+                        provider = await connect(self.args.provider, compression=None,
+                                                 additional_headers={"Authorization": f"Bearer {self.args.api_key}"})
+                        await provider.recv()  # session.created
+                        await provider.send(json.dumps({"type": "session.update", "session": {
+                            "type": "realtime", "instructions": f"Reference bridge for caller {caller}."}}))
+                        await provider.send(json.dumps({"type": "response.create"}))
+                        tasks.append(asyncio.ensure_future(from_provider()))
+                    elif event == "media" and provider is not None:
+                        state["count"] += 1
+                        if self.args.drop_every and state["count"] % self.args.drop_every == 0:
+                            continue
+                        audio_b64 = message["media"]["payload"]
+                        if self.args.rechunk:
+                            carry.extend(bytes(255 - b for b in base64.b64decode(audio_b64)))
+                            while len(carry) >= 100:
+                                await append(base64.b64encode(bytes(carry[:100])).decode())
+                                del carry[:100]
+                        elif self.args.delay_ms:
+                            loop.call_later(self.args.delay_ms / 1000, lambda a=audio_b64: tasks.append(asyncio.ensure_future(append(a))))
+                        else:
+                            await append(audio_b64)
+                    elif event == "stop":
+                        writer.write(wire.close_frame())
+                        await writer.drain()
+                        return
+        finally:
+            for task in tasks:
+                task.cancel()
+            if provider is not None:
+                await provider.close()
+            writer.close()
+
+
+async def serve(args) -> None:
+    bridge = Bridge(args)
+    server = await asyncio.start_server(bridge.handle, "127.0.0.1", args.port)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await asyncio.wait_for(done.wait(), args.max_seconds)
+    except TimeoutError:
+        pass
+    server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Reference bridge for checking the call benchmark")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--provider", required=True, help="ws:// URL of the (fake) OpenAI Realtime server")
+    p.add_argument("--api-key", default="sk-bench")
+    p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--delay-ms", type=float, default=0.0)
+    p.add_argument("--rechunk", action="store_true")
+    p.add_argument("--max-seconds", type=float, default=120.0)
+    args = p.parse_args(argv)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
