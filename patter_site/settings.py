@@ -87,7 +87,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # No socket timeout: channels-redis blocks 5 s per receive, and redis-py's own default
+            # socket timeout of 5 s would kill every idle consumer (a live call) after ~5 s.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
     CELERY_BROKER_URL = REDIS_URL
