@@ -13,8 +13,18 @@ import sys
 from . import audio, calls
 
 SHORT_SWEEP = [
-    "--servers", "uvicorn", "--modes", "echo,duty,sink", "--levels", "10,100,200",
-    "--steady", "5", "--retries", "0", "--refine", "0",
+    "--servers",
+    "uvicorn",
+    "--modes",
+    "echo,duty,sink",
+    "--levels",
+    "10,100,200",
+    "--steady",
+    "5",
+    "--retries",
+    "0",
+    "--refine",
+    "0",
 ]
 
 

@@ -29,17 +29,27 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-BARGE_IN_CLEAR_WINDOW = 0.5  # s before a barge-in in which a dropped frame of that reply is "cleared"
+BARGE_IN_CLEAR_WINDOW = (
+    0.5  # s before a barge-in in which a dropped frame of that reply is "cleared"
+)
 
 
 def summarize(values_s: Iterable[float]) -> dict:
     """p50/p95/p99/max in milliseconds of latencies given in seconds."""
-    arr = np.asarray(list(values_s) if not isinstance(values_s, np.ndarray) else values_s, dtype=float)
+    arr = np.asarray(
+        list(values_s) if not isinstance(values_s, np.ndarray) else values_s, dtype=float
+    )
     if arr.size == 0:
         return {"n": 0, "p50": math.nan, "p95": math.nan, "p99": math.nan, "max": math.nan}
     ms = arr * 1000.0
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"n": int(arr.size), "p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(ms.max())}
+    return {
+        "n": int(arr.size),
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "max": float(ms.max()),
+    }
 
 
 class Match:
@@ -147,7 +157,9 @@ def choose(method: str, sent_tag: Sequence[int], recv_tag: Sequence[int]) -> str
     return "tag" if tagged_fraction(recv_tag) >= 0.5 else "duration"
 
 
-def _window_tags(times: Sequence[float], tags: Sequence[int], window: tuple[float, float]) -> list[int]:
+def _window_tags(
+    times: Sequence[float], tags: Sequence[int], window: tuple[float, float]
+) -> list[int]:
     lo, hi = window
     return [tag for t, tag in zip(times, tags, strict=True) if lo <= t <= hi + 1.0]
 
@@ -180,11 +192,17 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
             failed[number] = caller["error"]
         elif caller["first_media"] is None:
             failed[number] = "no agent audio"
-        elif caller["close_code"] not in (1000, None) and caller["closed_at"] and caller["closed_at"] < (caller["stop_sent"] or math.inf):
+        elif (
+            caller["close_code"] not in (1000, None)
+            and caller["closed_at"]
+            and caller["closed_at"] < (caller["stop_sent"] or math.inf)
+        ):
             failed[number] = f"closed by the server with {caller['close_code']}"
         if caller["first_media"] is not None and caller["start_sent"] is not None:
             first_audio.append(caller["first_media"] - caller["start_sent"])
-        send_lag.extend(x for t, x in zip(caller["sent_t"], caller["send_lag"], strict=False) if lo <= t <= hi)
+        send_lag.extend(
+            x for t, x in zip(caller["sent_t"], caller["send_lag"], strict=False) if lo <= t <= hi
+        )
         marks[0] += caller["marks_received"]
         marks[1] += caller["marks_echoed"]
         session = sessions.get(number)
@@ -193,27 +211,60 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                 failed[number] = "no provider session"
             continue
         # Caller -> provider.
-        sent_tags = [0] * sum(1 for t in caller["sent_t"] if lo <= t <= hi)  # the generator tags every frame
+        sent_tags = [0] * sum(
+            1 for t in caller["sent_t"] if lo <= t <= hi
+        )  # the generator tags every frame
         m = choose(method, sent_tags, _window_tags(session["in_t"], session["in_tag"], window))
         methods.add(("in", m))
         if m == "tag":
-            inbound.append(match_by_tag(caller["sent_t"], None, session["in_t"], session["in_tag"], window))
+            inbound.append(
+                match_by_tag(caller["sent_t"], None, session["in_t"], session["in_tag"], window)
+            )
         else:
-            inbound.append(match_by_duration(caller["sent_t"], _cum_of_frames(len(caller["sent_t"])),
-                                             session["in_t"], session["in_cum"], window))
+            inbound.append(
+                match_by_duration(
+                    caller["sent_t"],
+                    _cum_of_frames(len(caller["sent_t"])),
+                    session["in_t"],
+                    session["in_cum"],
+                    window,
+                )
+            )
         # Provider -> caller.
         cleared: set[int] = set()
         for t_bi, reply, _item in session["bargeins"]:
-            for t, tag, resp in zip(session["out_t"], session["out_tag"], session["out_resp"], strict=True):
+            for t, tag, resp in zip(
+                session["out_t"], session["out_tag"], session["out_resp"], strict=True
+            ):
                 if resp == reply and t_bi - BARGE_IN_CLEAR_WINDOW <= t <= t_bi and tag >= 0:
                     cleared.add(tag)
-        m = choose(method, _window_tags(session["out_t"], session["out_tag"], window),
-                   _window_tags(caller["recv_t"], caller["recv_tag"], window))
+        m = choose(
+            method,
+            _window_tags(session["out_t"], session["out_tag"], window),
+            _window_tags(caller["recv_t"], caller["recv_tag"], window),
+        )
         methods.add(("out", m))
         if m == "tag":
-            outbound.append(match_by_tag(session["out_t"], session["out_tag"], caller["recv_t"], caller["recv_tag"], window, cleared))
+            outbound.append(
+                match_by_tag(
+                    session["out_t"],
+                    session["out_tag"],
+                    caller["recv_t"],
+                    caller["recv_tag"],
+                    window,
+                    cleared,
+                )
+            )
         else:
-            outbound.append(match_by_duration(session["out_t"], session["out_cum"], caller["recv_t"], caller["recv_cum"], window))
+            outbound.append(
+                match_by_duration(
+                    session["out_t"],
+                    session["out_cum"],
+                    caller["recv_t"],
+                    caller["recv_cum"],
+                    window,
+                )
+            )
         # Barge-in reaction.
         clears = list(caller["clears"])
         truncates = {item: t for t, item, _ in session["truncates"]}
@@ -232,7 +283,9 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
     a, b = stats.get("window_start", {}), stats.get("window_end", {})
     elapsed = (b.get("t", 0) - a.get("t", 0)) or steady
     server_cpu = b.get("server_cpu", math.nan) - a.get("server_cpu", math.nan)
-    core1 = (b.get("self_cpu", 0) - a.get("self_cpu", 0)) + (b.get("fake_cpu", 0) - a.get("fake_cpu", 0))
+    core1 = (b.get("self_cpu", 0) - a.get("self_cpu", 0)) + (
+        b.get("fake_cpu", 0) - a.get("fake_cpu", 0)
+    )
     health = [(d, s) for t, d, s in gen["health"] if lo <= t <= hi]
     in_lat = [x for m in inbound for x in m.latencies]
     out_lat = [x for m in outbound for x in m.latencies]
@@ -259,7 +312,9 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
         "health_failed": sum(1 for _, s in health if s != 200),
         "server_cpu_s": server_cpu,
         "server_core": server_cpu / elapsed if elapsed else math.nan,
-        "cpu_per_call_minute": server_cpu / (calls * elapsed / 60) if calls and elapsed else math.nan,
+        "cpu_per_call_minute": server_cpu / (calls * elapsed / 60)
+        if calls and elapsed
+        else math.nan,
         "server_rss": b.get("server_rss", 0),
         "core1": core1 / elapsed if elapsed else math.nan,
         "loadavg": b.get("loadavg", math.nan),

@@ -48,35 +48,87 @@ DEFAULT_LEVELS = (1, 10, 50, 100, 150, 200, 250, 300)
 SERVERS = {
     "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "patter_site.asgi:application"],
     "uvicorn": [
-        "-m", "uvicorn", "patter_site.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
-        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--loop", "auto",
+        "-m",
+        "uvicorn",
+        "patter_site.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "auto",
     ],
     "uvicorn-asyncio": [
-        "-m", "uvicorn", "patter_site.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
-        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--loop", "asyncio",
+        "-m",
+        "uvicorn",
+        "patter_site.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "asyncio",
     ],
     "uvicorn-sansio": [
-        "-m", "uvicorn", "patter_site.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
-        "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--loop", "auto",
-        "--ws", "websockets-sansio",
+        "-m",
+        "uvicorn",
+        "patter_site.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "auto",
+        "--ws",
+        "websockets-sansio",
     ],
 }
 
 #: uvicorn with the garbage collector frozen after start-up (bench/asgi_gc.py), a candidate setting.
-SERVERS["uvicorn-gc"] = [a if a != "patter_site.asgi:application" else "bench.asgi_gc:application" for a in SERVERS["uvicorn"]]
+SERVERS["uvicorn-gc"] = [
+    a if a != "patter_site.asgi:application" else "bench.asgi_gc:application"
+    for a in SERVERS["uvicorn"]
+]
 
 #: uvicorn with a 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
-SERVERS["uvicorn-switch"] = [a if a != "patter_site.asgi:application" else "bench.asgi_switch:application" for a in SERVERS["uvicorn"]]
+SERVERS["uvicorn-switch"] = [
+    a if a != "patter_site.asgi:application" else "bench.asgi_switch:application"
+    for a in SERVERS["uvicorn"]
+]
 
 #: The same servers with the hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
 for _name in ("uvicorn", "daphne"):
     SERVERS[f"{_name}-before"] = [
-        a if a != "patter_site.asgi:application" else "bench.asgi_before:application" for a in SERVERS[_name]
+        a if a != "patter_site.asgi:application" else "bench.asgi_before:application"
+        for a in SERVERS[_name]
     ]
 
 #: Not a server under test: the minimal bridge of ``bench.reference``, as a floor to compare with.
-SERVERS["reference"] = ["-m", "bench.reference", "--port", "{port}",
-                        "--provider", "ws://127.0.0.1:{fake_port}/v1/realtime", "--max-seconds", "900"]
+SERVERS["reference"] = [
+    "-m",
+    "bench.reference",
+    "--port",
+    "{port}",
+    "--provider",
+    "ws://127.0.0.1:{fake_port}/v1/realtime",
+    "--max-seconds",
+    "900",
+]
 
 MODES = ("echo", "duty", "sink")
 
@@ -161,7 +213,13 @@ class Bench:
     # -- setup ----------------------------------------------------------------------------------
 
     def seed(self) -> None:
-        cmd = [self.python, "-m", "bench.seed", "--openai-url", f"ws://127.0.0.1:{self.fake_port}/v1/realtime"]
+        cmd = [
+            self.python,
+            "-m",
+            "bench.seed",
+            "--openai-url",
+            f"ws://127.0.0.1:{self.fake_port}/v1/realtime",
+        ]
         if self.args.no_record:
             cmd.append("--no-record")
         subprocess.run(cmd, cwd=ROOT, env=self.env, check=True)
@@ -195,17 +253,36 @@ class Bench:
         fake = server_proc = None
         try:
             fake_cmd = [
-                self.python, "-m", "bench.fakeprovider", "--port", str(self.fake_port), "--mode", mode,
-                "--barge-in", str(args.barge_in if mode != "sink" else 0), "--out", str(fake_out),
-                "--max-seconds", "900",
+                self.python,
+                "-m",
+                "bench.fakeprovider",
+                "--port",
+                str(self.fake_port),
+                "--mode",
+                mode,
+                "--barge-in",
+                str(args.barge_in if mode != "sink" else 0),
+                "--out",
+                str(fake_out),
+                "--max-seconds",
+                "900",
             ]
-            fake = subprocess.Popen(pinned(args.load_core, fake_cmd), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            fake = subprocess.Popen(
+                pinned(args.load_core, fake_cmd), cwd=ROOT, stdout=subprocess.PIPE, text=True
+            )
             line = fake.stdout.readline()
             if not line.startswith("PORT"):
                 raise RuntimeError(f"the fake provider did not start: {line!r}")
-            argv = [self.python, *[a.format(port=port, fake_port=self.fake_port) for a in SERVERS[server]]]
+            argv = [
+                self.python,
+                *[a.format(port=port, fake_port=self.fake_port) for a in SERVERS[server]],
+            ]
             server_proc = subprocess.Popen(
-                pinned(args.server_core, argv), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                pinned(args.server_core, argv),
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             if not wait_http(f"http://127.0.0.1:{port}/healthz/", 60):
                 raise RuntimeError(f"{server} did not become healthy; see {log.name}")
@@ -215,23 +292,66 @@ class Bench:
             if args.profile:
                 # py-spy records the steady window only (it starts when the window does).
                 delay = max(args.min_ramp, calls / args.ramp_rate) + args.settle + 0.5
-                cmd = pinned(args.load_core, [
-                    str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server_proc.pid),
-                    "--rate", "250", "--format", "raw", "--duration", str(int(args.steady)),
-                    *(["--native"] if args.profile_native else ["--nonblocking"]),
-                    "--output", str(Path(args.profile) / f"{tag}.txt"),
-                ])
-                threading.Timer(delay, lambda: profiler.append(subprocess.Popen(
-                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))).start()
+                cmd = pinned(
+                    args.load_core,
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(server_proc.pid),
+                        "--rate",
+                        "250",
+                        "--format",
+                        "raw",
+                        "--duration",
+                        str(int(args.steady)),
+                        *(["--native"] if args.profile_native else ["--nonblocking"]),
+                        "--output",
+                        str(Path(args.profile) / f"{tag}.txt"),
+                    ],
+                )
+                threading.Timer(
+                    delay,
+                    lambda: profiler.append(
+                        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    ),
+                ).start()
             ramp = max(args.min_ramp, calls / args.ramp_rate)
             gen_cmd = [
-                self.python, "-m", "bench.loadgen", "--target", f"127.0.0.1:{port}", "--public-url", PUBLIC_URL,
-                "--auth-token", AUTH_TOKEN, "--to-number", TO_NUMBER, "--number-prefix", prefix,
-                "--calls", str(calls), "--ramp", f"{ramp:.2f}", "--settle", str(args.settle),
-                "--steady", str(args.steady), "--server-pid", str(server_proc.pid), "--fake-pid", str(fake.pid),
-                "--out", str(gen_out),
+                self.python,
+                "-m",
+                "bench.loadgen",
+                "--target",
+                f"127.0.0.1:{port}",
+                "--public-url",
+                PUBLIC_URL,
+                "--auth-token",
+                AUTH_TOKEN,
+                "--to-number",
+                TO_NUMBER,
+                "--number-prefix",
+                prefix,
+                "--calls",
+                str(calls),
+                "--ramp",
+                f"{ramp:.2f}",
+                "--settle",
+                str(args.settle),
+                "--steady",
+                str(args.steady),
+                "--server-pid",
+                str(server_proc.pid),
+                "--fake-pid",
+                str(fake.pid),
+                "--out",
+                str(gen_out),
             ]
-            subprocess.run(pinned(args.load_core, gen_cmd), cwd=ROOT, check=True, timeout=ramp + args.steady + 180)
+            subprocess.run(
+                pinned(args.load_core, gen_cmd),
+                cwd=ROOT,
+                check=True,
+                timeout=ramp + args.steady + 180,
+            )
             fake.send_signal(signal.SIGTERM)
             fake.wait(30)
             for proc in profiler:
@@ -269,7 +389,8 @@ class Bench:
             return {}
         with contextlib.closing(sqlite3.connect(url[len("sqlite:///") :], timeout=30)) as db:
             rows = db.execute(
-                "SELECT from_number, status FROM voiceagents_call WHERE from_number LIKE ?", (prefix + "%",)
+                "SELECT from_number, status FROM voiceagents_call WHERE from_number LIKE ?",
+                (prefix + "%",),
             ).fetchall()
         return dict(rows)
 
@@ -289,7 +410,9 @@ class Bench:
                         held = calls
                     # Narrow the gap between the last level held and the first failed one.
                     while args.refine and failed_at is not None and failed_at - held > args.refine:
-                        mid = (held + failed_at) // 2 // args.refine * args.refine or held + args.refine
+                        mid = (
+                            held + failed_at
+                        ) // 2 // args.refine * args.refine or held + args.refine
                         if mid <= held or mid >= failed_at:
                             break
                         if self.measure(server, mode, mid):
@@ -327,7 +450,13 @@ class Bench:
         if self.args.json:
             path = Path(self.args.json)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"argv": sys.argv, "machine": machine(), "levels": self.results}, indent=1, default=str))
+            path.write_text(
+                json.dumps(
+                    {"argv": sys.argv, "machine": machine(), "levels": self.results},
+                    indent=1,
+                    default=str,
+                )
+            )
 
 
 def disturbed(result: dict) -> bool:
@@ -409,9 +538,13 @@ def tables(results: list[dict]) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in sorted(results, key=lambda r: r["n"]):
         groups.setdefault((r["server"], r["mode"]), []).append(r)
-    groups = dict(sorted(groups.items(), key=lambda kv: [r["server"] for r in results].index(kv[0][0])))
-    out.append("\n| server | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
-               "| barge-in → clear p99 ms | first audio p50 / max ms |")
+    groups = dict(
+        sorted(groups.items(), key=lambda kv: [r["server"] for r in results].index(kv[0][0]))
+    )
+    out.append(
+        "\n| server | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
+        "| barge-in → clear p99 ms | first audio p50 / max ms (calls starting 40 per second) |"
+    )
     out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for (server, mode), levels in groups.items():
         best = held(levels)
@@ -449,32 +582,65 @@ def tables(results: list[dict]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Concurrent-call benchmark (see docs/benchmarks.md)")
-    p.add_argument("--servers", type=lambda s: s.split(","), default=["uvicorn", "daphne"],
-                   help=f"comma-separated, of {', '.join(SERVERS)}")
+    p.add_argument(
+        "--servers",
+        type=lambda s: s.split(","),
+        default=["uvicorn", "daphne"],
+        help=f"comma-separated, of {', '.join(SERVERS)}",
+    )
     p.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
-    p.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LEVELS))
+    p.add_argument(
+        "--levels", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LEVELS)
+    )
     p.add_argument("--steady", type=float, default=15.0, help="seconds of the measured window")
-    p.add_argument("--settle", type=float, default=2.0, help="seconds between the last call start and the window")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds between the last call start and the window",
+    )
     p.add_argument("--ramp-rate", type=float, default=40.0, help="calls started per second")
     p.add_argument("--min-ramp", type=float, default=0.5)
-    p.add_argument("--barge-in", type=float, default=5.0, help="seconds between barge-ins per call (0: none)")
+    p.add_argument(
+        "--barge-in", type=float, default=5.0, help="seconds between barge-ins per call (0: none)"
+    )
     p.add_argument("--p99-ms", type=float, default=10.0)
-    p.add_argument("--refine", type=int, default=10,
-                   help="after the first failing level, bisect down to this step (0: off)")
-    p.add_argument("--retries", type=int, default=1, help="re-measure a failed level once if other processes used our cores")
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=10,
+        help="after the first failing level, bisect down to this step (0: off)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="re-measure a failed level once if other processes used our cores",
+    )
     p.add_argument("--no-record", action="store_true", help="agent without call recording")
-    p.add_argument("--redis-url", default="",
-                   help="REDIS_URL of the server: channels-redis layer and Celery broker (default: in-memory "
-                   "layer and eager Celery; see docs/benchmarks.md)")
+    p.add_argument(
+        "--redis-url",
+        default="",
+        help="REDIS_URL of the server: channels-redis layer and Celery broker (default: in-memory "
+        "layer and eager Celery; see docs/benchmarks.md)",
+    )
     p.add_argument("--database-url", default="", help="default: SQLite in a temporary directory")
-    p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for the server (repeatable)")
+    p.add_argument(
+        "--server-env", action="append", default=[], help="KEY=VALUE for the server (repeatable)"
+    )
     p.add_argument("--log-level", default="WARNING")
-    p.add_argument("--nice", type=int, default=-10,
-                   help="niceness of the server, generator and fake (needs root; ignored otherwise)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=-10,
+        help="niceness of the server, generator and fake (needs root; ignored otherwise)",
+    )
     p.add_argument("--server-core", default="0")
     p.add_argument("--load-core", default="1")
     p.add_argument("--json", default=str(ROOT / "var" / "bench" / "calls.json"))
-    p.add_argument("--profile", default="", help="directory: record the server with py-spy (raw stacks)")
+    p.add_argument(
+        "--profile", default="", help="directory: record the server with py-spy (raw stacks)"
+    )
     p.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames too)")
     p.add_argument("--report", default="", help="print the tables of a saved --json file and exit")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, dumps)")

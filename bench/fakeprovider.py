@@ -160,14 +160,23 @@ class Connection(asyncio.Protocol):
     def _handshake(self, head: bytes) -> bool:
         _, headers = wire.parse_head(head)
         if headers.get("authorization") != f"Bearer {self.args.api_key}":
-            self.transport.write(wire.http_response(401, b'{"error":{"message":"Incorrect API key"}}'))
+            self.transport.write(
+                wire.http_response(401, b'{"error":{"message":"Incorrect API key"}}')
+            )
             self.transport.close()
             return False
         self.transport.write(wire.server_accept(headers))
         self.reader = wire.FrameReader()
         self.session = self.fake.new_session()
-        self._send(json.dumps({"type": "session.created", "event_id": "ev_0",
-                               "session": {"type": "realtime", "id": f"sess_{self.session.number}"}}))
+        self._send(
+            json.dumps(
+                {
+                    "type": "session.created",
+                    "event_id": "ev_0",
+                    "session": {"type": "realtime", "id": f"sess_{self.session.number}"},
+                }
+            )
+        )
         if self.args.barge_in > 0 and self.fake.mode != "sink":
             first = self.fake.rng.uniform(self.args.barge_in, 2 * self.args.barge_in)
             self.timers.append(self.loop.call_later(first, self._barge_in))
@@ -204,14 +213,26 @@ class Connection(asyncio.Protocol):
             else:
                 self._start_reply(now)
         elif kind == "conversation.item.truncate":
-            session.truncates.append((now, str(event.get("item_id")), int(event.get("audio_end_ms", -1))))
-            self._send(json.dumps({"type": "conversation.item.truncated", "event_id": "ev_t",
-                                   "item_id": event.get("item_id"), "content_index": 0,
-                                   "audio_end_ms": event.get("audio_end_ms")}))
+            session.truncates.append(
+                (now, str(event.get("item_id")), int(event.get("audio_end_ms", -1)))
+            )
+            self._send(
+                json.dumps(
+                    {
+                        "type": "conversation.item.truncated",
+                        "event_id": "ev_t",
+                        "item_id": event.get("item_id"),
+                        "content_index": 0,
+                        "audio_end_ms": event.get("audio_end_ms"),
+                    }
+                )
+            )
         elif kind == "response.cancel":
             if session.active is None:
-                self._send('{"type":"error","event_id":"ev_e","error":{"type":"invalid_request_error",'
-                           '"code":"response_cancel_not_active","message":"no active response"}}')
+                self._send(
+                    '{"type":"error","event_id":"ev_e","error":{"type":"invalid_request_error",'
+                    '"code":"response_cancel_not_active","message":"no active response"}}'
+                )
             else:
                 self._end_reply("cancelled", "client_cancelled")
 
@@ -246,9 +267,15 @@ class Connection(asyncio.Protocol):
         response_id, item_id = f"resp_{n}", f"item_{n}"
         session.active = (response_id, item_id, n)
         session.active_since = now
-        self._send('{"type":"response.created","event_id":"ev_c","response":{"id":"%s","status":"in_progress"}}' % response_id)
-        self._send('{"type":"response.output_item.added","event_id":"ev_a","response_id":"%s","output_index":0,'
-                   '"item":{"id":"%s","type":"message","role":"assistant","status":"in_progress"}}' % (response_id, item_id))
+        self._send(
+            '{"type":"response.created","event_id":"ev_c","response":{"id":"%s","status":"in_progress"}}'
+            % response_id
+        )
+        self._send(
+            '{"type":"response.output_item.added","event_id":"ev_a","response_id":"%s","output_index":0,'
+            '"item":{"id":"%s","type":"message","role":"assistant","status":"in_progress"}}'
+            % (response_id, item_id)
+        )
         self._delta_prefix = (
             '{"type":"response.output_audio.delta","event_id":"ev_d","response_id":"%s","item_id":"%s",'
             '"output_index":0,"content_index":0,"delta":"' % (response_id, item_id)
@@ -275,16 +302,26 @@ class Connection(asyncio.Protocol):
         session = self.session
         response_id, item_id, _ = session.active
         session.active = None
-        ids = '"response_id":"%s","item_id":"%s","output_index":0,"content_index":0' % (response_id, item_id)
+        ids = '"response_id":"%s","item_id":"%s","output_index":0,"content_index":0' % (
+            response_id,
+            item_id,
+        )
         if status == "completed":
             self._send('{"type":"response.output_audio.done","event_id":"ev_o",%s}' % ids)
-            self._send('{"type":"response.output_audio_transcript.done","event_id":"ev_x",%s,'
-                       '"transcript":"Bench reply."}' % ids)
-            self._send('{"type":"response.output_item.done","event_id":"ev_i","response_id":"%s","output_index":0,'
-                       '"item":{"id":"%s","type":"message","role":"assistant","status":"completed"}}' % (response_id, item_id))
+            self._send(
+                '{"type":"response.output_audio_transcript.done","event_id":"ev_x",%s,'
+                '"transcript":"Bench reply."}' % ids
+            )
+            self._send(
+                '{"type":"response.output_item.done","event_id":"ev_i","response_id":"%s","output_index":0,'
+                '"item":{"id":"%s","type":"message","role":"assistant","status":"completed"}}'
+                % (response_id, item_id)
+            )
         details = "null" if reason is None else '{"reason":"%s"}' % reason
-        self._send('{"type":"response.done","event_id":"ev_r","response":{"id":"%s","status":"%s",'
-                   '"status_details":%s}}' % (response_id, status, details))
+        self._send(
+            '{"type":"response.done","event_id":"ev_r","response":{"id":"%s","status":"%s",'
+            '"status_details":%s}}' % (response_id, status, details)
+        )
 
     def _greeting(self, now: float) -> None:
         session = self.session
@@ -317,18 +354,28 @@ class Connection(asyncio.Protocol):
         now = monotonic()
         caller_item = f"caller_{len(session.bargeins) + 1}"
         session.bargeins.append((now, session.active[2], session.active[1]))
-        self._send('{"type":"input_audio_buffer.speech_started","event_id":"ev_s","audio_start_ms":%d,'
-                   '"item_id":"%s"}' % (int((now - session.opened) * 1000), caller_item))
+        self._send(
+            '{"type":"input_audio_buffer.speech_started","event_id":"ev_s","audio_start_ms":%d,'
+            '"item_id":"%s"}' % (int((now - session.opened) * 1000), caller_item)
+        )
         self._end_reply("cancelled", "turn_detected")
         self.timers.append(self.loop.call_later(0.4, self._caller_turn_done, caller_item))
         self.timers.append(self.loop.call_later(self.args.barge_in, self._barge_in))
 
     def _caller_turn_done(self, item_id: str) -> None:
         at = int((monotonic() - self.session.opened) * 1000)
-        self._send('{"type":"input_audio_buffer.speech_stopped","event_id":"ev_p","audio_end_ms":%d,"item_id":"%s"}' % (at, item_id))
-        self._send('{"type":"input_audio_buffer.committed","event_id":"ev_m","item_id":"%s","previous_item_id":null}' % item_id)
-        self._send('{"type":"conversation.item.input_audio_transcription.completed","event_id":"ev_q",'
-                   '"item_id":"%s","content_index":0,"transcript":"Bench caller."}' % item_id)
+        self._send(
+            '{"type":"input_audio_buffer.speech_stopped","event_id":"ev_p","audio_end_ms":%d,"item_id":"%s"}'
+            % (at, item_id)
+        )
+        self._send(
+            '{"type":"input_audio_buffer.committed","event_id":"ev_m","item_id":"%s","previous_item_id":null}'
+            % item_id
+        )
+        self._send(
+            '{"type":"conversation.item.input_audio_transcription.completed","event_id":"ev_q",'
+            '"item_id":"%s","content_index":0,"transcript":"Bench caller."}' % item_id
+        )
 
 
 async def serve(args) -> None:
@@ -358,7 +405,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--talk", type=float, default=2.0, help="duty: seconds of talk per cycle")
     p.add_argument("--silence", type=float, default=3.0, help="duty: seconds of silence per cycle")
     p.add_argument("--greeting-ms", type=int, default=400)
-    p.add_argument("--barge-in", type=float, default=0.0, help="seconds between barge-ins (0: none)")
+    p.add_argument(
+        "--barge-in", type=float, default=0.0, help="seconds between barge-ins (0: none)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=600.0)
     p.add_argument("--out", default="")

@@ -211,7 +211,11 @@ class Caller(asyncio.Protocol):
         )
         self._media_fmt = (
             '{"event":"media","sequenceNumber":"%d","media":{"track":"inbound","chunk":"%d",'
-            '"timestamp":"%d","payload":"%s' + tagging.FILLER_B64 + '"},"streamSid":"' + self.stream_sid + '"}'
+            '"timestamp":"%d","payload":"%s'
+            + tagging.FILLER_B64
+            + '"},"streamSid":"'
+            + self.stream_sid
+            + '"}'
         )
         self.began = monotonic()
         self._tick()
@@ -324,11 +328,17 @@ class Generator:
     def number(self, index: int) -> str:
         return f"{self.args.number_prefix}{index:05d}"
 
-    async def http(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+    async def http(
+        self, method: str, path: str, body: bytes = b"", headers: dict | None = None
+    ) -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
-            lines = [f"{method} {path} HTTP/1.1", f"Host: {self.public_host}", "Connection: close",
-                     f"Content-Length: {len(body)}"]
+            lines = [
+                f"{method} {path} HTTP/1.1",
+                f"Host: {self.public_host}",
+                "Connection: close",
+                f"Content-Length: {len(body)}",
+            ]
             lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
             raw = await reader.read()
@@ -359,10 +369,15 @@ class Generator:
             signature = twilio_signature(self.public + path, form, args.auth_token)
             began = monotonic()
             status, body = await asyncio.wait_for(
-                self.http("POST", path, urlencode(form).encode(), {
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "X-Twilio-Signature": signature,
-                }),
+                self.http(
+                    "POST",
+                    path,
+                    urlencode(form).encode(),
+                    {
+                        "Content-Type": "application/x-www-form-urlencoded",
+                        "X-Twilio-Signature": signature,
+                    },
+                ),
                 args.timeout,
             )
             caller.webhook_ms = (monotonic() - began) * 1000
@@ -370,10 +385,16 @@ class Generator:
                 raise RuntimeError(f"voice webhook answered {status}: {body[:200]!r}")
             twiml = body.decode()
             stream_url = unescape(re.search(r'<Stream url="([^"]+)"', twiml).group(1))
-            parameters = {unescape(k): unescape(v) for k, v in re.findall(r'<Parameter name="([^"]+)" value="([^"]+)"', twiml)}
-            await asyncio.wait_for(self.loop.create_connection(lambda: caller, self.host, self.port), args.timeout)
+            parameters = {
+                unescape(k): unescape(v)
+                for k, v in re.findall(r'<Parameter name="([^"]+)" value="([^"]+)"', twiml)
+            }
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: caller, self.host, self.port), args.timeout
+            )
             request, caller.accept = wire.client_handshake(
-                self.public_host, urlsplit(stream_url).path,
+                self.public_host,
+                urlsplit(stream_url).path,
                 {"X-Twilio-Signature": twilio_signature(stream_url, {}, args.auth_token)},
             )
             caller.transport.write(request)
@@ -415,7 +436,9 @@ class Generator:
 
     def setting_up(self) -> int:
         """Calls not yet set up: no agent audio yet, no error, still open."""
-        return sum(1 for c in self.callers if c.first_media is None and not c.error and not c.closed.done())
+        return sum(
+            1 for c in self.callers if c.first_media is None and not c.error and not c.closed.done()
+        )
 
     async def run(self) -> dict:
         args = self.args
@@ -472,13 +495,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--public-url", default="https://bench.example.test")
     p.add_argument("--auth-token", required=True)
     p.add_argument("--to-number", default="+15550000001")
-    p.add_argument("--number-prefix", default="+1999", help="callers are numbered <prefix><5 digits>")
+    p.add_argument(
+        "--number-prefix", default="+1999", help="callers are numbered <prefix><5 digits>"
+    )
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--ramp", type=float, default=2.0, help="seconds over which calls start")
-    p.add_argument("--settle", type=float, default=1.5,
-                   help="seconds between the last call being set up and the window")
-    p.add_argument("--setup-timeout", type=float, default=60.0,
-                   help="the window opens at the latest this long after the ramp")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=1.5,
+        help="seconds between the last call being set up and the window",
+    )
+    p.add_argument(
+        "--setup-timeout",
+        type=float,
+        default=60.0,
+        help="the window opens at the latest this long after the ramp",
+    )
     p.add_argument("--steady", type=float, default=10.0, help="seconds of steady-state window")
     p.add_argument("--timeout", type=float, default=15.0)
     p.add_argument("--close-timeout", type=float, default=60.0)

@@ -80,14 +80,34 @@ class Bridge:
                 kind = event.get("type")
                 if kind == "response.output_audio.delta":
                     state["item"] = event.get("item_id", "")
-                    to_caller({"event": "media", "streamSid": state["sid"], "media": {"payload": event["delta"]}})
+                    to_caller(
+                        {
+                            "event": "media",
+                            "streamSid": state["sid"],
+                            "media": {"payload": event["delta"]},
+                        }
+                    )
                     state["out"] += 1
                     if state["out"] % 2 == 0:
-                        to_caller({"event": "mark", "streamSid": state["sid"], "mark": {"name": str(state["out"])}})
+                        to_caller(
+                            {
+                                "event": "mark",
+                                "streamSid": state["sid"],
+                                "mark": {"name": str(state["out"])},
+                            }
+                        )
                 elif kind == "input_audio_buffer.speech_started":
                     to_caller({"event": "clear", "streamSid": state["sid"]})
-                    await provider.send(json.dumps({"type": "conversation.item.truncate", "item_id": state["item"],
-                                                    "content_index": 0, "audio_end_ms": 0}))
+                    await provider.send(
+                        json.dumps(
+                            {
+                                "type": "conversation.item.truncate",
+                                "item_id": state["item"],
+                                "content_index": 0,
+                                "audio_end_ms": 0,
+                            }
+                        )
+                    )
 
         async def append(audio_b64: str) -> None:
             await provider.send('{"type":"input_audio_buffer.append","audio":"' + audio_b64 + '"}')
@@ -111,11 +131,23 @@ class Bridge:
                     if event == "start":
                         state["sid"] = message["start"]["streamSid"]
                         caller = message["start"]["customParameters"]["call_id"]
-                        provider = await connect(self.args.provider, compression=None,
-                                                 additional_headers={"Authorization": f"Bearer {self.args.api_key}"})
+                        provider = await connect(
+                            self.args.provider,
+                            compression=None,
+                            additional_headers={"Authorization": f"Bearer {self.args.api_key}"},
+                        )
                         await provider.recv()  # session.created
-                        await provider.send(json.dumps({"type": "session.update", "session": {
-                            "type": "realtime", "instructions": f"Reference bridge for caller {caller}."}}))
+                        await provider.send(
+                            json.dumps(
+                                {
+                                    "type": "session.update",
+                                    "session": {
+                                        "type": "realtime",
+                                        "instructions": f"Reference bridge for caller {caller}.",
+                                    },
+                                }
+                            )
+                        )
                         await provider.send(json.dumps({"type": "response.create"}))
                         tasks.append(asyncio.ensure_future(from_provider()))
                     elif event == "media" and provider is not None:
@@ -129,7 +161,10 @@ class Bridge:
                                 await append(base64.b64encode(bytes(carry[:100])).decode())
                                 del carry[:100]
                         elif self.args.delay_ms:
-                            loop.call_later(self.args.delay_ms / 1000, lambda a=audio_b64: tasks.append(asyncio.ensure_future(append(a))))
+                            loop.call_later(
+                                self.args.delay_ms / 1000,
+                                lambda a=audio_b64: tasks.append(asyncio.ensure_future(append(a))),
+                            )
                         else:
                             await append(audio_b64)
                     elif event == "stop":
@@ -162,7 +197,9 @@ async def serve(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Reference bridge for checking the call benchmark")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--provider", required=True, help="ws:// URL of the (fake) OpenAI Realtime server")
+    p.add_argument(
+        "--provider", required=True, help="ws:// URL of the (fake) OpenAI Realtime server"
+    )
     p.add_argument("--api-key", default="sk-bench")
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--delay-ms", type=float, default=0.0)

@@ -23,15 +23,15 @@ def seed(openai_url: str, *, record: bool, first_message: str) -> None:
     from voiceagents.models import Agent, Credential, PhoneNumber, Vendor
 
     call_command("migrate", verbosity=0, interactive=False)
-    twilio = Credential.objects.filter(vendor=Vendor.TWILIO, label="bench-twilio").first() or Credential(
+    twilio = Credential.objects.filter(
         vendor=Vendor.TWILIO, label="bench-twilio"
-    )
+    ).first() or Credential(vendor=Vendor.TWILIO, label="bench-twilio")
     twilio.account_sid = ACCOUNT_SID
     twilio.secret = AUTH_TOKEN
     twilio.save()
-    openai = Credential.objects.filter(vendor=Vendor.OPENAI, label="bench-openai").first() or Credential(
+    openai = Credential.objects.filter(
         vendor=Vendor.OPENAI, label="bench-openai"
-    )
+    ).first() or Credential(vendor=Vendor.OPENAI, label="bench-openai")
     openai.api_base_url = openai_url
     openai.secret = OPENAI_KEY
     openai.save()

@@ -133,7 +133,9 @@ def parse_head(head: bytes) -> tuple[str, dict[str, str]]:
 
 def client_handshake(host: str, path: str, headers: dict[str, str]) -> tuple[bytes, str]:
     """The upgrade request of a client, and the ``Sec-WebSocket-Accept`` value to expect."""
-    key = base64.b64encode(hashlib.sha1(repr((host, path, id(headers))).encode()).digest()[:16]).decode()
+    key = base64.b64encode(
+        hashlib.sha1(repr((host, path, id(headers))).encode()).digest()[:16]
+    ).decode()
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {host}",

@@ -30,24 +30,73 @@ def _run(tmp: Path, name: str, bridge_args: list[str], fake_args: list[str]) -> 
     py = sys.executable
     fake_out, gen_out = tmp / f"{name}-fake.pickle", tmp / f"{name}-gen.pickle"
     fake = subprocess.Popen(
-        [py, "-m", "bench.fakeprovider", "--port", "0", "--greeting-ms", "200", "--out", str(fake_out),
-         "--max-seconds", "60", *fake_args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        [
+            py,
+            "-m",
+            "bench.fakeprovider",
+            "--port",
+            "0",
+            "--greeting-ms",
+            "200",
+            "--out",
+            str(fake_out),
+            "--max-seconds",
+            "60",
+            *fake_args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     bridge = None
     try:
         fake_port = int(fake.stdout.readline().split()[1])
         bridge = subprocess.Popen(
-            [py, "-m", "bench.reference", "--provider", f"ws://127.0.0.1:{fake_port}/v1/realtime",
-             "--max-seconds", "60", *bridge_args],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+            [
+                py,
+                "-m",
+                "bench.reference",
+                "--provider",
+                f"ws://127.0.0.1:{fake_port}/v1/realtime",
+                "--max-seconds",
+                "60",
+                *bridge_args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         port = int(bridge.stdout.readline().split()[1])
         subprocess.run(
-            [py, "-m", "bench.loadgen", "--target", f"127.0.0.1:{port}", "--auth-token", "unused",
-             "--calls", "3", "--ramp", "0.3", "--settle", "0.8", "--steady", str(STEADY),
-             "--close-timeout", "5", "--timeout", "5", "--out", str(gen_out)],
-            cwd=ROOT, env=env, check=True, timeout=40,
+            [
+                py,
+                "-m",
+                "bench.loadgen",
+                "--target",
+                f"127.0.0.1:{port}",
+                "--auth-token",
+                "unused",
+                "--calls",
+                "3",
+                "--ramp",
+                "0.3",
+                "--settle",
+                "0.8",
+                "--steady",
+                str(STEADY),
+                "--close-timeout",
+                "5",
+                "--timeout",
+                "5",
+                "--out",
+                str(gen_out),
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=40,
         )
     finally:
         fake.terminate()
@@ -158,9 +207,9 @@ def test_tags_round_trip():
     assert tagging.read_tag(payload) == 123456
     assert tagging.read_tag(tagging.FILLER_B64) == -1
     assert loadgen.twilio_signature("https://x.test/a", {"B": "2", "A": "1"}, "tok") == (
-        __import__("base64").b64encode(
-            __import__("hmac").new(b"tok", b"https://x.test/aA1B2", "sha1").digest()
-        ).decode()
+        __import__("base64")
+        .b64encode(__import__("hmac").new(b"tok", b"https://x.test/aA1B2", "sha1").digest())
+        .decode()
     )
 
 
@@ -185,7 +234,11 @@ class _Gen:
 async def test_marks_echo_after_the_audio_before_them_has_played():
     caller = loadgen.Caller(_Gen(asyncio.get_running_loop()), 0, "+1999")
     caller.transport = _Transport()
-    media = b'{"event":"media","streamSid":"MZ1","media":{"payload":"' + tagging.frame_b64(0).encode() + b'"}}'
+    media = (
+        b'{"event":"media","streamSid":"MZ1","media":{"payload":"'
+        + tagging.frame_b64(0).encode()
+        + b'"}}'
+    )
     now = loadgen.monotonic()
     for _ in range(5):  # 100 ms of audio
         caller._media(media[media.index(b'"payload":"') + 11 : -3], now)

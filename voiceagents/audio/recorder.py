@@ -111,7 +111,9 @@ class CallRecorder:
         ]
         # G.711 mono at the recording rate (the phone leg) decodes with one table lookup per
         # chunk, straight to samples: the same values as the converter, without its bytes round trip.
-        self._tables = [_g711_table(f, sample_rate) for f in (caller_format or own, agent_format or own)]
+        self._tables = [
+            _g711_table(f, sample_rate) for f in (caller_format or own, agent_format or own)
+        ]
         self._holdback = sample_rate * holdback_ms // 1000
         self._flush_frames = max(1, flush_bytes // _FRAME)
         needed = self._holdback + self._flush_frames
