@@ -145,7 +145,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 self.call_id or "?",
                 self.carrier_id,
                 why,
-                "; further ones are only counted" if self.malformed_count == MALFORMED_LOG_LIMIT else "",
+                "; further ones are only counted"
+                if self.malformed_count == MALFORMED_LOG_LIMIT
+                else "",
             )
 
     # -- call start ------------------------------------------------------------------------------
@@ -172,14 +174,18 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             return False
         except (ConfigurationError, VoiceAgentsError) as err:
             logger.error("call %s: cannot start: %s", call_id, err)
-            await database_sync_to_async(callsetup.fail_before_start)(call_id, "configuration_error", str(err))
+            await database_sync_to_async(callsetup.fail_before_start)(
+                call_id, "configuration_error", str(err)
+            )
             await self.close()
             return False
         self.call_id = call_id
         try:
             provider = build_provider(context.provider_id, context.provider_config)
         except VoiceAgentsError as err:
-            await database_sync_to_async(callsetup.fail_before_start)(call_id, "provider_unavailable", str(err))
+            await database_sync_to_async(callsetup.fail_before_start)(
+                call_id, "provider_unavailable", str(err)
+            )
             await self.close()
             return False
         self.session = CallSession(context, self, provider)

@@ -102,12 +102,16 @@ class CallSession:
         fmt = carrier.carrier_format
         self.frame_ms = 20
         self.pacer = Pacer(fmt, frame_ms=self.frame_ms, lead_ms=context.pacer_lead_ms)
-        self.runner = PacerRunner(self.pacer, self._send_frame, self._send_segment_mark, on_frame=self._on_frame)
+        self.runner = PacerRunner(
+            self.pacer, self._send_frame, self._send_segment_mark, on_frame=self._on_frame
+        )
         self.writer = BackgroundWriter(context.call_id, self.log, settle=self._settle_turns)
         self.recorder: CallRecorder | None = None
         self.recording_path: str | None = None
         if context.record:
-            self.recording_path = os.path.join(context.recording_dir, f"voiceagents-{context.call_id}.wav")
+            self.recording_path = os.path.join(
+                context.recording_dir, f"voiceagents-{context.call_id}.wav"
+            )
             self.recorder = CallRecorder(
                 self.recording_path, sample_rate=RECORDING_RATE, caller_format=fmt, agent_format=fmt
             )
@@ -150,7 +154,9 @@ class CallSession:
 
     def start(self) -> None:
         """Open the provider in the background and start the session's tasks; returns at once."""
-        self.log.info("session starting (provider %s, carrier %s)", self.ctx.provider_id, self.ctx.carrier)
+        self.log.info(
+            "session starting (provider %s, carrier %s)", self.ctx.provider_id, self.ctx.carrier
+        )
         self._spawn(self._provider_loop(), "provider")
         self._spawn(self.runner.run(), "playout")
         self.writer.start()
@@ -197,7 +203,9 @@ class CallSession:
             await self.end("provider_error", failed=True, error=str(err))
             return
         if not self._ending:
-            await self.end("provider_closed", failed=True, error="The provider closed the connection.")
+            await self.end(
+                "provider_closed", failed=True, error="The provider closed the connection."
+            )
 
     def _setup_converters(self) -> None:
         fmt = self.carrier.carrier_format
@@ -262,7 +270,9 @@ class CallSession:
             if event.item_id not in self.writer.turns:
                 self.writer.new_turn("agent", event.item_id)
         elif isinstance(event, AgentTranscript):
-            turn = self.writer.turns.get(event.item_id) or self.writer.new_turn("agent", event.item_id)
+            turn = self.writer.turns.get(event.item_id) or self.writer.new_turn(
+                "agent", event.item_id
+            )
             turn.text = event.text
             turn.has_text = True
         elif isinstance(event, AgentTurnDone):
@@ -275,7 +285,9 @@ class CallSession:
             if turn is not None and event.audio_end_ms is not None:
                 turn.end_ms = event.audio_end_ms
         elif isinstance(event, CallerTranscript):
-            turn = self.writer.turns.get(event.item_id) or self.writer.new_turn("caller", event.item_id)
+            turn = self.writer.turns.get(event.item_id) or self.writer.new_turn(
+                "caller", event.item_id
+            )
             turn.text = event.text
             turn.settled = True
         elif isinstance(event, ToolCall):
@@ -284,9 +296,13 @@ class CallSession:
             self.metrics["provider_errors"] += 1
             self.writer.event("error", self.call_ms(), code=event.code, message=event.message)
             if event.fatal:
-                await self.end("provider_error", failed=True, error=f"{event.code}: {event.message}")
+                await self.end(
+                    "provider_error", failed=True, error=f"{event.code}: {event.message}"
+                )
             else:
-                self.log.warning("provider reported a recoverable error %s: %s", event.code, event.message)
+                self.log.warning(
+                    "provider reported a recoverable error %s: %s", event.code, event.message
+                )
 
     def _agent_audio(self, event: AgentAudio) -> None:
         if event.item_id in self._dropped_items or event.response_id in self._dropped_responses:
@@ -330,7 +346,9 @@ class CallSession:
             current.end_pos = self._pushed_pos()
         self._current = None
         if event.status == "failed":
-            self.writer.event("error", self.call_ms(), response=event.response_id, reason=event.reason)
+            self.writer.event(
+                "error", self.call_ms(), response=event.response_id, reason=event.reason
+            )
 
     # -- barge-in -------------------------------------------------------------------------------
 
@@ -374,10 +392,17 @@ class CallSession:
         if self.recorder is not None:
             self.recorder.clear_agent(self.call_ms(now))
         self.metrics["barge_ins"] += 1
-        self.metrics.setdefault("barge_in_clear_ms", []).append(round((self.loop.time() - now) * 1000, 2))
-        self.writer.event("barge_in", self.call_ms(now), item_id=turn.item_id, audio_end_ms=audio_end)
+        self.metrics.setdefault("barge_in_clear_ms", []).append(
+            round((self.loop.time() - now) * 1000, 2)
+        )
+        self.writer.event(
+            "barge_in", self.call_ms(now), item_id=turn.item_id, audio_end_ms=audio_end
+        )
         self.log.debug("barge-in: %s heard %s ms", turn.item_id, audio_end)
-        await self._quietly(self.provider.interrupt(turn.item_id, audio_end), "telling the provider about the barge-in")
+        await self._quietly(
+            self.provider.interrupt(turn.item_id, audio_end),
+            "telling the provider about the barge-in",
+        )
 
     def _heard(self, now: float) -> float:
         """Outbound-stream position the caller has heard: confirmed by marks, or estimated."""
@@ -391,7 +416,10 @@ class CallSession:
         self._out_pos += self.frame_ms
         self.metrics["frames_out"] += 1
         await self.carrier.send_media(base64.b64encode(data).decode("ascii"))
-        if self.carrier.has_marks and self._out_pos - self._last_mark_pos >= self.ctx.mark_interval_ms:
+        if (
+            self.carrier.has_marks
+            and self._out_pos - self._last_mark_pos >= self.ctx.mark_interval_ms
+        ):
             await self._mark_here()
 
     async def _send_segment_mark(self, _label: str) -> None:
@@ -466,7 +494,9 @@ class CallSession:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    async def end(self, reason: str, *, failed: bool = False, error: str = "", by_carrier: bool = False) -> None:
+    async def end(
+        self, reason: str, *, failed: bool = False, error: str = "", by_carrier: bool = False
+    ) -> None:
         """End the call: quick, idempotent, and it never loses what was already recorded."""
         if self._ending:
             await self.ended.wait()
@@ -488,7 +518,10 @@ class CallSession:
             now = self.loop.time()
             for turn in self._playing:
                 if turn.end_ms is None and turn.start_ms is not None:
-                    turn.end_ms = min(self.call_ms(now), turn.start_ms + int((turn.end_pos or 0) - (turn.start_pos or 0)))
+                    turn.end_ms = min(
+                        self.call_ms(now),
+                        turn.start_ms + int((turn.end_pos or 0) - (turn.start_pos or 0)),
+                    )
             await self._quietly(self.writer.close(), "writing the transcript")
             recording_ms = None
             if self.recorder is not None:
@@ -506,7 +539,9 @@ class CallSession:
                 recording_ms=recording_ms,
             )
         except Exception:
-            self.log.exception("ending the call failed; finalize_call and reconcile_stale_calls will close it")
+            self.log.exception(
+                "ending the call failed; finalize_call and reconcile_stale_calls will close it"
+            )
         finally:
             self.ended.set()
 

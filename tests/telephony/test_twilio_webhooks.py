@@ -289,7 +289,9 @@ def test_shared_key_without_configured_keys_answers_503(client, twilio_number):
     assert "TWILIO_SHARED_KEYS" in response.content.decode()
 
 
-def test_unknown_account_is_refused_with_403_when_we_hold_other_tokens(client, twilio_number, caplog):
+def test_unknown_account_is_refused_with_403_when_we_hold_other_tokens(
+    client, twilio_number, caplog
+):
     response = fake.signed_post(client, VOICE, fake.voice_params(AccountSid="AC" + "9" * 32))
     assert response.status_code == 403
     assert not Call.objects.exists()

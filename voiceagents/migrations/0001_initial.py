@@ -12,186 +12,739 @@ import voiceagents.validators
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Agent',
+            name="Agent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('slug', models.SlugField(help_text="Stable identifier, e.g. 'front-desk'.", max_length=100, unique=True, verbose_name='slug')),
-                ('enabled', models.BooleanField(default=True, help_text='Disabled agents answer with a polite hang-up.', verbose_name='enabled')),
-                ('provider', models.CharField(choices=[('openai_realtime', 'OpenAI Realtime'), ('elevenlabs_convai', 'ElevenLabs Conversational AI'), ('pipeline', 'Pipeline (STT → reply → TTS)')], default='openai_realtime', help_text='OpenAI Realtime: lowest latency, one speech-to-speech socket. ElevenLabs Conversational AI: best voice quality. Pipeline: your own STT → reply → TTS.', max_length=30, verbose_name='voice architecture')),
-                ('system_prompt', models.TextField(blank=True, help_text="Instructions for the agent, e.g. 'You are a helpful assistant.' {name} placeholders are filled from the variables.", verbose_name='system prompt')),
-                ('first_message', models.TextField(blank=True, help_text="Said as soon as the call connects, e.g. 'Hi, thanks for calling {company}!'", verbose_name='first message')),
-                ('language', models.CharField(default='en', help_text="BCP-47 language code, e.g. 'en', 'en-GB', 'es'.", max_length=35, validators=[django.core.validators.RegexValidator(re.compile('^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$'), "Enter a BCP-47 language tag, e.g. 'en', 'en-US' or 'pt-BR'.", code='invalid_bcp47')], verbose_name='language')),
-                ('model', models.CharField(blank=True, help_text="Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview). Any model name the vendor accepts is passed through.", max_length=100, verbose_name='model')),
-                ('voice', models.CharField(blank=True, help_text="Blank: 'alloy' for OpenAI, 'rachel' for ElevenLabs. OpenAI voices: alloy, echo, fable, onyx, nova, shimmer. ElevenLabs: a voice ID or name, e.g. 'rachel', 'adam'.", max_length=100, verbose_name='voice')),
-                ('variables', models.JSONField(blank=True, default=dict, help_text='Values for {name} placeholders, e.g. {"company": "Acme Dental"}.', validators=[voiceagents.validators.validate_variables], verbose_name='variables')),
-                ('stt_provider', models.CharField(blank=True, choices=[('deepgram', 'Deepgram (streaming)'), ('whisper', 'OpenAI Whisper')], help_text='Pipeline only: Deepgram streaming or OpenAI Whisper.', max_length=20, verbose_name='speech-to-text')),
-                ('stt_language', models.CharField(blank=True, help_text="Pipeline only. Blank: the agent's language.", max_length=35, validators=[django.core.validators.RegexValidator(re.compile('^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$'), "Enter a BCP-47 language tag, e.g. 'en', 'en-US' or 'pt-BR'.", code='invalid_bcp47')], verbose_name='STT language')),
-                ('tts_provider', models.CharField(blank=True, choices=[('elevenlabs', 'ElevenLabs'), ('openai_tts', 'OpenAI TTS')], help_text='Pipeline only: ElevenLabs or OpenAI TTS (24 kHz, resampled for the phone).', max_length=20, verbose_name='text-to-speech')),
-                ('tts_voice', models.CharField(blank=True, help_text="Pipeline only. Blank: 'rachel' (ElevenLabs) or 'alloy' (OpenAI TTS).", max_length=100, verbose_name='TTS voice')),
-                ('reply_handler', models.CharField(blank=True, help_text="Pipeline only: a Python callable registered with @voiceagents.reply_handler(name) or VOICEAGENTS['REPLY_HANDLERS']. Leave blank to use the LLM prompt below.", max_length=100, verbose_name='reply handler')),
-                ('reply_prompt', models.TextField(blank=True, help_text='Pipeline only: the system prompt of the LLM that writes each reply.', verbose_name='LLM reply prompt')),
-                ('reply_model', models.CharField(default='gpt-4o-mini', help_text="Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'.", max_length=100, verbose_name='LLM reply model')),
-                ('provider_options', models.JSONField(blank=True, default=dict, help_text='Provider-specific options, e.g. {"turn_detection": "semantic_vad"} for OpenAI Realtime. Unknown keys are refused; vendor values are passed through.', verbose_name='provider options')),
-                ('record_calls', models.BooleanField(default=True, help_text='Keep a stereo recording (caller left, agent right). Check local consent law.', verbose_name='record calls')),
-                ('max_call_duration', models.PositiveIntegerField(default=1800, help_text='The call is ended politely after this many seconds.', validators=[django.core.validators.MinValueValidator(10), django.core.validators.MaxValueValidator(14400)], verbose_name='max call duration (s)')),
-                ('transfer_allowlist', models.JSONField(blank=True, default=list, help_text='E.164 numbers calls may be transferred to, e.g. ["+14155550100"].', validators=[voiceagents.validators.validate_e164_list], verbose_name='transfer allowlist')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                (
+                    "slug",
+                    models.SlugField(
+                        help_text="Stable identifier, e.g. 'front-desk'.",
+                        max_length=100,
+                        unique=True,
+                        verbose_name="slug",
+                    ),
+                ),
+                (
+                    "enabled",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Disabled agents answer with a polite hang-up.",
+                        verbose_name="enabled",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("openai_realtime", "OpenAI Realtime"),
+                            ("elevenlabs_convai", "ElevenLabs Conversational AI"),
+                            ("pipeline", "Pipeline (STT → reply → TTS)"),
+                        ],
+                        default="openai_realtime",
+                        help_text="OpenAI Realtime: lowest latency, one speech-to-speech socket. ElevenLabs Conversational AI: best voice quality. Pipeline: your own STT → reply → TTS.",
+                        max_length=30,
+                        verbose_name="voice architecture",
+                    ),
+                ),
+                (
+                    "system_prompt",
+                    models.TextField(
+                        blank=True,
+                        help_text="Instructions for the agent, e.g. 'You are a helpful assistant.' {name} placeholders are filled from the variables.",
+                        verbose_name="system prompt",
+                    ),
+                ),
+                (
+                    "first_message",
+                    models.TextField(
+                        blank=True,
+                        help_text="Said as soon as the call connects, e.g. 'Hi, thanks for calling {company}!'",
+                        verbose_name="first message",
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        default="en",
+                        help_text="BCP-47 language code, e.g. 'en', 'en-GB', 'es'.",
+                        max_length=35,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                re.compile("^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
+                                "Enter a BCP-47 language tag, e.g. 'en', 'en-US' or 'pt-BR'.",
+                                code="invalid_bcp47",
+                            )
+                        ],
+                        verbose_name="language",
+                    ),
+                ),
+                (
+                    "model",
+                    models.CharField(
+                        blank=True,
+                        help_text="Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview). Any model name the vendor accepts is passed through.",
+                        max_length=100,
+                        verbose_name="model",
+                    ),
+                ),
+                (
+                    "voice",
+                    models.CharField(
+                        blank=True,
+                        help_text="Blank: 'alloy' for OpenAI, 'rachel' for ElevenLabs. OpenAI voices: alloy, echo, fable, onyx, nova, shimmer. ElevenLabs: a voice ID or name, e.g. 'rachel', 'adam'.",
+                        max_length=100,
+                        verbose_name="voice",
+                    ),
+                ),
+                (
+                    "variables",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Values for {name} placeholders, e.g. {"company": "Acme Dental"}.',
+                        validators=[voiceagents.validators.validate_variables],
+                        verbose_name="variables",
+                    ),
+                ),
+                (
+                    "stt_provider",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("deepgram", "Deepgram (streaming)"),
+                            ("whisper", "OpenAI Whisper"),
+                        ],
+                        help_text="Pipeline only: Deepgram streaming or OpenAI Whisper.",
+                        max_length=20,
+                        verbose_name="speech-to-text",
+                    ),
+                ),
+                (
+                    "stt_language",
+                    models.CharField(
+                        blank=True,
+                        help_text="Pipeline only. Blank: the agent's language.",
+                        max_length=35,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                re.compile("^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
+                                "Enter a BCP-47 language tag, e.g. 'en', 'en-US' or 'pt-BR'.",
+                                code="invalid_bcp47",
+                            )
+                        ],
+                        verbose_name="STT language",
+                    ),
+                ),
+                (
+                    "tts_provider",
+                    models.CharField(
+                        blank=True,
+                        choices=[("elevenlabs", "ElevenLabs"), ("openai_tts", "OpenAI TTS")],
+                        help_text="Pipeline only: ElevenLabs or OpenAI TTS (24 kHz, resampled for the phone).",
+                        max_length=20,
+                        verbose_name="text-to-speech",
+                    ),
+                ),
+                (
+                    "tts_voice",
+                    models.CharField(
+                        blank=True,
+                        help_text="Pipeline only. Blank: 'rachel' (ElevenLabs) or 'alloy' (OpenAI TTS).",
+                        max_length=100,
+                        verbose_name="TTS voice",
+                    ),
+                ),
+                (
+                    "reply_handler",
+                    models.CharField(
+                        blank=True,
+                        help_text="Pipeline only: a Python callable registered with @voiceagents.reply_handler(name) or VOICEAGENTS['REPLY_HANDLERS']. Leave blank to use the LLM prompt below.",
+                        max_length=100,
+                        verbose_name="reply handler",
+                    ),
+                ),
+                (
+                    "reply_prompt",
+                    models.TextField(
+                        blank=True,
+                        help_text="Pipeline only: the system prompt of the LLM that writes each reply.",
+                        verbose_name="LLM reply prompt",
+                    ),
+                ),
+                (
+                    "reply_model",
+                    models.CharField(
+                        default="gpt-4o-mini",
+                        help_text="Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'.",
+                        max_length=100,
+                        verbose_name="LLM reply model",
+                    ),
+                ),
+                (
+                    "provider_options",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Provider-specific options, e.g. {"turn_detection": "semantic_vad"} for OpenAI Realtime. Unknown keys are refused; vendor values are passed through.',
+                        verbose_name="provider options",
+                    ),
+                ),
+                (
+                    "record_calls",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Keep a stereo recording (caller left, agent right). Check local consent law.",
+                        verbose_name="record calls",
+                    ),
+                ),
+                (
+                    "max_call_duration",
+                    models.PositiveIntegerField(
+                        default=1800,
+                        help_text="The call is ended politely after this many seconds.",
+                        validators=[
+                            django.core.validators.MinValueValidator(10),
+                            django.core.validators.MaxValueValidator(14400),
+                        ],
+                        verbose_name="max call duration (s)",
+                    ),
+                ),
+                (
+                    "transfer_allowlist",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='E.164 numbers calls may be transferred to, e.g. ["+14155550100"].',
+                        validators=[voiceagents.validators.validate_e164_list],
+                        verbose_name="transfer allowlist",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
             ],
             options={
-                'verbose_name': 'agent',
-                'verbose_name_plural': 'agents',
-                'ordering': ['name'],
+                "verbose_name": "agent",
+                "verbose_name_plural": "agents",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Call',
+            name="Call",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False, verbose_name='ID')),
-                ('carrier', models.CharField(choices=[('twilio', 'Twilio'), ('telnyx', 'Telnyx')], max_length=20, verbose_name='carrier')),
-                ('carrier_call_id', models.CharField(blank=True, help_text='Twilio CallSid or Telnyx call_control_id.', max_length=128, verbose_name='carrier call ID')),
-                ('stream_id', models.CharField(blank=True, max_length=128, verbose_name='media stream ID')),
-                ('direction', models.CharField(choices=[('inbound', 'inbound'), ('outbound', 'outbound')], max_length=10, verbose_name='direction')),
-                ('from_number', models.CharField(blank=True, max_length=64, verbose_name='from')),
-                ('to_number', models.CharField(blank=True, max_length=64, verbose_name='to')),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('ringing', 'ringing'), ('in_progress', 'in progress'), ('completed', 'completed'), ('busy', 'busy'), ('no_answer', 'no answer'), ('failed', 'failed'), ('canceled', 'canceled')], db_index=True, default='queued', max_length=20, verbose_name='status')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='created')),
-                ('answered_at', models.DateTimeField(blank=True, null=True, verbose_name='answered')),
-                ('ended_at', models.DateTimeField(blank=True, null=True, verbose_name='ended')),
-                ('duration', models.DurationField(blank=True, null=True, verbose_name='duration')),
-                ('end_reason', models.CharField(blank=True, help_text="Why the call ended, e.g. 'caller_hangup', 'max_duration', 'provider_error'.", max_length=100, verbose_name='end reason')),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('provider', models.CharField(blank=True, max_length=30, verbose_name='voice provider')),
-                ('metrics', models.JSONField(blank=True, default=dict, help_text='Frame counts, latencies and barge-ins, written at call end.', verbose_name='metrics')),
-                ('recording', models.FileField(blank=True, upload_to=voiceagents.models.recording_upload_to, verbose_name='recording')),
-                ('recording_duration', models.DurationField(blank=True, null=True, verbose_name='recording duration')),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='calls', to='voiceagents.agent', verbose_name='agent')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "carrier",
+                    models.CharField(
+                        choices=[("twilio", "Twilio"), ("telnyx", "Telnyx")],
+                        max_length=20,
+                        verbose_name="carrier",
+                    ),
+                ),
+                (
+                    "carrier_call_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="Twilio CallSid or Telnyx call_control_id.",
+                        max_length=128,
+                        verbose_name="carrier call ID",
+                    ),
+                ),
+                (
+                    "stream_id",
+                    models.CharField(blank=True, max_length=128, verbose_name="media stream ID"),
+                ),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("inbound", "inbound"), ("outbound", "outbound")],
+                        max_length=10,
+                        verbose_name="direction",
+                    ),
+                ),
+                ("from_number", models.CharField(blank=True, max_length=64, verbose_name="from")),
+                ("to_number", models.CharField(blank=True, max_length=64, verbose_name="to")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("ringing", "ringing"),
+                            ("in_progress", "in progress"),
+                            ("completed", "completed"),
+                            ("busy", "busy"),
+                            ("no_answer", "no answer"),
+                            ("failed", "failed"),
+                            ("canceled", "canceled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(auto_now_add=True, db_index=True, verbose_name="created"),
+                ),
+                (
+                    "answered_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="answered"),
+                ),
+                ("ended_at", models.DateTimeField(blank=True, null=True, verbose_name="ended")),
+                ("duration", models.DurationField(blank=True, null=True, verbose_name="duration")),
+                (
+                    "end_reason",
+                    models.CharField(
+                        blank=True,
+                        help_text="Why the call ended, e.g. 'caller_hangup', 'max_duration', 'provider_error'.",
+                        max_length=100,
+                        verbose_name="end reason",
+                    ),
+                ),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "provider",
+                    models.CharField(blank=True, max_length=30, verbose_name="voice provider"),
+                ),
+                (
+                    "metrics",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Frame counts, latencies and barge-ins, written at call end.",
+                        verbose_name="metrics",
+                    ),
+                ),
+                (
+                    "recording",
+                    models.FileField(
+                        blank=True,
+                        upload_to=voiceagents.models.recording_upload_to,
+                        verbose_name="recording",
+                    ),
+                ),
+                (
+                    "recording_duration",
+                    models.DurationField(blank=True, null=True, verbose_name="recording duration"),
+                ),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="calls",
+                        to="voiceagents.agent",
+                        verbose_name="agent",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'call',
-                'verbose_name_plural': 'calls',
-                'ordering': ['-created_at'],
+                "verbose_name": "call",
+                "verbose_name_plural": "calls",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='CallEvent',
+            name="CallEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('status', 'status change'), ('dtmf', 'DTMF digit'), ('barge_in', 'barge-in'), ('tool_call', 'tool call'), ('transfer', 'transfer'), ('error', 'error'), ('other', 'other')], max_length=20, verbose_name='kind')),
-                ('at_ms', models.PositiveIntegerField(blank=True, help_text='From the call start.', null=True, verbose_name='at (ms)')),
-                ('data', models.JSONField(blank=True, default=dict, verbose_name='data')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='recorded')),
-                ('call', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='voiceagents.call', verbose_name='call')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("status", "status change"),
+                            ("dtmf", "DTMF digit"),
+                            ("barge_in", "barge-in"),
+                            ("tool_call", "tool call"),
+                            ("transfer", "transfer"),
+                            ("error", "error"),
+                            ("other", "other"),
+                        ],
+                        max_length=20,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "at_ms",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="From the call start.",
+                        null=True,
+                        verbose_name="at (ms)",
+                    ),
+                ),
+                ("data", models.JSONField(blank=True, default=dict, verbose_name="data")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="recorded")),
+                (
+                    "call",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="voiceagents.call",
+                        verbose_name="call",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'call event',
-                'verbose_name_plural': 'call events',
-                'ordering': ['call', 'created_at', 'pk'],
+                "verbose_name": "call event",
+                "verbose_name_plural": "call events",
+                "ordering": ["call", "created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='Credential',
+            name="Credential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vendor', models.CharField(choices=[('openai', 'OpenAI'), ('elevenlabs', 'ElevenLabs'), ('deepgram', 'Deepgram'), ('twilio', 'Twilio'), ('telnyx', 'Telnyx')], max_length=20, verbose_name='vendor')),
-                ('label', models.CharField(help_text="Your name for it, e.g. 'Production OpenAI key'.", max_length=100, verbose_name='label')),
-                ('encrypted_secret', models.TextField(editable=False, help_text='Fernet token; the clear secret is never stored.', verbose_name='encrypted secret')),
-                ('is_default', models.BooleanField(default=False, help_text="Used by agents that choose no credential of this vendor (e.g. the pipeline's Deepgram and ElevenLabs keys). At most one per vendor.", verbose_name='default for this vendor')),
-                ('account_sid', models.CharField(blank=True, help_text="Twilio only: the account SID, e.g. 'AC0123…'. The secret is the auth token.", max_length=64, verbose_name='Twilio account SID')),
-                ('connection_id', models.CharField(blank=True, help_text='Telnyx only: the Call Control application (connection) ID.', max_length=64, verbose_name='Telnyx connection ID')),
-                ('webhook_public_key', models.TextField(blank=True, help_text='Telnyx only: the base64 Ed25519 public key from the Mission Control portal. During a key rotation, put one key per line; every listed key is accepted.', verbose_name='Telnyx webhook public key')),
-                ('api_base_url', models.CharField(blank=True, help_text="Leave blank for the vendor's public API. Set it for a proxy, a regional endpoint or a self-hosted gateway, e.g. 'https://eu.api.example.com'.", max_length=300, validators=[django.core.validators.URLValidator(schemes=['http', 'https', 'ws', 'wss'])], verbose_name='API base URL override')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "vendor",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI"),
+                            ("elevenlabs", "ElevenLabs"),
+                            ("deepgram", "Deepgram"),
+                            ("twilio", "Twilio"),
+                            ("telnyx", "Telnyx"),
+                        ],
+                        max_length=20,
+                        verbose_name="vendor",
+                    ),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        help_text="Your name for it, e.g. 'Production OpenAI key'.",
+                        max_length=100,
+                        verbose_name="label",
+                    ),
+                ),
+                (
+                    "encrypted_secret",
+                    models.TextField(
+                        editable=False,
+                        help_text="Fernet token; the clear secret is never stored.",
+                        verbose_name="encrypted secret",
+                    ),
+                ),
+                (
+                    "is_default",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Used by agents that choose no credential of this vendor (e.g. the pipeline's Deepgram and ElevenLabs keys). At most one per vendor.",
+                        verbose_name="default for this vendor",
+                    ),
+                ),
+                (
+                    "account_sid",
+                    models.CharField(
+                        blank=True,
+                        help_text="Twilio only: the account SID, e.g. 'AC0123…'. The secret is the auth token.",
+                        max_length=64,
+                        verbose_name="Twilio account SID",
+                    ),
+                ),
+                (
+                    "connection_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="Telnyx only: the Call Control application (connection) ID.",
+                        max_length=64,
+                        verbose_name="Telnyx connection ID",
+                    ),
+                ),
+                (
+                    "webhook_public_key",
+                    models.TextField(
+                        blank=True,
+                        help_text="Telnyx only: the base64 Ed25519 public key from the Mission Control portal. During a key rotation, put one key per line; every listed key is accepted.",
+                        verbose_name="Telnyx webhook public key",
+                    ),
+                ),
+                (
+                    "api_base_url",
+                    models.CharField(
+                        blank=True,
+                        help_text="Leave blank for the vendor's public API. Set it for a proxy, a regional endpoint or a self-hosted gateway, e.g. 'https://eu.api.example.com'.",
+                        max_length=300,
+                        validators=[
+                            django.core.validators.URLValidator(
+                                schemes=["http", "https", "ws", "wss"]
+                            )
+                        ],
+                        verbose_name="API base URL override",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
             ],
             options={
-                'verbose_name': 'credential',
-                'verbose_name_plural': 'credentials',
-                'ordering': ['vendor', 'label'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('vendor',), name='voiceagents_one_default_credential_per_vendor')],
+                "verbose_name": "credential",
+                "verbose_name_plural": "credentials",
+                "ordering": ["vendor", "label"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)),
+                        fields=("vendor",),
+                        name="voiceagents_one_default_credential_per_vendor",
+                    )
+                ],
             },
         ),
         migrations.AddField(
-            model_name='agent',
-            name='elevenlabs_credential',
-            field=models.ForeignKey(blank=True, help_text='Needed by ElevenLabs ConvAI. Blank: the default ElevenLabs credential.', limit_choices_to={'vendor': 'elevenlabs'}, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='voiceagents.credential', verbose_name='ElevenLabs credential'),
+            model_name="agent",
+            name="elevenlabs_credential",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Needed by ElevenLabs ConvAI. Blank: the default ElevenLabs credential.",
+                limit_choices_to={"vendor": "elevenlabs"},
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="voiceagents.credential",
+                verbose_name="ElevenLabs credential",
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='openai_credential',
-            field=models.ForeignKey(blank=True, help_text='Needed by OpenAI Realtime. Blank: the default OpenAI credential.', limit_choices_to={'vendor': 'openai'}, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='voiceagents.credential', verbose_name='OpenAI credential'),
+            model_name="agent",
+            name="openai_credential",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Needed by OpenAI Realtime. Blank: the default OpenAI credential.",
+                limit_choices_to={"vendor": "openai"},
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="voiceagents.credential",
+                verbose_name="OpenAI credential",
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='reply_credential',
-            field=models.ForeignKey(blank=True, help_text="Pipeline only. Blank: the agent's (or the default) OpenAI credential.", limit_choices_to={'vendor': 'openai'}, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='voiceagents.credential', verbose_name='LLM credential'),
+            model_name="agent",
+            name="reply_credential",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Pipeline only. Blank: the agent's (or the default) OpenAI credential.",
+                limit_choices_to={"vendor": "openai"},
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="voiceagents.credential",
+                verbose_name="LLM credential",
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='stt_credential',
-            field=models.ForeignKey(blank=True, help_text="Pipeline only. Blank: the account's default Deepgram (or OpenAI) credential.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='voiceagents.credential', verbose_name='STT credential'),
+            model_name="agent",
+            name="stt_credential",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Pipeline only. Blank: the account's default Deepgram (or OpenAI) credential.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="voiceagents.credential",
+                verbose_name="STT credential",
+            ),
         ),
         migrations.AddField(
-            model_name='agent',
-            name='tts_credential',
-            field=models.ForeignKey(blank=True, help_text="Pipeline only. Blank: the account's default ElevenLabs (or OpenAI) credential.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='voiceagents.credential', verbose_name='TTS credential'),
+            model_name="agent",
+            name="tts_credential",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Pipeline only. Blank: the account's default ElevenLabs (or OpenAI) credential.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="voiceagents.credential",
+                verbose_name="TTS credential",
+            ),
         ),
         migrations.CreateModel(
-            name='PhoneNumber',
+            name="PhoneNumber",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.CharField(help_text='E.164 format, e.g. +14155550100.', max_length=16, unique=True, validators=[django.core.validators.RegexValidator(re.compile('^\\+[1-9]\\d{1,14}$'), "Enter the number in E.164 format: '+' then country code and number, e.g. +14155550100.", code='invalid_e164')], verbose_name='number')),
-                ('label', models.CharField(blank=True, max_length=100, verbose_name='label')),
-                ('carrier', models.CharField(choices=[('twilio', 'Twilio'), ('telnyx', 'Telnyx')], max_length=20, verbose_name='carrier')),
-                ('enabled', models.BooleanField(default=True, verbose_name='enabled')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('agent', models.ForeignKey(blank=True, help_text='Answers inbound calls. Blank: callers hear a short apology.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='phone_numbers', to='voiceagents.agent', verbose_name='inbound agent')),
-                ('credential', models.ForeignKey(help_text='The Twilio or Telnyx account this number belongs to.', limit_choices_to={'vendor__in': ['twilio', 'telnyx']}, on_delete=django.db.models.deletion.PROTECT, related_name='phone_numbers', to='voiceagents.credential', verbose_name='carrier credential')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "number",
+                    models.CharField(
+                        help_text="E.164 format, e.g. +14155550100.",
+                        max_length=16,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                re.compile("^\\+[1-9]\\d{1,14}$"),
+                                "Enter the number in E.164 format: '+' then country code and number, e.g. +14155550100.",
+                                code="invalid_e164",
+                            )
+                        ],
+                        verbose_name="number",
+                    ),
+                ),
+                ("label", models.CharField(blank=True, max_length=100, verbose_name="label")),
+                (
+                    "carrier",
+                    models.CharField(
+                        choices=[("twilio", "Twilio"), ("telnyx", "Telnyx")],
+                        max_length=20,
+                        verbose_name="carrier",
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True, verbose_name="enabled")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Answers inbound calls. Blank: callers hear a short apology.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="phone_numbers",
+                        to="voiceagents.agent",
+                        verbose_name="inbound agent",
+                    ),
+                ),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        help_text="The Twilio or Telnyx account this number belongs to.",
+                        limit_choices_to={"vendor__in": ["twilio", "telnyx"]},
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="phone_numbers",
+                        to="voiceagents.credential",
+                        verbose_name="carrier credential",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'phone number',
-                'verbose_name_plural': 'phone numbers',
-                'ordering': ['number'],
+                "verbose_name": "phone number",
+                "verbose_name_plural": "phone numbers",
+                "ordering": ["number"],
             },
         ),
         migrations.AddField(
-            model_name='call',
-            name='phone_number',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='calls', to='voiceagents.phonenumber', verbose_name='phone number'),
+            model_name="call",
+            name="phone_number",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="calls",
+                to="voiceagents.phonenumber",
+                verbose_name="phone number",
+            ),
         ),
         migrations.CreateModel(
-            name='TranscriptEntry',
+            name="TranscriptEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField(verbose_name='sequence')),
-                ('role', models.CharField(choices=[('caller', 'caller'), ('agent', 'agent'), ('tool', 'tool'), ('system', 'system')], max_length=10, verbose_name='role')),
-                ('text', models.TextField(blank=True, verbose_name='text')),
-                ('start_ms', models.PositiveIntegerField(blank=True, help_text='From the call start.', null=True, verbose_name='start (ms)')),
-                ('end_ms', models.PositiveIntegerField(blank=True, help_text='From the call start.', null=True, verbose_name='end (ms)')),
-                ('interrupted', models.BooleanField(default=False, help_text='The caller cut the agent off during this turn.', verbose_name='interrupted')),
-                ('call', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transcript', to='voiceagents.call', verbose_name='call')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField(verbose_name="sequence")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("caller", "caller"),
+                            ("agent", "agent"),
+                            ("tool", "tool"),
+                            ("system", "system"),
+                        ],
+                        max_length=10,
+                        verbose_name="role",
+                    ),
+                ),
+                ("text", models.TextField(blank=True, verbose_name="text")),
+                (
+                    "start_ms",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="From the call start.",
+                        null=True,
+                        verbose_name="start (ms)",
+                    ),
+                ),
+                (
+                    "end_ms",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="From the call start.",
+                        null=True,
+                        verbose_name="end (ms)",
+                    ),
+                ),
+                (
+                    "interrupted",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The caller cut the agent off during this turn.",
+                        verbose_name="interrupted",
+                    ),
+                ),
+                (
+                    "call",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transcript",
+                        to="voiceagents.call",
+                        verbose_name="call",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'transcript entry',
-                'verbose_name_plural': 'transcript entries',
-                'ordering': ['call', 'seq'],
+                "verbose_name": "transcript entry",
+                "verbose_name_plural": "transcript entries",
+                "ordering": ["call", "seq"],
             },
         ),
         migrations.AddConstraint(
-            model_name='call',
-            constraint=models.UniqueConstraint(condition=models.Q(('carrier_call_id', ''), _negated=True), fields=('carrier', 'carrier_call_id'), name='voiceagents_unique_carrier_call_id'),
+            model_name="call",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("carrier_call_id", ""), _negated=True),
+                fields=("carrier", "carrier_call_id"),
+                name="voiceagents_unique_carrier_call_id",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='transcriptentry',
-            constraint=models.UniqueConstraint(fields=('call', 'seq'), name='voiceagents_transcript_seq'),
+            model_name="transcriptentry",
+            constraint=models.UniqueConstraint(
+                fields=("call", "seq"), name="voiceagents_transcript_seq"
+            ),
         ),
     ]

@@ -4,20 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('voiceagents', '0001_initial'),
+        ("voiceagents", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='call',
-            name='carrier_status_seq',
-            field=models.IntegerField(blank=True, editable=False, help_text='Sequence number of the newest status callback applied (callbacks can arrive out of order).', null=True, verbose_name='last carrier status sequence'),
+            model_name="call",
+            name="carrier_status_seq",
+            field=models.IntegerField(
+                blank=True,
+                editable=False,
+                help_text="Sequence number of the newest status callback applied (callbacks can arrive out of order).",
+                null=True,
+                verbose_name="last carrier status sequence",
+            ),
         ),
         migrations.AddField(
-            model_name='call',
-            name='stream_token_used_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When the single-use stream token was spent; a second use is refused.', null=True, verbose_name='media stream authenticated'),
+            model_name="call",
+            name="stream_token_used_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When the single-use stream token was spent; a second use is refused.",
+                null=True,
+                verbose_name="media stream authenticated",
+            ),
         ),
     ]

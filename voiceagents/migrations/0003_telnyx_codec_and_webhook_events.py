@@ -4,30 +4,72 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('voiceagents', '0002_call_stream_token_and_status_seq'),
+        ("voiceagents", "0002_call_stream_token_and_status_seq"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='phonenumber',
-            name='telnyx_codec',
-            field=models.CharField(choices=[('L16', 'L16: 16-bit linear PCM, 16 kHz (wideband)'), ('PCMU', 'PCMU: G.711 µ-law, 8 kHz (narrowband)')], default='L16', help_text="Telnyx only: the audio format of the call's media stream. L16 at 16 kHz carries wideband speech and is converted for the voice provider; PCMU at 8 kHz is phone quality and passes through to OpenAI Realtime unchanged.", max_length=8, verbose_name='Telnyx media codec'),
+            model_name="phonenumber",
+            name="telnyx_codec",
+            field=models.CharField(
+                choices=[
+                    ("L16", "L16: 16-bit linear PCM, 16 kHz (wideband)"),
+                    ("PCMU", "PCMU: G.711 µ-law, 8 kHz (narrowband)"),
+                ],
+                default="L16",
+                help_text="Telnyx only: the audio format of the call's media stream. L16 at 16 kHz carries wideband speech and is converted for the voice provider; PCMU at 8 kHz is phone quality and passes through to OpenAI Realtime unchanged.",
+                max_length=8,
+                verbose_name="Telnyx media codec",
+            ),
         ),
         migrations.CreateModel(
-            name='ProcessedWebhookEvent',
+            name="ProcessedWebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('carrier', models.CharField(choices=[('twilio', 'Twilio'), ('telnyx', 'Telnyx')], max_length=20, verbose_name='carrier')),
-                ('event_id', models.CharField(help_text="The carrier's event id, e.g. Telnyx data.id.", max_length=128, verbose_name='event ID')),
-                ('event_type', models.CharField(blank=True, help_text="e.g. 'call.initiated'.", max_length=64, verbose_name='event type')),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='received')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "carrier",
+                    models.CharField(
+                        choices=[("twilio", "Twilio"), ("telnyx", "Telnyx")],
+                        max_length=20,
+                        verbose_name="carrier",
+                    ),
+                ),
+                (
+                    "event_id",
+                    models.CharField(
+                        help_text="The carrier's event id, e.g. Telnyx data.id.",
+                        max_length=128,
+                        verbose_name="event ID",
+                    ),
+                ),
+                (
+                    "event_type",
+                    models.CharField(
+                        blank=True,
+                        help_text="e.g. 'call.initiated'.",
+                        max_length=64,
+                        verbose_name="event type",
+                    ),
+                ),
+                (
+                    "received_at",
+                    models.DateTimeField(auto_now_add=True, db_index=True, verbose_name="received"),
+                ),
             ],
             options={
-                'verbose_name': 'processed webhook event',
-                'verbose_name_plural': 'processed webhook events',
-                'constraints': [models.UniqueConstraint(fields=('carrier', 'event_id'), name='voiceagents_unique_webhook_event')],
+                "verbose_name": "processed webhook event",
+                "verbose_name_plural": "processed webhook events",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("carrier", "event_id"), name="voiceagents_unique_webhook_event"
+                    )
+                ],
             },
         ),
     ]

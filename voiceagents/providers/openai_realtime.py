@@ -147,7 +147,9 @@ class OpenAIRealtimeProvider(VoiceProvider):
 
     async def _send_text(self, text: str) -> None:
         if self._ws is None:
-            raise ProviderConnectionError("not connected", vendor=self.id, call_id=self.config.call_id)
+            raise ProviderConnectionError(
+                "not connected", vendor=self.id, call_id=self.config.call_id
+            )
         try:
             await self._ws.send(text)
         except ConnectionClosed as err:
@@ -199,7 +201,10 @@ class OpenAIRealtimeProvider(VoiceProvider):
                     "type": "message",
                     "role": "user",
                     "content": [
-                        {"type": "input_text", "text": f"The caller pressed the key {digit} on their keypad."}
+                        {
+                            "type": "input_text",
+                            "text": f"The caller pressed the key {digit} on their keypad.",
+                        }
                     ],
                 },
             }
@@ -222,13 +227,17 @@ class OpenAIRealtimeProvider(VoiceProvider):
     async def events(self) -> AsyncIterator[ProviderEvent]:
         ws = self._ws
         if ws is None:
-            raise ProviderConnectionError("not connected", vendor=self.id, call_id=self.config.call_id)
+            raise ProviderConnectionError(
+                "not connected", vendor=self.id, call_id=self.config.call_id
+            )
         try:
             async for message in ws:
                 try:
                     event = json.loads(message)
                 except (TypeError, ValueError):
-                    logger.warning("call %s: OpenAI sent a frame that is not JSON", self.config.call_id)
+                    logger.warning(
+                        "call %s: OpenAI sent a frame that is not JSON", self.config.call_id
+                    )
                     continue
                 mapped = self._map(event)
                 if mapped is not None:
@@ -251,7 +260,9 @@ class OpenAIRealtimeProvider(VoiceProvider):
     def _map(self, event: dict) -> ProviderEvent | None:
         kind = event.get("type")
         if kind in _AUDIO_DELTA:
-            return AgentAudio(event.get("item_id", ""), event.get("response_id", ""), event.get("delta", ""))
+            return AgentAudio(
+                event.get("item_id", ""), event.get("response_id", ""), event.get("delta", "")
+            )
         if kind == "response.output_item.added":
             item = event.get("item") or {}
             if item.get("type") == "message":
@@ -262,15 +273,31 @@ class OpenAIRealtimeProvider(VoiceProvider):
         if kind == "response.done":
             response = event.get("response") or {}
             details = response.get("status_details") or {}
-            return AgentTurnDone(response.get("id", ""), response.get("status", ""), details.get("reason", ""), raw=event)
+            return AgentTurnDone(
+                response.get("id", ""),
+                response.get("status", ""),
+                details.get("reason", ""),
+                raw=event,
+            )
         if kind == "input_audio_buffer.speech_started":
-            return CallerSpeechStarted(event.get("item_id", ""), event.get("audio_start_ms"), raw=event)
+            return CallerSpeechStarted(
+                event.get("item_id", ""), event.get("audio_start_ms"), raw=event
+            )
         if kind == "input_audio_buffer.speech_stopped":
-            return CallerSpeechStopped(event.get("item_id", ""), event.get("audio_end_ms"), raw=event)
+            return CallerSpeechStopped(
+                event.get("item_id", ""), event.get("audio_end_ms"), raw=event
+            )
         if kind == "conversation.item.input_audio_transcription.completed":
-            return CallerTranscript(event.get("item_id", ""), event.get("transcript", ""), raw=event)
+            return CallerTranscript(
+                event.get("item_id", ""), event.get("transcript", ""), raw=event
+            )
         if kind == "response.function_call_arguments.done":
-            return ToolCall(event.get("call_id", ""), event.get("name", ""), event.get("arguments", ""), raw=event)
+            return ToolCall(
+                event.get("call_id", ""),
+                event.get("name", ""),
+                event.get("arguments", ""),
+                raw=event,
+            )
         if kind == "error":
             error = event.get("error") or {}
             return ProviderErrorEvent(
