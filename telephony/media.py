@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 
 from channels.db import database_sync_to_async
@@ -50,6 +51,17 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     carrier_id = ""
     carrier_format: AudioFormat
     has_marks = True
+    #: Carrier frame ``event`` → name of the coroutine method that handles it; subclasses fill it.
+    frame_events: dict[str, str] = {}
+    #: Events that are valid but need no action.
+    ignored_events: frozenset[str] = frozenset()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bound once per connection, so each frame costs one dict lookup.
+        self._frame_handlers = {
+            event: getattr(self, name) for event, name in self.frame_events.items()
+        }
 
     async def __call__(self, scope, receive, send):
         """``AsyncConsumer.__call__`` with the same semantics and no per-message task or wait.
@@ -135,7 +147,18 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         await self.on_text(text_data)
 
     async def on_text(self, text: str) -> None:
-        raise NotImplementedError(f"{type(self).__name__}.on_text() must be implemented")
+        """Parse a carrier frame and hand it to the handler that ``frame_events`` names."""
+        try:
+            frame = json.loads(text)
+            event = frame["event"]
+        except (ValueError, TypeError, KeyError):
+            self.malformed("not a JSON object with an event")
+            return
+        handler = self._frame_handlers.get(event) if isinstance(event, str) else None
+        if handler is not None:
+            await handler(frame)
+        elif event not in self.ignored_events:
+            self.malformed(f"unknown event {str(event)[:40]!r}")
 
     def malformed(self, why: str) -> None:
         self.malformed_count += 1

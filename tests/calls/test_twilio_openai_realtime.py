@@ -229,7 +229,7 @@ async def test_provider_failure_mid_call_fails_the_call_and_keeps_the_transcript
         await fake_openai.drop(1011, "internal error")
     else:
         await fake_openai.error("The server had an error", code="server_error")
-    assert await caller.wait_closed(timeout=5) is not None or caller.closed.is_set()
+    await caller.wait_closed(timeout=5)  # raises if the server never closes the stream
 
     call = await _wait_final(setup.call.pk)
     assert call.status == CallStatus.FAILED

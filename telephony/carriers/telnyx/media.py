@@ -74,6 +74,15 @@ def _custom_parameters(value) -> dict[str, str]:
 
 class TelnyxMediaConsumer(MediaStreamConsumer):
     carrier_id = "telnyx"
+    frame_events = {
+        "media": "_media",
+        "mark": "_mark",
+        "start": "_start",
+        "connected": "_connected",
+        "dtmf": "_dtmf",
+        "error": "_error",
+        "stop": "_stop",
+    }
 
     async def connect(self):
         self.header_token: str | None = None
@@ -120,34 +129,13 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
 
     # -- frames from Telnyx ------------------------------------------------------------------------
 
-    async def on_text(self, text: str) -> None:
-        try:
-            frame = json.loads(text)
-            event = frame["event"]
-        except (ValueError, TypeError, KeyError):
-            self.malformed("not a JSON object with an event")
-            return
-        if event == "media":
-            await self._media(frame)
-        elif event == "mark":
-            self._mark(frame)
-        elif event == "start":
-            await self._start(frame)
-        elif event == "connected":
-            self._connected(frame)
-        elif event == "dtmf":
-            await self._dtmf(frame)
-        elif event == "error":
-            self._error(frame)
-        elif event == "stop":
-            await self.end_session("stream_stopped", by_carrier=True)
-            if not self.closing:
-                self.closing = True
-                await self.close()
-        else:
-            self.malformed(f"unknown event {str(event)[:40]!r}")
+    async def _stop(self, frame: dict) -> None:
+        await self.end_session("stream_stopped", by_carrier=True)
+        if not self.closing:
+            self.closing = True
+            await self.close()
 
-    def _connected(self, frame: dict) -> None:
+    async def _connected(self, frame: dict) -> None:
         inner = frame.get("connected")
         token = inner.get(AUTH_HEADER.decode()) if isinstance(inner, dict) else None
         token = token or frame.get(AUTH_HEADER.decode())
@@ -208,7 +196,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         self._caller_pos += self._last_frame_ms
         await session.caller_audio(payload, audio, int(at_ms))
 
-    def _mark(self, frame: dict) -> None:
+    async def _mark(self, frame: dict) -> None:
         try:
             name = str(frame["mark"]["name"])
         except (KeyError, TypeError):
@@ -231,7 +219,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         if self.session is not None:
             await self.session.dtmf(str(digit)[:1])
 
-    def _error(self, frame: dict) -> None:
+    async def _error(self, frame: dict) -> None:
         details = frame.get("payload") or frame.get("error") or {}
         if not isinstance(details, dict):
             details = {"detail": str(details)}

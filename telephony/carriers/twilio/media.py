@@ -9,7 +9,6 @@ so nothing needs JSON escaping, and json.dumps per frame would be the most expen
 from __future__ import annotations
 
 import binascii
-import json
 import logging
 
 from voiceagents.audio.formats import MULAW_8K
@@ -25,6 +24,14 @@ class TwilioMediaConsumer(MediaStreamConsumer):
     carrier_id = "twilio"
     carrier_format = MULAW_8K
     has_marks = True
+    frame_events = {
+        "media": "_media",
+        "mark": "_mark",
+        "start": "_start",
+        "dtmf": "_dtmf",
+        "stop": "_stop",
+    }
+    ignored_events = frozenset({"connected"})
 
     async def authenticate_handshake(self) -> bool:
         self.stream_sid = ""
@@ -37,26 +44,9 @@ class TwilioMediaConsumer(MediaStreamConsumer):
             return False
         return True
 
-    async def on_text(self, text: str) -> None:
-        try:
-            frame = json.loads(text)
-            event = frame["event"]
-        except (ValueError, TypeError, KeyError):
-            self.malformed("not a JSON object with an event")
-            return
-        if event == "media":
-            await self._media(frame)
-        elif event == "mark":
-            self._mark(frame)
-        elif event == "start":
-            await self._start(frame)
-        elif event == "dtmf":
-            await self._dtmf(frame)
-        elif event == "stop":
-            await self.end_session("caller_hangup", by_carrier=True)
-            await self.end_call()
-        elif event != "connected":
-            self.malformed(f"unknown event {str(event)[:40]!r}")
+    async def _stop(self, frame: dict) -> None:
+        await self.end_session("caller_hangup", by_carrier=True)
+        await self.end_call()
 
     async def _media(self, frame: dict) -> None:
         session = self.session
@@ -78,7 +68,7 @@ class TwilioMediaConsumer(MediaStreamConsumer):
             timestamp = None
         await session.caller_audio(payload, audio, timestamp)
 
-    def _mark(self, frame: dict) -> None:
+    async def _mark(self, frame: dict) -> None:
         try:
             name = frame["mark"]["name"]
         except (KeyError, TypeError):
