@@ -90,3 +90,48 @@ def prune_processed_webhook_events(now=None) -> int:
     if deleted:
         logger.info("pruned %d processed webhook events", deleted)
     return deleted
+
+
+def inbound_number(carrier: str, to_number: str):
+    """The carrier's ``PhoneNumber`` that was dialled (with its agent and credential), or None."""
+    from .models import PhoneNumber
+
+    return (
+        PhoneNumber.objects.select_related("agent", "credential")
+        .filter(number=to_number, carrier=carrier)
+        .first()
+    )
+
+
+def record_inbound_call(
+    carrier: str,
+    carrier_call_id: str,
+    *,
+    number,
+    from_number: str,
+    to_number: str,
+    refusal: str = "",
+) -> tuple[Call, bool]:
+    """The ``Call`` row of an inbound call, created once per carrier call id; ``(call, created)``.
+
+    Carriers retry webhooks, so a repeat returns the existing row (``get_or_create`` also absorbs
+    the race on the unique constraint). A call no agent can take (``refusal`` says why) is stored
+    as failed with the reason in ``end_reason``.
+    """
+    from .models import Direction
+
+    agent = number.agent if number is not None else None
+    defaults = {
+        "direction": Direction.INBOUND,
+        "from_number": (from_number or "")[:64],
+        "to_number": (to_number or "")[:64],
+        "phone_number": number,
+        "agent": agent,
+        "provider": agent.provider if agent is not None else "",
+        "status": CallStatus.RINGING,
+    }
+    if refusal:
+        defaults.update(status=CallStatus.FAILED, end_reason=refusal, ended_at=timezone.now())
+    return Call.objects.select_related("agent").get_or_create(
+        carrier=carrier, carrier_call_id=carrier_call_id, defaults=defaults
+    )

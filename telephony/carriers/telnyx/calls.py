@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from voiceagents import services
 from voiceagents.exceptions import ConfigurationError
 from voiceagents.models import (
     Call,
@@ -30,7 +31,6 @@ from voiceagents.models import (
     CallStatus,
     Carrier,
     Credential,
-    Direction,
     PhoneNumber,
     ProcessedWebhookEvent,
 )
@@ -149,26 +149,15 @@ def record_inbound_call(event: TelnyxEvent, signers: list[PublicKey] | None) -> 
     ``signers`` are the keys that verified the webhook (None when checks are off). Calls no agent
     can take are stored as failed, with the reason in ``end_reason``.
     """
-    number = (
-        PhoneNumber.objects.select_related("agent", "credential")
-        .filter(number=event.get("to"), carrier=Carrier.TELNYX)
-        .first()
-    )
+    number = services.inbound_number(Carrier.TELNYX, event.get("to"))
     reason = _refusal(number, signers)
-    agent = number.agent if number is not None else None
-    defaults = {
-        "direction": Direction.INBOUND,
-        "from_number": event.get("from")[:64],
-        "to_number": event.get("to")[:64],
-        "phone_number": number,
-        "agent": agent,
-        "provider": agent.provider if agent is not None else "",
-        "status": CallStatus.RINGING,
-    }
-    if reason:
-        defaults.update(status=CallStatus.FAILED, end_reason=reason, ended_at=timezone.now())
-    call, created = Call.objects.select_related("agent").get_or_create(
-        carrier=Carrier.TELNYX, carrier_call_id=event.call_control_id, defaults=defaults
+    call, created = services.record_inbound_call(
+        Carrier.TELNYX,
+        event.call_control_id,
+        number=number,
+        from_number=event.get("from"),
+        to_number=event.get("to"),
+        refusal=reason,
     )
     logger.info(
         "Telnyx call %s from %s to %s: call %s%s",

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 
-from voiceagents import streamtokens
+from voiceagents import services, streamtokens
 from voiceagents.models import (
     FINAL_STATUSES,
     Call,
@@ -26,7 +26,6 @@ from voiceagents.models import (
     CallEventKind,
     CallStatus,
     Carrier,
-    Direction,
     PhoneNumber,
 )
 
@@ -179,26 +178,15 @@ def record_inbound_call(event: TwilioCallEvent) -> tuple[Call, bool]:
     the existing row (``get_or_create`` also absorbs the race on the unique constraint). Calls no
     agent can take are stored as failed, with the reason in ``end_reason``.
     """
-    number = (
-        PhoneNumber.objects.select_related("agent", "credential")
-        .filter(number=event.to_number, carrier=Carrier.TWILIO)
-        .first()
-    )
+    number = services.inbound_number(Carrier.TWILIO, event.to_number)
     reason = _refusal(number, event)
-    agent = number.agent if number is not None else None
-    defaults = {
-        "direction": Direction.INBOUND,
-        "from_number": event.from_number,
-        "to_number": event.to_number,
-        "phone_number": number,
-        "agent": agent,
-        "provider": agent.provider if agent is not None else "",
-        "status": CallStatus.RINGING,
-    }
-    if reason:
-        defaults.update(status=CallStatus.FAILED, end_reason=reason, ended_at=timezone.now())
-    call, created = Call.objects.select_related("agent").get_or_create(
-        carrier=Carrier.TWILIO, carrier_call_id=event.call_sid, defaults=defaults
+    call, created = services.record_inbound_call(
+        Carrier.TWILIO,
+        event.call_sid,
+        number=number,
+        from_number=event.from_number,
+        to_number=event.to_number,
+        refusal=reason,
     )
     if created and reason:
         logger.info(
@@ -215,7 +203,7 @@ def record_inbound_call(event: TwilioCallEvent) -> tuple[Call, bool]:
             mask_number(event.from_number),
             mask_number(event.to_number),
             call.pk,
-            agent.slug,
+            call.agent.slug,
         )
     else:
         logger.info("Twilio voice webhook repeated for call %s (%s)", event.call_sid, call.pk)
