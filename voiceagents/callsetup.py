@@ -98,7 +98,7 @@ def start_call(
         first_message=agent.rendered_first_message(_call_variables(call)),
         record=agent.record_calls,
         max_duration_s=agent.max_call_duration,
-        mark_interval_ms=int(get_setting("MARK_INTERVAL_MS", default=40, cast=int)),
+        mark_interval_ms=int(get_setting("MARK_INTERVAL_MS", default=100, cast=int)),
         pacer_lead_ms=int(get_setting("PACER_LEAD_MS", default=80, cast=int)),
         recording_dir=str(get_setting("RECORDING_TMP_DIR", default="") or _default_tmp()),
     )

@@ -405,10 +405,19 @@ class CallSession:
         )
 
     def _heard(self, now: float) -> float:
-        """Outbound-stream position the caller has heard: confirmed by marks, or estimated."""
-        if self.carrier.has_marks:
-            return self._heard_pos
-        return self.pacer.sent_ms - self.pacer.buffered_ms(now)
+        """Outbound-stream position the caller has heard: the pacer's estimate, bounded by marks.
+
+        The estimate assumes the carrier plays what it gets in real time. Marks bound it: the
+        caller has heard at least up to the last acknowledged mark and less than the earliest
+        mark still outstanding. So marks can be sparse (every ``MARK_INTERVAL_MS``) without
+        coarsening barge-in accounting, and a carrier that stalls cannot make us over-count.
+        """
+        estimate = self.pacer.sent_ms - self.pacer.buffered_ms(now)
+        if not self.carrier.has_marks:
+            return estimate
+        # Mark names are our own outbound positions (see _mark_here).
+        upper = min(map(float, self._outstanding_marks), default=estimate)
+        return max(self._heard_pos, min(estimate, upper))
 
     # -- provider → carrier (hot path) ---------------------------------------------------------
 

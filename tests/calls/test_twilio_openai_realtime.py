@@ -73,6 +73,37 @@ def ulaw_tone(ms: int, freq: float = 440.0, amplitude: float = 8000.0) -> bytes:
     return ulaw_encode((amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16))
 
 
+async def test_sparse_marks_still_truncate_to_what_was_played(
+    create_call, connect_caller, fake_openai, voiceagents_settings
+):
+    """Between marks the session estimates playback in real time, bounded by the marks."""
+    from tests.fakes.openai_realtime import ScriptedResponse
+
+    voiceagents_settings["MARK_INTERVAL_MS"] = 300
+    fake_openai.responses.append(ScriptedResponse(audio=ulaw_tone(2000), transcript="Hello."))
+    setup = await create_call()
+    _, caller = await connect_caller()
+    await caller.connected()
+    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
+    streaming = asyncio.ensure_future(caller.stream_audio(ulaw_tone(2000, 300), realtime=True))
+    await fake_openai.wait_for(lambda: caller.media_in)
+    await asyncio.sleep(0.75)
+    item = await fake_openai.speech_started(audio_start_ms=750)
+    await fake_openai.wait_for(lambda: caller.clears, timeout=2)
+    played_ms = caller.playback.played_bytes / 8
+    acked_ms = caller.playback.acked_bytes / 8
+    truncate = (
+        await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.truncate"))
+    )[0]
+    # Marks alone would say "acked" (up to 300 ms behind); the estimate follows the playback.
+    assert truncate["audio_end_ms"] >= acked_ms
+    assert abs(truncate["audio_end_ms"] - played_ms) <= 40
+    await fake_openai.caller_transcript(item, "Wait.")
+    await streaming
+    await caller.stop()
+    await caller.wait_closed()
+
+
 async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
     create_call, connect_caller, fake_openai
 ):
