@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from telephony.routing import websocket_urlpatterns  # noqa: E402
+from voiceagents.runtime import freeze_startup_objects  # noqa: E402
 
 # No origin validator: carriers send no browser Origin header (style.md §7).
 application = ProtocolTypeRouter(
@@ -20,3 +21,6 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# Keep Django's own objects out of full garbage collections, which would stall every call.
+freeze_startup_objects()
