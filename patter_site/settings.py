@@ -81,6 +81,18 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+if DATABASES["default"].get("ENGINE", "").endswith((".sqlite3", ".spatialite")):
+    # The web process, the Celery worker and the calls' transcript writer share the file. WAL:
+    # readers never wait for a writer and a commit is one append (synchronous=NORMAL: no fsync per
+    # commit, still crash-safe in WAL). IMMEDIATE: a transaction takes the write lock when it
+    # begins, so a busy database means waiting up to `timeout` seconds instead of failing with
+    # "database is locked" halfway through. Options given in DATABASE_URL win.
+    _sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite_options.setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
+    _sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
+    _sqlite_options.setdefault("timeout", 20)
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:

@@ -1,22 +1,36 @@
-"""Transcript turns and the background writer that persists them in batches.
+"""Transcript turns and the batching writer that persists them, off the audio path.
 
-The call world never writes to the database per frame. It notes turns in memory (``Turn``) and
-timeline events, and a ``BackgroundWriter`` task drains what is ready every few hundred
-milliseconds with one ``bulk_create`` per batch. Turns get their ``seq`` when they are first seen,
-so rows land in conversation order even when a caller's transcription arrives after the agent has
-already answered (OpenAI transcribes asynchronously).
+The call world never writes to the database per frame. A call notes turns in memory (``Turn``)
+and timeline events in its ``BackgroundWriter``. Turns get their ``seq`` when they are first
+seen, so rows land in conversation order even when a caller's transcription arrives after the
+agent has already answered (OpenAI transcribes asynchronously).
+
+The writing itself is shared: one task per event loop (``_BatchWriter``) wakes every
+``interval``, collects what is ready in every registered call and writes it all in ONE
+transaction, through one hop to the database thread. With many concurrent calls that is a few
+commits a second instead of dozens, and far less ORM work competing with the audio for the GIL.
+If a batch fails because of one call's rows (its Call row was deleted, a value the database
+refuses), each call is written separately, so that one bad call cannot hold up the others; that
+call then keeps being written on its own until a write of it succeeds. Rows that failed stay in
+memory and are retried at the next tick and when the call closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
+from django.db import InterfaceError, OperationalError, transaction
 
 logger = logging.getLogger(__name__)
+
+#: Errors that say the database or the connection is unwell, not that some call's rows are bad:
+#: writing calls one by one would not help, everything is retried at the next tick.
+_CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -44,34 +58,88 @@ class TimelineEvent:
     data: dict = field(default_factory=dict)
 
 
-def _write_rows(call_id, turns: list[Turn], events: list[TimelineEvent]) -> None:
+# -- the database side (runs in the database thread) --------------------------------------------
+
+#: One call's rows, snapshotted on the event loop: (call_id, turn rows, event rows).
+Rows = tuple[object, list[tuple], list[tuple]]
+
+
+def _insert(rows: list[Rows]) -> None:
     from .models import CallEvent, TranscriptEntry
 
-    if turns:
-        TranscriptEntry.objects.bulk_create(
-            [
-                TranscriptEntry(
-                    call_id=call_id,
-                    seq=t.seq,
-                    role=t.role,
-                    text=t.text,
-                    start_ms=t.start_ms,
-                    end_ms=t.end_ms,
-                    interrupted=t.interrupted,
-                )
-                for t in turns
-            ],
-            # A retried batch after a partial failure must not fail on rows already written.
-            ignore_conflicts=True,
+    entries = [
+        TranscriptEntry(
+            call_id=call_id,
+            seq=seq,
+            role=role,
+            text=text,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            interrupted=interrupted,
         )
+        for call_id, turns, _ in rows
+        for seq, role, text, start_ms, end_ms, interrupted in turns
+    ]
+    events = [
+        CallEvent(call_id=call_id, kind=kind, at_ms=at_ms, data=data)
+        for call_id, _, call_events in rows
+        for kind, at_ms, data in call_events
+    ]
+    if entries:
+        # A batch retried after its commit went unacknowledged must not fail on rows already
+        # written.
+        TranscriptEntry.objects.bulk_create(entries, ignore_conflicts=True)
     if events:
-        CallEvent.objects.bulk_create(
-            [CallEvent(call_id=call_id, kind=e.kind, at_ms=e.at_ms, data=e.data) for e in events]
-        )
+        CallEvent.objects.bulk_create(events)
+
+
+def _write_one(rows: Rows) -> Exception | None:
+    try:
+        with transaction.atomic():
+            _insert([rows])
+    except Exception as err:  # noqa: BLE001 - reported per call to the event loop
+        return err
+    return None
+
+
+def write_rows(batch: list[Rows], alone: list[Rows] = ()) -> list[Exception | None]:
+    """Write ``batch`` in one transaction and each of ``alone`` in its own; one result per call.
+
+    If the batch fails for a reason that may be one call's rows (anything but a connection or
+    lock error), its calls are written one by one so that the others still get through.
+    """
+    results: list[Exception | None] = [None] * len(batch)
+    if len(batch) == 1:
+        results[0] = _write_one(batch[0])
+    elif batch:
+        one_by_one = False
+        try:
+            with transaction.atomic():
+                _insert(batch)
+        except _CONNECTION_ERRORS as err:
+            results = [err] * len(batch)
+        except Exception:  # noqa: BLE001 - find the call(s) at fault
+            one_by_one = True
+        if one_by_one:
+            results = [_write_one(rows) for rows in batch]
+    if alone and any(isinstance(err, _CONNECTION_ERRORS) for err in results):
+        # The database is unwell; these are retried with everything else at the next tick.
+        error = next(err for err in results if isinstance(err, _CONNECTION_ERRORS))
+        return results + [error] * len(alone)
+    return results + [_write_one(rows) for rows in alone]
+
+
+# -- one call's writer ---------------------------------------------------------------------------
 
 
 class BackgroundWriter:
-    """Writes settled turns and timeline events of one call, in batches, off the audio path."""
+    """Collects the transcript turns and timeline events of one call until they are written.
+
+    ``start()`` registers the call with its event loop's shared writer, which writes settled turns
+    and events every ``interval`` seconds together with the other calls'; ``close()`` (the call's
+    end) writes whatever is left, settled or not, before it returns. ``settle`` is called before
+    each write, so the session can settle turns whose audio has played since the last one.
+    """
 
     def __init__(
         self, call_id, log, *, interval: float = 0.25, settle: Callable[[], None] | None = None
@@ -81,55 +149,233 @@ class BackgroundWriter:
         self.interval = interval
         self.turns: dict[str, Turn] = {}
         self.events: list[TimelineEvent] = []
+        self.rows_written = 0
         self._settle = settle
         self._next_seq = 0
-        self._task: asyncio.Task | None = None
-        self.rows_written = 0
+        # Turns not written yet, by seq (so in conversation order).
+        self._unwritten: dict[int, Turn] = {}
+        self._batcher: _BatchWriter | None = None
+        # Resolved when the write that holds this call's rows is over (one write at a time).
+        self._busy: asyncio.Future | None = None
+        # Written outside the shared batch after a write of this call's rows alone failed.
+        self._alone = False
+        # Consecutive failed writes (the first one of a run is logged).
+        self._failures = 0
 
     def new_turn(self, role: str, item_id: str, **fields) -> Turn:
         turn = Turn(seq=self._next_seq, role=role, item_id=item_id, **fields)
         self._next_seq += 1
         self.turns[item_id] = turn
+        self._unwritten[turn.seq] = turn
         return turn
 
     def event(self, kind: str, at_ms: int | None, **data) -> None:
         self.events.append(TimelineEvent(kind, at_ms, data))
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.flush(final=False)
-            except Exception:
-                # Keep going: the rows stay in memory and are retried at the next tick and at close.
-                self.log.exception("writing transcript rows failed; will retry")
+        """Have the shared writer of the running event loop write this call's rows from now on."""
+        if self._batcher is None:
+            self._batcher = _BatchWriter.register(self)
 
     async def flush(self, final: bool) -> None:
+        """Write what is ready now (everything if ``final``); raises if the write fails."""
+        while self._busy is not None:
+            # A shared batch with rows of this call is in flight: let it finish first.
+            await asyncio.shield(self._busy)
         if self._settle is not None:
             self._settle()
-        ready = [t for t in self.turns.values() if not t.written and (t.settled or final)]
-        events, self.events = self.events, []
-        if not ready and not events:
+        taken = self._take(final)
+        if taken is None:
             return
-        try:
-            await database_sync_to_async(_write_rows)(self.call_id, ready, events)
-        except Exception:
-            self.events = events + self.events
-            raise
-        for turn in ready:
-            turn.written = True
-        self.rows_written += len(ready) + len(events)
+        # Shielded: if our caller is cancelled, the write still completes and is accounted for.
+        (error,) = await asyncio.shield(asyncio.ensure_future(_commit([taken], 1)))
+        if error is not None:
+            raise error
 
     async def close(self) -> None:
-        """Stop the periodic task and write everything that is left, settled or not."""
-        if self._task is not None:
-            self._task.cancel()
+        """Leave the shared writer and write everything that is left, settled or not."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.unregister(self)
+        try:
+            await self.flush(final=True)
+        finally:
+            if batcher is not None and not batcher.writers:
+                # The last call of the loop: don't return while the shared task is still around.
+                await asyncio.wait([batcher.task])
+
+    # -- used by the shared writer --
+
+    def _has_rows(self) -> bool:
+        return bool(self._unwritten or self.events)
+
+    def _take(self, final: bool) -> tuple[BackgroundWriter, list[Turn], list[TimelineEvent]] | None:
+        ready = [t for t in self._unwritten.values() if final or t.settled]
+        events = self.events
+        if not ready and not events:
+            return None
+        self.events = []
+        return self, ready, events
+
+    def _rows(self, turns: list[Turn], events: list[TimelineEvent]) -> Rows:
+        return (
+            self.call_id,
+            [(t.seq, t.role, t.text, t.start_ms, t.end_ms, t.interrupted) for t in turns],
+            [(e.kind, e.at_ms, e.data) for e in events],
+        )
+
+    def _done(self, turns: list[Turn], events: list[TimelineEvent], error) -> None:
+        self._busy = None
+        if error is None:
+            for turn in turns:
+                turn.written = True
+                self._unwritten.pop(turn.seq, None)
+            self.rows_written += len(turns) + len(events)
+        else:
+            # Keep them, in order, for the next try; the turns never left ``_unwritten``.
+            self.events[:0] = events
+
+
+async def _commit(
+    items: list[tuple[BackgroundWriter, list[Turn], list[TimelineEvent]]], in_batch: int
+) -> list[Exception | None]:
+    """Write the rows of ``items`` (the first ``in_batch`` in one transaction, the rest alone).
+
+    Each writer is busy until the write is over; its rows are marked written or given back.
+    """
+    done = asyncio.get_running_loop().create_future()
+    for writer, _, _ in items:
+        writer._busy = done
+    rows = [writer._rows(turns, events) for writer, turns, events in items]
+    results: list = [None] * len(items)
+    try:
+        results = await database_sync_to_async(write_rows)(rows[:in_batch], rows[in_batch:])
+        return results
+    except BaseException as err:
+        # Could not even ask (or cancelled at loop shutdown): nothing is known to be written.
+        results = [err] * len(items)
+        raise
+    finally:
+        for (writer, turns, events), error in zip(items, results, strict=True):
+            writer._done(turns, events, error)
+        done.set_result(None)
+
+
+# -- the shared writer of one event loop --------------------------------------------------------
+
+
+class _BatchWriter:
+    """Writes the ready rows of all calls of one event loop, every ``interval``, in one go.
+
+    Created when the first call of a loop starts, gone (and its task finished) when the last one
+    has closed; the next call creates a new one.
+    """
+
+    _registry: dict[tuple[asyncio.AbstractEventLoop, float], _BatchWriter] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float):
+        self.loop = loop
+        self.interval = interval
+        #: Registered call writers (a dict as an ordered set).
+        self.writers: dict[BackgroundWriter, None] = {}
+        self._writing = False
+        self.task = loop.create_task(self._run(), name="voiceagents-transcript-writer")
+
+    @classmethod
+    def register(cls, writer: BackgroundWriter) -> _BatchWriter:
+        loop = asyncio.get_running_loop()
+        key = (loop, writer.interval)
+        with cls._registry_lock:
+            batcher = cls._registry.get(key)
+            if batcher is None:
+                # Forget loops closed while calls were registered (a test that gave up).
+                for stale in [k for k in cls._registry if k[0].is_closed()]:
+                    del cls._registry[stale]
+                batcher = cls._registry[key] = cls(loop, writer.interval)
+            batcher.writers[writer] = None
+        return batcher
+
+    def unregister(self, writer: BackgroundWriter) -> None:
+        self.writers.pop(writer, None)
+        if self.writers:
+            return
+        with self._registry_lock:
+            key = (self.loop, self.interval)
+            if self._registry.get(key) is self:
+                del self._registry[key]
+        if not self._writing:
+            self.task.cancel()  # asleep: stop now; writing: it stops once the write is over
+
+    @classmethod
+    def active(cls) -> list[_BatchWriter]:
+        """The shared writers of the running event loop (for tests and diagnostics)."""
+        loop = asyncio.get_running_loop()
+        with cls._registry_lock:
+            return [b for (b_loop, _), b in cls._registry.items() if b_loop is loop]
+
+    async def _run(self) -> None:
+        while self.writers:
+            await asyncio.sleep(self.interval)
+            self._writing = True
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self.flush(final=True)
+                await self.tick()
+            except Exception:
+                logger.exception("the transcript writer failed; it carries on")
+            finally:
+                self._writing = False
+
+    async def tick(self) -> None:
+        batch: list = []
+        alone: list = []
+        for writer in self.writers:
+            # Cheap checks first: most calls have nothing to write most of the time.
+            if writer._busy is not None or not writer._has_rows():
+                continue
+            try:
+                if writer._settle is not None and writer._unwritten:
+                    writer._settle()
+                taken = writer._take(final=False)
+            except Exception:
+                writer.log.exception("collecting transcript rows failed")
+                continue
+            if taken is not None:
+                (alone if writer._alone else batch).append(taken)
+        if not batch and not alone:
+            return
+        items = batch + alone
+        results = await _commit(items, len(batch))
+        self._report(items, results)
+
+    def _report(self, items, results: list[Exception | None]) -> None:
+        failed: list[tuple[BackgroundWriter, Exception]] = []
+        recovered: list[BackgroundWriter] = []
+        for (writer, _, _), error in zip(items, results, strict=True):
+            if error is None:
+                if writer._failures:
+                    recovered.append(writer)
+                writer._failures = 0
+                writer._alone = False
+                continue
+            if not writer._failures:
+                failed.append((writer, error))
+            else:
+                logger.debug(
+                    "call %s: transcript rows still not written: %r", writer.call_id, error
+                )
+            writer._failures += 1
+            # Its own rows failed (not the connection): keep it out of the others' batch.
+            writer._alone = not isinstance(error, _CONNECTION_ERRORS)
+        if failed:
+            logger.error(
+                "writing the transcript rows of %d call(s) failed; they stay in memory and are "
+                "retried: %s",
+                len(failed),
+                "; ".join(f"call {w.call_id}: {type(e).__name__}: {e}" for w, e in failed),
+                exc_info=failed[0][1],
+            )
+        if recovered:
+            logger.info(
+                "transcript rows written again for call(s) %s",
+                ", ".join(str(w.call_id) for w in recovered),
+            )
