@@ -7,6 +7,10 @@ stays in memory; everything older is final and goes to the file in blocks of at 
 ``flush_bytes``, never per frame. Memory per call is bounded by ``max_buffer_bytes`` (1 MB by
 default) whatever the call length.
 
+The recorder runs for every frame of every call, so storing a frame is a plain byte copy: audio
+is held as it arrived (G.711 codes, or PCM16 from the converter) and only decoded to samples, a
+block at a time, when it goes to the file.
+
 The header is rewritten with the true sizes at every flush and on :meth:`CallRecorder.close`;
 a file left behind by a crash is fixed by :func:`repair_wav`. Storing the finished file (Django's
 storage API, S3, ...) is the caller's business: this module only writes a local path.
@@ -25,7 +29,6 @@ import numpy as np
 from .convert import Converter
 from .formats import AudioFormat, Encoding
 from .g711 import _ALAW_DECODE, _ULAW_DECODE
-from .pcm import as_samples
 
 __all__ = ["CallRecorder", "RecordingInfo", "repair_wav"]
 
@@ -36,8 +39,9 @@ _CHANNELS = 2
 _FRAME = 2 * _CHANNELS
 #: RIFF sizes are 32-bit: past this the recording stops (about 37 hours at 8 kHz).
 _MAX_DATA = 0xFFFFFFFF - _HEADER_SIZE
-#: Silence past the buffer (a jump in the call clock) is written in blocks of this many frames.
-_SILENCE_BLOCK = 16384
+#: Audio goes to the file in blocks of at most this many frames, so that decoding a flush (or a
+#: long stretch of silence) needs little memory beyond the buffer.
+_BLOCK = 16384
 CALLER, AGENT = 0, 1
 
 
@@ -46,6 +50,63 @@ def _g711_table(fmt: AudioFormat, sample_rate: int) -> np.ndarray | None:
     if fmt.channels != 1 or fmt.sample_rate != sample_rate:
         return None
     return {Encoding.MULAW: _ULAW_DECODE, Encoding.ALAW: _ALAW_DECODE}.get(fmt.encoding)
+
+
+def _shift(view: memoryview, n: int, fill: int) -> None:
+    """Move ``view[n:]`` to the front and set the ``n`` bytes freed at the end to ``fill``."""
+    view[: len(view) - n] = view[n:]  # a memmove: numpy would copy through a temporary
+    np.frombuffer(view, np.uint8)[len(view) - n :] = fill
+
+
+class _Track:
+    """One channel's audio not yet on disk, held as the bytes that arrived, by buffer position.
+
+    G.711 mono at the recording rate keeps its codes (one byte a sample); anything else goes
+    through the converter to PCM16 (two bytes). Storing a frame is one slice copy into ``store``.
+    """
+
+    __slots__ = ("converter", "end", "fill", "store", "table", "width", "written")
+
+    def __init__(self, fmt: AudioFormat, own: AudioFormat, capacity: int) -> None:
+        self.table = _g711_table(fmt, own.sample_rate)
+        g711 = self.table is not None
+        self.converter = None if g711 else Converter(fmt, own)  # a pass-through for ``own``
+        self.width = 1 if g711 else 2
+        # Positions never written (gaps, dropped agent audio) must decode to exactly 0. PCM16 zero
+        # bytes and µ-law code 0xFF do; A-law has no code for 0, so an A-law track also keeps a
+        # byte per position, 1 once written.
+        self.fill = 0xFF if self.table is _ULAW_DECODE else 0
+        # Memoryviews: assigning bytes to a slice of one is a bare memcpy, far cheaper than numpy.
+        self.store = memoryview(np.full(capacity * self.width, self.fill, dtype=np.uint8))
+        alaw = self.table is _ALAW_DECODE
+        self.written = memoryview(np.zeros(capacity, dtype=np.uint8)) if alaw else None
+        self.end = 0  # where the next untimed chunk goes
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.store) + (len(self.written) if self.written is not None else 0)
+
+    def samples(self, i: int, j: int) -> np.ndarray:
+        """Positions ``[i, j)`` as int16 samples."""
+        stored = np.frombuffer(self.store, np.uint8)[i * self.width : j * self.width]
+        if self.table is None:
+            return stored.view("<i2")
+        samples = self.table.take(stored)  # three times faster than table[stored]
+        if self.written is not None:
+            samples *= np.frombuffer(self.written, np.uint8)[i:j]  # 1 if written, else 0
+        return samples
+
+    def clear(self, i: int) -> None:
+        """Make positions ``i`` onwards silent."""
+        np.frombuffer(self.store, np.uint8)[i * self.width :] = self.fill
+        if self.written is not None:
+            np.frombuffer(self.written, np.uint8)[i:] = 0
+
+    def drop(self, n: int) -> None:
+        """Forget the first ``n`` positions (now on disk); the ones freed at the end are silent."""
+        _shift(self.store, n * self.width, self.fill)
+        if self.written is not None:
+            _shift(self.written, n, 0)
 
 
 def _header(sample_rate: int, data_bytes: int) -> bytes:
@@ -104,27 +165,20 @@ class CallRecorder:
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
-        own = AudioFormat(Encoding.PCM16, sample_rate)
-        self._converters = [
-            Converter(caller_format or own, own),
-            Converter(agent_format or own, own),
-        ]
-        # G.711 mono at the recording rate (the phone leg) decodes with one table lookup per
-        # chunk, straight to samples: the same values as the converter, without its bytes round trip.
-        self._tables = [
-            _g711_table(f, sample_rate) for f in (caller_format or own, agent_format or own)
-        ]
         self._holdback = sample_rate * holdback_ms // 1000
         self._flush_frames = max(1, flush_bytes // _FRAME)
         needed = self._holdback + self._flush_frames
         if max_buffer_bytes // _FRAME <= needed:
             raise ValueError("max_buffer_bytes must hold holdback_ms plus flush_bytes of audio")
         # One second of slack above what must be held, so 20 ms chunks never force a flush.
-        capacity = min(max_buffer_bytes // _FRAME, needed + sample_rate)
-        self._buf = np.zeros((capacity, _CHANNELS), dtype=np.int16)
-        self._base = 0  # call-clock sample index of _buf[0]; everything before it is on disk
+        self._capacity = min(max_buffer_bytes // _FRAME, needed + sample_rate)
+        own = AudioFormat(Encoding.PCM16, sample_rate)
+        self._tracks = [
+            _Track(caller_format or own, own, self._capacity),
+            _Track(agent_format or own, own, self._capacity),
+        ]
+        self._base = 0  # call-clock sample index of buffer position 0; everything before is on disk
         self._final = 0  # samples before this index can no longer change
-        self._ends = [0, 0]  # where each channel's next untimed chunk goes
         self._high = 0  # highest sample index written on any channel
         self._late = 0
         self._data_bytes = 0
@@ -136,7 +190,7 @@ class CallRecorder:
     @property
     def buffered_bytes(self) -> int:
         """Bytes of audio held in memory, which is at most ``max_buffer_bytes``."""
-        return self._buf.nbytes
+        return sum(track.nbytes for track in self._tracks)
 
     @property
     def written_ms(self) -> float:
@@ -145,50 +199,68 @@ class CallRecorder:
 
     def write_caller(self, data: bytes, at_ms: float | None = None) -> None:
         """Add caller audio (in ``caller_format``) starting at ``at_ms`` on the call clock."""
-        self._write(CALLER, data, at_ms)
+        self._write(self._tracks[CALLER], data, at_ms)
 
     def write_agent(self, data: bytes, at_ms: float | None = None) -> None:
         """Add agent audio (in ``agent_format``) as played, starting at ``at_ms``."""
-        self._write(AGENT, data, at_ms)
+        self._write(self._tracks[AGENT], data, at_ms)
 
     def clear_agent(self, at_ms: float) -> None:
         """Barge-in: agent audio from ``at_ms`` on was never played; drop it."""
         cut = max(self._index(at_ms), self._final)
-        if cut < self._base + len(self._buf):
-            self._buf[cut - self._base :, AGENT] = 0
-        self._ends[AGENT] = min(self._ends[AGENT], cut)
-        self._converters[AGENT].reset()
+        agent = self._tracks[AGENT]
+        if cut < self._base + self._capacity:
+            agent.clear(cut - self._base)
+        agent.end = min(agent.end, cut)
+        if agent.converter is not None:
+            agent.converter.reset()
 
     def _index(self, at_ms: float) -> int:
         return round(at_ms * self.sample_rate / 1000)
 
-    def _write(self, channel: int, data: bytes, at_ms: float | None) -> None:
+    def _write(self, track: _Track, data: bytes, at_ms: float | None) -> None:
         if self._closed:
             raise ValueError("recorder is closed")
-        table = self._tables[channel]
-        if table is not None:
-            samples = table.take(np.frombuffer(data, dtype=np.uint8))
+        if track.converter is not None:  # not G.711 at the recording rate: made PCM16
+            data = track.converter.convert(data)
+            if len(data) % 2:
+                raise ValueError(f"PCM16 data has an odd byte count ({len(data)})")
+        count = len(data) // track.width
+        start = track.end if at_ms is None else self._index(at_ms)
+        end = track.end = start + count
+        if count and self._final <= start and end - self._base <= self._capacity:
+            self._put(track, data, start, end)  # the usual frame: on time, inside the buffer
         else:
-            samples = as_samples(self._converters[channel].convert(data))
-        start = self._ends[channel] if at_ms is None else self._index(at_ms)
-        self._ends[channel] = start + len(samples)
+            self._put_pieces(track, data, start, end)
+
+    def _put_pieces(self, track: _Track, data: bytes, start: int, end: int) -> None:
+        """Store the samples of a chunk that is late, empty, or past or longer than the buffer."""
+        first = start  # the index of data's first sample
         if start < self._final:
-            skip = min(len(samples), self._final - start)
+            skip = min(end, self._final) - start
             self._late += skip
-            samples, start = samples[skip:], start + skip
-        capacity = len(self._buf)
-        for offset in range(0, len(samples), capacity):
-            piece = samples[offset : offset + capacity]
-            at = start + offset
-            end = at + len(piece)
-            if end - self._base > capacity:
+            start += skip
+        for at in range(start, end, self._capacity):
+            stop = min(at + self._capacity, end)
+            if stop - self._base > self._capacity:
                 # A long gap or a channel running far ahead: make room, finalising the oldest.
-                self._flush(max(self._final, end - capacity))
-            self._buf[at - self._base : end - self._base, channel] = piece
-            self._high = max(self._high, end)
-            self._final = max(self._final, self._high - self._holdback)
-            if self._final - self._base >= self._flush_frames:
-                self._flush(self._final)
+                self._flush(max(self._final, stop - self._capacity))
+            piece = data[(at - first) * track.width : (stop - first) * track.width]
+            self._put(track, piece, at, stop)
+
+    def _put(self, track: _Track, data: bytes, start: int, end: int) -> None:
+        """Store samples ``[start, end)``, which are not final and fit in the buffer."""
+        lo, hi = start - self._base, end - self._base
+        track.store[lo * track.width : hi * track.width] = data
+        if track.written is not None:
+            track.written[lo:hi] = b"\x01" * (hi - lo)
+        if end > self._high:
+            self._high = end
+            final = end - self._holdback
+            if final > self._final:
+                self._final = final
+                if final - self._base >= self._flush_frames:
+                    self._flush(final)
 
     def _flush(self, upto: int) -> None:
         """Write samples before ``upto`` to disk (silence past the buffer) and slide the buffer."""
@@ -196,21 +268,22 @@ class CallRecorder:
         if count <= 0:
             return
         self._final = max(self._final, upto)
-        from_buffer = min(count, len(self._buf))
-        self._emit(memoryview(self._buf[:from_buffer]).cast("B"))
-        gap = count - from_buffer
-        while gap > 0:
-            block = min(gap, _SILENCE_BLOCK)
-            self._emit(bytes(block * _FRAME))
-            gap -= block
-        # Slide left in non-overlapping steps: an overlapping numpy copy would allocate a
-        # temporary as large as the buffer.
-        for i in range(0, len(self._buf) - from_buffer, from_buffer):
-            j = min(i + from_buffer, len(self._buf) - from_buffer)
-            self._buf[i:j] = self._buf[i + from_buffer : j + from_buffer]
-        self._buf[len(self._buf) - from_buffer :] = 0
+        from_buffer = min(count, self._capacity)
+        for i in range(0, from_buffer, _BLOCK):
+            self._emit(self._frames(i, min(i + _BLOCK, from_buffer)))
+        for i in range(from_buffer, count, _BLOCK):
+            self._emit(bytes(min(_BLOCK, count - i) * _FRAME))
+        for track in self._tracks:
+            track.drop(from_buffer)
         self._base = upto
         self._patch_header()
+
+    def _frames(self, i: int, j: int) -> memoryview:
+        """Buffer positions ``[i, j)`` as interleaved stereo PCM16."""
+        frames = np.empty((j - i, _CHANNELS), dtype=np.int16)
+        for channel, track in enumerate(self._tracks):
+            frames[:, channel] = track.samples(i, j)
+        return memoryview(frames).cast("B")
 
     def _emit(self, data: bytes | memoryview) -> None:
         room = _MAX_DATA - self._data_bytes

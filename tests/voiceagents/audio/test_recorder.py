@@ -4,16 +4,23 @@ import wave
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from voiceagents.audio import (
+    ALAW_8K,
     MULAW_8K,
+    PCM16_8K,
     PCM16_16K,
     CallRecorder,
+    Converter,
     Pacer,
+    g711,
     repair_wav,
     ulaw_decode,
     ulaw_encode,
 )
+from voiceagents.audio import recorder as recorder_module
 
 from .signals import peak_frequency, tone
 
@@ -214,3 +221,167 @@ def test_repair_copes_with_a_finished_file(tmp_path):
     before = path.read_bytes()
     assert repair_wav(path) == 1600
     assert path.read_bytes() == before
+
+
+FORMATS = [MULAW_8K, ALAW_8K, PCM16_8K, PCM16_16K]
+
+
+class Reference:
+    """What a recording must hold, computed the plain way: each channel decoded and placed in a
+    full-length array as it comes, with the recorder's rules for what is final (written, so
+    later audio for that time is late) applied to positions only."""
+
+    def __init__(self, formats, holdback_ms, flush_bytes, max_buffer_bytes, length):
+        self.holdback = RATE * holdback_ms // 1000
+        self.flush_frames = max(1, flush_bytes // 4)
+        self.capacity = min(max_buffer_bytes // 4, self.holdback + self.flush_frames + RATE)
+        self.formats = formats
+        self.converters = [Converter(fmt, PCM16_8K) for fmt in formats]
+        self.audio = np.zeros((length, 2), dtype=np.int16)
+        self.ends = [0, 0]
+        self.base = self.final = self.high = self.late = 0
+
+    def decode(self, channel, data):
+        fmt = self.formats[channel]
+        if fmt == MULAW_8K:
+            return g711.ulaw_decode(data)
+        if fmt == ALAW_8K:
+            return g711.alaw_decode(data)
+        return np.frombuffer(self.converters[channel].convert(data), dtype="<i2")
+
+    def finalise(self, upto):
+        self.final = max(self.final, upto)
+        self.base = upto
+
+    def write(self, channel, data, at_ms):
+        samples = self.decode(channel, data)
+        start = self.ends[channel] if at_ms is None else round(at_ms * RATE / 1000)
+        self.ends[channel] = start + len(samples)
+        skip = min(len(samples), max(0, self.final - start))
+        self.late += skip
+        samples, start = samples[skip:], start + skip
+        # Audio more than the buffer's capacity past the last write to disk forces one.
+        for offset in range(0, len(samples), self.capacity):
+            piece = samples[offset : offset + self.capacity]
+            at, end = start + offset, start + offset + len(piece)
+            if end - self.base > self.capacity:
+                self.finalise(max(self.final, end - self.capacity))
+            self.audio[at:end, channel] = piece
+            self.high = max(self.high, end)
+            self.final = max(self.final, self.high - self.holdback)
+            if self.final - self.base >= self.flush_frames:
+                self.finalise(self.final)
+
+    def clear_agent(self, at_ms):
+        cut = max(round(at_ms * RATE / 1000), self.final)
+        self.audio[cut:, 1] = 0
+        self.ends[1] = min(self.ends[1], cut)
+        self.converters[1].reset()
+
+    def close(self, duration_ms):
+        end = self.high if duration_ms is None else round(duration_ms * RATE / 1000)
+        return self.audio[:end]
+
+
+times = st.one_of(
+    st.none(),
+    st.integers(-20, 2000),
+    st.integers(-320, 32000).map(lambda sixteenths: sixteenths / 16),  # ties for round()
+    st.floats(-20, 2000),
+)
+writes = st.tuples(
+    st.sampled_from(["caller", "agent"]),
+    st.one_of(st.just(160), st.integers(0, 400), st.integers(0, 3000)),  # samples in
+    times,
+    st.integers(0, 2**32 - 1),  # seed for the content
+)
+clears = st.tuples(st.just("clear"), st.floats(-20, 2000))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    formats=st.tuples(st.sampled_from(FORMATS), st.sampled_from(FORMATS)),
+    holdback_ms=st.sampled_from([0, 2, 30, 100]),
+    flush_bytes=st.sampled_from([4, 64, 1000, 8000]),
+    slack=st.integers(1, 2000),
+    actions=st.lists(st.one_of(writes, writes, writes, clears), max_size=40),
+    duration_ms=st.one_of(st.none(), st.floats(0, 2500)),
+)
+def test_recording_matches_a_plain_reference(
+    tmp_path, formats, holdback_ms, flush_bytes, slack, actions, duration_ms
+):
+    """Timed and untimed chunks, gaps, late audio, clears, long chunks and jumps past the
+    buffer, close with or without a length: the file holds what the reference computes."""
+    holdback = RATE * holdback_ms // 1000
+    max_buffer_bytes = 4 * (holdback + max(1, flush_bytes // 4) + slack)
+    path = tmp_path / "property.wav"
+    recorder = CallRecorder(
+        path,
+        sample_rate=RATE,
+        caller_format=formats[0],
+        agent_format=formats[1],
+        holdback_ms=holdback_ms,
+        flush_bytes=flush_bytes,
+        max_buffer_bytes=max_buffer_bytes,
+    )
+    reference = Reference(formats, holdback_ms, flush_bytes, max_buffer_bytes, 3 * 16000)
+    for action in actions:
+        if action[0] == "clear":
+            recorder.clear_agent(action[1])
+            reference.clear_agent(action[1])
+            continue
+        who, count, at_ms, seed = action
+        channel = 0 if who == "caller" else 1
+        fmt = formats[channel]
+        data = np.random.default_rng(seed).bytes(count * fmt.frame_width)
+        getattr(recorder, f"write_{who}")(data, at_ms)
+        reference.write(channel, data, at_ms)
+        assert recorder.buffered_bytes <= max_buffer_bytes
+    info = recorder.close(duration_ms)
+
+    expected = reference.close(duration_ms)
+    rate, frames = read_wav(path)
+    assert rate == RATE and info.frames == len(frames) == len(expected)
+    assert info.late_ms == reference.late * 1000 / RATE
+    assert recorder.written_ms == info.duration_ms
+    np.testing.assert_array_equal(frames, expected)
+
+
+def test_g711_silence_decodes_to_zero_next_to_codes_that_decode_to_zero(tmp_path):
+    """µ-law has two codes for 0 and A-law none: gaps are 0 either way, audio is kept."""
+    ulaw_zeros, alaw_small = bytes([0x7F, 0xFF] * 80), bytes([0xD5, 0x55] * 80)
+    recorder = CallRecorder(
+        tmp_path / "g711.wav", sample_rate=RATE, caller_format=MULAW_8K, agent_format=ALAW_8K
+    )
+    recorder.write_caller(ulaw_zeros, at_ms=20)
+    recorder.write_agent(alaw_small, at_ms=40)
+    recorder.clear_agent(50)
+    recorder.close(duration_ms=100)
+    _, frames = read_wav(tmp_path / "g711.wav")
+    assert not frames[:, 0].any()
+    assert not frames[:320, 1].any() and not frames[400:, 1].any()
+    np.testing.assert_array_equal(frames[320:400, 1], [8, -8] * 40)
+
+
+def test_pcm16_with_an_odd_byte_count_is_refused_before_anything_changes(tmp_path):
+    recorder = CallRecorder(tmp_path / "odd.wav", sample_rate=RATE)
+    recorder.write_caller(bytes(320))
+    with pytest.raises(ValueError, match="odd byte count"):
+        recorder.write_caller(bytes(3))
+    recorder.write_caller(tone(500, RATE, 0.02).tobytes())  # continues where the first ended
+    assert recorder.close().frames == 320
+    np.testing.assert_array_equal(read_wav(tmp_path / "odd.wav")[1][160:, 0], tone(500, RATE, 0.02))
+
+
+def test_the_wav_size_limit_cuts_on_a_whole_frame(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(recorder_module, "_MAX_DATA", 4 * 1000 + 3)
+    recorder = CallRecorder(tmp_path / "full.wav", sample_rate=RATE, caller_format=MULAW_8K)
+    caller = tone(700, RATE, 1.0, 5000)
+    recorder.write_caller(ulaw_encode(caller), at_ms=0)
+    with caplog.at_level("WARNING", logger=recorder_module.__name__):
+        info = recorder.close(duration_ms=2000)
+    assert info.frames == 1000 and "size limit" in caplog.text
+    _, frames = read_wav(tmp_path / "full.wav")
+    np.testing.assert_array_equal(frames[:, 0], ulaw_decode(ulaw_encode(caller))[:1000])
