@@ -152,6 +152,20 @@ def pipeline_rows(tmpdir: str):
         recorder.write_agent(pcm, at_ms=at[0])
         at[0] += 20
 
+    # A Twilio call records μ-law both ways: the recorder keeps the codes and decodes at flush.
+    phone = CallRecorder(
+        os.path.join(tmpdir, "phone.wav"),
+        sample_rate=8000,
+        caller_format=MULAW_8K,
+        agent_format=MULAW_8K,
+    )
+    ulaw, phone_at = bytes(range(96, 256)), [0.0]
+
+    def record_phone():
+        phone.write_caller(ulaw, at_ms=phone_at[0])
+        phone.write_agent(ulaw, at_ms=phone_at[0])
+        phone_at[0] += 20
+
     yield "Pacer push + pull (one frame)", pace
 
     def vad():
@@ -159,7 +173,8 @@ def pipeline_rows(tmpdir: str):
         energy.probability(window)
 
     yield "Energy VAD (20 ms window, full path)", vad
-    yield "CallRecorder caller + agent frame", record
+    yield "CallRecorder caller + agent frame (PCM16)", record
+    yield "CallRecorder caller + agent frame (μ-law)", record_phone
     try:
         from voiceagents.audio import SileroDetector
 
