@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..audio.formats import MULAW_8K, PCM16_24K
@@ -35,6 +34,7 @@ from .base import (
     ToolCall,
     VoiceProvider,
 )
+from .ws import WebSocketConnection, connect
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 RECOVERABLE_ERROR_TYPES = frozenset({"invalid_request_error"})
 #: Realtime events can carry up to 15 MiB of audio; keep a margin for the JSON around it.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Seconds our close handshake may take before the socket is aborted (call teardown waits on it).
+CLOSE_TIMEOUT = 2.0
 
 _AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
 _TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_transcript.done"}
@@ -56,7 +58,7 @@ class OpenAIRealtimeProvider(VoiceProvider):
 
     def __init__(self, config):
         super().__init__(config)
-        self._ws: ClientConnection | None = None
+        self._ws: WebSocketConnection | None = None
         self.session_id = ""
 
     # -- connection ---------------------------------------------------------------------------
@@ -78,11 +80,10 @@ class OpenAIRealtimeProvider(VoiceProvider):
         try:
             self._ws = await connect(
                 self._url(),
-                additional_headers={"Authorization": f"Bearer {self.config.api_key}"},
+                headers={"Authorization": f"Bearer {self.config.api_key}"},
                 open_timeout=self.config.connect_timeout,
                 max_size=MAX_MESSAGE_BYTES,
-                # Audio frames are small and latency-critical: no compression.
-                compression=None,
+                close_timeout=CLOSE_TIMEOUT,
             )
             created = json.loads(
                 await asyncio.wait_for(self._ws.recv(), self.config.connect_timeout)
@@ -146,12 +147,16 @@ class OpenAIRealtimeProvider(VoiceProvider):
         await self._send_text(json.dumps(event))
 
     async def _send_text(self, text: str) -> None:
-        if self._ws is None:
+        ws = self._ws
+        if ws is None:
             raise ProviderConnectionError(
                 "not connected", vendor=self.id, call_id=self.config.call_id
             )
         try:
-            await self._ws.send(text)
+            if ws.writing_paused:
+                await ws.send(text)  # the socket is backed up: wait for it to drain
+            else:
+                ws.write(text)  # the hot path (50 audio frames/s): no await, straight to the socket
         except ConnectionClosed as err:
             raise ProviderConnectionError(
                 "OpenAI Realtime connection closed", vendor=self.id, call_id=self.config.call_id
@@ -218,7 +223,8 @@ class OpenAIRealtimeProvider(VoiceProvider):
         ws, self._ws = self._ws, None
         if ws is not None:
             try:
-                await asyncio.wait_for(ws.close(), 2)
+                # close() is bounded by CLOSE_TIMEOUT; the wait_for is a safety net.
+                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 1)
             except (TimeoutError, OSError, ConnectionClosed):
                 pass
 

@@ -1,0 +1,411 @@
+"""The lean WebSocket client (voiceagents/providers/ws.py) against real loopback servers.
+
+Servers are the ``websockets`` library's own (``websockets.asyncio.server.serve``), except where a
+misbehaving peer is needed (never answers the handshake, stops reading or answering pings): those
+are raw asyncio TCP servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import re
+import ssl
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidStatus,
+)
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.utils import accept_key
+
+from voiceagents.providers.ws import connect
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def ws_server(handler, **kwargs):
+    async with serve(handler, "127.0.0.1", 0, **kwargs) as server:
+        port = server.sockets[0].getsockname()[1]
+        scheme = "wss" if kwargs.get("ssl") else "ws"
+        yield f"{scheme}://127.0.0.1:{port}/path?x=1"
+
+
+@contextlib.asynccontextmanager
+async def raw_server(on_connect):
+    """A plain TCP server; the writers it was given are closed on exit."""
+    writers = []
+
+    async def handle(reader, writer):
+        writers.append(writer)
+        await on_connect(reader, writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        for writer in writers:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+
+async def accept_then_stall(reader, writer):
+    """Complete the WebSocket handshake, then never read nor answer anything again."""
+    request = await reader.readuntil(b"\r\n\r\n")
+    key = re.search(rb"(?i)sec-websocket-key: *(\S+)", request).group(1).decode()
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+    )
+
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+
+async def wait_until(predicate, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+# -- handshake ---------------------------------------------------------------------------------
+
+
+async def test_handshake_sends_our_headers_and_offers_no_compression():
+    seen = {}
+
+    async def handler(ws):
+        seen["headers"] = ws.request.headers
+        seen["path"] = ws.request.path
+        await ws.send("welcome")  # may arrive in the same segment as the 101 response
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connect(url, headers={"Authorization": "Bearer sk-1", "X-Extra": "yes"})
+        assert await conn.recv() == "welcome"
+        await conn.close()
+    assert seen["headers"]["Authorization"] == "Bearer sk-1"
+    assert seen["headers"]["X-Extra"] == "yes"
+    assert "Sec-WebSocket-Extensions" not in seen["headers"]
+    assert seen["path"] == "/path?x=1"
+    assert conn.response.status_code == 101
+
+
+async def test_http_refusal_raises_invalid_status_with_status_and_body():
+    def refuse(connection, request):
+        return Response(401, "Unauthorized", Headers(), b'{"error": "bad key"}')
+
+    async with ws_server(echo, process_request=refuse) as url:
+        with pytest.raises(InvalidStatus) as excinfo:
+            await connect(url)
+    assert excinfo.value.response.status_code == 401
+    assert excinfo.value.response.body == b'{"error": "bad key"}'
+
+
+async def test_a_server_that_never_answers_the_handshake_times_out():
+    async def silent(reader, writer):
+        await reader.read()  # swallow the request, answer nothing
+
+    async with raw_server(silent) as url:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await connect(url, open_timeout=0.3)
+        assert loop.time() - started < 1.5
+
+
+async def test_unreachable_server_raises_oserror():
+    with pytest.raises(OSError):
+        await connect("ws://127.0.0.1:1/", open_timeout=2)
+
+
+async def test_ssl_context_is_refused_for_ws_urls():
+    with pytest.raises(ValueError, match="wss://"):
+        await connect("ws://127.0.0.1:1/", ssl=ssl.create_default_context())
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+async def test_text_and_binary_round_trip_with_write_and_send():
+    async with ws_server(echo) as url:
+        conn = await connect(url)
+        conn.write('{"type":"input_audio_buffer.append","audio":"AAAA"}')
+        await conn.send("héllo ✓")
+        conn.write(b"\x00\x01\x02")
+        assert await conn.recv() == '{"type":"input_audio_buffer.append","audio":"AAAA"}'
+        assert await conn.recv() == "héllo ✓"
+        assert await conn.recv() == b"\x00\x01\x02"
+        await conn.close()
+
+
+async def test_fragmented_message_is_reassembled():
+    parts = [f"{i:03d}" + "x" * 40_000 for i in range(20)]
+
+    async def handler(ws):
+        await ws.send(iter(parts))  # an iterable is sent as one message in fragments
+        await ws.send(iter([b"ab", b"cd"]))
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connect(url)
+        assert await conn.recv() == "".join(parts)
+        assert await conn.recv() == b"abcd"
+        await conn.close()
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+async def test_message_over_max_size_closes_with_1009(fragmented):
+    server_close = {}
+
+    async def handler(ws):
+        await ws.send(iter(["y" * 600, "y" * 600]) if fragmented else "y" * 1200)
+        await ws.wait_closed()
+        server_close["code"] = ws.close_code
+
+    async with ws_server(handler) as url:
+        conn = await connect(url, max_size=1000)
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            await conn.recv()
+    assert excinfo.value.sent.code == 1009
+    assert server_close["code"] == 1009
+
+
+async def test_invalid_utf8_text_closes_with_1007():
+    async def handler(ws):
+        await ws.send(b"\xff\xfe", text=True)
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connect(url)
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            await conn.recv()
+    assert excinfo.value.sent.code == 1007
+
+
+# -- closing -----------------------------------------------------------------------------------
+
+
+async def test_server_close_with_1011_raises_with_its_code_and_reason():
+    async def handler(ws):
+        await ws.send("last words")
+        await ws.close(1011, "internal error")
+
+    async with ws_server(handler) as url:
+        conn = await connect(url)
+        received = []
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            async for message in conn:
+                received.append(message)
+    assert received == ["last words"]
+    assert (excinfo.value.rcvd.code, excinfo.value.rcvd.reason) == (1011, "internal error")
+    assert (conn.close_code, conn.close_reason) == (1011, "internal error")
+    with pytest.raises(ConnectionClosedError):
+        conn.write("too late")
+
+
+async def test_clean_close_ends_the_iteration():
+    async def handler(ws):
+        for i in range(3):
+            await ws.send(str(i))
+        await ws.close()
+
+    async with ws_server(handler) as url:
+        conn = await connect(url)
+        assert [message async for message in conn] == ["0", "1", "2"]
+        assert conn.close_code == 1000
+        with pytest.raises(ConnectionClosedOK):
+            await conn.recv()
+        with pytest.raises(ConnectionClosed):
+            await conn.send("too late")
+
+
+async def test_our_close_runs_the_handshake_wakes_the_reader_and_is_idempotent():
+    server_close = {}
+
+    async def handler(ws):
+        await ws.wait_closed()
+        server_close["code"] = ws.close_code
+
+    async with ws_server(handler) as url:
+        conn = await connect(url)
+        reader = asyncio.ensure_future(conn.recv())
+        await asyncio.sleep(0.02)
+        await conn.close()
+        await conn.close()
+        with pytest.raises(ConnectionClosedOK):
+            await asyncio.wait_for(reader, 1)
+        assert conn.state is State.CLOSED
+        await wait_until(lambda: "code" in server_close)
+    assert server_close["code"] == 1000
+
+
+async def test_close_gives_up_after_close_timeout_when_the_peer_does_not_answer():
+    async with raw_server(accept_then_stall) as url:
+        conn = await connect(url, close_timeout=0.2, ping_interval=None)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(conn.close(), 2)
+        assert 0.15 < loop.time() - started < 1.5
+        assert conn.state is State.CLOSED
+
+
+# -- keepalive ---------------------------------------------------------------------------------
+
+
+async def test_pings_from_the_server_are_answered_without_a_reader():
+    connections = []
+
+    async def handler(ws):
+        connections.append(ws)
+        await ws.wait_closed()
+
+    # The server closes the connection (1011) if a pong is 50 ms late.
+    async with ws_server(handler, ping_interval=0.05, ping_timeout=0.05) as url:
+        conn = await connect(url, ping_interval=None)
+        await asyncio.sleep(0.4)  # several intervals, nobody calling recv()
+        # Still open on both sides: the server got every pong in time.
+        assert conn.state is State.OPEN
+        assert connections[0].state is State.OPEN
+        await conn.close()
+
+
+async def test_our_pings_keep_a_live_connection_open():
+    async with ws_server(echo) as url:
+        conn = await connect(url, ping_interval=0.05, ping_timeout=0.05)
+        await asyncio.sleep(0.4)
+        assert conn.state is State.OPEN
+        await conn.send("still here")
+        assert await conn.recv() == "still here"
+        await conn.close()
+
+
+async def test_keepalive_closes_the_connection_when_the_peer_stops_answering():
+    async with raw_server(accept_then_stall) as url:
+        conn = await connect(url, ping_interval=0.05, ping_timeout=0.1, close_timeout=0.1)
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            await asyncio.wait_for(conn.recv(), 2)
+    assert excinfo.value.sent.code == 1011
+    assert excinfo.value.sent.reason == "keepalive ping timeout"
+    assert excinfo.value.rcvd is None
+
+
+# -- flow control ------------------------------------------------------------------------------
+
+
+async def test_send_waits_when_the_peer_stops_reading():
+    chunk = "z" * 65_536
+    async with raw_server(accept_then_stall) as url:
+        conn = await connect(url, ping_interval=None)
+        sent = 0
+
+        async def flood():
+            nonlocal sent
+            for _ in range(1000):  # 64 MB: far more than the kernel buffers take
+                await conn.send(chunk)
+                sent += 1
+
+        task = asyncio.ensure_future(flood())
+        try:
+            # The kernel's socket buffers fill up first (a few MB on loopback), then ours.
+            await wait_until(lambda: conn.writing_paused, timeout=10)
+            await asyncio.sleep(0.1)
+            before = sent
+            await asyncio.sleep(0.2)
+            assert sent == before and not task.done()  # the sender waits...
+            # ...and the transport holds at most about its high-water mark plus one message.
+            assert conn.transport.get_write_buffer_size() < 2 * 65_536 + len(chunk)
+        finally:
+            task.cancel()
+            conn.transport.abort()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_reading_pauses_when_the_consumer_falls_behind_and_resumes_when_drained():
+    count = 2000
+    progress = {"sent": 0}
+
+    async def handler(ws):
+        for i in range(count):
+            await ws.send(f"{i:05d}" + "m" * 10_000)  # 20 MB in all: more than the kernel buffers
+            progress["sent"] += 1
+        await ws.close()
+
+    async with ws_server(handler) as url:
+        conn = await connect(url, max_buffer=256 * 1024)
+        await wait_until(lambda: not conn.transport.is_reading())
+        await asyncio.sleep(0.2)
+        assert progress["sent"] < count  # the server is held back by TCP, not buffered here
+        received = [message[:5] async for message in conn]
+    assert received == [f"{i:05d}" for i in range(count)]
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def self_signed_certificate(directory):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / "cert.pem").write_bytes(cert_pem)
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    client = ssl.create_default_context(cadata=cert_pem.decode())
+    return server, client
+
+
+async def test_wss_round_trip_and_certificate_verification(tmp_path):
+    server_ssl, client_ssl = self_signed_certificate(tmp_path)
+    async with ws_server(echo, ssl=server_ssl) as url:
+        assert url.startswith("wss://")
+        conn = await connect(url, ssl=client_ssl)
+        await conn.send("over TLS")
+        assert await conn.recv() == "over TLS"
+        await conn.close()
+        assert conn.close_code == 1000
+        # The default context doesn't trust a self-signed certificate.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect(url)
