@@ -99,12 +99,6 @@ SERVERS = {
     ],
 }
 
-#: uvicorn with the garbage collector frozen after start-up (bench/asgi_gc.py), a candidate setting.
-SERVERS["uvicorn-gc"] = [
-    a if a != "patter_site.asgi:application" else "bench.asgi_gc:application"
-    for a in SERVERS["uvicorn"]
-]
-
 #: uvicorn with a 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
 SERVERS["uvicorn-switch"] = [
     a if a != "patter_site.asgi:application" else "bench.asgi_switch:application"
