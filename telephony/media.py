@@ -117,10 +117,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message):
         if message["type"] == "websocket.receive":
-            # Skip Channels' per-message aclose_old_connections() hop: no ORM here.
-            await self.websocket_receive(message)
+            # Every carrier frame comes through here: skip Channels' per-message
+            # aclose_old_connections() hop (no ORM here) and, for a text frame of a sane size,
+            # the generic websocket_receive() -> receive() layers too.
+            text = message.get("text")
+            if text is not None and len(text) <= MAX_FRAME_BYTES:
+                await self.on_text(text)
+            else:
+                await self.websocket_receive(message)  # receive() reports what is wrong
             return
         await super().dispatch(message)
+
+    async def send_text(self, text: str) -> None:
+        """One text frame to the carrier, handed straight to the ASGI server (the hot path)."""
+        await self.base_send({"type": "websocket.send", "text": text})
 
     async def connect(self):
         self.session: CallSession | None = None

@@ -325,7 +325,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         return False
 
     async def send_media(self, payload: str) -> None:
-        await self.send(text_data='{"event":"media","media":{"payload":"' + payload + '"}}')
+        await self.send_text('{"event":"media","media":{"payload":"' + payload + '"}}')
 
     async def send_mark(self, name: str) -> None:
         session = self.session
@@ -335,12 +335,12 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             due = now + session.pacer.buffered_ms(now) / 1000.0 + self.mark_grace_s
             self._pending_marks.append((name, due))
             self._marks_late = False
-        await self.send(text_data=json.dumps({"event": "mark", "mark": {"name": name}}))
+        await self.send_text(json.dumps({"event": "mark", "mark": {"name": name}}))
 
     async def send_clear(self) -> None:
         # Telnyx returns the queued marks at once (the session ignores them); the pending ones
         # stay pending here, so a Telnyx that echoes nothing stays on the pacer's estimate.
-        await self.send(text_data='{"event":"clear"}')
+        await self.send_text('{"event":"clear"}')
 
     async def end_call(self) -> None:
         """Our side ends the call: hang it up over REST (closing the stream would not), then close."""

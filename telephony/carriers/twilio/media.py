@@ -113,10 +113,10 @@ class TwilioMediaConsumer(MediaStreamConsumer):
     # -- CarrierLink ------------------------------------------------------------------------------
 
     async def send_media(self, payload: str) -> None:
-        await self.send(text_data=self._media_prefix + payload + '"}}')
+        await self.send_text(self._media_prefix + payload + '"}}')
 
     async def send_mark(self, name: str) -> None:
-        await self.send(text_data=self._mark_prefix + name + '"}}')
+        await self.send_text(self._mark_prefix + name + '"}}')
 
     async def send_clear(self) -> None:
-        await self.send(text_data='{"event":"clear","streamSid":"' + self.stream_sid + '"}')
+        await self.send_text('{"event":"clear","streamSid":"' + self.stream_sid + '"}')
