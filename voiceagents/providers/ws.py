@@ -14,9 +14,13 @@ transport, inside ``asyncio.Protocol`` callbacks: no task per connection; a send
 can take right away is one synchronous ``transport.write``; a received message is one
 ``deque.append`` plus, when the consumer is waiting, one future result.
 
+Proxies: as ``websockets.asyncio.client.connect`` does, the proxy that the environment names for
+the URL (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) is used by default, through
+the library's own HTTP ``CONNECT`` helper; SOCKS proxies are refused with a clear error (they would
+need python-socks).
+
 Left out on purpose: compression (permessage-deflate is never offered: small latency-critical
-frames, CPU per frame), HTTP redirects, subprotocols, and proxies: unlike
-``websockets.asyncio.client.connect``, ``HTTPS_PROXY``/``ALL_PROXY`` are not honoured.
+frames, CPU per frame), HTTP redirects and subprotocols.
 """
 
 from __future__ import annotations
@@ -27,17 +31,20 @@ import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 
+from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
 from websockets.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    ProxyError,
 )
 from websockets.frames import BINARY, CONT, OK_CLOSE_CODES, PONG, TEXT, CloseCode
 from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import CLOSED, OPEN, State
-from websockets.uri import parse_uri
+from websockets.proxy import get_proxy, parse_proxy
+from websockets.uri import WebSocketURI, parse_uri
 
 __all__ = ["WebSocketConnection", "connect"]
 
@@ -55,19 +62,24 @@ async def connect(
     close_timeout: float = 10.0,
     max_buffer: int = 4 * 2**20,
     ssl: ssl_module.SSLContext | None = None,
+    proxy: str | bool | None = True,
 ) -> WebSocketConnection:
     """Open a ``ws://`` or ``wss://`` connection and complete the opening handshake.
 
     ``ssl`` is the TLS context for ``wss://`` (default: ``ssl.create_default_context()``).
+    ``proxy``: ``True`` uses the proxy the environment names for the URL, a URL
+    (``http://user:pass@host:port``) uses that HTTP(S) proxy, ``None``/``False`` connects directly.
     The rest mirrors ``websockets.asyncio.client.connect``; ``max_buffer`` is how much received
     data (in bytes or characters) may wait for the consumer before reading pauses.
 
     Raises what ``websockets.asyncio.client.connect`` raises: ``OSError`` when the server cannot
     be reached, ``InvalidStatus`` (``.response.status_code``/``.body``) when it refuses the
     upgrade, another ``InvalidHandshake`` for a bad response, ``TimeoutError`` after
-    ``open_timeout``.
+    ``open_timeout``; ``ProxyError`` (an ``InvalidHandshake``) when the proxy refuses.
     """
     uri = parse_uri(url)
+    if proxy is True:
+        proxy = get_proxy(uri)
     if uri.secure:
         if ssl is None:
             ssl = ssl_module.create_default_context()
@@ -88,13 +100,16 @@ async def connect(
     transport = None
     try:
         async with asyncio.timeout(open_timeout):
-            transport, connection = await loop.create_connection(
-                factory,
-                uri.host,
-                uri.port,
-                ssl=ssl if uri.secure else None,
-                server_hostname=uri.host if uri.secure else None,
-            )
+            if proxy:
+                transport, connection = await _connect_through_proxy(str(proxy), uri, ssl, factory)
+            else:
+                transport, connection = await loop.create_connection(
+                    factory,
+                    uri.host,
+                    uri.port,
+                    ssl=ssl if uri.secure else None,
+                    server_hostname=uri.host if uri.secure else None,
+                )
             await connection._handshake(headers)
     except TimeoutError as exc:
         if transport is not None:
@@ -106,6 +121,29 @@ async def connect(
         raise
     connection._start_keepalive()
     return connection
+
+
+async def _connect_through_proxy(
+    proxy: str, uri: WebSocketURI, ssl: ssl_module.SSLContext | None, factory
+) -> tuple[asyncio.Transport, WebSocketConnection]:
+    """An HTTP(S) ``CONNECT`` tunnel (the library's helper), then TLS to the server inside it."""
+    parsed = parse_proxy(proxy)
+    if not parsed.scheme.startswith("http"):
+        raise ProxyError(f"{parsed.scheme} proxies are not supported here; use an HTTP(S) proxy")
+    proxy_tls = ssl_module.create_default_context() if parsed.scheme == "https" else None
+    transport = await connect_http_proxy(parsed, uri, user_agent_header=USER_AGENT, ssl=proxy_tls)
+    connection = factory()
+    transport.set_protocol(connection)
+    try:
+        if ssl is not None:
+            transport = await asyncio.get_running_loop().start_tls(
+                transport, connection, ssl, server_hostname=uri.host
+            )
+    except BaseException:
+        transport.abort()
+        raise
+    connection.connection_made(transport)
+    return transport, connection
 
 
 class WebSocketConnection(asyncio.Protocol):

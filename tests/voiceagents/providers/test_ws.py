@@ -409,3 +409,105 @@ async def test_wss_round_trip_and_certificate_verification(tmp_path):
         # The default context doesn't trust a self-signed certificate.
         with pytest.raises(ssl.SSLCertVerificationError):
             await connect(url)
+
+
+# -- proxies ---------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def connect_proxy(status: bytes = b"200 Connection established"):
+    """A loopback HTTP CONNECT proxy that tunnels bytes both ways; yields its URL and requests."""
+    requests: list[bytes] = []
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        request = await reader.readuntil(b"\r\n\r\n")
+        requests.append(request)
+        target = re.match(rb"CONNECT ([^ ]+):(\d+) HTTP/1.1", request)
+        if not status.startswith(b"200") or target is None:
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(
+            target.group(1).decode(), int(target.group(2))
+        )
+        writer.write(b"HTTP/1.1 " + status + b"\r\n\r\n")
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://user:secret@127.0.0.1:{port}", requests
+    finally:
+        server.close()
+
+
+async def test_connects_through_an_http_connect_proxy():
+    async with ws_server(echo) as url, connect_proxy() as (proxy, requests):
+        ws = await connect(url, proxy=proxy, open_timeout=2)
+        await ws.send("through the tunnel")
+        assert await ws.recv() == "through the tunnel"
+        await ws.close()
+    port = url.split(":")[2].split("/")[0]
+    assert requests[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode())
+    assert b"Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=" in requests[0]  # user:secret
+
+
+async def test_the_proxy_named_by_the_environment_is_used_by_default(monkeypatch):
+    async with ws_server(echo) as url, connect_proxy() as (proxy, requests):
+        monkeypatch.setenv("http_proxy", proxy)  # ws:// URLs use the http proxy
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        ws = await connect(url, open_timeout=2)
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+        await ws.close()
+        assert len(requests) == 1
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        direct = await connect(url, open_timeout=2)
+        await direct.close()
+        assert len(requests) == 1  # NO_PROXY: straight to the server
+
+
+async def test_a_proxy_refusal_raises_a_handshake_error():
+    from websockets.exceptions import InvalidHandshake, InvalidProxyStatus
+
+    async with (
+        ws_server(echo) as url,
+        connect_proxy(b"407 Proxy Authentication Required") as (
+            proxy,
+            _,
+        ),
+    ):
+        with pytest.raises(InvalidProxyStatus) as caught:
+            await connect(url, proxy=proxy, open_timeout=2)
+    assert isinstance(caught.value, InvalidHandshake)  # the provider maps it to "cannot reach"
+    assert caught.value.response.status_code == 407
+
+
+async def test_socks_proxies_are_refused_clearly():
+    from websockets.exceptions import ProxyError
+
+    with pytest.raises(ProxyError, match="socks5 proxies are not supported"):
+        await connect("ws://127.0.0.1:9/", proxy="socks5://127.0.0.1:1080", open_timeout=2)
+
+
+async def test_wss_through_a_proxy_verifies_the_server_inside_the_tunnel(tmp_path):
+    server_ssl, client_ssl = self_signed_certificate(tmp_path)
+    async with ws_server(echo, ssl=server_ssl) as url, connect_proxy() as (proxy, requests):
+        ws = await connect(url, ssl=client_ssl, proxy=proxy, open_timeout=2)
+        await ws.send("tls in a tunnel")
+        assert await ws.recv() == "tls in a tunnel"
+        await ws.close()
+        assert requests[0].startswith(b"CONNECT 127.0.0.1:")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect(url, proxy=proxy, open_timeout=2)
