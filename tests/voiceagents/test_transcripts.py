@@ -98,6 +98,15 @@ def writer_for(call, **kwargs) -> BackgroundWriter:
     return BackgroundWriter(call.pk, LOG, interval=kwargs.pop("interval", INTERVAL), **kwargs)
 
 
+async def started_writers(n: int, **kwargs) -> tuple[list[Call], list[BackgroundWriter]]:
+    """``n`` live calls, each with a writer registered with the shared one."""
+    calls = await new_calls(n)
+    writers = [writer_for(call, **kwargs) for call in calls]
+    for writer in writers:
+        writer.start()
+    return calls, writers
+
+
 def say(writer: BackgroundWriter, role: str, text: str, *, settled: bool = True):
     turn = writer.new_turn(role, f"item-{writer._next_seq}", text=text)
     turn.settled = settled
@@ -111,10 +120,7 @@ def assert_writer_task_gone():
 
 
 async def test_all_calls_are_written_in_one_transaction_per_tick(write_log):
-    calls = await new_calls(4)
-    writers = [writer_for(call) for call in calls]
-    for writer in writers:
-        writer.start()
+    calls, writers = await started_writers(4)
     assert len(_BatchWriter.active()) == 1  # one shared task, not one per call
     for n, writer in enumerate(writers):
         say(writer, "agent", f"hello {n}")
@@ -184,12 +190,8 @@ async def test_conversation_order_survives_a_caller_turn_that_settles_late():
 
 
 async def test_closing_one_call_writes_its_rest_at_once_while_the_others_go_on(write_log):
-    first, second = await new_calls(2)
     # A long interval: whatever is written before the next tick was written by close().
-    a = writer_for(first, interval=30)
-    b = writer_for(second, interval=30)
-    a.start()
-    b.start()
+    (first, second), (a, b) = await started_writers(2, interval=30)
     say(a, "agent", "Hello!")
     say(a, "caller", "I was cut off", settled=False)  # the call ends before it settles
     a.event("error", 5, code="x")
@@ -210,10 +212,7 @@ async def test_closing_one_call_writes_its_rest_at_once_while_the_others_go_on(w
 
 
 async def test_the_other_call_keeps_being_written_after_one_closes():
-    first, second = await new_calls(2)
-    a, b = writer_for(first), writer_for(second)
-    a.start()
-    b.start()
+    (first, second), (a, b) = await started_writers(2)
     say(a, "agent", "one")
     await a.close()
     say(b, "agent", "two")
@@ -226,10 +225,7 @@ async def test_the_other_call_keeps_being_written_after_one_closes():
 
 
 async def test_close_during_a_shared_batch_in_flight_waits_and_writes_everything_once():
-    first, second = await new_calls(2)
-    a, b = writer_for(first), writer_for(second)
-    a.start()
-    b.start()
+    (first, second), (a, b) = await started_writers(2)
     say(a, "agent", "in the batch")
     a.event("dtmf", 1, digit="1")
     say(b, "agent", "also in the batch")
@@ -264,11 +260,8 @@ async def test_close_during_a_shared_batch_in_flight_waits_and_writes_everything
 
 async def test_a_call_deleted_mid_call_does_not_stop_the_others(write_log, caplog):
     caplog.set_level(logging.INFO, logger=WRITER_LOGGER)
-    calls = await new_calls(3)
+    calls, writers = await started_writers(3)
     good1, gone, good2 = calls
-    writers = [writer_for(call) for call in calls]
-    for writer in writers:
-        writer.start()
     w1, w_gone, w2 = writers
     for writer in writers:
         say(writer, "agent", "hello")
@@ -375,10 +368,7 @@ class HeldLock:
 
 async def test_a_transient_database_failure_is_retried_without_loss_or_duplicates(caplog):
     caplog.set_level(logging.INFO, logger=WRITER_LOGGER)
-    first, second = await new_calls(2)
-    a, b = writer_for(first), writer_for(second)
-    a.start()
-    b.start()
+    (first, second), (a, b) = await started_writers(2)
     say(a, "agent", "before")
     await eventually(lambda: a.rows_written, what="the first row")
 
