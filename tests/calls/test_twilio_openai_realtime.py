@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+from dataclasses import dataclass
 
 import pytest
 
@@ -73,74 +74,84 @@ def ulaw_tone(ms: int, freq: float = 440.0, amplitude: float = 8000.0) -> bytes:
     return ulaw_encode((amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16))
 
 
-async def test_sparse_marks_still_truncate_to_what_was_played(
-    create_call, connect_caller, fake_openai, voiceagents_settings
-):
-    """Between marks the session estimates playback in real time, bounded by the marks."""
-    from tests.fakes.openai_realtime import ScriptedResponse
-
-    voiceagents_settings["MARK_INTERVAL_MS"] = 300
-    fake_openai.responses.append(ScriptedResponse(audio=ulaw_tone(2000), transcript="Hello."))
-    setup = await create_call()
-    _, caller = await connect_caller()
-    await caller.connected()
-    await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
-    streaming = asyncio.ensure_future(caller.stream_audio(ulaw_tone(2000, 300), realtime=True))
-    await fake_openai.wait_for(lambda: caller.media_in)
-    await asyncio.sleep(0.75)
-    item = await fake_openai.speech_started(audio_start_ms=750)
-    await fake_openai.wait_for(lambda: caller.clears, timeout=2)
-    played_ms = caller.playback.played_bytes / 8
-    acked_ms = caller.playback.acked_bytes / 8
-    truncate = (
-        await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.truncate"))
-    )[0]
-    # Marks alone would say "acked" (up to 300 ms behind); the estimate follows the playback.
-    assert truncate["audio_end_ms"] >= acked_ms
-    assert abs(truncate["audio_end_ms"] - played_ms) <= 40
-    await fake_openai.caller_transcript(item, "Wait.")
-    await streaming
-    await caller.stop()
-    await caller.wait_closed()
+@dataclass
+class BargeIn:
+    setup: object
+    caller: object
+    item: str
+    streaming: asyncio.Future
+    truncate: dict
+    played_ms: float  # what the fake Twilio had played when the clear arrived
+    acked_ms: float  # ... and what its echoed marks had acknowledged
+    first_audio: float  # loop time of the first agent audio at the caller
+    barge_in_at: float  # loop time of the clear
 
 
-async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
-    create_call, connect_caller, fake_openai
-):
+async def barge_in(create_call, connect_caller, fake_openai, *, greeting_ms, caller_ms, after_ms):
+    """A call whose caller starts talking ``after_ms`` into the agent's greeting."""
     from tests.fakes.openai_realtime import ScriptedResponse
 
     fake_openai.responses.append(
-        ScriptedResponse(audio=ulaw_tone(2000), transcript="A long greeting.")
+        ScriptedResponse(audio=ulaw_tone(greeting_ms), transcript="A long greeting.")
     )
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
     await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
-    streaming = asyncio.ensure_future(caller.stream_audio(ulaw_tone(3000, 300), realtime=True))
-
+    streaming = asyncio.ensure_future(caller.stream_audio(ulaw_tone(caller_ms, 300), realtime=True))
     await fake_openai.wait_for(lambda: caller.media_in)
     loop = asyncio.get_running_loop()
     first_audio = loop.time()
-    await asyncio.sleep(0.7)
-    item = await fake_openai.speech_started(audio_start_ms=700)
+    await asyncio.sleep(after_ms / 1000)
+    item = await fake_openai.speech_started(audio_start_ms=after_ms)
     await fake_openai.wait_for(lambda: caller.clears, timeout=2)
+    barge_in_at = loop.time()
     played_ms = caller.playback.played_bytes / 8
     acked_ms = caller.playback.acked_bytes / 8
     truncate = (
         await fake_openai.wait_for(lambda: fake_openai.events_of("conversation.item.truncate"))
     )[0]
+    return BargeIn(
+        setup, caller, item, streaming, truncate, played_ms, acked_ms, first_audio, barge_in_at
+    )
+
+
+async def test_sparse_marks_still_truncate_to_what_was_played(
+    create_call, connect_caller, fake_openai, voiceagents_settings
+):
+    """Between marks the session estimates playback in real time, bounded by the marks."""
+    voiceagents_settings["MARK_INTERVAL_MS"] = 300
+    b = await barge_in(
+        create_call, connect_caller, fake_openai, greeting_ms=2000, caller_ms=2000, after_ms=750
+    )
+    # Marks alone would say "acked" (up to 300 ms behind); the estimate follows the playback.
+    assert b.truncate["audio_end_ms"] >= b.acked_ms
+    assert abs(b.truncate["audio_end_ms"] - b.played_ms) <= 40
+    await fake_openai.caller_transcript(b.item, "Wait.")
+    await b.streaming
+    await b.caller.stop()
+    await b.caller.wait_closed()
+
+
+async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
+    create_call, connect_caller, fake_openai
+):
+    b = await barge_in(
+        create_call, connect_caller, fake_openai, greeting_ms=2000, caller_ms=3000, after_ms=700
+    )
+    setup, caller, item, truncate = b.setup, b.caller, b.item, b.truncate
     assert truncate["content_index"] == 0
     # What Twilio played: at least what its marks acknowledged, within a frame or two of the clock.
-    assert truncate["audio_end_ms"] >= acked_ms
-    assert abs(truncate["audio_end_ms"] - played_ms) <= 40
+    assert truncate["audio_end_ms"] >= b.acked_ms
+    assert abs(truncate["audio_end_ms"] - b.played_ms) <= 40
     assert 500 <= truncate["audio_end_ms"] <= 800
     # Server VAD cancels the reply itself (interrupt_response): we must not send response.cancel.
     assert not fake_openai.events_of("response.cancel")
-    barge_in_at = loop.time() - first_audio
+    barge_in_at = b.barge_in_at - b.first_audio
 
     await fake_openai.speech_stopped(item, audio_end_ms=1500)
     await fake_openai.caller_transcript(item, "Wait, I have a question.")
-    await streaming
+    await b.streaming
     await caller.stop()
     await caller.wait_closed()
 
