@@ -44,73 +44,33 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://bench.example.test"
 DEFAULT_LEVELS = (1, 10, 50, 100, 150, 200, 250, 300)
 
+APP = "patter_site.asgi:application"
+
+
+def _uvicorn(*options: str, app: str = APP) -> list[str]:
+    return [
+        *("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "{port}"),
+        *("--lifespan", "off", "--no-access-log", "--log-level", "warning"),
+        *options,
+    ]
+
+
+def _daphne(app: str = APP) -> list[str]:
+    return ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", app]
+
+
 #: Server name -> command (PORT is filled in). ``uvicorn`` uses uvloop when it is installed.
 SERVERS = {
-    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "patter_site.asgi:application"],
-    "uvicorn": [
-        "-m",
-        "uvicorn",
-        "patter_site.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--lifespan",
-        "off",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--loop",
-        "auto",
-    ],
-    "uvicorn-asyncio": [
-        "-m",
-        "uvicorn",
-        "patter_site.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--lifespan",
-        "off",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--loop",
-        "asyncio",
-    ],
-    "uvicorn-sansio": [
-        "-m",
-        "uvicorn",
-        "patter_site.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--lifespan",
-        "off",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--loop",
-        "auto",
-        "--ws",
-        "websockets-sansio",
-    ],
+    "daphne": _daphne(),
+    "uvicorn": _uvicorn("--loop", "auto"),
+    "uvicorn-asyncio": _uvicorn("--loop", "asyncio"),
+    "uvicorn-sansio": _uvicorn("--loop", "auto", "--ws", "websockets-sansio"),
+    #: A 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
+    "uvicorn-switch": _uvicorn("--loop", "auto", app="bench.asgi_switch:application"),
+    #: The hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
+    "uvicorn-before": _uvicorn("--loop", "auto", app="bench.asgi_before:application"),
+    "daphne-before": _daphne("bench.asgi_before:application"),
 }
-
-#: uvicorn with a 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
-SERVERS["uvicorn-switch"] = [
-    a if a != "patter_site.asgi:application" else "bench.asgi_switch:application"
-    for a in SERVERS["uvicorn"]
-]
-
-#: The same servers with the hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
-for _name in ("uvicorn", "daphne"):
-    SERVERS[f"{_name}-before"] = [
-        a if a != "patter_site.asgi:application" else "bench.asgi_before:application"
-        for a in SERVERS[_name]
-    ]
 
 #: Not a server under test: the minimal bridge of ``bench.reference``, as a floor to compare with.
 SERVERS["reference"] = [
