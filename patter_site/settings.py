@@ -94,9 +94,10 @@ if DATABASES["default"].get("ENGINE", "").endswith((".sqlite3", ".spatialite")):
     _sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
     _sqlite_options.setdefault("timeout", 20)
 
-if DATABASES["default"].get("ENGINE", "").endswith(".postgresql") and not DATABASES["default"][
-    "CONN_MAX_AGE"
-]:
+if (
+    DATABASES["default"].get("ENGINE", "").endswith(".postgresql")
+    and not DATABASES["default"]["CONN_MAX_AGE"]
+):
     # Under ASGI every database_sync_to_async hop (call set-up, each transcript batch) and every
     # request closes its connection: without a pool each one is a new PostgreSQL backend. Django's
     # psycopg pool keeps a few open for the whole process (the postgres extra installs it).
