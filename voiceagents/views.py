@@ -28,7 +28,11 @@ async def _ping_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    channel = await layer.new_channel("healthz.")
+    # The default prefix, not one of our own: channels-redis reads all of a process's local
+    # channels through one blocking read on a key derived from the prefix, held by whichever
+    # receive() came first (a live call's consumer). A probe on another prefix waits for that
+    # read to time out (5 s) and reports a healthy layer as down.
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "healthz.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "healthz.ping":
