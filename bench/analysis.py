@@ -177,6 +177,8 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
     inbound: list[Match] = []
     outbound: list[Match] = []
     first_audio: list[float] = []
+    first_audio_joining: list[float] = []
+    joiner_seconds = 0.0  # call-seconds of the joining calls inside the window
     bargein_clear: list[float] = []
     bargein_truncate: list[float] = []
     bargein_missed = 0
@@ -198,8 +200,14 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
             and caller["closed_at"] < (caller["stop_sent"] or math.inf)
         ):
             failed[number] = f"closed by the server with {caller['close_code']}"
+        joiner = caller.get("joiner", False)
         if caller["first_media"] is not None and caller["start_sent"] is not None:
-            first_audio.append(caller["first_media"] - caller["start_sent"])
+            (first_audio_joining if joiner else first_audio).append(
+                caller["first_media"] - caller["start_sent"]
+            )
+        if joiner and caller["start_sent"] is not None:
+            ended = caller["stop_sent"] or caller["closed_at"] or hi
+            joiner_seconds += max(0.0, min(ended, hi) - max(caller["start_sent"], lo))
         send_lag.extend(
             x for t, x in zip(caller["sent_t"], caller["send_lag"], strict=False) if lo <= t <= hi
         )
@@ -278,7 +286,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                 bargein_missed += 1
             if item in truncates and truncates[item] >= t_bi:
                 bargein_truncate.append(truncates[item] - t_bi)
-    calls = len(gen["callers"])
+    calls = sum(1 for c in gen["callers"].values() if not c.get("joiner", False))
     stats = gen["stats"]
     a, b = stats.get("window_start", {}), stats.get("window_end", {})
     elapsed = (b.get("t", 0) - a.get("t", 0)) or steady
@@ -291,6 +299,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
     out_lat = [x for m in outbound for x in m.latencies]
     return {
         "calls": calls,
+        "joiners": len(gen["callers"]) - calls,
         "failed": len(failed),
         "failures": dict(list(failed.items())[:5]),
         "methods": sorted(methods),
@@ -303,7 +312,9 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
         "out_lost": sum(m.lost for m in outbound),
         "out_dup": sum(m.duplicated for m in outbound),
         "out_cleared": sum(m.cleared for m in outbound),
+        # Calls of the ramp (N starting close together) and calls joining N live ones.
         "first_audio": summarize(first_audio),
+        "first_audio_joining": summarize(first_audio_joining),
         "webhook": summarize(webhook),
         "bargein_clear": summarize(bargein_clear),
         "bargein_truncate": summarize(bargein_truncate),
@@ -312,7 +323,8 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
         "health_failed": sum(1 for _, s in health if s != 200),
         "server_cpu_s": server_cpu,
         "server_core": server_cpu / elapsed if elapsed else math.nan,
-        "cpu_per_call_minute": server_cpu / (calls * elapsed / 60)
+        # The joining calls' minutes count too: their set-up and end are in the CPU figure.
+        "cpu_per_call_minute": server_cpu / ((calls * elapsed + joiner_seconds) / 60)
         if calls and elapsed
         else math.nan,
         "server_rss": b.get("server_rss", 0),

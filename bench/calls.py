@@ -244,8 +244,13 @@ class Bench:
             base_rss = _rss(server_proc.pid)
             profiler: list[subprocess.Popen] = []
             if args.profile:
-                # py-spy records the steady window only (it starts when the window does).
-                delay = max(args.min_ramp, calls / args.ramp_rate) + args.settle + 0.5
+                # py-spy records the steady window (it starts when the window does), or with
+                # --profile-phase ramp the calls' set-up, from the first call on.
+                ramp_s = max(args.min_ramp, calls / args.ramp_rate)
+                if args.profile_phase == "ramp":
+                    delay, duration = 0.2, ramp_s + args.settle
+                else:
+                    delay, duration = ramp_s + args.settle + 0.5, args.steady
                 cmd = pinned(
                     args.load_core,
                     [
@@ -258,7 +263,7 @@ class Bench:
                         "--format",
                         "raw",
                         "--duration",
-                        str(int(args.steady)),
+                        str(max(1, round(duration))),
                         *(["--native"] if args.profile_native else ["--nonblocking"]),
                         "--output",
                         str(Path(args.profile) / f"{tag}.txt"),
@@ -293,6 +298,8 @@ class Bench:
                 str(args.settle),
                 "--steady",
                 str(args.steady),
+                "--joiners",
+                str(args.joiners),
                 "--server-pid",
                 str(server_proc.pid),
                 "--fake-pid",
@@ -460,9 +467,22 @@ def one_line(r: dict) -> str:
         f"{_f(r['outbound']['p99'])}/{_f(r['outbound']['max'])} ms  lost {r['in_lost']}/{r['out_lost']}  "
         f"cpu {_f(r['cpu_per_call_minute'], 3)} s/call-min ({_f(100 * r['server_core'], 0)}% core)  "
         f"rss {r['server_rss'] / 2**20:.0f} MB  health p99 {_f(r['health']['p99'])} ms  "
-        f"set-up {_f(r.get('setup_s', math.nan))} s  core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
+        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
         f"[{r.get('seconds', '?')} s]  {verdict}"
     )
+
+
+def _first_audio(r: dict) -> str:
+    burst, joining = r["first_audio"], r.get("first_audio_joining") or {}
+    return (
+        f"first audio p50/max {_f(burst['p50'])}/{_f(burst['max'])} ms, "
+        f"joining {_f(joining.get('p50', math.nan))}/{_f(joining.get('max', math.nan))} ms"
+    )
+
+
+def _p50_max(summary: dict | None) -> str:
+    summary = summary or {}
+    return f"{_f(summary.get('p50', math.nan))} / {_f(summary.get('max', math.nan))}"
 
 
 def rss_slope(levels: list[dict]) -> float:
@@ -497,15 +517,17 @@ def tables(results: list[dict]) -> str:
     )
     out.append(
         "\n| server | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
-        "| barge-in → clear p99 ms | first audio p50 / max ms (calls starting 40 per second) |"
+        "| barge-in → clear p99 ms | first audio p50 / max ms: the N calls starting 40 a second "
+        "| first audio p50 / max ms: calls joining the N live ones |"
     )
-    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (server, mode), levels in groups.items():
         best = held(levels)
         out.append(
             f"| {server} | {mode} | {best['n'] if best else 0} | {_f(best['cpu_per_call_minute'], 3) if best else '–'} "
             f"| {_f(rss_slope(levels), 2)} | {_f(best['bargein_clear']['p99']) if best else '–'} "
-            f"| {_f(best['first_audio']['p50']) + ' / ' + _f(best['first_audio']['max']) if best else '–'} |"
+            f"| {_p50_max(best['first_audio']) if best else '–'} "
+            f"| {_p50_max(best.get('first_audio_joining')) if best else '–'} |"
         )
     for (server, mode), levels in groups.items():
         best = held(levels)
@@ -513,10 +535,10 @@ def tables(results: list[dict]) -> str:
         out.append(
             "| N | in p50 / p95 / p99 / max ms | out p50 / p95 / p99 / max ms | lost in / out | dup | cleared "
             "| failed | CPU-s per call-min | server core | RSS MB | loop lag (healthz) p50 / p99 ms "
-            "| barge-in → clear p50 / p99 ms | → truncate p99 ms | first audio p50 / max ms | all set up after s | core 1 "
-            "| other load core 0 / 1 | result |"
+            "| barge-in → clear p50 / p99 ms | → truncate p99 ms | first audio p50 / max ms | all set up after s "
+            "| first audio joining p50 / max ms | core 1 | other load core 0 / 1 | result |"
         )
-        out.append("|" + " ---: |" * 17 + " --- |")
+        out.append("|" + " ---: |" * 18 + " --- |")
         for r in levels:
             i, o = r["inbound"], r["outbound"]
             out.append(
@@ -526,8 +548,8 @@ def tables(results: list[dict]) -> str:
                 f"| {_f(r['cpu_per_call_minute'], 3)} | {_f(100 * r['server_core'], 0)} % | {r['server_rss'] / 2**20:.0f} "
                 f"| {_f(r['health']['p50'])} / {_f(r['health']['p99'])} "
                 f"| {_f(r['bargein_clear']['p50'])} / {_f(r['bargein_clear']['p99'])} | {_f(r['bargein_truncate']['p99'])} "
-                f"| {_f(r['first_audio']['p50'])} / {_f(r['first_audio']['max'])} | {_f(r.get('setup_s', math.nan))} "
-                f"| {_f(100 * r['core1'], 0)} % "
+                f"| {_p50_max(r['first_audio'])} | {_f(r.get('setup_s', math.nan))} "
+                f"| {_p50_max(r.get('first_audio_joining'))} | {_f(100 * r['core1'], 0)} % "
                 f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
                 f"| {'pass' if r['pass'] else 'FAIL: ' + '; '.join(r['why'])} |"
             )
@@ -554,6 +576,13 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between the last call start and the window",
     )
     p.add_argument("--ramp-rate", type=float, default=40.0, help="calls started per second")
+    p.add_argument(
+        "--joiners",
+        type=int,
+        default=-1,
+        help="calls joining the N live ones one at a time in the window, each for 2 s "
+        "(default: one per 3 s of window; 0: none)",
+    )
     p.add_argument("--min-ramp", type=float, default=0.5)
     p.add_argument(
         "--barge-in", type=float, default=5.0, help="seconds between barge-ins per call (0: none)"
@@ -596,6 +625,12 @@ def parser() -> argparse.ArgumentParser:
         "--profile", default="", help="directory: record the server with py-spy (raw stacks)"
     )
     p.add_argument("--profile-native", action="store_true", help="py-spy --native (C frames too)")
+    p.add_argument(
+        "--profile-phase",
+        choices=("window", "ramp"),
+        default="window",
+        help="what --profile records: the steady window, or the calls' set-up",
+    )
     p.add_argument("--report", default="", help="print the tables of a saved --json file and exit")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, dumps)")
     return p

@@ -10,7 +10,10 @@ playing, and ``clear`` empties the queue and echoes the outstanding marks at onc
 
 Calls start staggered over ``--ramp`` seconds; the steady window (``--settle`` seconds after the
 last call received its first agent audio, ``--steady`` long) is what the latency, CPU and RSS
-figures describe. The server's
+figures describe. During the window ``--joiners`` more calls start one at a time, evenly spread,
+and hang up after ``--joiner-hold`` seconds: their time to first agent audio is that of a call
+arriving at a server already carrying N calls, and their ends exercise the end of a call while
+the others talk, as in production. The server's
 ``/proc`` counters are read at both ends of the window, ``/healthz/`` is probed every
 ``--health-interval`` seconds throughout. Everything is written to ``--out`` (pickle) for
 ``bench.analysis``. Connections go to ``--target`` (127.0.0.1) only; webhook and handshake
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -86,8 +90,9 @@ def core_busy() -> list[float]:
 class Caller(asyncio.Protocol):
     """One Twilio media stream. Steady-state work happens in callbacks only."""
 
-    def __init__(self, gen: Generator, index: int, number: str):
+    def __init__(self, gen: Generator, index: int, number: str, *, joiner: bool = False):
         self.gen = gen
+        self.joiner = joiner
         self.loop = gen.loop
         self.index = index
         self.number = number
@@ -306,7 +311,7 @@ class Caller(asyncio.Protocol):
         keep = (
             "index number call_sid error webhook_ms start_sent first_media stop_sent close_code closed_at "
             "sent_t send_lag recv_t recv_tag recv_cum recv_bytes marks_received marks_echoed clears "
-            "other_events began"
+            "other_events began joiner"
         ).split()
         return {name: getattr(self, name) for name in keep}
 
@@ -350,8 +355,9 @@ class Generator:
             content = _dechunk(content)
         return status, content
 
-    async def call(self, index: int, start_at: float) -> None:
-        caller = Caller(self, index, self.number(index))
+    async def call(self, index: int, start_at: float, hold: float | None = None) -> None:
+        """One caller from webhook to hang-up: at ``stop_event``, or after ``hold`` seconds."""
+        caller = Caller(self, index, self.number(index), joiner=hold is not None)
         self.callers.append(caller)
         await asyncio.sleep(max(0.0, start_at - monotonic()))
         args = self.args
@@ -400,7 +406,11 @@ class Generator:
             caller.transport.write(request)
             await asyncio.wait_for(caller.opened, args.timeout)
             caller.begin(parameters)
-            await self.stop_event.wait()
+            if hold is None:
+                await self.stop_event.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), hold)
             if caller.closed.done():
                 raise RuntimeError(f"the server closed the stream early (code {caller.close_code})")
             caller.stop()
@@ -459,6 +469,13 @@ class Generator:
         window_end = window_start + args.steady
         await asyncio.sleep(max(0.0, window_start - monotonic()))
         self.sample("window_start")
+        joiners = args.joiners if args.joiners >= 0 else max(1, int(args.steady // 3))
+        calls += [
+            asyncio.ensure_future(
+                self.call(n + i, window_start + (i + 0.5) * args.steady / joiners, args.joiner_hold)
+            )
+            for i in range(joiners)
+        ]
         await asyncio.sleep(max(0.0, window_end - monotonic()))
         self.sample("window_end")
         await asyncio.sleep(0.2)
@@ -513,6 +530,13 @@ def parser() -> argparse.ArgumentParser:
         help="the window opens at the latest this long after the ramp",
     )
     p.add_argument("--steady", type=float, default=10.0, help="seconds of steady-state window")
+    p.add_argument(
+        "--joiners",
+        type=int,
+        default=-1,
+        help="calls that start one at a time during the window (default: one per 3 s of it)",
+    )
+    p.add_argument("--joiner-hold", type=float, default=2.0, help="seconds each joining call lasts")
     p.add_argument("--timeout", type=float, default=15.0)
     p.add_argument("--close-timeout", type=float, default=60.0)
     p.add_argument("--health-interval", type=float, default=0.25)

@@ -128,8 +128,9 @@ def test_every_tenth_frame_dropped_is_ten_percent_loss(reports):
     r = reports["drop"]
     assert r["failed"] == 0, r["failures"]
     assert ("in", "tag") in r["methods"]
-    # 3 calls x 2.5 s x 50 frames; the bridge drops frame 10, 20, ... of each stream.
-    assert 300 <= r["in_sent"] <= 400
+    # 3 calls x 2.5 s x 50 frames, plus the joining call's ~1.4 s in the window; the bridge
+    # drops frame 10, 20, ... of each stream.
+    assert 340 <= r["in_sent"] <= 480
     assert abs(r["in_lost"] / r["in_sent"] - 0.10) <= 0.01
     assert r["in_dup"] == 0
     # Tag matching keeps the other frames' latency right despite the gaps.
@@ -156,6 +157,16 @@ def test_added_delay_is_measured(reports):
     assert 8.0 <= r["inbound"]["p50"] <= 14.0
     assert r["outbound"]["p50"] < 5
     assert r["health"]["n"] >= 8
+
+
+def test_a_call_joining_the_live_ones_is_reported_apart(reports):
+    r = reports["delay"]
+    # A 2.5 s window gets one joining call, started in it; the three ramp calls stay "the calls".
+    assert (r["calls"], r["joiners"]) == (3, 1)
+    assert r["failed"] == 0, r["failures"]
+    assert r["first_audio"]["n"] == 3 and r["first_audio_joining"]["n"] == 1
+    # The reference bridge answers at once: the greeting reaches the caller within milliseconds.
+    assert 0 < r["first_audio_joining"]["p50"] < 100
 
 
 def test_transcoded_audio_is_matched_by_duration(reports):
