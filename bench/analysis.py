@@ -32,6 +32,9 @@ import numpy as np
 BARGE_IN_CLEAR_WINDOW = (
     0.5  # s before a barge-in in which a dropped frame of that reply is "cleared"
 )
+#: Seconds before a caller's ``stop`` after which its frames are not measured (the generator
+#: stops the N calls this long after the window, too).
+HANGUP_MARGIN = 0.2
 
 
 def summarize(values_s: Iterable[float]) -> dict:
@@ -208,8 +211,19 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
         if joiner and caller["start_sent"] is not None:
             ended = caller["stop_sent"] or caller["closed_at"] or hi
             joiner_seconds += max(0.0, min(ended, hi) - max(caller["start_sent"], lo))
+        # A call that starts and hangs up inside the window (a joining one) is measured from
+        # its first agent audio, as the N calls are measured only once all are set up: what it
+        # sent before its provider session was ready waited for the set-up, which "first audio"
+        # reports. It is measured up to shortly before its stop, as the others are: agent audio
+        # still in flight when the caller hangs up is never delivered, and is not lost.
+        call_window = (
+            max(lo, caller["first_media"] or lo) if joiner else lo,
+            min(hi, (caller["stop_sent"] or math.inf) - HANGUP_MARGIN),
+        )
         send_lag.extend(
-            x for t, x in zip(caller["sent_t"], caller["send_lag"], strict=False) if lo <= t <= hi
+            x
+            for t, x in zip(caller["sent_t"], caller["send_lag"], strict=False)
+            if call_window[0] <= t <= call_window[1]
         )
         marks[0] += caller["marks_received"]
         marks[1] += caller["marks_echoed"]
@@ -220,13 +234,15 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
             continue
         # Caller -> provider.
         sent_tags = [0] * sum(
-            1 for t in caller["sent_t"] if lo <= t <= hi
+            1 for t in caller["sent_t"] if call_window[0] <= t <= call_window[1]
         )  # the generator tags every frame
-        m = choose(method, sent_tags, _window_tags(session["in_t"], session["in_tag"], window))
+        m = choose(method, sent_tags, _window_tags(session["in_t"], session["in_tag"], call_window))
         methods.add(("in", m))
         if m == "tag":
             inbound.append(
-                match_by_tag(caller["sent_t"], None, session["in_t"], session["in_tag"], window)
+                match_by_tag(
+                    caller["sent_t"], None, session["in_t"], session["in_tag"], call_window
+                )
             )
         else:
             inbound.append(
@@ -235,7 +251,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                     _cum_of_frames(len(caller["sent_t"])),
                     session["in_t"],
                     session["in_cum"],
-                    window,
+                    call_window,
                 )
             )
         # Provider -> caller.
@@ -248,8 +264,8 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                     cleared.add(tag)
         m = choose(
             method,
-            _window_tags(session["out_t"], session["out_tag"], window),
-            _window_tags(caller["recv_t"], caller["recv_tag"], window),
+            _window_tags(session["out_t"], session["out_tag"], call_window),
+            _window_tags(caller["recv_t"], caller["recv_tag"], call_window),
         )
         methods.add(("out", m))
         if m == "tag":
@@ -259,7 +275,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                     session["out_tag"],
                     caller["recv_t"],
                     caller["recv_tag"],
-                    window,
+                    call_window,
                     cleared,
                 )
             )
@@ -270,7 +286,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                     session["out_cum"],
                     caller["recv_t"],
                     caller["recv_cum"],
-                    window,
+                    call_window,
                 )
             )
         # Barge-in reaction.
