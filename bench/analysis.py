@@ -150,14 +150,18 @@ def choose(method: str, sent_tag: Sequence[int], recv_tag: Sequence[int]) -> str
     """``auto``: match by tag unless the sender tagged its audio and the receiver saw (almost)
     none of the tags, i.e. the audio was transcoded on the way.
 
-    Untagged audio (the agent's greeting) is not bench audio: the tag method ignores it. Nothing
-    received at all also means tags, so that tagged frames sent in the window count as lost.
+    Untagged audio (the agent's greeting) is not bench audio: the tag method ignores it, and so
+    does this choice, which compares the tagged frames received with those sent (a short call
+    can receive more greeting than tagged audio in its window). Nothing received at all also
+    means tags, so that tagged frames sent in the window count as lost.
     """
     if method != "auto":
         return method
     if not len(recv_tag) or tagged_fraction(sent_tag) < 0.5:
         return "tag"
-    return "tag" if tagged_fraction(recv_tag) >= 0.5 else "duration"
+    sent_tagged = sum(1 for t in sent_tag if t >= 0)
+    recv_tagged = sum(1 for t in recv_tag if t >= 0)
+    return "tag" if recv_tagged >= 0.5 * sent_tagged else "duration"
 
 
 def _window_tags(

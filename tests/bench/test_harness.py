@@ -212,6 +212,15 @@ def test_match_by_duration_survives_rechunking():
     assert m.lost == 0 and m.duplicated == 0
 
 
+def test_tag_matching_is_chosen_by_the_tagged_frames_not_the_greeting():
+    # A short (joining) call: 20 untagged greeting frames and 12 tagged ones received, of 12 sent.
+    assert analysis.choose("auto", list(range(12)), [-1] * 20 + list(range(12))) == "tag"
+    # Transcoded on the way: none of the tags survived.
+    assert analysis.choose("auto", list(range(12)), [-1] * 32) == "duration"
+    # Nothing received: the tagged frames sent count as lost.
+    assert analysis.choose("auto", list(range(12)), []) == "tag"
+
+
 def test_tags_round_trip():
     payload = tagging.frame_b64(123456)
     assert len(payload) == 216 and tagging.b64_len(payload) == 160
