@@ -16,9 +16,7 @@ from channels.layers import get_channel_layer
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-async def test_healthz_answers_at_once_while_a_consumer_waits_on_the_layer(
-    redis_url, async_client
-):
+async def test_healthz_answers_at_once_while_a_consumer_waits_on_the_layer(redis_url, async_client):
     layer = get_channel_layer()
     assert type(layer).__name__ == "RedisChannelLayer"
     consumer_channel = await layer.new_channel()
