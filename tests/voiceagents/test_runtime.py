@@ -4,7 +4,7 @@ import weakref
 import pytest
 from django.urls import get_resolver
 
-from voiceagents.runtime import freeze_startup_objects
+from voiceagents.runtime import freeze_startup_objects, load_celery
 
 
 @pytest.fixture
@@ -37,3 +37,32 @@ def test_objects_created_after_the_freeze_are_still_collected(unfrozen):
     del a, b
     gc.collect()
     assert gone() is None
+
+
+def test_load_celery_finalizes_the_app_without_connecting_to_the_broker():
+    from celery import Celery
+
+    # Nothing listens on port 1: connecting would fail, so the warm-up must not connect.
+    app = Celery("warm", set_as_current=False, broker="redis://127.0.0.1:1/0")
+
+    @app.task(name="warm.noop")  # registered lazily, when the app is finalized
+    def noop():
+        return None
+
+    assert not app.finalized
+
+    load_celery(app)
+
+    assert app.finalized and "warm.noop" in app.tasks
+    connection = app.pool.acquire(block=False)  # the pool exists and hands out an idle object
+    assert not connection.connected
+    connection.release()
+
+
+def test_the_start_up_freeze_loads_the_projects_celery_app(unfrozen):
+    from celery import current_app
+
+    freeze_startup_objects()
+
+    assert current_app.finalized
+    assert "voiceagents.finalize_call" in current_app.tasks
