@@ -520,10 +520,9 @@ def one_line(r: dict) -> str:
 
 
 def _first_audio(r: dict) -> str:
-    burst, joining = r["first_audio"], r.get("first_audio_joining") or {}
     return (
-        f"first audio p50/max {_f(burst['p50'])}/{_f(burst['max'])} ms, "
-        f"joining {_f(joining.get('p50', math.nan))}/{_f(joining.get('max', math.nan))} ms"
+        f"first audio p50/max {_p50_max(r['first_audio'])} ms, "
+        f"joining {_p50_max(r.get('first_audio_joining'))} ms"
     )
 
 
