@@ -59,10 +59,21 @@ def test_load_celery_finalizes_the_app_without_connecting_to_the_broker():
     connection.release()
 
 
-def test_the_start_up_freeze_loads_the_projects_celery_app(unfrozen):
-    from celery import current_app
+def test_the_start_up_freeze_loads_the_current_celery_app(unfrozen):
+    from celery import Celery, current_app
 
-    freeze_startup_objects()
+    # A fresh current app: the project's one is already finalized by earlier tests, so it
+    # could not show whether the freeze loads it.
+    previous = current_app._get_current_object()
+    app = Celery("fresh", broker="memory://", set_as_current=True)
 
-    assert current_app.finalized
-    assert "voiceagents.finalize_call" in current_app.tasks
+    @app.task(name="fresh.noop")
+    def noop():
+        return None
+
+    try:
+        assert not app.finalized
+        freeze_startup_objects()
+        assert app.finalized and "fresh.noop" in app.tasks
+    finally:
+        previous.set_current()
