@@ -244,6 +244,7 @@ class Bench:
             base_rss = _rss(server_proc.pid)
             profiler: list[subprocess.Popen] = []
             if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
                 # py-spy records the steady window (it starts when the window does), or with
                 # --profile-phase ramp the calls' set-up, from the first call on.
                 ramp_s = max(args.min_ramp, calls / args.ramp_rate)
