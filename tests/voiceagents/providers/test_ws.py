@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import random
 import re
 import ssl
 
@@ -27,8 +28,10 @@ from websockets.exceptions import (
     ConnectionClosedOK,
     InvalidStatus,
 )
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
 from voiceagents.providers.ws import connect
@@ -198,6 +201,217 @@ async def test_invalid_utf8_text_closes_with_1007():
         with pytest.raises(ConnectionClosedError) as excinfo:
             await conn.recv()
     assert excinfo.value.sent.code == 1007
+
+
+# -- frames read and written without the library (the hot path) ---------------------------------
+#
+# A raw server runs the library's own server side (``ServerProtocol``): it answers the handshake,
+# serializes what it sends, and parses, unmasks and checks everything the client sends.
+
+
+class LibraryServer:
+    """A raw TCP peer whose WebSocket side is ``websockets.server.ServerProtocol``."""
+
+    def __init__(self):
+        self.protocol = ServerProtocol()
+        self.writer = None
+        self.received = []  # frames the client sent, as the library parsed them
+        self.raw = bytearray()  # the bytes the client sent after its handshake request
+        self.ready = asyncio.Event()
+
+    async def on_connect(self, reader, writer):
+        self.writer = writer
+        self.reader = reader
+        request = await reader.readuntil(b"\r\n\r\n")
+        self.protocol.receive_data(request)
+        (request_event,) = self.protocol.events_received()
+        self.protocol.send_response(self.protocol.accept(request_event))
+        self.response_head = b"".join(self.protocol.data_to_send())
+        self.ready.set()
+
+    async def read_frames(self, count, timeout=5.0):
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                data = await self.reader.read(65536)
+                assert data, "the client closed the connection"
+                self.raw += data
+                self.protocol.receive_data(data)
+                assert self.protocol.parser_exc is None, self.protocol.parser_exc
+                self.received.extend(self.protocol.events_received())
+        return self.received
+
+
+def mask_keys(stream):
+    """The masking key of each client frame in ``stream`` (RFC 6455 §5.2 header layout)."""
+    keys, pos = [], 0
+    while pos < len(stream):
+        length, pos = stream[pos + 1] & 0x7F, pos + 2
+        if length == 126:
+            length, pos = int.from_bytes(stream[pos : pos + 2], "big"), pos + 2
+        elif length == 127:
+            length, pos = int.from_bytes(stream[pos : pos + 8], "big"), pos + 8
+        keys.append(stream[pos : pos + 4])
+        pos += 4 + length
+    return keys
+
+
+def server_frame(opcode, data, fin=True):
+    return Frame(opcode, data, fin=fin).serialize(mask=False)
+
+
+def random_traffic(rng):
+    """Server frames of every kind the client must handle, the messages they make, the pings."""
+    frames, messages, pings = [], [], []
+    for index in range(80):
+        kind = rng.choice(["text", "text", "binary", "fragmented", "ping", "sized"])
+        if kind == "text":
+            text = f"{index}:" + "é€😀x"[rng.randrange(4)] * rng.randrange(0, 300)
+            frames.append(server_frame(Opcode.TEXT, text.encode()))
+            messages.append(text)
+        elif kind == "binary":
+            data = rng.randbytes(rng.randrange(0, 300))
+            frames.append(server_frame(Opcode.BINARY, data))
+            messages.append(data)
+        elif kind == "fragmented":
+            parts = [f"{index}-{n}€".encode() for n in range(rng.randrange(2, 5))]
+            frames.append(server_frame(Opcode.TEXT, parts[0], fin=False))
+            for n, part in enumerate(parts[1:], 2):
+                if rng.random() < 0.5:  # control frames may come between fragments
+                    ping = f"p{index}.{n}".encode()
+                    frames.append(server_frame(Opcode.PING, ping))
+                    pings.append(ping)
+                frames.append(server_frame(Opcode.CONT, part, fin=n == len(parts)))
+            messages.append(b"".join(parts).decode())
+        elif kind == "ping":
+            ping = f"ping {index}".encode()
+            frames.append(server_frame(Opcode.PING, ping))
+            pings.append(ping)
+        else:  # the 16- and 64-bit length forms, at their edges
+            size = rng.choice([125, 126, 127, 65535, 65536, 70000])
+            data = bytes([index % 256]) * size
+            frames.append(server_frame(Opcode.BINARY, data))
+            messages.append(data)
+    return frames, messages, pings
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_every_frame_arrives_whole_and_in_order_however_reads_cut_the_stream(seed):
+    """Reads cut anywhere (inside headers, lengths, payloads, UTF-8 sequences, and right after
+    the handshake response, whose read also carries the first frames): the same messages, in
+    order, and every ping answered, as the library alone would."""
+    rng = random.Random(seed)
+    frames, messages, pings = random_traffic(rng)
+    server = LibraryServer()
+    async with raw_server(server.on_connect) as url:
+        connecting = asyncio.ensure_future(connect(url))
+        await server.ready.wait()
+        stream = server.response_head + b"".join(frames)
+        # Cut points: many tiny reads near the start (the handshake's end, the first headers),
+        # then random ones; one write per piece, each read by the client before the next.
+        cuts = sorted(
+            {rng.randrange(len(server.response_head) - 3, len(server.response_head) + 40)}
+            | {rng.randrange(1, len(stream)) for _ in range(120)}
+        )
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        pieces[0:2] = [pieces[0] + pieces[1]]  # the response and the first frame bytes together
+        for piece in pieces:
+            server.writer.write(piece)
+            await server.writer.drain()
+            await asyncio.sleep(0.0005)
+        conn = await connecting
+        received = [await conn.recv() for _ in messages]
+        assert received == messages
+        pongs = await server.read_frames(len(pings))
+        assert [(frame.opcode, frame.data) for frame in pongs] == [
+            (Opcode.PONG, ping) for ping in pings
+        ]
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+async def test_sent_frames_are_masked_valid_frames_with_fresh_keys(kind):
+    """What write() frames itself, the library's server side accepts (it refuses unmasked client
+    frames), at every length form, and no masking key repeats across 600 frames (three draws of
+    the key pool)."""
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 70000]
+    sizes += random.Random(1).choices(range(400), k=592)
+    server = LibraryServer()
+    async with raw_server(server.on_connect) as url:
+        connecting = asyncio.ensure_future(connect(url))
+        await server.ready.wait()
+        server.writer.write(server.response_head)
+        conn = await connecting
+        sent = []
+        for n, size in enumerate(sizes):
+            if kind == "text":
+                message = (f"{n}é" * size)[:size]
+            else:
+                message = bytes([n % 256]) * size
+            conn.write(message)
+            sent.append(message)
+        frames = await server.read_frames(len(sent))
+        opcode = Opcode.TEXT if kind == "text" else Opcode.BINARY
+        assert [frame.opcode for frame in frames] == [opcode] * len(sent)
+        assert [frame.data for frame in frames] == [
+            m.encode() if isinstance(m, str) else m for m in sent
+        ]
+        assert all(frame.fin and not frame.rsv1 for frame in frames)
+    keys = mask_keys(bytes(server.raw))
+    assert len(keys) == len(sent)
+    assert len(set(keys)) == len(keys)
+
+
+async def test_a_masked_server_frame_fails_the_connection_with_1002():
+    server = LibraryServer()
+    async with raw_server(server.on_connect) as url:
+        # This server never closes its side: do not wait 10 s for it after failing.
+        connecting = asyncio.ensure_future(connect(url, close_timeout=0.1))
+        await server.ready.wait()
+        server.writer.write(
+            server.response_head
+            + server_frame(Opcode.TEXT, b"fine")
+            + Frame(Opcode.TEXT, b"masked").serialize(mask=True)
+        )
+        conn = await connecting
+        assert await conn.recv() == "fine"
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            await conn.recv()
+    assert excinfo.value.sent.code == 1002
+
+
+async def test_a_new_message_inside_a_fragmented_one_fails_the_connection_with_1002():
+    server = LibraryServer()
+    async with raw_server(server.on_connect) as url:
+        # This server never closes its side: do not wait 10 s for it after failing.
+        connecting = asyncio.ensure_future(connect(url, close_timeout=0.1))
+        await server.ready.wait()
+        server.writer.write(
+            server.response_head
+            + server_frame(Opcode.TEXT, b"first half", fin=False)
+            + server_frame(Opcode.TEXT, b"not a continuation")
+        )
+        conn = await connecting
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            await conn.recv()
+    assert excinfo.value.sent.code == 1002
+
+
+async def test_a_frame_cut_short_by_the_end_of_the_stream_is_reported_as_abnormal():
+    server = LibraryServer()
+    async with raw_server(server.on_connect) as url:
+        connecting = asyncio.ensure_future(connect(url))
+        await server.ready.wait()
+        server.writer.write(
+            server.response_head
+            + server_frame(Opcode.TEXT, b"whole")
+            + server_frame(Opcode.TEXT, b"cut short")[:-3]
+        )
+        conn = await connecting
+        assert await conn.recv() == "whole"
+        server.writer.write_eof()
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            await conn.recv()
+    assert excinfo.value.rcvd is None  # no close frame: 1006, abnormal closure
+    assert isinstance(excinfo.value.__cause__, EOFError)
 
 
 # -- closing -----------------------------------------------------------------------------------
