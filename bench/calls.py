@@ -402,7 +402,11 @@ class Bench:
                 )
         result = representative(runs)
         self.results.append(result)
-        print(one_line(result), flush=True)
+        if len(runs) > 1:
+            # The level's row: one of the runs above, standing for the majority.
+            print(one_line(result) + f"  (level: {result['runs_passed']} passed)", flush=True)
+        else:
+            print(one_line(result), flush=True)
         self.save()
         return result["pass"]
 
@@ -435,7 +439,8 @@ class Bench:
 
 
 def decided(runs: list[dict], repeat: int) -> bool:
-    """True once a majority of ``repeat`` runs passed, or a majority failed."""
+    """True once a majority of ``repeat`` runs passed, or a majority failed. An even ``repeat``
+    that splits evenly is decided by one run more."""
     passed = sum(1 for r in runs if r["pass"])
     return max(passed, len(runs) - passed) > repeat // 2
 
@@ -646,7 +651,8 @@ def parser() -> argparse.ArgumentParser:
         "--repeat",
         type=int,
         default=1,
-        help="runs per level; the level holds when most pass (3: stop after two that agree)",
+        help="runs per level; the level holds when most pass (3: stop after two that agree;"
+        " an even number that splits evenly runs once more)",
     )
     p.add_argument(
         "--retries",
