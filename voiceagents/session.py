@@ -265,7 +265,7 @@ class CallSession:
 
     async def _handle(self, event: ProviderEvent) -> None:
         if isinstance(event, AgentAudio):
-            self._agent_audio(event)
+            await self._agent_audio(event)
         elif isinstance(event, AgentTurnStarted):
             if event.item_id not in self.writer.turns:
                 self.writer.new_turn("agent", event.item_id)
@@ -304,7 +304,7 @@ class CallSession:
                     "provider reported a recoverable error %s: %s", event.code, event.message
                 )
 
-    def _agent_audio(self, event: AgentAudio) -> None:
+    async def _agent_audio(self, event: AgentAudio) -> None:
         if event.item_id in self._dropped_items or event.response_id in self._dropped_responses:
             self.metrics["agent_audio_dropped_chunks"] += 1
             return
@@ -316,8 +316,11 @@ class CallSession:
             return
         if self._to_carrier is not None:
             data = self._to_carrier.convert(data)
-        self.runner.push(data)
+        self.runner.push(data, wake=False)
         turn.end_pos = self._pushed_pos()
+        # Audio due now (real-time speech once the lead is there) goes out from this task, one
+        # scheduling round earlier than through the playout task; a burst still waits there.
+        await self.runner.send_due()
 
     def _pushed_pos(self) -> float:
         return self.pacer.sent_ms + self.pacer.queued_ms

@@ -194,6 +194,11 @@ class PacerRunner:
     ``run()`` sleeps until the next frame is due (or until new audio is pushed), then awaits
     ``send_frame`` for each frame and ``send_mark`` for each mark, in order. ``clock`` and
     ``sleep`` are injectable so tests can use a virtual clock.
+
+    Audio that is due the moment it arrives (a provider speaking in real time, once the lead is
+    built up) need not wait for this task: ``push(data, wake=False)`` then :meth:`send_due` sends
+    it from the pushing task, one scheduling round earlier and without waking this one. Sends
+    never overlap: whoever sends holds ``_sending``, and the other side defers to it.
     """
 
     def __init__(
@@ -214,13 +219,28 @@ class PacerRunner:
         self._sleep = sleep
         self._wake = asyncio.Event()
         self._closed = False
+        #: True while run() or send_due() is sending (a send may suspend): frames stay in order.
+        self._sending = False
 
     def now(self) -> float:
         return self._clock() if self._clock else asyncio.get_running_loop().time()
 
-    def push(self, data: Buffer) -> None:
+    def push(self, data: Buffer, *, wake: bool = True) -> None:
+        """Queue audio; ``wake=False`` when :meth:`send_due` follows at once."""
         self.pacer.push(data)
-        self._wake.set()
+        if wake:
+            self._wake.set()
+
+    async def send_due(self) -> None:
+        """Send what is due now from the calling task, unless a send is under way (that sender,
+        or ``run()`` after it, sends it in order). ``run()`` is woken only if audio is left for
+        later, so that it times it."""
+        if self._sending or self._closed:
+            self._wake.set()
+            return
+        await self._send_due(self.now())
+        if self.pacer.next_due(self.now()) is not None:
+            self._wake.set()
 
     def end_segment(self, mark: str | None = None) -> None:
         self.pacer.end_segment(mark)
@@ -238,7 +258,21 @@ class PacerRunner:
 
     async def run(self) -> None:
         while not self._closed:
-            now = self.now()
+            if not self._sending:
+                await self._send_due(self.now())
+            due = self.pacer.next_due(self.now())
+            self._wake.clear()
+            if due is None or self._sending:
+                # Idle, or send_due() is sending: it wakes us when it leaves audio for later.
+                await self._wake.wait()
+                continue
+            delay = due - self.now()
+            if delay > 0:
+                await self._wait(delay)
+
+    async def _send_due(self, now: float) -> None:
+        self._sending = True
+        try:
             for frame in self.pacer.pull(now):
                 if frame.data:
                     await self._send_frame(frame.data)
@@ -247,14 +281,8 @@ class PacerRunner:
                 if self._send_mark is not None:
                     for mark in frame.marks:
                         await self._send_mark(mark)
-            due = self.pacer.next_due(self.now())
-            self._wake.clear()
-            if due is None:
-                await self._wake.wait()
-                continue
-            delay = due - self.now()
-            if delay > 0:
-                await self._wait(delay)
+        finally:
+            self._sending = False
 
     async def _wait(self, delay: float) -> None:
         """Sleep ``delay`` seconds or until woken, whichever comes first."""

@@ -190,3 +190,90 @@ async def test_runner_on_the_real_loop_delivers_everything_and_stops():
     assert frames == [b"\x05" * 160] * 5
     assert [f.start_ms for f in played] == [0, 20, 40, 60, 80]
     assert runner.clear().dropped_queued_ms == 0
+
+
+async def test_audio_due_on_arrival_goes_out_from_the_pushing_task_and_a_burst_keeps_its_grid():
+    clock, sent = VirtualClock(), []
+
+    async def send_frame(data):
+        sent.append((clock.now, data[:1]))
+
+    runner = PacerRunner(Pacer(MULAW_8K, lead_ms=40), send_frame, clock=clock, sleep=clock.sleep)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0)  # the runner is idle, waiting
+    runner.push(b"\x01" * 160, wake=False)
+    await runner.send_due()
+    assert sent == [(0, b"\x01")]  # sent before the loop ran anything else
+    # A burst: the lead goes out at once, the rest on the 20 ms grid, timed by the runner.
+    runner.push(b"\x02" * 160 * 4, wake=False)
+    await runner.send_due()
+    assert sent == [(0, b"\x01"), (0, b"\x02")]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    runner.close()
+    await asyncio.wait_for(task, 5)
+    assert [(round(t, 3), d) for t, d in sent] == [
+        (0, b"\x01"),
+        (0, b"\x02"),
+        (0.02, b"\x02"),
+        (0.04, b"\x02"),
+        (0.06, b"\x02"),
+    ]
+
+
+async def test_send_due_never_overtakes_a_send_under_way():
+    sent, calls, release = [], [], asyncio.Event()
+
+    async def send_frame(data):
+        calls.append(data[:1])
+        if len(calls) == 1:
+            await release.wait()  # the first send suspends (the carrier pushes back)
+        sent.append(data[:1])
+
+    # An 80 ms lead: the third frame is due at once, so only the rule keeps it back.
+    runner = PacerRunner(Pacer(MULAW_8K, lead_ms=80), send_frame)
+    task = asyncio.create_task(runner.run())
+    runner.push(b"\x01" * 160 * 2)  # run() sends these, and stalls in the first
+    for _ in range(5):
+        await asyncio.sleep(0)
+    runner.push(b"\x02" * 160, wake=False)
+    await runner.send_due()  # a send is under way: it leaves the frame to it
+    assert sent == []
+    release.set()
+    for _ in range(100):
+        if len(sent) == 3:
+            break
+        await asyncio.sleep(0.01)
+    runner.close()
+    await asyncio.wait_for(task, 2)
+    assert sent == [b"\x01", b"\x01", b"\x02"]
+
+
+async def test_the_runner_never_overtakes_a_send_due_under_way():
+    sent, calls, release = [], [], asyncio.Event()
+
+    async def send_frame(data):
+        calls.append(data[:1])
+        if len(calls) == 1:
+            await release.wait()
+        sent.append(data[:1])
+
+    runner = PacerRunner(Pacer(MULAW_8K, lead_ms=80), send_frame)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0)
+    runner.push(b"\x01" * 160, wake=False)
+    sending = asyncio.create_task(runner.send_due())  # stalls in its send
+    await asyncio.sleep(0)
+    runner.push(b"\x02" * 160)  # wakes the runner while send_due() is sending
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sent == [] and calls == [b"\x01"]
+    release.set()
+    await sending
+    for _ in range(100):
+        if len(sent) == 2:
+            break
+        await asyncio.sleep(0.01)
+    runner.close()
+    await asyncio.wait_for(task, 2)
+    assert sent == [b"\x01", b"\x02"]
