@@ -1,4 +1,5 @@
-"""``python -m bench`` (``make bench``): the audio-core table, then a short call sweep.
+"""``python -m bench`` (``make bench``): the audio-core table, the provider leg's framing table,
+then a short call sweep.
 
 The short sweep runs the production server recommended in the README (uvicorn) over the three
 fake-provider modes at N = 10, 100 and 200 concurrent calls with a 5 s steady window; it takes
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from . import audio, calls
+from . import audio, calls, wsframes
 
 SHORT_SWEEP = [
     "--servers",
@@ -31,6 +32,8 @@ SHORT_SWEEP = [
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     status = audio.main([])
+    print()
+    status = status or wsframes.main([])
     print()
     return status or calls.main(SHORT_SWEEP + argv)
 
