@@ -172,6 +172,16 @@ async def test_runner_sends_frames_and_marks_on_the_virtual_grid():
     assert sent[4][2] == b"\x02" and sent[-1][2] == "done"
 
 
+async def stop_once_sent(runner, task, sent, count):
+    """Wait (up to 2 s) until ``count`` frames are in ``sent``, then stop the runner."""
+    for _ in range(200):
+        if len(sent) >= count:
+            break
+        await asyncio.sleep(0.01)
+    runner.close()
+    await asyncio.wait_for(task, 2)
+
+
 async def test_runner_on_the_real_loop_delivers_everything_and_stops():
     frames, played = [], []
 
@@ -181,12 +191,7 @@ async def test_runner_on_the_real_loop_delivers_everything_and_stops():
     runner = PacerRunner(Pacer(MULAW_8K, lead_ms=40), send_frame, on_frame=played.append)
     task = asyncio.create_task(runner.run())
     runner.push(b"\x05" * 160 * 5)
-    for _ in range(200):
-        if len(frames) == 5:
-            break
-        await asyncio.sleep(0.01)
-    runner.close()
-    await asyncio.wait_for(task, 2)
+    await stop_once_sent(runner, task, frames, 5)
     assert frames == [b"\x05" * 160] * 5
     assert [f.start_ms for f in played] == [0, 20, 40, 60, 80]
     assert runner.clear().dropped_queued_ms == 0
@@ -221,15 +226,22 @@ async def test_audio_due_on_arrival_goes_out_from_the_pushing_task_and_a_burst_k
     ]
 
 
-async def test_send_due_never_overtakes_a_send_under_way():
+def first_send_stalls():
+    """A send_frame whose first call suspends until ``release`` is set (the carrier pushes back);
+    ``calls`` records each call, ``sent`` each completed send."""
     sent, calls, release = [], [], asyncio.Event()
 
     async def send_frame(data):
         calls.append(data[:1])
         if len(calls) == 1:
-            await release.wait()  # the first send suspends (the carrier pushes back)
+            await release.wait()
         sent.append(data[:1])
 
+    return send_frame, sent, calls, release
+
+
+async def test_send_due_never_overtakes_a_send_under_way():
+    send_frame, sent, calls, release = first_send_stalls()
     # An 80 ms lead: the third frame is due at once, so only the rule keeps it back.
     runner = PacerRunner(Pacer(MULAW_8K, lead_ms=80), send_frame)
     task = asyncio.create_task(runner.run())
@@ -240,24 +252,12 @@ async def test_send_due_never_overtakes_a_send_under_way():
     await runner.send_due()  # a send is under way: it leaves the frame to it
     assert sent == []
     release.set()
-    for _ in range(100):
-        if len(sent) == 3:
-            break
-        await asyncio.sleep(0.01)
-    runner.close()
-    await asyncio.wait_for(task, 2)
+    await stop_once_sent(runner, task, sent, 3)
     assert sent == [b"\x01", b"\x01", b"\x02"]
 
 
 async def test_the_runner_never_overtakes_a_send_due_under_way():
-    sent, calls, release = [], [], asyncio.Event()
-
-    async def send_frame(data):
-        calls.append(data[:1])
-        if len(calls) == 1:
-            await release.wait()
-        sent.append(data[:1])
-
+    send_frame, sent, calls, release = first_send_stalls()
     runner = PacerRunner(Pacer(MULAW_8K, lead_ms=80), send_frame)
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(0)
@@ -270,10 +270,5 @@ async def test_the_runner_never_overtakes_a_send_due_under_way():
     assert sent == [] and calls == [b"\x01"]
     release.set()
     await sending
-    for _ in range(100):
-        if len(sent) == 2:
-            break
-        await asyncio.sleep(0.01)
-    runner.close()
-    await asyncio.wait_for(task, 2)
+    await stop_once_sent(runner, task, sent, 2)
     assert sent == [b"\x01", b"\x02"]

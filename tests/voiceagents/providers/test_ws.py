@@ -360,36 +360,33 @@ async def test_sent_frames_are_masked_valid_frames_with_fresh_keys(kind):
     assert len(set(keys)) == len(keys)
 
 
-async def test_a_masked_server_frame_fails_the_connection_with_1002():
+@pytest.mark.parametrize(
+    "frames, delivered",
+    [
+        pytest.param(
+            [server_frame(Opcode.TEXT, b"fine"), Frame(Opcode.TEXT, b"x").serialize(mask=True)],
+            ["fine"],
+            id="a masked server frame",
+        ),
+        pytest.param(
+            [
+                server_frame(Opcode.TEXT, b"first half", fin=False),
+                server_frame(Opcode.TEXT, b"not a continuation"),
+            ],
+            [],
+            id="a new message inside a fragmented one",
+        ),
+    ],
+)
+async def test_protocol_violations_fail_the_connection_with_1002(frames, delivered):
     server = LibraryServer()
     async with raw_server(server.on_connect) as url:
         # This server never closes its side: do not wait 10 s for it after failing.
         connecting = asyncio.ensure_future(connect(url, close_timeout=0.1))
         await server.ready.wait()
-        server.writer.write(
-            server.response_head
-            + server_frame(Opcode.TEXT, b"fine")
-            + Frame(Opcode.TEXT, b"masked").serialize(mask=True)
-        )
+        server.writer.write(server.response_head + b"".join(frames))
         conn = await connecting
-        assert await conn.recv() == "fine"
-        with pytest.raises(ConnectionClosedError) as excinfo:
-            await conn.recv()
-    assert excinfo.value.sent.code == 1002
-
-
-async def test_a_new_message_inside_a_fragmented_one_fails_the_connection_with_1002():
-    server = LibraryServer()
-    async with raw_server(server.on_connect) as url:
-        # This server never closes its side: do not wait 10 s for it after failing.
-        connecting = asyncio.ensure_future(connect(url, close_timeout=0.1))
-        await server.ready.wait()
-        server.writer.write(
-            server.response_head
-            + server_frame(Opcode.TEXT, b"first half", fin=False)
-            + server_frame(Opcode.TEXT, b"not a continuation")
-        )
-        conn = await connecting
+        assert [await conn.recv() for _ in delivered] == delivered
         with pytest.raises(ConnectionClosedError) as excinfo:
             await conn.recv()
     assert excinfo.value.sent.code == 1002
