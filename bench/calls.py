@@ -510,10 +510,16 @@ def _f(x: float, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def one_line(r: dict) -> str:
-    verdict = "PASS" if r["pass"] else "FAIL: " + "; ".join(r["why"])
+def _verdict(r: dict, passed: str) -> str:
+    """``passed`` or the reasons it failed, and how many runs passed when there were several."""
+    verdict = passed if r["pass"] else "FAIL: " + "; ".join(r["why"])
     if "runs" in r:
         verdict += f" ({r['runs_passed']} runs passed)"
+    return verdict
+
+
+def one_line(r: dict) -> str:
+    verdict = _verdict(r, "PASS")
     return (
         f"{r['server']:>8} {r['mode']:>4} N={r['n']:<4} in p50/p99/max {_f(r['inbound']['p50'])}/"
         f"{_f(r['inbound']['p99'])}/{_f(r['inbound']['max'])} ms  out {_f(r['outbound']['p50'])}/"
@@ -603,8 +609,7 @@ def tables(results: list[dict]) -> str:
                 f"| {_p50_max(r['first_audio'])} | {_f(r.get('setup_s', math.nan))} "
                 f"| {_p50_max(r.get('first_audio_joining'))} | {_f(100 * r['core1'], 0)} % "
                 f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
-                f"| {'pass' if r['pass'] else 'FAIL: ' + '; '.join(r['why'])}"
-                f"{' (' + r['runs_passed'] + ' runs passed)' if 'runs' in r else ''} |"
+                f"| {_verdict(r, 'pass')} |"
             )
     return "\n".join(out)
 
