@@ -238,8 +238,9 @@ class PacerRunner:
         if self._sending or self._closed:
             self._wake.set()
             return
-        await self._send_due(self.now())
-        if self.pacer.next_due(self.now()) is not None:
+        now = self.now()
+        await self._send_due(now)
+        if self.pacer.next_due(now) is not None:  # None or not depends on the queue, not on now
             self._wake.set()
 
     def end_segment(self, mark: str | None = None) -> None:
