@@ -50,6 +50,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     #: Carrier id, as in ``voiceagents.models.Carrier``.
     carrier_id = ""
     carrier_format: AudioFormat
+    #: The caller audio's format as it arrives; ``None``: the same as ``carrier_format``.
+    inbound_format: AudioFormat | None = None
     has_marks = True
     #: Carrier frame ``event`` → name of the coroutine method that handles it; subclasses fill it.
     frame_events: dict[str, str] = {}
@@ -127,6 +129,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 await self.websocket_receive(message)  # receive() reports what is wrong
             return
         await super().dispatch(message)
+
+    @property
+    def caller_format(self) -> AudioFormat:
+        """``CarrierLink.caller_format``: what ``caller_audio`` gets (converted once, in the session)."""
+        return self.inbound_format or self.carrier_format
 
     async def send_text(self, text: str) -> None:
         """One text frame to the carrier, handed straight to the ASGI server (the hot path)."""
@@ -222,7 +229,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self.close()
             return False
         self.session = CallSession(context, self, provider)
-        self.session.metrics["malformed_frames"] = self.malformed_count
         await self.channel_layer.group_add(call_group(call_id), self.channel_name)
         self.session.start()
         return True
@@ -231,7 +237,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         session = self.session
         if session is None:
             return
-        session.metrics["malformed_frames"] = self.malformed_count
+        session.carrier_metrics("malformed_frames", self.malformed_count)
         await session.end(reason, by_carrier=by_carrier)
 
     async def disconnect(self, code):

@@ -71,8 +71,13 @@ RECORDING_RATE = 8000
 class CarrierLink(Protocol):
     """What the session needs from a carrier's media consumer."""
 
-    #: Format of the audio on the carrier leg, both directions.
+    #: Format of the agent audio the carrier leg takes (and, unless ``caller_format`` differs,
+    #: of the caller audio it sends).
     carrier_format: AudioFormat
+    #: Format of the caller audio handed to ``CallSession.caller_audio``: the carrier's inbound
+    #: format as it really arrives (Telnyx may stream another codec than the one negotiated). The
+    #: session converts it once, straight to the provider's input format.
+    caller_format: AudioFormat
     #: Whether the carrier echoes marks when the audio before them has played.
     has_marks: bool
 
@@ -113,7 +118,10 @@ class CallSession:
                 context.recording_dir, f"voiceagents-{context.call_id}.wav"
             )
             self.recorder = CallRecorder(
-                self.recording_path, sample_rate=RECORDING_RATE, caller_format=fmt, agent_format=fmt
+                self.recording_path,
+                sample_rate=RECORDING_RATE,
+                caller_format=carrier.caller_format,
+                agent_format=fmt,
             )
         self._to_provider: Converter | None = None
         self._to_carrier: Converter | None = None
@@ -187,6 +195,20 @@ class CallSession:
     def call_ms(self, now: float | None = None) -> int:
         return int(((now if now is not None else self.loop.time()) - self.t0) * 1000)
 
+    # -- what a carrier may ask of the session (besides the frame entry points below) ----------
+
+    def playout_buffered_ms(self, now: float | None = None) -> float:
+        """Agent audio sent to the carrier that it has not played yet, by real-time estimate."""
+        return self.pacer.buffered_ms(self.loop.time() if now is None else now)
+
+    def record_event(self, kind: str, **data) -> None:
+        """A timeline event at the current call time (written by the background writer)."""
+        self.writer.event(kind, self.call_ms(), **data)
+
+    def carrier_metrics(self, name: str, values: dict) -> None:
+        """Attach the carrier's own counters to the call's metrics (read at the end, by reference)."""
+        self.metrics[name] = values
+
     async def _provider_loop(self) -> None:
         try:
             started = self.loop.time()
@@ -209,8 +231,9 @@ class CallSession:
 
     def _setup_converters(self) -> None:
         fmt = self.carrier.carrier_format
-        if self.provider.input_format != fmt:
-            self._to_provider = Converter(fmt, self.provider.input_format)
+        inbound = self.carrier.caller_format
+        if self.provider.input_format != inbound:
+            self._to_provider = Converter(inbound, self.provider.input_format)
         if self.provider.output_format != fmt:
             self._to_carrier = Converter(self.provider.output_format, fmt)
         self.log.info(
@@ -247,10 +270,11 @@ class CallSession:
     def _buffer(self, payload: str, audio: bytes) -> None:
         self.metrics["caller_audio_buffered_frames"] += 1
         self._pending.append((payload, audio))
-        self._pending_ms += self.carrier.carrier_format.duration_ms(len(audio))
+        inbound = self.carrier.caller_format
+        self._pending_ms += inbound.duration_ms(len(audio))
         while self._pending_ms > PENDING_AUDIO_MS and self._pending:
             _, dropped = self._pending.popleft()
-            self._pending_ms -= self.carrier.carrier_format.duration_ms(len(dropped))
+            self._pending_ms -= inbound.duration_ms(len(dropped))
             self.metrics["caller_audio_dropped_frames"] += 1
 
     async def _forward(self, payload: str, audio: bytes) -> None:

@@ -21,7 +21,7 @@ Closing the WebSocket does not end a Telnyx call, so ending a call from our side
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import binascii
 import hmac
 import json
@@ -31,7 +31,6 @@ from collections import deque
 from channels.db import database_sync_to_async
 
 from voiceagents import streamtokens
-from voiceagents.audio.convert import Converter
 from voiceagents.audio.formats import Encoding
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import CarrierAPIError, ConfigurationError, WebhookValidationFailure
@@ -89,7 +88,8 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         self.frame_token: str | None = None
         self.call_control_id = ""
         self._starting = False
-        self._inbound: Converter | None = None
+        self.inbound_format = None
+        self._loop = asyncio.get_running_loop()
         self._by_chunk: Reorder = Reorder(REORDER_WINDOW)
         self._by_seq: Reorder = Reorder(0)
         self._caller_pos: float | None = None
@@ -178,11 +178,8 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         self.stats["reordered_frames"] = self._by_chunk.held
 
     async def _caller_audio(self, session, chunk: int | None, payload: str, audio: bytes) -> None:
-        if self._inbound is not None:
-            audio = self._inbound.convert(audio)
-            if not audio:
-                return
-            payload = base64.b64encode(audio).decode("ascii")
+        # Audio in another format than negotiated (``inbound_format``) is converted once, by the
+        # session, straight to the provider's format.
         # Place the audio on the call clock by its position in the stream; a frame given up as
         # lost leaves a gap of one frame (Telnyx's media.timestamp units are undocumented).
         if self._caller_pos is None:
@@ -192,7 +189,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         if chunk is not None:
             self._last_chunk = chunk
         at_ms = self._caller_pos
-        self._last_frame_ms = self.carrier_format.duration_ms(len(audio))
+        self._last_frame_ms = self.caller_format.duration_ms(len(audio))
         self._caller_pos += self._last_frame_ms
         await session.caller_audio(payload, audio, int(at_ms))
 
@@ -228,9 +225,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         self.stats["stream_errors"] += 1
         logger.warning("call %s: Telnyx stream error %s: %s", self.call_id or "?", code, message)
         if self.session is not None:
-            self.session.writer.event(
-                "error", self.session.call_ms(), source="telnyx", code=code, message=message
-            )
+            self.session.record_event("error", source="telnyx", code=code, message=message)
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -265,7 +260,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             call_id, token, stream_id, carrier_call_id=self.call_control_id or None
         )
         if started:
-            self.session.metrics["telnyx"] = self.stats
+            self.session.carrier_metrics("telnyx", self.stats)
         elif token_valid and self.call_control_id:
             # Nobody will talk to the caller: hang up rather than leave them in silence.
             target = await database_sync_to_async(calls.stream_hangup_target)(
@@ -306,7 +301,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
                 reported,
                 self.carrier_format,
             )
-            self._inbound = Converter(reported, self.carrier_format)
+            self.inbound_format = reported
 
     # -- CarrierLink ----------------------------------------------------------------------------
 
@@ -314,7 +309,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
     def has_marks(self) -> bool:
         """True while Telnyx echoes marks in time; read by the session at every frame and barge-in."""
         pending = self._pending_marks
-        if not pending or self.session is None or self.session.loop.time() <= pending[0][1]:
+        if not pending or self.session is None or self._loop.time() <= pending[0][1]:
             return True
         if not self._marks_late:
             self._marks_late = True
@@ -331,8 +326,8 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         session = self.session
         if session is not None:
             # The echo is due once the audio sent so far has played, plus the grace.
-            now = session.loop.time()
-            due = now + session.pacer.buffered_ms(now) / 1000.0 + self.mark_grace_s
+            now = self._loop.time()
+            due = now + session.playout_buffered_ms(now) / 1000.0 + self.mark_grace_s
             self._pending_marks.append((name, due))
             self._marks_late = False
         await self.send_text(json.dumps({"event": "mark", "mark": {"name": name}}))
