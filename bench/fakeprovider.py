@@ -1,7 +1,8 @@
 """A fake OpenAI Realtime server for load tests, run as its own process (``python -m bench.fakeprovider``).
 
-It speaks the GA protocol (protocols.md §4) to the bridge's provider client, on 127.0.0.1 only,
-and records when each piece of audio arrived and left, for ``bench.analysis``. Modes:
+It speaks the GA protocol (docs/providers/openai_realtime.md#wire-protocol) to the bridge's
+provider client, on 127.0.0.1 only, and records when each piece of audio arrived and left, for
+``bench.analysis``. Modes:
 
 ``echo``
     every appended chunk comes straight back as agent audio of the same length: the agent talks

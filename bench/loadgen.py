@@ -1,12 +1,14 @@
 """The load generator: N concurrent Twilio callers against a running server, as its own process.
 
 Each caller does what Twilio does for an inbound call to a ``<Connect><Stream>`` number
-(protocols.md §1, §2): it POSTs the signed voice webhook, reads the TwiML, opens the media
-WebSocket with a signed handshake, sends ``connected`` and ``start`` with the TwiML's parameters,
-then one 20 ms μ-law ``media`` frame on a real-time grid until it is told to stop, and ``stop``.
+(docs/carriers/twilio.md#wire-protocol): it POSTs the signed voice webhook, reads the TwiML, opens
+the media WebSocket with a signed handshake, sends ``connected`` and ``start`` with the TwiML's
+parameters, then one 20 ms μ-law ``media`` frame on a real-time grid until it is told to stop,
+and ``stop``.
 It plays back what the server sends like Twilio's outbound queue: audio plays in real time from
 the moment it arrives, a ``mark`` is echoed once the audio sent before it would have finished
-playing, and ``clear`` empties the queue and echoes the outstanding marks at once (§2.3).
+playing, and ``clear`` empties the queue and echoes the outstanding marks at once
+(docs/carriers/twilio.md#marks-and-clear).
 
 Calls start staggered over ``--ramp`` seconds; the steady window (``--settle`` seconds after the
 last call received its first agent audio, ``--steady`` long) is what the latency, CPU and RSS
@@ -53,7 +55,10 @@ _PAYLOAD_KEY = b'"payload":"'
 
 
 def twilio_signature(url: str, params: dict[str, str], token: str) -> str:
-    """X-Twilio-Signature: HMAC-SHA1 of the URL plus the sorted POST parameters (§1.4)."""
+    """X-Twilio-Signature: HMAC-SHA1 of the URL plus the sorted POST parameters.
+
+    The algorithm: docs/carriers/twilio.md#webhook-signature.
+    """
     data = url + "".join(k + params[k] for k in sorted(params))
     return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 

@@ -14,7 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from telephony.routing import websocket_urlpatterns  # noqa: E402
 from voiceagents.runtime import freeze_startup_objects  # noqa: E402
 
-# No origin validator: carriers send no browser Origin header (style.md §7).
+# No origin validator: carriers are not browsers and send no Origin header.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

@@ -1,6 +1,6 @@
 """What every carrier's webhooks share: the base view, public URLs and log-safe phone numbers.
 
-The base view fixes the order of work for every carrier webhook (style.md §7): verify, then parse,
+The base view fixes the order of work for every carrier webhook: verify, then parse,
 then act, then respond. Carriers plug in verification as named methods (``verifiers``), so that
 mixins compose without ``super()`` chains, and implement ``parse()`` and ``handle()``.
 
@@ -34,7 +34,7 @@ _WS_SCHEMES = {"https": "wss", "http": "ws"}
 
 
 def mask_number(number: str | None) -> str:
-    """A phone number safe to log: only its last four characters (style.md §11)."""
+    """A phone number safe to log: only its last four characters (never log a number in full)."""
     if not number:
         return "(none)"
     return "…" + number[-4:]

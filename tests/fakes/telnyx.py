@@ -1,17 +1,18 @@
 """A fake Telnyx for tests: signed webhooks, the Call Control REST API, and a media-stream caller.
 
 * Signatures are made here with ``cryptography``'s Ed25519 API directly, never with
-  ``telephony.carriers.telnyx.signature``: the signed message (``timestamp|body``, protocols.md
-  §3.2) is composed independently, so a shared misunderstanding cannot make both sides agree.
+  ``telephony.carriers.telnyx.signature``: the signed message (``timestamp|body``,
+  docs/carriers/telnyx.md#webhook-signature) is composed independently, so a shared
+  misunderstanding cannot make both sides agree.
 * ``FakeTelnyxAPI`` is a real HTTP server on 127.0.0.1, port 0, in a thread (so sync Django test
   clients and async tests can both reach it). It records every command and answers like Telnyx:
   ``200 {"data": {"result": "ok"}}``, or a scripted error such as
   ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``.
-* ``FakeTelnyxCaller`` plays Telnyx's side of a bidirectional media stream (§3.4) over any pair of
-  send/receive coroutines: ``connected`` (with the auth token), ``start`` with our
-  ``client_state``, ``media`` frames paced in real time, ``dtmf``, ``error``, ``stop``. It plays
-  the audio it receives on a simulated clock and echoes each ``mark`` once the audio before it
-  has played; ``clear`` drops the queue and returns the queued marks at once.
+* ``FakeTelnyxCaller`` plays Telnyx's side of a bidirectional media stream
+  (docs/carriers/telnyx.md#media-stream-frames) over any pair of send/receive coroutines:
+  ``connected`` (with the auth token), ``start`` with our ``client_state``, ``media`` frames paced
+  in real time, ``dtmf``, ``error``, ``stop``. It plays the audio it receives on a simulated clock
+  and echoes each ``mark`` once the audio before it has played; ``clear`` drops the queue and returns the queued marks at once.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ OUR_NUMBER = "+15559870000"
 CONNECTION_ID = "2811212257810187875"
 
 
-# -- Ed25519 signing (protocols.md §3.2) ------------------------------------------------------
+# -- Ed25519 signing (docs/carriers/telnyx.md#webhook-signature) ------------------------------
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def post(
     )
 
 
-# -- webhook bodies (protocols.md §3.1) -------------------------------------------------------
+# -- webhook bodies (docs/carriers/telnyx.md#webhook-envelope) --------------------------------
 
 
 def new_call_control_id() -> str:
@@ -185,7 +186,7 @@ def decode_client_state(value: str) -> dict:
     return json.loads(base64.b64decode(value))
 
 
-# -- the Call Control REST API (protocols.md §3.3) --------------------------------------------
+# -- the Call Control REST API (docs/carriers/telnyx.md#call-control-commands) ----------------
 
 
 @dataclass
@@ -351,7 +352,7 @@ class FakeTelnyxAPI:
         request.wfile.write(data)
 
 
-# -- media-stream frames (protocols.md §3.4) --------------------------------------------------
+# -- media-stream frames (docs/carriers/telnyx.md#media-stream-frames) ------------------------
 
 
 def connected(token: str | None = None) -> dict:

@@ -2,8 +2,9 @@
 
 Signatures come from the ``twilio`` package's own ``RequestValidator``, never from our
 ``telephony.carriers.twilio.signature``, so a shared misunderstanding of the algorithm cannot make
-both sides agree. Frame builders return the JSON dicts of protocols.md §2.1 (``json.dumps`` them,
-or pass them to ``WebsocketCommunicator.send_json_to``).
+both sides agree. Frame builders return the JSON dicts of
+docs/carriers/twilio.md#media-stream-frames (``json.dumps`` them, or pass them to
+``WebsocketCommunicator.send_json_to``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def sign(
 
 
 def voice_params(**overrides: str) -> dict[str, str]:
-    """Fields of an incoming-call webhook (protocols.md §1.1), for a fresh CallSid."""
+    """Fields of an incoming-call webhook (docs/carriers/twilio.md#voice-webhook), fresh CallSid."""
     params = {
         "CallSid": new_sid("CA"),
         "AccountSid": ACCOUNT_SID,
@@ -64,7 +65,7 @@ def voice_params(**overrides: str) -> dict[str, str]:
 def status_params(
     call_sid: str, status: str, sequence: int | None, **overrides: str
 ) -> dict[str, str]:
-    """Fields of a call status callback (protocols.md §1.3)."""
+    """Fields of a call status callback (docs/carriers/twilio.md#status-callbacks)."""
     params = voice_params(
         CallSid=call_sid, CallStatus=status, CallbackSource="call-progress-events"
     )
@@ -111,7 +112,7 @@ def handshake_headers(
     ]
 
 
-# -- media-stream frames (protocols.md §2.1) ------------------------------------------------------
+# -- media-stream frames (docs/carriers/twilio.md#media-stream-frames) ---------------------------
 
 
 def connected() -> dict:

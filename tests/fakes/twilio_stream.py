@@ -1,10 +1,10 @@
-"""A fake Twilio Media Streams client (protocols.md §2.4), transport-agnostic.
+"""A fake Twilio Media Streams client, transport-agnostic (docs/carriers/twilio.md#wire-protocol).
 
 It plays Twilio's side of a bidirectional stream: ``connected``, ``start`` with the TwiML
 parameters, 20 ms μ-law ``media`` frames paced in real time, ``dtmf``, ``stop``. It records what
 the server sends and echoes each ``mark`` once its simulated playback clock (8 bytes of μ-law per
 ms, starting when audio arrives) passes it; ``clear`` empties the playback queue and echoes the
-outstanding marks at once, as Twilio does (§2.3).
+outstanding marks at once, as Twilio does (docs/carriers/twilio.md#marks-and-clear).
 
 Use it over Channels' ``WebsocketCommunicator`` or a real ``websockets`` client by passing the two
 coroutines that send and receive text frames.

@@ -1,4 +1,7 @@
-"""The Call Control REST client against the loopback fake Telnyx API (protocols.md §3.3)."""
+"""The Call Control REST client against the loopback fake Telnyx API.
+
+The API: docs/carriers/telnyx.md#call-control-commands.
+"""
 
 from __future__ import annotations
 

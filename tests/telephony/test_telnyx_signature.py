@@ -1,5 +1,5 @@
-"""Ed25519 webhook signatures (protocols.md §3.2), signed by ``tests.fakes.telnyx`` with
-``cryptography`` directly, never by the module under test."""
+"""Ed25519 webhook signatures (docs/carriers/telnyx.md#webhook-signature), signed by
+``tests.fakes.telnyx`` with ``cryptography`` directly, never by the module under test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``X-Twilio-Signature``: protocols.md §1.4 vectors, variants, secrets and the stream handshake.
+"""``X-Twilio-Signature``: the vectors of docs/carriers/twilio.md#webhook-signature, variants,
+secrets and the stream handshake.
 
 Each vector is checked against the twilio SDK's ``RequestValidator`` too, so the table itself is
 tested, and our module never signs what it later verifies.

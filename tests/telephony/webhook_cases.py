@@ -1,4 +1,4 @@
-"""The webhook-security contract every carrier webhook passes (style.md §12).
+"""The webhook-security contract every carrier webhook passes.
 
 A carrier's test module star-imports these tests and provides a ``webhook`` fixture: a
 ``WebhookHarness`` for one endpoint (parametrize the fixture to cover each endpoint). The harness

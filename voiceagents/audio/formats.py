@@ -3,7 +3,7 @@
 Every carrier and provider declares the formats it sends and accepts as :class:`AudioFormat`
 values; the bridge compares them and builds a :class:`~voiceagents.audio.convert.Converter`
 only where they differ. Wire audio is headerless, so the format is the only description of the
-bytes there is (protocols.md section 0 and 10.1).
+bytes there is (docs/audio.md#wire-formats).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class Encoding(enum.StrEnum):
     #: Signed 16-bit little-endian PCM ("linear16", ``pcm_*``, ``audio/pcm``).
     PCM16 = "pcm16"
     #: Signed 16-bit big-endian PCM: RTP L16 per RFC 3551. Telnyx's L16 byte order is unconfirmed
-    #: (protocols.md 3.4), so a carrier can pick this one if a test tone proves it big-endian.
+    #: (docs/audio.md#wire-formats), so a carrier can pick this one if a test tone proves it
+    #: big-endian.
     PCM16BE = "pcm16be"
 
 

@@ -3,7 +3,7 @@
 Decoding is one 256-entry table lookup, encoding one 65,536-entry lookup indexed by the sample's
 bit pattern, so a 20 ms frame costs about a microsecond and no per-sample Python runs.
 
-Two µ-law encoders exist and both are valid G.711 (protocols.md 10.2):
+Two µ-law encoders exist and both are valid G.711 (docs/audio.md#two-mu-law-encoders):
 
 * the classic reference (BIAS 0x84, CLIP 32635), the default, symmetric around zero;
 * the Sun g711.c variant used by CPython's ``audioop``, which shifts to 14 bits first and so

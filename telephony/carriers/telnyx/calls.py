@@ -3,8 +3,9 @@
 Everything here is sync ORM work in short transactions; the async webhook view calls it through
 ``sync_to_async`` and does the REST commands itself, outside any transaction.
 
-Webhooks repeat and arrive out of order (protocols.md §3.1), so each function is idempotent and
-moves a call forward only: a final call stays final, an answered call never rings again.
+Webhooks repeat and arrive out of order (docs/carriers/telnyx.md#webhook-envelope), so each
+function is idempotent and moves a call forward only: a final call stays final, an answered call
+never rings again.
 
 Who writes the end of a call: when the caller (or Telnyx) hangs up, ``call.hangup`` does, with the
 mapped ``hangup_cause``. When our side hung up a call whose stream ran, the session is ending it

@@ -7,9 +7,10 @@ Telnyx takes the inbound codec (``stream_codec``) and the bidirectional codec an
 (``stream_bidirectional_codec``/``_sampling_rate``) separately; leaving ``stream_codec`` out
 silently gives PCMU/8000 inbound while we send L16, so they are always set together here.
 
-RTP L16 is big-endian (RFC 3551), but Telnyx does not document its byte order (protocols.md §3.4,
-§12 item 13), so it is the ``TELNYX_L16_BYTE_ORDER`` setting, ``"big"`` by default. A wrong byte
-order keeps a tone's pitch but turns it into noise; ``docs/carriers/telnyx.md`` says how to check.
+RTP L16 is big-endian (RFC 3551), but Telnyx does not document its byte order
+(docs/carriers/telnyx.md#stream-codecs-and-l16-byte-order), so it is the ``TELNYX_L16_BYTE_ORDER``
+setting, ``"big"`` by default. A wrong byte order keeps a tone's pitch but turns it into noise;
+``docs/carriers/telnyx.md`` says how to check.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class StreamCodec:
         """The body of ``streaming_start`` for a bidirectional RTP stream in this codec.
 
         ``auth_token`` comes back as the ``x-telnyx-streaming-auth-token`` header of the
-        WebSocket upgrade (§3.4). The call id travels in ``client_state`` and, in case the ``start``
-        frame lacks it (its keys are unconfirmed), as a custom parameter too.
+        WebSocket upgrade (docs/carriers/telnyx.md#media-stream-frames). The call id travels in
+        ``client_state`` and, in case the ``start`` frame lacks it (its keys are unconfirmed), as
+        a custom parameter too.
         """
         return {
             "stream_url": stream_url,

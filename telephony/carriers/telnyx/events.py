@@ -1,4 +1,6 @@
-"""Telnyx webhook events and ``client_state``, read leniently (protocols.md §3.1).
+"""Telnyx webhook events and ``client_state``, read leniently.
+
+The envelope: docs/carriers/telnyx.md#webhook-envelope.
 
 Every Call Control webhook is ``{"data": {"event_type", "id", "occurred_at", "payload"}}``. We keep
 the raw payload on the event for fields we do not map, and tolerate missing ones: Telnyx adds

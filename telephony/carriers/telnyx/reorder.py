@@ -1,4 +1,5 @@
-"""Putting inbound media frames back in order: Telnyx does not guarantee it (protocols.md §3.4).
+"""Putting inbound media frames back in order: Telnyx does not guarantee it
+(docs/carriers/telnyx.md#media-stream-frames).
 
 Frames are numbered (``media.chunk``, one per media frame, else the stream-wide
 ``sequence_number``). :class:`Reorder` releases them in number order. A frame that arrives early

@@ -1,4 +1,5 @@
-"""Telnyx Call Control commands over REST (protocols.md §3.3), with async httpx.
+"""Telnyx Call Control commands over REST, with async httpx
+(docs/carriers/telnyx.md#call-control-commands).
 
 Every command is ``POST {TELNYX_API_URL}/calls/{call_control_id}/actions/<name>`` with a Bearer API
 key, and answers ``{"data": {"result": "ok"}}``. Each carries a ``command_id``: Telnyx ignores a

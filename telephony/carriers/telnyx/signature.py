@@ -1,4 +1,5 @@
-"""Telnyx webhook signatures: Ed25519 over ``telnyx-timestamp|raw body`` (protocols.md §3.2).
+"""Telnyx webhook signatures: Ed25519 over ``telnyx-timestamp|raw body``
+(docs/carriers/telnyx.md#webhook-signature).
 
 Telnyx signs each webhook with its account's private key. We verify the exact request bytes (never
 a re-serialised copy) against every public key we hold, so keys can be rotated (a credential may

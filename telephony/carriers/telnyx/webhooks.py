@@ -1,4 +1,5 @@
-"""Telnyx's Call Control webhook: one URL for every call event (protocols.md §3.1–3.3).
+"""Telnyx's Call Control webhook: one URL for every call event
+(docs/carriers/telnyx.md#wire-protocol).
 
 Verify the Ed25519 signature over the raw body, then parse; deduplicate on the event id (Telnyx
 retries); then act:
@@ -54,7 +55,9 @@ class RetryLater(Exception):
 
 
 class TelnyxSignatureMixin:
-    """Verifier for ``telnyx-signature-ed25519`` (protocols.md §3.2) on Django requests.
+    """Verifier for ``telnyx-signature-ed25519`` on Django requests.
+
+    The algorithm: docs/carriers/telnyx.md#webhook-signature.
 
     Checks the raw body against every Telnyx key we hold, before anything parses it, and keeps
     the keys that matched in ``self.signers`` so that handlers can check the call's account.

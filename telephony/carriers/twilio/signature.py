@@ -1,10 +1,11 @@
 """``X-Twilio-Signature``: computing and checking it on webhooks and the media-stream handshake.
 
-The algorithm is protocols.md §1.4, checked against ``twilio/request_validator.py`` 9.13.0: the
-exact URL Twilio requested, then for form posts each parameter name (sorted) followed by each of its
-values (sorted), HMAC (SHA-1 with the account's auth token; SHA-256 or SHA-1 with a SharedKey when
-``X-Twilio-Webhooks-Signature-Settings`` names one), standard base64. Twilio has varied on whether
-the default port is in the URL, so both forms are tried. A non-form body is covered through the
+The algorithm (docs/carriers/twilio.md#webhook-signature) is checked against
+``twilio/request_validator.py`` 9.13.0: the exact URL Twilio requested, then for form posts each
+parameter name (sorted) followed by each of its values (sorted), HMAC (SHA-1 with the account's
+auth token; SHA-256 or SHA-1 with a SharedKey when ``X-Twilio-Webhooks-Signature-Settings`` names
+one), standard base64. Twilio has varied on whether the default port is in the URL, so both forms
+are tried. A non-form body is covered through the
 ``bodySHA256`` query parameter instead.
 
 Secrets are passed as lists so several can be accepted at once (key rotation). This module never
@@ -285,7 +286,9 @@ def verify_stream_handshake(
     query_string: str = "",
     base_url: str | None = None,
 ) -> bool:
-    """True if the WebSocket upgrade's ``X-Twilio-Signature`` is valid (protocols.md §1.5).
+    """True if the WebSocket upgrade's ``X-Twilio-Signature`` is valid.
+
+    The rules: docs/carriers/twilio.md#stream-handshake-signature.
 
     Twilio signs the ``wss://`` URL it connected to with nothing appended. We rebuild it from
     ``PUBLIC_URL`` (https→wss) and ``path`` (``scope["path"]``), never from proxy-rewritten scope

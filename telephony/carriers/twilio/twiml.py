@@ -1,4 +1,4 @@
-"""TwiML documents we answer Twilio with (protocols.md §1.2).
+"""TwiML documents we answer Twilio with (docs/carriers/twilio.md#twiml-answer).
 
 Built with ElementTree so every value is XML-escaped: parameter values and spoken text can hold
 ``&``, ``<`` or quotes. Two documents: connect the call to our media stream, or apologise and hang

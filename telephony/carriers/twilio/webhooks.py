@@ -1,10 +1,10 @@
 """Twilio's HTTP webhooks: the incoming-call (voice) webhook and call status callbacks.
 
-The voice webhook answers with TwiML (protocols.md §1.1–1.2): either a bidirectional media stream
-to our consumer, carrying the call id and a single-use stream token, or a polite apology for calls
-no agent can take. Status callbacks (§1.3) keep the ``Call`` row in step with Twilio; they repeat
-and arrive out of order, so they are applied by ``SequenceNumber`` under a row lock and never move
-a call backwards.
+The voice webhook answers with TwiML: either a bidirectional media stream to our consumer, carrying
+the call id and a single-use stream token, or a polite apology for calls no agent can take. Status
+callbacks keep the ``Call`` row in step with Twilio; they repeat and arrive out of order, so they
+are applied by ``SequenceNumber`` under a row lock and never move a call backwards. The wire
+formats: docs/carriers/twilio.md#voice-webhook, #twiml-answer and #status-callbacks.
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ class TwilioCallEvent:
 
 
 class TwilioSignatureMixin:
-    """Verifier for ``X-Twilio-Signature`` (protocols.md §1.4) on Django requests.
+    """Verifier for ``X-Twilio-Signature`` on Django requests.
+
+    The algorithm: docs/carriers/twilio.md#webhook-signature.
 
     The signed URL is rebuilt from ``PUBLIC_URL`` plus the request's path and raw query string.
     Candidate secrets are the auth tokens of the posted ``AccountSid`` (reading it before the

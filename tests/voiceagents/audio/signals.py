@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Every rate that a carrier or provider in protocols.md sends or accepts.
+#: Every rate a carrier or provider sends or accepts (docs/audio.md#wire-formats).
 RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 RATE_PAIRS = tuple((a, b) for a in RATES for b in RATES if a != b)
 

@@ -13,7 +13,7 @@ int16_lists = st.lists(st.integers(-32768, 32767), min_size=1, max_size=400)
 
 
 def lin2ulaw_reference(s: int) -> int:
-    """protocols.md 10.2, verbatim: the classic public-domain encoder."""
+    """The classic public-domain encoder (docs/audio.md#two-mu-law-encoders)."""
     sign = 0x80 if s < 0 else 0x00
     if s < 0:
         s = -s
@@ -44,7 +44,8 @@ def test_ulaw_encode_is_within_one_code_of_audioop_for_every_input():
     ours = codes(ulaw_encode(EVERY_INT16))
     theirs = codes(audioop.lin2ulaw(EVERY_INT16.tobytes(), 2))
     assert np.abs(ours - theirs).max() == 1
-    # protocols.md 10.2: identical for non-negative input, 381 negative inputs one code apart.
+    # docs/audio.md#two-mu-law-encoders: identical for non-negative input, 381 negative inputs
+    # one code apart.
     assert np.count_nonzero(ours != theirs) == 381
     assert np.all(EVERY_INT16[ours != theirs] < 0)
 
