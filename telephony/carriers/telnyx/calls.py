@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,7 +36,7 @@ from voiceagents.models import (
     ProcessedWebhookEvent,
 )
 
-from ..base import mask_number
+from .. import lifecycle
 from . import events
 from .codecs import StreamCodec
 from .events import TelnyxEvent
@@ -101,11 +101,6 @@ def _signed_by(credential: Credential, signers: list[PublicKey]) -> bool:
 # -- call.initiated ---------------------------------------------------------------------------
 
 
-#: ``end_reason`` of calls no agent can take; they are answered with an apology.
-REFUSALS = frozenset(
-    {"unknown_number", "account_mismatch", "number_disabled", "no_agent", "agent_disabled"}
-)
-
 CONNECT = "connect"
 APOLOGISE = "apologise"
 NOTHING = "nothing"
@@ -126,22 +121,7 @@ class InboundCall:
         """``connect`` it to its agent, ``apologise`` and hang up, or do ``nothing`` (it ended)."""
         if not self.call.is_final:
             return CONNECT
-        return APOLOGISE if self.call.end_reason in REFUSALS else NOTHING
-
-
-def _refusal(number: PhoneNumber | None, signers: list[PublicKey] | None) -> str:
-    if number is None:
-        return "unknown_number"
-    if signers is not None and not _signed_by(number.credential, signers):
-        # Signed by another Telnyx account we hold a key for.
-        return "account_mismatch"
-    if not number.enabled:
-        return "number_disabled"
-    if number.agent is None:
-        return "no_agent"
-    if not number.agent.enabled:
-        return "agent_disabled"
-    return ""
+        return APOLOGISE if self.call.end_reason in lifecycle.REFUSALS else NOTHING
 
 
 def record_inbound_call(event: TelnyxEvent, signers: list[PublicKey] | None) -> InboundCall:
@@ -151,24 +131,20 @@ def record_inbound_call(event: TelnyxEvent, signers: list[PublicKey] | None) -> 
     can take are stored as failed, with the reason in ``end_reason``.
     """
     number = services.inbound_number(Carrier.TELNYX, event.get("to"))
-    reason = _refusal(number, signers)
-    call, created = services.record_inbound_call(
+    # Signed by another Telnyx account we hold a key for: that one is not the number's owner.
+    reason = lifecycle.refusal(
+        number, lambda n: signers is None or _signed_by(n.credential, signers)
+    )
+    call, created = lifecycle.record_inbound_call(
         Carrier.TELNYX,
         event.call_control_id,
         number=number,
         from_number=event.get("from"),
         to_number=event.get("to"),
-        refusal=reason,
+        reason=reason,
     )
-    logger.info(
-        "Telnyx call %s from %s to %s: call %s%s",
-        event.call_control_id,
-        mask_number(event.get("from")),
-        mask_number(event.get("to")),
-        call.pk,
-        f" refused ({reason})" if reason else ("" if created else " (repeated)"),
-    )
-    credential = number.credential if number is not None and reason != "account_mismatch" else None
+    owned = number is not None and reason != lifecycle.ACCOUNT_MISMATCH
+    credential = number.credential if owned else None
     return InboundCall(
         call=call,
         created=created,
@@ -181,13 +157,11 @@ def mark_command_failure(call_id, reason: str, error: str) -> None:
     """A command the call needed was refused: fail the call unless it already ended."""
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(pk=call_id).first()
-        if call is None or call.is_final:
+        if call is None:
             return
         previous = call.status
-        call.status = CallStatus.FAILED
-        call.ended_at = timezone.now()
-        call.end_reason = reason[:100]
-        call.error = error
+        if not lifecycle.fail(call, reason, error, timezone.now()):
+            return
         call.save(update_fields=["status", "ended_at", "end_reason", "error"])
         _event(
             call,
@@ -253,9 +227,7 @@ def apply_answered(event: TelnyxEvent) -> str:
         if call.is_final:
             return "final"
         previous = call.status
-        if call.answered_at is None or at < call.answered_at:
-            call.answered_at = at
-        call.status = CallStatus.IN_PROGRESS
+        lifecycle.advance(call, CallStatus.IN_PROGRESS, at)
         call.save(update_fields=["status", "answered_at"])
         if previous != call.status:
             _event(
@@ -282,12 +254,9 @@ def apply_streaming(event: TelnyxEvent) -> str:
             return "recorded"
         reason = event.get("failure_reason")[:500] or "unknown"
         _event(call, CallEventKind.ERROR, event.occurred_at, {**data, "failure_reason": reason})
-        if call.is_final:
+        error = f"Telnyx could not stream the call's media: {reason}"
+        if not lifecycle.fail(call, "stream_failed", error, event.occurred_at or timezone.now()):
             return "final"
-        call.status = CallStatus.FAILED
-        call.ended_at = event.occurred_at or timezone.now()
-        call.end_reason = "stream_failed"
-        call.error = f"Telnyx could not stream the call's media: {reason}"
         call.save(update_fields=["status", "ended_at", "end_reason", "error"])
     logger.warning("Telnyx call %s: streaming failed: %s", call.pk, reason)
     return "failed"
@@ -315,7 +284,8 @@ def apply_hangup(event: TelnyxEvent) -> str:
         }
         previous = call.status
         if call.is_final:
-            outcome = "updated"
+            # It keeps its status and only gains a missing end time or duration.
+            outcome, final = "updated", call.status
             if call.end_reason in STREAM_END_REASONS:
                 call.end_reason = reason
         elif call.stream_token_used_at is not None and source == events.local_party(call.direction):
@@ -324,12 +294,9 @@ def apply_hangup(event: TelnyxEvent) -> str:
         else:
             outcome = "ended"
             answered = call.answered_at is not None or call.status == CallStatus.IN_PROGRESS
-            call.status = events.final_status(cause, answered)
+            final = events.final_status(cause, answered)
             call.end_reason = reason
-        if call.ended_at is None:
-            call.ended_at = at
-        if call.duration is None and call.answered_at is not None:
-            call.duration = max(call.ended_at - call.answered_at, timedelta(0))
+        lifecycle.advance(call, final, at)
         call.save(update_fields=["status", "ended_at", "duration", "end_reason"])
         _event(call, CallEventKind.STATUS, at, {**data, "from": previous, "to": call.status})
     logger.info("Telnyx call %s ended: %s (%s, %s)", call.pk, reason, cause or "?", source or "?")

@@ -19,17 +19,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 
 from voiceagents import services, streamtokens
-from voiceagents.models import (
-    FINAL_STATUSES,
-    Call,
-    CallEvent,
-    CallEventKind,
-    CallStatus,
-    Carrier,
-    PhoneNumber,
-)
+from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus, Carrier, PhoneNumber
 
-from ..base import CarrierWebhookView, mask_number, public_url
+from .. import lifecycle
+from ..base import CarrierWebhookView, public_url
 from . import signature, twiml
 
 logger = logging.getLogger(__name__)
@@ -48,14 +41,6 @@ STATUS_MAP = {
     "no-answer": CallStatus.NO_ANSWER,
     "canceled": CallStatus.CANCELED,
 }
-
-#: Live statuses only move forward; every final status outranks them all.
-_RANK = {CallStatus.QUEUED: 0, CallStatus.RINGING: 1, CallStatus.IN_PROGRESS: 2}
-_FINAL_RANK = 3
-
-
-def _rank(status: str) -> int:
-    return _FINAL_RANK if status in FINAL_STATUSES else _RANK.get(status, 0)
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -157,59 +142,26 @@ class TwilioWebhookView(TwilioSignatureMixin, CarrierWebhookView):
 # -- incoming calls --------------------------------------------------------------------------
 
 
-def _refusal(number: PhoneNumber | None, event: TwilioCallEvent) -> str:
-    """Why no agent can take this call ('' when one can); the value of ``Call.end_reason``."""
-    if number is None:
-        return "unknown_number"
-    if event.account_sid and number.credential.account_sid != event.account_sid:
-        # Signed by another account we hold a token for, e.g. an outbound call dialling our number.
-        return "account_mismatch"
-    if not number.enabled:
-        return "number_disabled"
-    if number.agent is None:
-        return "no_agent"
-    if not number.agent.enabled:
-        return "agent_disabled"
-    return ""
+def _same_account(number: PhoneNumber, event: TwilioCallEvent) -> bool:
+    """False when another account we hold a token for signed it (e.g. its call dials our number)."""
+    return not event.account_sid or number.credential.account_sid == event.account_sid
 
 
 def record_inbound_call(event: TwilioCallEvent) -> tuple[Call, bool]:
     """The ``Call`` row of this webhook, created once per CallSid; ``(call, created)``.
 
     Twilio retries a webhook that timed out, so a second request with the same CallSid returns
-    the existing row (``get_or_create`` also absorbs the race on the unique constraint). Calls no
-    agent can take are stored as failed, with the reason in ``end_reason``.
+    the existing row. Calls no agent can take are stored as failed, the reason in ``end_reason``.
     """
     number = services.inbound_number(Carrier.TWILIO, event.to_number)
-    reason = _refusal(number, event)
-    call, created = services.record_inbound_call(
+    return lifecycle.record_inbound_call(
         Carrier.TWILIO,
         event.call_sid,
         number=number,
         from_number=event.from_number,
         to_number=event.to_number,
-        refusal=reason,
+        reason=lifecycle.refusal(number, lambda n: _same_account(n, event)),
     )
-    if created and reason:
-        logger.info(
-            "Twilio call %s from %s to %s refused: %s",
-            event.call_sid,
-            mask_number(event.from_number),
-            mask_number(event.to_number),
-            reason,
-        )
-    elif created:
-        logger.info(
-            "Twilio call %s from %s to %s: call %s, agent %s",
-            event.call_sid,
-            mask_number(event.from_number),
-            mask_number(event.to_number),
-            call.pk,
-            call.agent.slug,
-        )
-    else:
-        logger.info("Twilio voice webhook repeated for call %s (%s)", event.call_sid, call.pk)
-    return call, created
 
 
 def existing_outbound_call(event: TwilioCallEvent) -> Call | None:
@@ -232,10 +184,6 @@ def existing_outbound_call(event: TwilioCallEvent) -> Call | None:
     return call
 
 
-def _can_connect(call: Call | None) -> bool:
-    return call is not None and not call.is_final and call.agent is not None and call.agent.enabled
-
-
 class TwilioVoiceWebhookView(TwilioWebhookView):
     """Incoming call: connect it to the number's agent over a media stream, or apologise."""
 
@@ -244,7 +192,7 @@ class TwilioVoiceWebhookView(TwilioWebhookView):
             call = existing_outbound_call(event)
         else:
             call, _ = record_inbound_call(event)
-        if not _can_connect(call):
+        if not lifecycle.can_connect(call):
             document = twiml.apology()
         else:
             # A fresh token on every request: a retried webhook may mean the first answer was lost.
@@ -254,22 +202,6 @@ class TwilioVoiceWebhookView(TwilioWebhookView):
 
 
 # -- status callbacks ------------------------------------------------------------------------
-
-
-def _apply(call: Call, status: str, event: TwilioCallEvent) -> None:
-    """Move ``call`` towards ``status`` without ever going backwards."""
-    at = event.timestamp or timezone.now()
-    if status == CallStatus.IN_PROGRESS and call.answered_at is None and not call.is_final:
-        call.answered_at = at
-    if status in FINAL_STATUSES:
-        if call.ended_at is None:
-            call.ended_at = at
-        if call.duration is None and event.duration is not None:
-            call.duration = timedelta(seconds=event.duration)
-        elif call.duration is None and call.answered_at is not None:
-            call.duration = max(call.ended_at - call.answered_at, timedelta(0))
-    if _rank(status) > _rank(call.status):
-        call.status = status
 
 
 def _status_event(call: Call, previous: str, event: TwilioCallEvent) -> CallEvent:
@@ -313,7 +245,8 @@ def apply_status_callback(event: TwilioCallEvent) -> str:
         if event.sequence is not None and last is not None and event.sequence <= last:
             return "stale"
         previous = call.status
-        _apply(call, status, event)
+        duration = timedelta(seconds=event.duration) if event.duration is not None else None
+        lifecycle.advance(call, status, event.timestamp or timezone.now(), duration=duration)
         if event.sequence is not None:
             call.carrier_status_seq = event.sequence
         call.save(
