@@ -32,6 +32,8 @@ NUMBER_DISABLED = "number_disabled"
 NO_AGENT = "no_agent"
 AGENT_DISABLED = "agent_disabled"
 REFUSALS = frozenset({UNKNOWN_NUMBER, ACCOUNT_MISMATCH, NUMBER_DISABLED, NO_AGENT, AGENT_DISABLED})
+#: What a refused caller hears, whatever the reason (it is not the caller's business).
+APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
 
 #: Live statuses in the order a call goes through them; every final status outranks them all.
 _LIVE_RANK = {CallStatus.QUEUED: 0, CallStatus.RINGING: 1, CallStatus.IN_PROGRESS: 2}

@@ -32,6 +32,7 @@ from voiceagents import streamtokens
 from voiceagents.exceptions import CarrierAPIError
 from voiceagents.models import Call, Carrier
 
+from .. import lifecycle
 from ..base import CarrierWebhookView, websocket_url
 from . import calls, signature
 from .events import MODE_AGENT, MODE_APOLOGY, ClientState, MalformedEvent, TelnyxEvent
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Path of the Telnyx media-stream WebSocket under PUBLIC_URL (routed in ``telephony.routing``).
 MEDIA_PATH = "/telephony/telnyx/media/"
-#: Said to callers whose call no agent can take (unknown or disabled number or agent).
-DEFAULT_APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
 
 
 def media_stream_url(base_url: str | None = None) -> str:
@@ -234,7 +233,7 @@ class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
             spoken = await self.run(
                 rest.speak(
                     event.call_control_id,
-                    DEFAULT_APOLOGY,
+                    lifecycle.APOLOGY,
                     client_state=state,
                     command_id=f"apology-{call.pk}",
                 ),

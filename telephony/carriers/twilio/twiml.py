@@ -11,12 +11,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
 from ..base import websocket_url
+from ..lifecycle import APOLOGY
 
 #: Path of the Twilio media-stream WebSocket under PUBLIC_URL (routed in ``telephony.routing``).
 MEDIA_PATH = "/telephony/twilio/media/"
 
 #: Said to callers whose call no agent can take (unknown or disabled number or agent).
-DEFAULT_APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
+DEFAULT_APOLOGY = APOLOGY
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 
