@@ -25,10 +25,10 @@ from voiceagents.models import (
     CallEvent,
     CallEventKind,
     CallStatus,
-    Carrier,
     PhoneNumber,
 )
 
+from .. import TWILIO
 from ..base import CarrierWebhookView, mask_number, public_url
 from . import signature, twiml
 
@@ -137,7 +137,7 @@ class TwilioSignatureMixin:
 class TwilioWebhookView(TwilioSignatureMixin, CarrierWebhookView):
     """Common ground of Twilio's form-encoded webhooks."""
 
-    carrier = Carrier.TWILIO
+    carrier = TWILIO.id
     verifiers = ("verify_twilio_signature",)
 
     def parse(self, request: HttpRequest) -> TwilioCallEvent:
@@ -159,7 +159,7 @@ def _refusal(number: PhoneNumber | None, event: TwilioCallEvent) -> str:
     """Why no agent can take this call ('' when one can); the value of ``Call.end_reason``."""
     if number is None:
         return "unknown_number"
-    if event.account_sid and number.credential.account_sid != event.account_sid:
+    if event.account_sid and number.credential.data.get("account_sid") != event.account_sid:
         # Signed by another account we hold a token for, e.g. an outbound call dialling our number.
         return "account_mismatch"
     if not number.enabled:
@@ -178,10 +178,10 @@ def record_inbound_call(event: TwilioCallEvent) -> tuple[Call, bool]:
     the existing row (``get_or_create`` also absorbs the race on the unique constraint). Calls no
     agent can take are stored as failed, with the reason in ``end_reason``.
     """
-    number = services.inbound_number(Carrier.TWILIO, event.to_number)
+    number = services.inbound_number(TWILIO.id, event.to_number)
     reason = _refusal(number, event)
     call, created = services.record_inbound_call(
-        Carrier.TWILIO,
+        TWILIO.id,
         event.call_sid,
         number=number,
         from_number=event.from_number,
@@ -218,7 +218,7 @@ def existing_outbound_call(event: TwilioCallEvent) -> Call | None:
     """
     call = (
         Call.objects.select_related("agent")
-        .filter(carrier=Carrier.TWILIO, carrier_call_id=event.call_sid)
+        .filter(carrier=TWILIO.id, carrier_call_id=event.call_sid)
         .first()
     )
     if call is None:
@@ -302,7 +302,7 @@ def apply_status_callback(event: TwilioCallEvent) -> str:
     with transaction.atomic():
         call = (
             Call.objects.select_for_update()
-            .filter(carrier=Carrier.TWILIO, carrier_call_id=event.call_sid)
+            .filter(carrier=TWILIO.id, carrier_call_id=event.call_sid)
             .first()
         )
         if call is None:
