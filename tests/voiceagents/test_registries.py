@@ -45,10 +45,13 @@ DUMMY_PROVIDER = ProviderSpec(
     default_url="wss://voice.dummy.test/v1",
     default_model="dummy-1",
     default_voice="calm",
-    runtime="tests.voiceagents.test_registries.NotCalled",
+    runtime="voiceagents.providers.base.VoiceProvider",
 )
 DUMMY_PIPELINE = ProviderSpec(
-    id="dummy_pipeline", name="Dummy pipeline", stages=("stt", "reply", "tts"), runtime="x.Y"
+    id="dummy_pipeline",
+    name="Dummy pipeline",
+    stages=("stt", "reply", "tts"),
+    runtime="voiceagents.providers.base.VoiceProvider",
 )
 DUMMY_STT = StageSpec(
     id="dummy_stt", name="Dummy STT", vendor="dummy", default_url="wss://stt.dummy.test"
