@@ -1,7 +1,7 @@
 """The two database edges of a live call: the snapshot taken at stream start, and the final write.
 
 Everything the call world needs is loaded here once, in one round trip, into plain frozen
-dataclasses (style.md §1); nothing in ``session.py`` reads settings or the database afterwards.
+dataclasses; nothing in ``session.py`` reads settings or the database afterwards.
 """
 
 from __future__ import annotations

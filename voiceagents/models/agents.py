@@ -36,6 +36,18 @@ def _credential_field(verbose_name, help_text):
     )
 
 
+def _stage_fields(verbose_name, credential_name, choices, help_text, **options):
+    """A pipeline stage's choice field and its optional own credential."""
+    choice = models.CharField(
+        verbose_name, max_length=20, choices=choices, blank=True, help_text=help_text, **options
+    )
+    credential = _credential_field(
+        credential_name,
+        _("Pipeline only. Blank: the agent's credential if of the same vendor, else the default."),
+    )
+    return choice, credential
+
+
 class Agent(models.Model):
     """A voice agent: who answers, with which voice architecture, prompt and voice."""
 
@@ -108,16 +120,11 @@ class Agent(models.Model):
         validators=[validate_variables],
         help_text=_('Values for {name} placeholders, e.g. {"company": "Acme Dental"}.'),
     )
-    stt_provider = models.CharField(
+    stt_provider, stt_credential = _stage_fields(
         _("speech-to-text"),
-        max_length=20,
-        choices=stt_choices,
-        blank=True,
-        help_text=_("Pipeline only: the service that transcribes the caller."),
-    )
-    stt_credential = _credential_field(
         _("STT credential"),
-        _("Pipeline only. Blank: the agent's credential if of the same vendor, else the default."),
+        stt_choices,
+        _("Pipeline only: the service that transcribes the caller."),
     )
     stt_language = models.CharField(
         _("STT language"),
@@ -126,16 +133,11 @@ class Agent(models.Model):
         validators=[validate_bcp47],
         help_text=_("Pipeline only. Blank: the agent's language."),
     )
-    tts_provider = models.CharField(
+    tts_provider, tts_credential = _stage_fields(
         _("text-to-speech"),
-        max_length=20,
-        choices=tts_choices,
-        blank=True,
-        help_text=_("Pipeline only (resampled for the phone)."),
-    )
-    tts_credential = _credential_field(
         _("TTS credential"),
-        _("Pipeline only. Blank: the agent's credential if of the same vendor, else the default."),
+        tts_choices,
+        _("Pipeline only (resampled for the phone)."),
     )
     tts_voice = models.CharField(
         _("TTS voice"),
@@ -157,23 +159,18 @@ class Agent(models.Model):
         blank=True,
         help_text=_("Pipeline only: the system prompt of the LLM that writes each reply."),
     )
-    reply_provider = models.CharField(
+    reply_provider, reply_credential = _stage_fields(
         _("LLM provider"),
-        max_length=20,
-        choices=reply_choices,
+        _("LLM credential"),
+        reply_choices,
+        _("Pipeline only: the service that runs the LLM reply prompt."),
         default="openai_chat",
-        blank=True,
-        help_text=_("Pipeline only: the service that runs the LLM reply prompt."),
     )
     reply_model = models.CharField(
         _("LLM reply model"),
         max_length=100,
         default="gpt-4o-mini",
         help_text=_("Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'."),
-    )
-    reply_credential = _credential_field(
-        _("LLM credential"),
-        _("Pipeline only. Blank: the agent's credential if of the same vendor, else the default."),
     )
     provider_options = models.JSONField(
         _("provider options"),

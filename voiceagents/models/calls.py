@@ -216,9 +216,9 @@ class CallEvent(models.Model):
 class ProcessedWebhookEvent(models.Model):
     """A carrier webhook event already acted on, so that a retried delivery is acted on once.
 
-    Telnyx retries webhooks and may deliver one twice (protocols.md §3.1). The unique constraint
-    makes the first process to insert the event's id the one that handles it, across processes;
-    the others see the duplicate and only acknowledge it.
+    Telnyx retries webhooks and may deliver one twice (docs/carriers/telnyx.md). The unique
+    constraint makes the first process to insert the event's id the one that handles it, across
+    processes; the others see the duplicate and only acknowledge it.
     """
 
     carrier = models.CharField(_("carrier"), max_length=20, choices=carrier_choices)
