@@ -136,7 +136,8 @@ def _provider_config(call: Call, agent: Agent, carrier_format: AudioFormat) -> P
 
 def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
     """One pipeline stage's service; the agent's ``<stage>_model``/``_voice``/``_language``/
-    ``_prompt`` fields, where it has them, override the stage spec's defaults."""
+    ``_prompt`` fields (or a ``<stage>_model`` provider option), where it has them, override the
+    stage spec's defaults."""
     if stage == "reply" and agent.reply_handler:
         return StageConfig(id="", handler=agent.reply_handler)
     spec = agent.stage_spec(stage)
@@ -147,7 +148,10 @@ def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
         id=spec.id,
         api_key=api_key,
         base_url=base_url,
-        model=spec.resolve_model(getattr(agent, f"{stage}_model", "")),
+        model=spec.resolve_model(
+            getattr(agent, f"{stage}_model", "")
+            or (agent.provider_options or {}).get(f"{stage}_model", "")
+        ),
         voice=spec.resolve_voice(getattr(agent, f"{stage}_voice", "")),
         language=getattr(agent, f"{stage}_language", "") or agent.language,
         instructions=fill_placeholders(getattr(agent, f"{stage}_prompt", ""), variables),

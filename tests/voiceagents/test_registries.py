@@ -20,6 +20,7 @@ from voiceagents.carriers import CarrierSpec, carriers
 from voiceagents.datafields import DataField
 from voiceagents.models import Agent, Call, Credential, PhoneNumber
 from voiceagents.providers import ProviderSpec, StageSpec, providers
+from voiceagents.providers.options import PIPELINE_OPTIONS
 from voiceagents.providers.stages import stt_stages
 from voiceagents.vendors import VendorSpec, vendors
 
@@ -51,6 +52,7 @@ DUMMY_PIPELINE = ProviderSpec(
     id="dummy_pipeline",
     name="Dummy pipeline",
     stages=("stt", "reply", "tts"),
+    options=PIPELINE_OPTIONS,
     runtime="voiceagents.providers.base.VoiceProvider",
 )
 DUMMY_STT = StageSpec(
@@ -233,16 +235,18 @@ def test_a_pipeline_gets_each_stage_service_and_key(dummy, voiceagents_settings)
         reply_handler="anything",
     )
     voiceagents_settings["ELEVENLABS_URL"] = "wss://tts.proxy.test"
+    voiceagents_settings["DUMMY_STT_MODEL"] = "dummy-stt-2"
 
     config = _start(agent).provider_config
 
     assert (config.api_key, config.base_url) == ("", "")
     stt, reply, tts = (config.stages[s] for s in ("stt", "reply", "tts"))
-    assert (stt.id, stt.api_key, stt.base_url, stt.language) == (
+    assert (stt.id, stt.api_key, stt.base_url, stt.language, stt.model) == (
         "dummy_stt",
         dummy_key.secret,
         "wss://stt.dummy.test",
         "fr",
+        "dummy-stt-2",
     )
     assert (reply.id, reply.handler, reply.api_key) == ("", "anything", "")
     assert (tts.id, tts.api_key, tts.base_url, tts.voice, tts.model) == (
@@ -252,3 +256,7 @@ def test_a_pipeline_gets_each_stage_service_and_key(dummy, voiceagents_settings)
         "adam",
         "eleven_flash_v2_5",
     )
+
+    Agent.objects.filter(pk=agent.pk).update(provider_options={"tts_model": "eleven_v3"})
+    agent.refresh_from_db()
+    assert _start(agent).provider_config.stages["tts"].model == "eleven_v3"
