@@ -16,6 +16,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from .registry import Registry
+
 
 @dataclass(frozen=True)
 class DataField:
@@ -117,17 +119,27 @@ class SpecDataModelMixin:
     """Validates a model's JSON data field against the fields its spec declares.
 
     Subclasses set ``data_field_name`` (the JSONField), ``spec_field_name`` (the field that
-    selects the spec, e.g. ``vendor``) and implement ``spec_data_fields()`` (None while the spec
-    is unknown: the choice error already says so). The check runs in ``clean_fields`` and is
-    skipped when the JSON field is excluded, as in admin forms that validate each value as its
-    own form field.
+    selects the spec, e.g. ``vendor``), ``spec_registry`` (where the specs are) and
+    ``spec_fields_attr`` (the spec attribute holding its ``DataField`` tuple). The check runs in
+    ``clean_fields`` and is skipped when the JSON field is excluded, as in admin forms that
+    validate each value as its own form field (``forms.SpecDataForm``).
     """
 
     data_field_name = ""
     spec_field_name = ""
+    spec_registry: Registry
+    spec_fields_attr = ""
+
+    @classmethod
+    def fields_of(cls, spec) -> Sequence[DataField]:
+        return getattr(spec, cls.spec_fields_attr)
 
     def spec_data_fields(self) -> Sequence[DataField] | None:
-        raise NotImplementedError(f"{type(self).__name__}.spec_data_fields() must be implemented")
+        """The chosen spec's fields; None while the spec is unknown (the choice error says so)."""
+        chosen = getattr(self, self.spec_field_name)
+        return (
+            self.fields_of(self.spec_registry.get(chosen)) if chosen in self.spec_registry else None
+        )
 
     def clean_fields(self, exclude=None):
         errors: dict = {}

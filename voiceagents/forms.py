@@ -6,13 +6,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .carriers import carriers
 from .datafields import clean_data
 from .handlers import registered_names
 from .models import Agent, Credential, PhoneNumber
 from .providers import STAGES, providers
-from .registry import Registry
-from .vendors import vendors
 
 
 class DatalistTextInput(forms.TextInput):
@@ -36,51 +33,42 @@ class DatalistTextInput(forms.TextInput):
 class SpecDataForm(forms.ModelForm):
     """Shows each spec's data fields as form fields and stores the chosen spec's into the JSON.
 
-    The form field of a spec's ``DataField`` is named ``<spec id>__<key>``; every registered
-    spec's fields are on the form (the admin groups them in one fieldset per spec), and only the
-    chosen spec's values are validated and stored. Subclasses set ``registry``,
-    ``spec_field_name`` (the choice field), ``data_field_name`` (the JSONField) and
-    ``spec_fields_attr`` (the spec's attribute holding its ``DataField`` tuple).
+    For a model with ``SpecDataModelMixin``. The form field of a spec's ``DataField`` is named
+    ``<spec id>__<key>``; every registered spec's fields are on the form (the admin groups them
+    in one fieldset per spec), and only the chosen spec's values are validated and stored.
     """
-
-    registry: Registry
-    spec_field_name = ""
-    data_field_name = ""
-    spec_fields_attr = ""
 
     @classmethod
     def data_fieldsets(cls) -> list[tuple[str, dict]]:
         """One admin fieldset per spec that has data fields."""
+        model = cls._meta.model
         return [
-            (spec.name, {"fields": [f"{spec.id}__{f.key}" for f in cls._fields_of(spec)]})
-            for spec in cls.registry
-            if cls._fields_of(spec)
+            (spec.name, {"fields": [f"{spec.id}__{f.key}" for f in model.fields_of(spec)]})
+            for spec in model.spec_registry
+            if model.fields_of(spec)
         ]
-
-    @classmethod
-    def _fields_of(cls, spec):
-        return getattr(spec, cls.spec_fields_attr)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        chosen = getattr(self.instance, self.spec_field_name)
-        stored = getattr(self.instance, self.data_field_name) or {}
-        for spec in self.registry:
-            for data_field in self._fields_of(spec):
+        instance = self.instance
+        chosen = getattr(instance, instance.spec_field_name)
+        stored = getattr(instance, instance.data_field_name) or {}
+        for spec in instance.spec_registry:
+            for data_field in instance.fields_of(spec):
                 field = self.fields[f"{spec.id}__{data_field.key}"] = data_field.formfield()
                 if spec.id == chosen and data_field.key in stored:
                     field.initial = stored[data_field.key]
 
     def clean(self):
         cleaned = super().clean()
-        chosen = cleaned.get(self.spec_field_name)
-        if chosen in self.registry:
-            spec = self.registry.get(chosen)
-            values = {f.key: cleaned.get(f"{spec.id}__{f.key}") for f in self._fields_of(spec)}
+        instance = self.instance
+        chosen = cleaned.get(instance.spec_field_name)
+        if chosen in instance.spec_registry:
+            spec = instance.spec_registry.get(chosen)
+            fields = instance.fields_of(spec)
+            values = {f.key: cleaned.get(f"{spec.id}__{f.key}") for f in fields}
             try:
-                setattr(
-                    self.instance, self.data_field_name, clean_data(self._fields_of(spec), values)
-                )
+                setattr(instance, instance.data_field_name, clean_data(fields, values))
             except ValidationError as err:
                 for key, errors in err.error_dict.items():
                     self.add_error(f"{spec.id}__{key}", errors)
@@ -98,11 +86,6 @@ class CredentialForm(SpecDataForm):
             "again. Leave blank to keep the current secret."
         ),
     )
-
-    registry = vendors
-    spec_field_name = "vendor"
-    data_field_name = "data"
-    spec_fields_attr = "data_fields"
 
     class Meta:
         model = Credential
@@ -122,11 +105,6 @@ class CredentialForm(SpecDataForm):
 
 
 class PhoneNumberForm(SpecDataForm):
-    registry = carriers
-    spec_field_name = "carrier"
-    data_field_name = "carrier_data"
-    spec_fields_attr = "number_fields"
-
     class Meta:
         model = PhoneNumber
         fields = ["number", "label", "carrier", "credential", "agent", "enabled"]

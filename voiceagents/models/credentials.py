@@ -31,6 +31,8 @@ class Credential(SpecDataModelMixin, models.Model):
 
     data_field_name = "data"
     spec_field_name = "vendor"
+    spec_registry = vendors
+    spec_fields_attr = "data_fields"
 
     vendor = models.CharField(_("vendor"), max_length=20, choices=vendor_choices)
     label = models.CharField(
@@ -114,6 +116,3 @@ class Credential(SpecDataModelMixin, models.Model):
         if len(value) < MIN_SECRET_LEN_FOR_HINT:
             return "••••"
         return "••••" + value[-4:]
-
-    def spec_data_fields(self):
-        return vendors.get(self.vendor).data_fields if self.vendor in vendors else None

@@ -18,6 +18,8 @@ class PhoneNumber(SpecDataModelMixin, models.Model):
 
     data_field_name = "carrier_data"
     spec_field_name = "carrier"
+    spec_registry = carriers
+    spec_fields_attr = "number_fields"
 
     number = models.CharField(
         _("number"),
@@ -64,9 +66,6 @@ class PhoneNumber(SpecDataModelMixin, models.Model):
 
     def __str__(self):
         return f"{self.number} ({self.get_carrier_display()})"
-
-    def spec_data_fields(self):
-        return carriers.get(self.carrier).number_fields if self.carrier in carriers else None
 
     def clean(self):
         if not self.credential_id or self.carrier not in carriers:
