@@ -20,18 +20,18 @@ TO_NUMBER = "+15550000001"
 def seed(openai_url: str, *, record: bool, first_message: str) -> None:
     from django.core.management import call_command
 
-    from voiceagents.models import Agent, Credential, PhoneNumber, Vendor
+    from voiceagents.models import Agent, Credential, PhoneNumber
 
     call_command("migrate", verbosity=0, interactive=False)
-    twilio = Credential.objects.filter(
-        vendor=Vendor.TWILIO, label="bench-twilio"
-    ).first() or Credential(vendor=Vendor.TWILIO, label="bench-twilio")
-    twilio.account_sid = ACCOUNT_SID
+    twilio = Credential.objects.filter(vendor="twilio", label="bench-twilio").first() or Credential(
+        vendor="twilio", label="bench-twilio"
+    )
+    twilio.data = {"account_sid": ACCOUNT_SID}
     twilio.secret = AUTH_TOKEN
     twilio.save()
-    openai = Credential.objects.filter(
-        vendor=Vendor.OPENAI, label="bench-openai"
-    ).first() or Credential(vendor=Vendor.OPENAI, label="bench-openai")
+    openai = Credential.objects.filter(vendor="openai", label="bench-openai").first() or Credential(
+        vendor="openai", label="bench-openai"
+    )
     openai.api_base_url = openai_url
     openai.secret = OPENAI_KEY
     openai.save()
@@ -41,7 +41,7 @@ def seed(openai_url: str, *, record: bool, first_message: str) -> None:
             "name": "Bench agent",
             "system_prompt": "Bench agent for caller {caller_number}.",
             "first_message": first_message,
-            "openai_credential": openai,
+            "credential": openai,
             "record_calls": record,
             "max_call_duration": 3600,
         },

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PROVIDERS = ("openai_realtime", "elevenlabs_convai", "pipeline")
-DEFAULT_REALTIME_MODEL = "gpt-4o-mini-realtime-preview"
+from voiceagents.providers import providers
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,10 @@ class Patter:
         self.elevenlabs_key = elevenlabs_key
         self.deepgram_key = deepgram_key
 
+    def _key_of(self, vendor: str) -> str:
+        """The constructor's key of ``vendor`` (``openai_key`` for 'openai'), '' when none."""
+        return getattr(self, f"{vendor}_key", "")
+
     def __repr__(self):
         return f"Patter(phone_number={self.phone_number!r}, webhook_url={self.webhook_url!r})"
 
@@ -108,19 +111,16 @@ class Patter:
         stt: STT | None = None,
         tts: TTS | None = None,
     ) -> AgentConfig:
-        """Build an agent with the seed's defaults and requirements for each architecture."""
-        if provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
-        if provider == "openai_realtime":
-            if not self.openai_key:
-                raise ValueError("provider='openai_realtime' needs openai_key in Patter(...)")
-            model = model or DEFAULT_REALTIME_MODEL
-            voice = voice or "alloy"
-        elif provider == "elevenlabs_convai":
-            if not self.elevenlabs_key:
-                raise ValueError("provider='elevenlabs_convai' needs elevenlabs_key in Patter(...)")
-            voice = voice or "rachel"
-        else:
+        """Build an agent with the defaults and requirements of the provider's registry spec."""
+        if provider not in providers:
+            known = ", ".join(spec.id for spec in providers)
+            raise ValueError(f"provider must be one of {known}, not {provider!r}")
+        spec = providers.get(provider)
+        if spec.vendor and not self._key_of(spec.vendor):
+            raise ValueError(f"provider={provider!r} needs {spec.vendor}_key in Patter(...)")
+        model = model or spec.default_model
+        voice = voice or spec.default_voice
+        if spec.stages:
             # Seed: without explicit stt/tts, fall back to the constructor's Deepgram and
             # ElevenLabs keys.
             if stt is None and self.deepgram_key:

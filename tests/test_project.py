@@ -27,7 +27,7 @@ def test_demo_command_is_idempotent_and_uses_environment(monkeypatch):
     for _ in range(2):
         call_command("voiceagents_demo", stdout=StringIO())
     agent = Agent.objects.get(slug="demo")
-    assert agent.openai_credential.secret == "sk-demo-key-0123456789"
+    assert agent.credential.secret == "sk-demo-key-0123456789"
     assert Credential.objects.count() == 1
     assert get_user_model().objects.filter(username="admin", is_superuser=True).count() == 1
     agent.full_clean()

@@ -14,36 +14,50 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .control import send_call_command
-from .forms import AgentForm, CredentialForm
+from .forms import AgentForm, CredentialForm, PhoneNumberForm
 from .models import Agent, Call, CallEvent, Credential, PhoneNumber, TranscriptEntry
+from .providers import providers
 from .services import LIVE_STATUSES
+from .vendors import vendors
+
+
+def _spec_list(pairs) -> str:
+    """An HTML list of ``(name, text)`` pairs for a fieldset description (escaped)."""
+    return format_html("<ul>{}</ul>", format_html_join("", "<li>{}: {}</li>", pairs))
+
+
+class SpecDataAdmin(admin.ModelAdmin):
+    """Admin of a model with per-spec data; its form generates one fieldset per spec."""
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # The model fields only (the change view passes its fieldsets' fields): the form adds
+        # the generated per-spec fields itself.
+        kwargs["fields"] = self.form.Meta.fields
+        return super().get_form(request, obj, change, **kwargs)
 
 
 @admin.register(Credential)
-class CredentialAdmin(admin.ModelAdmin):
+class CredentialAdmin(SpecDataAdmin):
     form = CredentialForm
-    list_display = ["label", "vendor", "is_default", "account_sid", "updated_at"]
+    list_display = ["label", "vendor", "is_default", "updated_at"]
     list_filter = ["vendor", "is_default"]
-    search_fields = ["label", "account_sid", "connection_id"]
+    # ``data`` holds the vendor's account identifiers (Twilio account SID, Telnyx connection ID).
+    search_fields = ["label", "data"]
     readonly_fields = ["secret_hint_display", "created_at", "updated_at"]
-    fieldsets = [
-        (None, {"fields": ["vendor", "label", "secret", "secret_hint_display", "is_default"]}),
-        (
-            _("Twilio"),
-            {
-                "fields": ["account_sid"],
-                "description": _("The secret is the account's auth token."),
-            },
-        ),
-        (
-            _("Telnyx"),
-            {
-                "fields": ["connection_id", "webhook_public_key"],
-                "description": _("The secret is the Telnyx API key (starts 'KEY')."),
-            },
-        ),
-        (_("Advanced"), {"fields": ["api_base_url", "created_at", "updated_at"]}),
-    ]
+
+    def get_fieldsets(self, request, obj=None):
+        secrets = _spec_list((v.name, v.secret_help) for v in vendors if v.secret_help)
+        return [
+            (
+                None,
+                {
+                    "fields": ["vendor", "label", "secret", "secret_hint_display", "is_default"],
+                    "description": secrets,
+                },
+            ),
+            *self.form.data_fieldsets(),
+            (_("Advanced"), {"fields": ["api_base_url", "created_at", "updated_at"]}),
+        ]
 
     @admin.display(description=_("current secret"))
     def secret_hint_display(self, obj):
@@ -70,8 +84,17 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "system_prompt"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PhoneNumberInline]
+
+    def get_fieldsets(self, request, obj=None):
+        """The static fieldsets; the first describes every registered voice architecture."""
+        main = {
+            **self.fieldsets[0][1],
+            "description": _spec_list((spec.name, spec.description) for spec in providers),
+        }
+        return [(None, main), *self.fieldsets[1:]]
+
     fieldsets = [
-        (None, {"fields": ["name", "slug", "enabled", "provider"]}),
+        (None, {"fields": ["name", "slug", "enabled", "provider", "credential"]}),
         (
             _("Conversation"),
             {
@@ -90,27 +113,6 @@ class AgentAdmin(admin.ModelAdmin):
             },
         ),
         (
-            _("OpenAI Realtime"),
-            {
-                "fields": ["openai_credential"],
-                "description": _(
-                    'provider="openai_realtime" (the default): one speech-to-speech socket. '
-                    'Example: model "gpt-4o-mini-realtime-preview", voice "alloy". Twilio '
-                    "audio (G.711 mu-law 8 kHz) passes through untouched; Telnyx uses PCM16 16 kHz."
-                ),
-            },
-        ),
-        (
-            _("ElevenLabs Conversational AI"),
-            {
-                "fields": ["elevenlabs_credential"],
-                "description": _(
-                    'provider="elevenlabs_convai": best voice quality. Example: voice "rachel" '
-                    'or "adam" (a voice ID works too).'
-                ),
-            },
-        ),
-        (
             _("Pipeline"),
             {
                 "fields": [
@@ -118,13 +120,14 @@ class AgentAdmin(admin.ModelAdmin):
                     ("tts_provider", "tts_credential", "tts_voice"),
                     "reply_handler",
                     ("reply_prompt",),
-                    ("reply_model", "reply_credential"),
+                    ("reply_provider", "reply_model", "reply_credential"),
                 ],
                 "description": _(
-                    'provider="pipeline": stt=Patter.deepgram(...) or Patter.whisper(...), '
-                    'tts=Patter.elevenlabs(voice="rachel") or Patter.openai_tts(voice="alloy"), '
-                    "and an on_message reply handler or an LLM prompt. Without chosen credentials "
-                    "the account's default Deepgram and ElevenLabs credentials are used."
+                    'provider="pipeline": a speech-to-text stage (stt=Patter.deepgram(...)), an '
+                    "on_message reply handler or an LLM prompt, and a text-to-speech stage "
+                    '(tts=Patter.elevenlabs(voice="rachel")). A stage without a chosen credential '
+                    "uses the agent's credential when it is of the stage's vendor, else the "
+                    "vendor's default credential."
                 ),
             },
         ),
@@ -143,15 +146,18 @@ class AgentAdmin(admin.ModelAdmin):
 
 
 @admin.register(PhoneNumber)
-class PhoneNumberAdmin(admin.ModelAdmin):
+class PhoneNumberAdmin(SpecDataAdmin):
+    form = PhoneNumberForm
     list_display = ["number", "label", "carrier", "agent", "enabled"]
     list_filter = ["carrier", "enabled", "agent"]
     search_fields = ["number", "label"]
     list_select_related = ["agent"]
-    fieldsets = [
-        (None, {"fields": ["number", "label", "carrier", "credential", "agent", "enabled"]}),
-        (_("Telnyx"), {"fields": ["telnyx_codec"]}),
-    ]
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (None, {"fields": ["number", "label", "carrier", "credential", "agent", "enabled"]}),
+            *self.form.data_fieldsets(),
+        ]
 
 
 class ReadOnlyInline(admin.TabularInline):

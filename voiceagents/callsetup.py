@@ -1,7 +1,7 @@
 """The two database edges of a live call: the snapshot taken at stream start, and the final write.
 
 Everything the call world needs is loaded here once, in one round trip, into plain frozen
-dataclasses (style.md §1); nothing in ``session.py`` reads settings or the database afterwards.
+dataclasses; nothing in ``session.py`` reads settings or the database afterwards.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from . import streamtokens
 from .audio.formats import AudioFormat
 from .conf import get_setting
 from .exceptions import ConfigurationError, WebhookValidationFailure
-from .models import FINAL_STATUSES, Call, CallEvent, CallEventKind, CallStatus, ProviderChoice
-from .providers.base import ProviderConfig
+from .models import FINAL_STATUSES, Agent, Call, CallEvent, CallEventKind, CallStatus
+from .providers import providers
+from .providers.base import ProviderConfig, StageConfig
+from .providers.specs import ServiceSpec
+from .templating import fill_placeholders
 
 logger = logging.getLogger(__name__)
-
-#: Vendor whose credential each realtime provider uses, and its URL setting and default.
-PROVIDER_ENDPOINTS = {
-    ProviderChoice.OPENAI_REALTIME: ("openai", "REALTIME_URL", "wss://api.openai.com/v1/realtime"),
-}
 
 
 @dataclass(frozen=True)
@@ -114,33 +112,68 @@ def _call_variables(call: Call) -> dict:
     return {"caller_number": call.from_number, "called_number": call.to_number}
 
 
-def _provider_config(call: Call, agent, carrier_format: AudioFormat) -> ProviderConfig:
-    endpoint = PROVIDER_ENDPOINTS.get(agent.provider)
-    if endpoint is None:
+def _provider_config(call: Call, agent: Agent, carrier_format: AudioFormat) -> ProviderConfig:
+    """The provider's configuration, read from its spec, the agent and its credentials."""
+    spec = providers.get(agent.provider) if agent.provider in providers else None
+    if spec is None or not spec.runtime:
         raise CallRejected(f"provider_not_available:{agent.provider}")
-    vendor, url_setting, default_url = endpoint
-    credential = agent.credential_for("provider")
-    api_key = credential.secret if credential else get_setting("API_KEY", vendor=vendor, default="")
-    if not api_key:
-        raise ConfigurationError(
-            f"Agent {agent.slug!r} has no {vendor} credential: choose one in the admin, mark one "
-            f"as default, or set VOICEAGENTS['{vendor.upper()}_API_KEY']"
-        )
-    base_url = (credential.api_base_url if credential else "") or get_setting(
-        url_setting, vendor=vendor, default=default_url
-    )
+    api_key, base_url = _service_account(agent, "provider", spec) if spec.vendor else ("", "")
+    variables = _call_variables(call)
     return ProviderConfig(
         call_id=str(call.pk),
         api_key=api_key,
         base_url=base_url,
         model=agent.effective_model(),
         voice=agent.effective_voice(),
-        instructions=agent.rendered_system_prompt(_call_variables(call)),
+        instructions=agent.rendered_system_prompt(variables),
         language=agent.language,
         options=dict(agent.provider_options or {}),
         carrier_format=carrier_format,
         connect_timeout=float(get_setting("CONNECT_TIMEOUT", cast=float)),
+        stages={stage: _stage_config(agent, stage, variables) for stage in spec.stages},
     )
+
+
+def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
+    """One pipeline stage's service; the agent's ``<stage>_model``/``_voice``/``_language``/
+    ``_prompt`` fields (or a ``<stage>_model`` provider option), where it has them, override the
+    stage spec's defaults."""
+    if stage == "reply" and agent.reply_handler:
+        return StageConfig(id="", handler=agent.reply_handler)
+    spec = agent.stage_spec(stage)
+    if spec is None:
+        raise CallRejected(f"stage_not_configured:{stage}")
+    api_key, base_url = _service_account(agent, stage, spec)
+    return StageConfig(
+        id=spec.id,
+        api_key=api_key,
+        base_url=base_url,
+        model=spec.resolve_model(
+            getattr(agent, f"{stage}_model", "")
+            or (agent.provider_options or {}).get(f"{stage}_model", "")
+        ),
+        voice=spec.resolve_voice(getattr(agent, f"{stage}_voice", "")),
+        language=getattr(agent, f"{stage}_language", "") or agent.language,
+        instructions=fill_placeholders(getattr(agent, f"{stage}_prompt", ""), variables),
+    )
+
+
+def _service_account(agent: Agent, role: str, spec: ServiceSpec) -> tuple[str, str]:
+    """The API key and URL of ``spec`` for ``agent``'s ``role``.
+
+    Key: the credential (chosen, else the vendor's default), else ``<VENDOR>_API_KEY``.
+    URL: the credential's base URL override, else the ``<ID>_URL`` setting, else the spec's.
+    """
+    credential = agent.credential_for(role)
+    api_key = (
+        credential.secret if credential else get_setting("API_KEY", vendor=spec.vendor, default="")
+    )
+    if not api_key:
+        raise ConfigurationError(
+            f"Agent {agent.slug!r} has no {spec.vendor} credential for {spec.name}: choose one in "
+            f"the admin, mark one as default, or set VOICEAGENTS['{spec.vendor.upper()}_API_KEY']"
+        )
+    return str(api_key), spec.resolve_url(credential.api_base_url if credential else "")
 
 
 def fail_before_start(call_id, reason: str, error: str = "") -> None:

@@ -97,3 +97,37 @@ def check_channel_layer_for_production(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_registries(app_configs, **kwargs):
+    """Every provider, stage and carrier names a registered vendor; runtimes can be imported."""
+    from .carriers import carriers
+    from .providers import STAGES, providers
+    from .vendors import vendors
+
+    errors = []
+    users = [("provider", spec) for spec in providers]
+    users += [(f"{stage} stage", spec) for stage, registry in STAGES.items() for spec in registry]
+    users += [("carrier", spec) for spec in carriers]
+    for kind, spec in users:
+        if spec.vendor and spec.vendor not in vendors:
+            errors.append(
+                Error(
+                    f"The {kind} {spec.id!r} uses vendor {spec.vendor!r}, which is not registered.",
+                    hint="Register a VendorSpec for it in voiceagents.vendors.vendors.",
+                    id="voiceagents.E004",
+                )
+            )
+        runtime = getattr(spec, "runtime", "")
+        if runtime:
+            try:
+                import_string(runtime)
+            except ImportError as err:
+                errors.append(
+                    Error(
+                        f"The {kind} {spec.id!r}: cannot import its runtime {runtime!r} ({err}).",
+                        id="voiceagents.E005",
+                    )
+                )
+    return errors

@@ -32,7 +32,8 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
-#: Defaults of app-wide settings. Vendor base URLs are defaulted where their client is built.
+#: Defaults of app-wide settings. Provider and stage URLs, models and voices are defaulted by
+#: their registry spec (``ServiceSpec.resolve_url``); carrier API URLs where their client is built.
 DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": None,
     "VERIFY_SIGNATURES": True,

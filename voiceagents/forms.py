@@ -1,13 +1,15 @@
-"""Admin forms: write-only secrets and registry-backed choices."""
+"""Admin forms: write-only secrets, registry-backed choices and per-vendor data fields."""
 
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from .datafields import clean_data
 from .handlers import registered_names
-from .models import Agent, Credential
-from .providers import providers
+from .models import Agent, Credential, PhoneNumber
+from .providers import STAGES, providers
 
 
 class DatalistTextInput(forms.TextInput):
@@ -28,7 +30,52 @@ class DatalistTextInput(forms.TextInput):
         return context
 
 
-class CredentialForm(forms.ModelForm):
+class SpecDataForm(forms.ModelForm):
+    """Shows each spec's data fields as form fields and stores the chosen spec's into the JSON.
+
+    For a model with ``SpecDataModelMixin``. The form field of a spec's ``DataField`` is named
+    ``<spec id>__<key>``; every registered spec's fields are on the form (the admin groups them
+    in one fieldset per spec), and only the chosen spec's values are validated and stored.
+    """
+
+    @classmethod
+    def data_fieldsets(cls) -> list[tuple[str, dict]]:
+        """One admin fieldset per spec that has data fields."""
+        model = cls._meta.model
+        return [
+            (spec.name, {"fields": [f"{spec.id}__{f.key}" for f in model.fields_of(spec)]})
+            for spec in model.spec_registry
+            if model.fields_of(spec)
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        chosen = getattr(instance, instance.spec_field_name)
+        stored = getattr(instance, instance.data_field_name) or {}
+        for spec in instance.spec_registry:
+            for data_field in instance.fields_of(spec):
+                field = self.fields[f"{spec.id}__{data_field.key}"] = data_field.formfield()
+                if spec.id == chosen and data_field.key in stored:
+                    field.initial = stored[data_field.key]
+
+    def clean(self):
+        cleaned = super().clean()
+        instance = self.instance
+        chosen = cleaned.get(instance.spec_field_name)
+        if chosen in instance.spec_registry:
+            spec = instance.spec_registry.get(chosen)
+            fields = instance.fields_of(spec)
+            values = {f.key: cleaned.get(f"{spec.id}__{f.key}") for f in fields}
+            try:
+                setattr(instance, instance.data_field_name, clean_data(fields, values))
+            except ValidationError as err:
+                for key, errors in err.error_dict.items():
+                    self.add_error(f"{spec.id}__{key}", errors)
+        return cleaned
+
+
+class CredentialForm(SpecDataForm):
     secret = forms.CharField(
         label=_("secret"),
         required=False,
@@ -42,16 +89,7 @@ class CredentialForm(forms.ModelForm):
 
     class Meta:
         model = Credential
-        fields = [
-            "vendor",
-            "label",
-            "secret",
-            "is_default",
-            "account_sid",
-            "connection_id",
-            "webhook_public_key",
-            "api_base_url",
-        ]
+        fields = ["vendor", "label", "secret", "is_default", "api_base_url"]
 
     def clean(self):
         cleaned = super().clean()
@@ -66,13 +104,15 @@ class CredentialForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
-def _suggestions(attribute: str) -> list[str]:
-    values: list[str] = []
-    for spec in providers:
-        for value in getattr(spec, attribute):
-            if value not in values:
-                values.append(value)
-    return values
+class PhoneNumberForm(SpecDataForm):
+    class Meta:
+        model = PhoneNumber
+        fields = ["number", "label", "carrier", "credential", "agent", "enabled"]
+
+
+def _suggestions(specs, attribute: str) -> list[str]:
+    """The suggested values of every spec, in registry order, once each."""
+    return list(dict.fromkeys(value for spec in specs for value in getattr(spec, attribute)))
 
 
 class AgentForm(forms.ModelForm):
@@ -89,14 +129,13 @@ class AgentForm(forms.ModelForm):
             "slug",
             "enabled",
             "provider",
+            "credential",
             "system_prompt",
             "first_message",
             "variables",
             "language",
             "model",
             "voice",
-            "openai_credential",
-            "elevenlabs_credential",
             "stt_provider",
             "stt_credential",
             "stt_language",
@@ -105,6 +144,7 @@ class AgentForm(forms.ModelForm):
             "tts_voice",
             "reply_handler",
             "reply_prompt",
+            "reply_provider",
             "reply_model",
             "reply_credential",
             "provider_options",
@@ -113,17 +153,26 @@ class AgentForm(forms.ModelForm):
             "transfer_allowlist",
         ]
         widgets = {
-            "model": DatalistTextInput(_suggestions("suggested_models")),
-            "voice": DatalistTextInput(_suggestions("suggested_voices")),
-            "tts_voice": DatalistTextInput(_suggestions("suggested_voices")),
-            "reply_model": DatalistTextInput(["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]),
             "system_prompt": forms.Textarea(attrs={"rows": 6}),
             "first_message": forms.Textarea(attrs={"rows": 2}),
             "reply_prompt": forms.Textarea(attrs={"rows": 4}),
         }
 
+    #: Text field → (the registry whose suggestions it offers, spec attribute); read per form,
+    #: so entries registered after start-up are offered too.
+    SUGGESTIONS = {
+        "model": (providers, "suggested_models"),
+        "voice": (providers, "suggested_voices"),
+        "tts_voice": (STAGES["tts"], "suggested_voices"),
+        "reply_model": (STAGES["reply"], "suggested_models"),
+    }
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for name, (specs, attribute) in self.SUGGESTIONS.items():
+            if name in self.fields:
+                field = self.fields[name]
+                field.widget = DatalistTextInput(_suggestions(specs, attribute), field.widget.attrs)
         names = registered_names()
         current = self.instance.reply_handler if self.instance else ""
         if current and current not in names:

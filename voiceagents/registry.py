@@ -1,7 +1,8 @@
 """Small name → object registries, filled at import time (or in ``AppConfig.ready()``).
 
-Providers and carriers are plugins: each registers one entry here under its snake_case id, and
-the admin builds its choices from the registry. Registries are the only module-level mutable
+Vendors, providers, pipeline stages and carriers are plugins: each registers one spec in its
+registry under its snake_case id, and model and admin choices are callables that read the
+registry, so registering a new entry needs no migration. Registries are the only module-level mutable
 state the apps allow, and they are not mutated while calls run.
 """
 
@@ -27,6 +28,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {entry_id!r} is already registered")
         self._entries[entry_id] = entry
         return entry
+
+    def unregister(self, entry_id: str) -> None:
+        """Remove an entry (a test's dummy vendor); unknown ids are ignored."""
+        self._entries.pop(entry_id, None)
 
     def get(self, entry_id: str) -> T:
         try:

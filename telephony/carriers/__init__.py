@@ -1,28 +1,119 @@
-"""Carriers: the phone companies whose calls we answer (Twilio, Telnyx).
+"""Carriers: the phone companies whose calls we answer (Twilio, Telnyx), registered with voiceagents.
 
-Each carrier lives in its own module or package (``telephony.carriers.twilio``) with its webhook
-views, answer documents and media-stream consumer. This package only holds the registry, so that
-importing it stays cheap: nothing here imports views, models or vendor code.
+Each carrier lives in its own package (``telephony.carriers.twilio``) with its webhook views,
+answer documents and media-stream consumer. This module registers, for each, the vendor spec of
+its account credential (what ``Credential.data`` holds) and the carrier spec (what
+``PhoneNumber.carrier_data`` holds) in the ``voiceagents`` registries. It is imported by
+``TelephonyConfig.ready()`` and stays cheap: nothing here imports views, models or vendor code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 
-from voiceagents.registry import Registry
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
+
+from voiceagents.carriers import CarrierSpec, carriers
+from voiceagents.datafields import DataField
+from voiceagents.vendors import VendorSpec, vendors
+
+validate_twilio_account_sid = RegexValidator(
+    re.compile(r"^AC[0-9a-f]{32}$"),
+    _("Enter the account SID as Twilio shows it: 'AC' and 32 hex digits."),
+    code="invalid_account_sid",
+)
+
+validate_telnyx_connection_id = RegexValidator(
+    re.compile(r"^[0-9]{1,32}$"),
+    _("Enter the connection ID as Telnyx shows it: digits only."),
+    code="invalid_connection_id",
+)
 
 
-@dataclass(frozen=True)
-class CarrierSpec:
-    """One carrier as the rest of the project sees it."""
+def validate_telnyx_public_keys(value: str) -> None:
+    """Each non-blank line is the base64 of a 32-byte Ed25519 public key (as Telnyx shows it)."""
+    from .telnyx.signature import is_valid_public_key
 
-    #: snake_case id, the value stored in ``Call.carrier`` and ``PhoneNumber.carrier``.
-    id: str
-    #: Display name in the vendor's own spelling.
-    name: str
+    lines = [line.strip() for line in value.splitlines() if line.strip()]
+    if not all(is_valid_public_key(line) for line in lines):
+        raise ValidationError(
+            _("Each line must be a base64 Ed25519 public key (32 bytes), as Telnyx shows it."),
+            code="invalid_public_key",
+        )
 
 
-carriers: Registry[CarrierSpec] = Registry("carrier")
+TWILIO_VENDOR = VendorSpec(
+    id="twilio",
+    name="Twilio",
+    secret_help=_("The account's auth token."),
+    data_fields=(
+        DataField(
+            key="account_sid",
+            label=_("Account SID"),
+            help_text=_("The account SID, e.g. 'AC0123…'. Webhooks are matched to it."),
+            required=True,
+            validators=(validate_twilio_account_sid,),
+        ),
+    ),
+)
 
-carriers.register(CarrierSpec(id="twilio", name="Twilio"))
-carriers.register(CarrierSpec(id="telnyx", name="Telnyx"))
+TELNYX_VENDOR = VendorSpec(
+    id="telnyx",
+    name="Telnyx",
+    secret_help=_("The Telnyx API key (starts 'KEY')."),
+    data_fields=(
+        DataField(
+            key="connection_id",
+            label=_("Connection ID"),
+            help_text=_("The Call Control application (connection) ID."),
+            validators=(validate_telnyx_connection_id,),
+        ),
+        DataField(
+            key="webhook_public_key",
+            label=_("Webhook public key"),
+            help_text=_(
+                "The base64 Ed25519 public key from the Mission Control portal. During a key "
+                "rotation, put one key per line; every listed key is accepted."
+            ),
+            validators=(validate_telnyx_public_keys,),
+            multiline=True,
+        ),
+    ),
+)
+
+TWILIO = CarrierSpec(
+    id="twilio",
+    name="Twilio",
+    vendor="twilio",
+    consumer="telephony.carriers.twilio.media.TwilioMediaConsumer",
+)
+
+TELNYX = CarrierSpec(
+    id="telnyx",
+    name="Telnyx",
+    vendor="telnyx",
+    number_fields=(
+        DataField(
+            key="codec",
+            label=_("Media codec"),
+            help_text=_(
+                "The audio format of the call's media stream. L16 at 16 kHz carries wideband "
+                "speech and is converted for the voice provider; PCMU at 8 kHz is phone quality "
+                "and passes through to OpenAI Realtime unchanged."
+            ),
+            choices=(
+                ("L16", _("L16: 16-bit linear PCM, 16 kHz (wideband)")),
+                ("PCMU", _("PCMU: G.711 µ-law, 8 kHz (narrowband)")),
+            ),
+            default="L16",
+        ),
+    ),
+    consumer="telephony.carriers.telnyx.media.TelnyxMediaConsumer",
+)
+
+vendors.register(TWILIO_VENDOR)
+vendors.register(TELNYX_VENDOR)
+carriers.register(TWILIO)
+carriers.register(TELNYX)

@@ -14,7 +14,7 @@ from twilio.request_validator import RequestValidator
 from tests.fakes.openai_realtime import FakeOpenAIRealtime
 from tests.fakes.twilio_stream import FakeTwilioCaller, sid
 from voiceagents import streamtokens
-from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber, Vendor
+from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
 
 AUTH_TOKEN = "twilio-auth-token-for-tests-0123"
 MEDIA_URL = "wss://voice.example.test/telephony/twilio/media/"
@@ -44,10 +44,10 @@ def recordings_dir(tmp_path, voiceagents_settings):
 
 
 def _create_call(openai_url: str, **agent_fields) -> CallSetup:
-    openai = Credential(vendor=Vendor.OPENAI, label="openai", api_base_url=openai_url)
+    openai = Credential(vendor="openai", label="openai", api_base_url=openai_url)
     openai.secret = "sk-test-openai"
     openai.save()
-    twilio = Credential(vendor=Vendor.TWILIO, label="twilio", account_sid="AC" + "0" * 32)
+    twilio = Credential(vendor="twilio", label="twilio", data={"account_sid": "AC" + "0" * 32})
     twilio.secret = AUTH_TOKEN
     twilio.save()
     fields = {
@@ -56,7 +56,7 @@ def _create_call(openai_url: str, **agent_fields) -> CallSetup:
         "system_prompt": "You work for {company}.",
         "first_message": "Hello from {company}!",
         "variables": {"company": "Acme"},
-        "openai_credential": openai,
+        "credential": openai,
     }
     fields.update(agent_fields)
     agent = Agent.objects.create(**fields)

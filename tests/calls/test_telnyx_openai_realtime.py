@@ -28,11 +28,9 @@ from voiceagents.models import (
     Call,
     CallEvent,
     CallStatus,
-    Carrier,
     Credential,
     PhoneNumber,
     TranscriptEntry,
-    Vendor,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,13 +54,13 @@ def api():
 
 
 def _create_number(openai_url: str, api_url: str, codec: str) -> Agent:
-    openai = Credential(vendor=Vendor.OPENAI, label="openai", api_base_url=openai_url)
+    openai = Credential(vendor="openai", label="openai", api_base_url=openai_url)
     openai.secret = "sk-test-openai"
     openai.save()
     telnyx = Credential(
-        vendor=Vendor.TELNYX,
+        vendor="telnyx",
         label="telnyx",
-        webhook_public_key=KEY.public_b64,
+        data={"webhook_public_key": KEY.public_b64},
         api_base_url=api_url,
     )
     telnyx.secret = fake.API_KEY
@@ -72,14 +70,14 @@ def _create_number(openai_url: str, api_url: str, codec: str) -> Agent:
         slug="front-desk",
         system_prompt="You work for Acme.",
         first_message="Hello from Acme!",
-        openai_credential=openai,
+        credential=openai,
     )
     PhoneNumber.objects.create(
         number=fake.OUR_NUMBER,
-        carrier=Carrier.TELNYX,
+        carrier="telnyx",
         credential=telnyx,
         agent=agent,
-        telnyx_codec=codec,
+        carrier_data={"codec": codec},
     )
     return agent
 

@@ -10,7 +10,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from tests.fakes import twilio as fake
-from voiceagents.models import Agent, Carrier, Credential, PhoneNumber, ProviderChoice, Vendor
+from voiceagents.models import Agent, Credential, PhoneNumber
 
 _counter = itertools.count(1)
 
@@ -27,7 +27,7 @@ def make_twilio_credential(db):
     """``make_twilio_credential(token, account_sid=...)``: a saved Twilio credential."""
 
     def make(token: str = fake.AUTH_TOKEN, account_sid: str = fake.ACCOUNT_SID) -> Credential:
-        return create_credential(Vendor.TWILIO, token, account_sid=account_sid)
+        return create_credential("twilio", token, data={"account_sid": account_sid})
 
     return make
 
@@ -39,12 +39,12 @@ def twilio_credential(make_twilio_credential) -> Credential:
 
 @pytest.fixture
 def agent(db) -> Agent:
-    openai = create_credential(Vendor.OPENAI, "sk-test-openai-key-0000")
+    openai = create_credential("openai", "sk-test-openai-key-0000")
     return Agent.objects.create(
         name="Front desk",
         slug="front-desk",
-        provider=ProviderChoice.OPENAI_REALTIME,
-        openai_credential=openai,
+        provider="openai_realtime",
+        credential=openai,
     )
 
 
@@ -52,7 +52,7 @@ def agent(db) -> Agent:
 def twilio_number(twilio_credential, agent) -> PhoneNumber:
     """Our Twilio number ``fake.OUR_NUMBER``, answered by ``agent``."""
     return PhoneNumber.objects.create(
-        number=fake.OUR_NUMBER, carrier=Carrier.TWILIO, credential=twilio_credential, agent=agent
+        number=fake.OUR_NUMBER, carrier="twilio", credential=twilio_credential, agent=agent
     )
 
 

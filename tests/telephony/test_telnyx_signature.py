@@ -138,7 +138,7 @@ def test_keys_come_from_every_telnyx_credential_line_then_the_setting(voiceagent
     from tests.telephony.conftest import create_credential
 
     first = create_credential(
-        "telnyx", "key-a", webhook_public_key=f"{KEY.public_b64}\n\n{OTHER.public_b64}\n"
+        "telnyx", "key-a", data={"webhook_public_key": f"{KEY.public_b64}\n\n{OTHER.public_b64}\n"}
     )
     voiceagents_settings["TELNYX_PUBLIC_KEY"] = [fake.keypair("setting").public_b64, "not-a-key"]
     keys = signature.webhook_public_keys()

@@ -23,7 +23,6 @@ from voiceagents.models import (
     Call,
     CallEvent,
     CallStatus,
-    Carrier,
     Direction,
     PhoneNumber,
     ProcessedWebhookEvent,
@@ -49,14 +48,14 @@ def api():
 @pytest.fixture
 def telnyx_credential(db, api):
     return create_credential(
-        "telnyx", fake.API_KEY, webhook_public_key=KEY.public_b64, api_base_url=api.url
+        "telnyx", fake.API_KEY, data={"webhook_public_key": KEY.public_b64}, api_base_url=api.url
     )
 
 
 @pytest.fixture
 def telnyx_number(telnyx_credential, agent) -> PhoneNumber:
     return PhoneNumber.objects.create(
-        number=fake.OUR_NUMBER, carrier=Carrier.TELNYX, credential=telnyx_credential, agent=agent
+        number=fake.OUR_NUMBER, carrier="telnyx", credential=telnyx_credential, agent=agent
     )
 
 
@@ -78,9 +77,11 @@ class TelnyxHarness:
     def install_secret(self, secret: str) -> None:
         key = fake.keypair(secret).public_b64
         if self.credential is None:
-            self.credential = create_credential("telnyx", fake.API_KEY, webhook_public_key=key)
+            self.credential = create_credential(
+                "telnyx", fake.API_KEY, data={"webhook_public_key": key}
+            )
         else:
-            self.credential.webhook_public_key += "\n" + key
+            self.credential.data["webhook_public_key"] += "\n" + key
             self.credential.save()
 
     def send(self, client, *, secret, public_url=None, tamper=False):
@@ -170,7 +171,7 @@ def test_incoming_call_is_answered_then_streamed_in_l16_16k(client, telnyx_numbe
 
 
 def test_a_pcmu_number_streams_pcmu_at_8k(client, telnyx_number, api):
-    telnyx_number.telnyx_codec = "PCMU"
+    telnyx_number.carrier_data = {"codec": "PCMU"}
     telnyx_number.save()
     send(client, fake.call_initiated(fake.new_call_control_id()))
     body = api.of("streaming_start")[0].body
@@ -287,7 +288,10 @@ def test_an_unknown_number_is_apologised_to_with_the_signing_accounts_key(
 
 def test_a_number_of_another_account_is_refused(client, telnyx_number, api):
     create_credential(
-        "telnyx", fake.API_KEY, webhook_public_key=OTHER_KEY.public_b64, api_base_url=api.url
+        "telnyx",
+        fake.API_KEY,
+        data={"webhook_public_key": OTHER_KEY.public_b64},
+        api_base_url=api.url,
     )
     send(client, fake.call_initiated(fake.new_call_control_id()), OTHER_KEY)
     assert Call.objects.get().end_reason == "account_mismatch"

@@ -17,14 +17,12 @@ from voiceagents.models import (
     Call,
     CallEvent,
     CallStatus,
-    Carrier,
     Credential,
     Direction,
     PhoneNumber,
-    ProviderChoice,
     TranscriptEntry,
-    Vendor,
 )
+from voiceagents.vendors import vendors
 
 _counter = itertools.count(1)
 
@@ -32,16 +30,14 @@ _counter = itertools.count(1)
 TWILIO_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 
 
-def make_credential(
-    vendor: str = Vendor.OPENAI, *, secret: str | None = None, **fields
-) -> Credential:
+def make_credential(vendor: str = "openai", *, secret: str | None = None, **fields) -> Credential:
     """A saved credential of ``vendor`` with an encrypted ``secret``."""
     n = next(_counter)
-    fields.setdefault("label", f"{Vendor(vendor).label} key {n}")
-    if vendor == Vendor.TWILIO:
-        fields.setdefault("account_sid", TWILIO_ACCOUNT_SID)
-    if vendor == Vendor.TELNYX:
-        fields.setdefault("connection_id", f"{1000000 + n}")
+    fields.setdefault("label", f"{vendors.get(vendor).name} key {n}")
+    if vendor == "twilio":
+        fields.setdefault("data", {"account_sid": TWILIO_ACCOUNT_SID})
+    if vendor == "telnyx":
+        fields.setdefault("data", {"connection_id": f"{1000000 + n}"})
     credential = Credential(vendor=vendor, **fields)
     credential.secret = secret if secret is not None else f"test-{vendor}-secret-{n:04d}-padding"
     credential.full_clean()
@@ -54,16 +50,16 @@ def make_agent(**fields) -> Agent:
     n = next(_counter)
     fields.setdefault("name", f"Agent {n}")
     fields.setdefault("slug", f"agent-{n}")
-    fields.setdefault("provider", ProviderChoice.OPENAI_REALTIME)
-    if fields["provider"] == ProviderChoice.OPENAI_REALTIME and "openai_credential" not in fields:
-        fields["openai_credential"] = make_credential(Vendor.OPENAI)
+    fields.setdefault("provider", "openai_realtime")
+    if fields["provider"] == "openai_realtime" and "credential" not in fields:
+        fields["credential"] = make_credential("openai")
     agent = Agent(**fields)
     agent.full_clean()
     agent.save()
     return agent
 
 
-def make_phone_number(carrier: str = Carrier.TWILIO, **fields) -> PhoneNumber:
+def make_phone_number(carrier: str = "twilio", **fields) -> PhoneNumber:
     """A saved phone number at ``carrier``; creates the carrier credential unless one is given."""
     n = next(_counter)
     fields.setdefault("number", f"+1415555{n:04d}")
@@ -78,7 +74,7 @@ def make_phone_number(carrier: str = Carrier.TWILIO, **fields) -> PhoneNumber:
 def make_call(**fields) -> Call:
     """A saved call; inbound, completed, at Twilio unless told otherwise."""
     n = next(_counter)
-    fields.setdefault("carrier", Carrier.TWILIO)
+    fields.setdefault("carrier", "twilio")
     fields.setdefault("direction", Direction.INBOUND)
     fields.setdefault("status", CallStatus.COMPLETED)
     fields.setdefault("from_number", f"+1202555{n:04d}")

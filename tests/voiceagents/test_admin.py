@@ -34,12 +34,10 @@ from voiceagents.models import (
     Call,
     CallEventKind,
     CallStatus,
-    Carrier,
     Credential,
     Direction,
-    ProviderChoice,
-    Vendor,
 )
+from voiceagents.vendors import vendors
 
 pytestmark = pytest.mark.django_db
 
@@ -56,19 +54,19 @@ async def echo_reply(event):
 #: Distinctive secrets, one per vendor. Every run of five characters crosses a '-', so no
 #: five-character window can turn up by chance in a CSRF token or another alphanumeric value.
 SECRETS = {
-    Vendor.OPENAI: "sk-SECR-ETVA-LUE1-opQ7-Wv9Q",
-    Vendor.ELEVENLABS: "xi-SECR-ETVA-LUE2-elZ3-Kp3M",
-    Vendor.DEEPGRAM: "dg-SECR-ETVA-LUE3-dgY5-Hn4R",
-    Vendor.TWILIO: "tw-SECR-ETVA-LUE4-twX8-Jb6T",
-    Vendor.TELNYX: "KEY-SECR-ETVA-LUE5-tnV2-Qd7L",
+    "openai": "sk-SECR-ETVA-LUE1-opQ7-Wv9Q",
+    "elevenlabs": "xi-SECR-ETVA-LUE2-elZ3-Kp3M",
+    "deepgram": "dg-SECR-ETVA-LUE3-dgY5-Hn4R",
+    "twilio": "tw-SECR-ETVA-LUE4-twX8-Jb6T",
+    "telnyx": "KEY-SECR-ETVA-LUE5-tnV2-Qd7L",
 }
 
-#: Extra add-form fields each vendor needs.
+#: Extra add-form fields each vendor needs (generated from its spec: ``<vendor>__<key>``).
 VENDOR_FIELDS = {
-    Vendor.TWILIO: {"account_sid": TWILIO_ACCOUNT_SID},
-    Vendor.TELNYX: {
-        "connection_id": "1494404757140276705",
-        "webhook_public_key": base64.b64encode(
+    "twilio": {"twilio__account_sid": TWILIO_ACCOUNT_SID},
+    "telnyx": {
+        "telnyx__connection_id": "1494404757140276705",
+        "telnyx__webhook_public_key": base64.b64encode(
             Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
             .public_key()
             .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -176,11 +174,11 @@ def read_streaming(response) -> bytes:
 def credential_form_data(vendor: str, **overrides) -> dict[str, str]:
     data = {
         "vendor": vendor,
-        "label": f"{Vendor(vendor).label} via admin",
+        "label": f"{vendors.get(vendor).name} via admin",
         "secret": SECRETS[vendor],
-        "account_sid": "",
-        "connection_id": "",
-        "webhook_public_key": "",
+        "twilio__account_sid": "",
+        "telnyx__connection_id": "",
+        "telnyx__webhook_public_key": "",
         "api_base_url": "",
         "_save": "Save",
         **VENDOR_FIELDS.get(vendor, {}),
@@ -194,15 +192,14 @@ def agent_form_data(**overrides) -> dict[str, str]:
         "name": "Front desk",
         "slug": "front-desk",
         "enabled": "on",
-        "provider": ProviderChoice.OPENAI_REALTIME,
+        "provider": "openai_realtime",
         "system_prompt": "You are a helpful assistant.",
         "first_message": "Hi, thanks for calling {company}!",
         "variables": '{"company": "Acme Dental"}',
         "language": "en",
         "model": "",
         "voice": "alloy",
-        "openai_credential": "",
-        "elevenlabs_credential": "",
+        "credential": "",
         "stt_provider": "",
         "stt_credential": "",
         "stt_language": "",
@@ -211,6 +208,7 @@ def agent_form_data(**overrides) -> dict[str, str]:
         "tts_voice": "",
         "reply_handler": "",
         "reply_prompt": "",
+        "reply_provider": "openai_chat",
         "reply_model": "gpt-4o-mini",
         "reply_credential": "",
         "provider_options": "{}",
@@ -252,14 +250,14 @@ def user_client(client, django_user_model):
 @pytest.fixture
 def recorded_call():
     """A finished call with an out-of-order transcript, events, metrics and a WAV recording."""
-    number = make_phone_number(Carrier.TWILIO, number="+14155550100")
+    number = make_phone_number("twilio", number="+14155550100")
     agent = make_agent(name="Front desk", slug="front-desk")
     call = make_call(
         agent=agent,
         phone_number=number,
         from_number="+12025550123",
         to_number="+14155550100",
-        provider=ProviderChoice.OPENAI_REALTIME,
+        provider="openai_realtime",
         metrics={"barge_ins": 1, "frames_in": 812, "latency_ms": {"p50": 420, "p95": 910}},
     )
     # Created out of order on purpose: the page must sort by seq, not by primary key.
@@ -306,7 +304,7 @@ def recorded_call():
 @pytest.fixture
 def admin_objects(recorded_call):
     return SimpleNamespace(
-        credential=recorded_call.agent.openai_credential,
+        credential=recorded_call.agent.credential,
         agent=recorded_call.agent,
         phonenumber=recorded_call.number,
         call=recorded_call.call,
@@ -520,24 +518,17 @@ def test_credential_secret_never_appears_in_admin_html(admin_client):
     credentials = {c.vendor: c for c in Credential.objects.all()}
     assert {vendor: c.secret for vendor, c in credentials.items()} == SECRETS
 
-    agent = make_agent(
-        openai_credential=credentials[Vendor.OPENAI],
-        elevenlabs_credential=credentials[Vendor.ELEVENLABS],
-    )
+    agent = make_agent(credential=credentials["openai"])
     pipeline = make_agent(
-        provider=ProviderChoice.PIPELINE,
+        provider="pipeline",
         stt_provider="deepgram",
-        stt_credential=credentials[Vendor.DEEPGRAM],
+        stt_credential=credentials["deepgram"],
         tts_provider="elevenlabs",
-        tts_credential=credentials[Vendor.ELEVENLABS],
+        tts_credential=credentials["elevenlabs"],
         reply_handler=REPLY_HANDLER_NAME,
     )
-    twilio_number = make_phone_number(
-        Carrier.TWILIO, credential=credentials[Vendor.TWILIO], agent=agent
-    )
-    telnyx_number = make_phone_number(
-        Carrier.TELNYX, credential=credentials[Vendor.TELNYX], agent=pipeline
-    )
+    twilio_number = make_phone_number("twilio", credential=credentials["twilio"], agent=agent)
+    telnyx_number = make_phone_number("telnyx", credential=credentials["telnyx"], agent=pipeline)
     call = make_call(agent=agent, phone_number=twilio_number, to_number=twilio_number.number)
     add_transcript(call, {"seq": 1, "role": "agent", "text": "Hello!"})
 
@@ -584,7 +575,8 @@ def test_credential_secret_never_appears_in_admin_html(admin_client):
 def test_credential_change_page_shows_a_masked_hint_of_at_most_the_last_four_characters(
     admin_client, vendor
 ):
-    credential = make_credential(vendor, secret=SECRETS[vendor], **VENDOR_FIELDS.get(vendor, {}))
+    data = {name.split("__")[1]: value for name, value in VENDOR_FIELDS.get(vendor, {}).items()}
+    credential = make_credential(vendor, secret=SECRETS[vendor], data=data)
 
     response = admin_client.get(admin_url("credential", "change", credential.pk))
 
@@ -593,7 +585,7 @@ def test_credential_change_page_shows_a_masked_hint_of_at_most_the_last_four_cha
 
 
 def test_a_short_secret_shows_no_characters_in_its_hint(admin_client):
-    credential = make_credential(Vendor.DEEPGRAM, secret="Zq-Q7-xZ")
+    credential = make_credential("deepgram", secret="Zq-Q7-xZ")
 
     response = admin_client.get(admin_url("credential", "change", credential.pk))
 
@@ -603,26 +595,26 @@ def test_a_short_secret_shows_no_characters_in_its_hint(admin_client):
 
 
 def test_changing_a_credential_with_a_blank_secret_keeps_the_old_secret(admin_client):
-    credential = make_credential(Vendor.OPENAI, secret=SECRETS[Vendor.OPENAI], label="Old label")
+    credential = make_credential("openai", secret=SECRETS["openai"], label="Old label")
 
     response = admin_client.post(
         admin_url("credential", "change", credential.pk),
-        credential_form_data(Vendor.OPENAI, label="New label", secret=""),
+        credential_form_data("openai", label="New label", secret=""),
     )
 
     assert response.status_code == 302
     credential.refresh_from_db()
     assert credential.label == "New label"
-    assert credential.secret == SECRETS[Vendor.OPENAI]
+    assert credential.secret == SECRETS["openai"]
 
 
 def test_posting_a_new_secret_replaces_the_old_one(admin_client):
-    credential = make_credential(Vendor.OPENAI, secret=SECRETS[Vendor.OPENAI])
+    credential = make_credential("openai", secret=SECRETS["openai"])
     old_token = credential.encrypted_secret
 
     response = admin_client.post(
         admin_url("credential", "change", credential.pk),
-        credential_form_data(Vendor.OPENAI, secret="sk-NEWS-ECRE-T123-Zz9A"),
+        credential_form_data("openai", secret="sk-NEWS-ECRE-T123-Zz9A"),
     )
 
     assert response.status_code == 302
@@ -634,7 +626,7 @@ def test_posting_a_new_secret_replaces_the_old_one(admin_client):
 
 def test_adding_a_credential_without_a_secret_is_an_error_on_the_secret_field(admin_client):
     response = admin_client.post(
-        admin_url("credential", "add"), credential_form_data(Vendor.OPENAI, secret="   ")
+        admin_url("credential", "add"), credential_form_data("openai", secret="   ")
     )
 
     assert response.status_code == 200
@@ -645,22 +637,22 @@ def test_adding_a_credential_without_a_secret_is_an_error_on_the_secret_field(ad
 
 
 def test_password_input_never_renders_a_value(admin_client):
-    credential = make_credential(Vendor.TWILIO, secret=SECRETS[Vendor.TWILIO])
+    credential = make_credential("twilio", secret=SECRETS["twilio"])
 
     change_page = admin_client.get(admin_url("credential", "change", credential.pk))
     # A refused add form comes back with the other fields filled in, but not the secret.
     refused = admin_client.post(
         admin_url("credential", "add"),
-        credential_form_data(Vendor.TWILIO, account_sid="", label="Missing SID"),
+        credential_form_data("twilio", twilio__account_sid="", label="Missing SID"),
     )
 
     assert refused.status_code == 200
-    assert "account_sid" in refused.context["adminform"].form.errors
+    assert "twilio__account_sid" in refused.context["adminform"].form.errors
     for response in (change_page, refused, admin_client.get(admin_url("credential", "add"))):
         [secret_input] = inputs_named(content(response), "secret")
         assert secret_input["type"] == "password"
         assert "value" not in secret_input
-        assert leaked_fragments(content(response), SECRETS[Vendor.TWILIO]) == []
+        assert leaked_fragments(content(response), SECRETS["twilio"]) == []
 
 
 # -- the call changelist ----------------------------------------------------------------------
@@ -673,7 +665,7 @@ def two_calls():
         agent=make_agent(name="Front desk"),
         status=CallStatus.COMPLETED,
         direction=Direction.INBOUND,
-        carrier=Carrier.TWILIO,
+        carrier="twilio",
         from_number="+12025550111",
         to_number="+14155550100",
     )
@@ -681,7 +673,7 @@ def two_calls():
         agent=make_agent(name="Collections"),
         status=CallStatus.FAILED,
         direction=Direction.OUTBOUND,
-        carrier=Carrier.TELNYX,
+        carrier="telnyx",
         from_number="+14155550200",
         to_number="+442071838750",
     )
@@ -769,7 +761,7 @@ def test_agent_add_form_offers_registered_reply_handlers(admin_client):
 
 
 def test_pipeline_agent_without_stt_tts_or_reply_handler_shows_field_errors(admin_client):
-    response = post_agent_add(admin_client, provider=ProviderChoice.PIPELINE, slug="pipe")
+    response = post_agent_add(admin_client, provider="pipeline", slug="pipe")
 
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
@@ -783,12 +775,12 @@ def test_pipeline_agent_without_stt_tts_or_reply_handler_shows_field_errors(admi
 
 
 def test_pipeline_agent_with_a_registered_reply_handler_saves(admin_client):
-    deepgram = make_credential(Vendor.DEEPGRAM)
-    elevenlabs = make_credential(Vendor.ELEVENLABS)
+    deepgram = make_credential("deepgram")
+    elevenlabs = make_credential("elevenlabs")
 
     response = post_agent_add(
         admin_client,
-        provider=ProviderChoice.PIPELINE,
+        provider="pipeline",
         slug="pipe",
         stt_provider="deepgram",
         stt_credential=str(deepgram.pk),
@@ -804,15 +796,15 @@ def test_pipeline_agent_with_a_registered_reply_handler_saves(admin_client):
 
 
 def test_valid_openai_realtime_agent_post_saves(admin_client):
-    openai = make_credential(Vendor.OPENAI)
+    openai = make_credential("openai")
 
-    response = post_agent_add(admin_client, openai_credential=str(openai.pk))
+    response = post_agent_add(admin_client, credential=str(openai.pk))
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert response.url == admin_url("agent", "changelist")
     agent = Agent.objects.get(slug="front-desk")
-    assert agent.provider == ProviderChoice.OPENAI_REALTIME
-    assert agent.openai_credential == openai
+    assert agent.provider == "openai_realtime"
+    assert agent.credential == openai
     assert agent.variables == {"company": "Acme Dental"}
     assert agent.rendered_first_message() == "Hi, thanks for calling Acme Dental!"
 
@@ -823,5 +815,5 @@ def test_openai_realtime_agent_without_an_openai_credential_is_an_error_on_that_
     response = post_agent_add(admin_client)
 
     assert response.status_code == 200
-    assert list(response.context["adminform"].form.errors) == ["openai_credential"]
+    assert list(response.context["adminform"].form.errors) == ["credential"]
     assert not Agent.objects.exists()

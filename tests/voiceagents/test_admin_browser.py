@@ -16,7 +16,6 @@ from tests.voiceagents.factories import (
     make_call,
     make_credential,
 )
-from voiceagents.models import Vendor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -63,8 +62,8 @@ def test_superuser_sees_the_call_transcript_and_player_and_never_the_secret_in_a
     # Everything the database needs happens before the browser starts: playwright's sync API
     # runs an event loop in this thread, and Django refuses ORM calls from inside one.
     django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
-    credential = make_credential(Vendor.OPENAI, secret=SECRET)
-    call = make_call(agent=make_agent(openai_credential=credential), from_number="+12025550123")
+    credential = make_credential("openai", secret=SECRET)
+    call = make_call(agent=make_agent(credential=credential), from_number="+12025550123")
     add_transcript(
         call,
         {"seq": 2, "role": "caller", "text": "Can I move my cleaning?", "start_ms": 2100},

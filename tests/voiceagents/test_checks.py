@@ -5,6 +5,7 @@ from telephony.checks import check_public_url
 from voiceagents.checks import (
     check_channel_layer_for_production,
     check_credentials_key,
+    check_registries,
     check_reply_handlers,
     check_signature_verification,
 )
@@ -71,3 +72,17 @@ def test_invalid_telnyx_public_keys_in_settings_warn(voiceagents_settings, monke
     assert check_telnyx_public_keys(None) == []
     voiceagents_settings["TELNYX_PUBLIC_KEY"] = [good, "not-a-key"]
     assert ids(check_telnyx_public_keys(None)) == ["telephony.W002"]
+
+
+def test_registry_entries_must_name_registered_vendors_and_importable_runtimes():
+    from voiceagents.providers import ProviderSpec, providers
+
+    assert check_registries(None) == []
+    stray = ProviderSpec(id="stray", name="Stray", vendor="nobody", runtime="tests.nowhere.Nothing")
+    providers.register(stray)
+    try:
+        messages = check_registries(None)
+    finally:
+        providers.unregister("stray")
+    assert ids(messages) == ["voiceagents.E004", "voiceagents.E005"]
+    assert "'nobody'" in messages[0].msg

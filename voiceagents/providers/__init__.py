@@ -1,50 +1,41 @@
-"""The voice-provider registry: one entry per voice architecture of the seed.
+"""The voice-provider registry: one spec per voice architecture an agent can use.
 
-Each entry names the provider, the option schema of ``Agent.provider_options`` and the model and
-voice defaults. The runtime classes (sockets, audio formats) attach to these entries as they are
-built; adding a provider touches its module, its tests and one ``providers.register`` line here.
+Each spec names the provider, the vendor whose credential it uses, its endpoint and model/voice
+defaults (each overridable by a ``<ID>_URL``/``_MODEL``/``_VOICE`` setting), the schema of
+``Agent.provider_options``, the pipeline stages it is made of and the dotted path of its runtime
+class. Adding a provider touches its module, its tests and one ``providers.register`` line here (or
+in the project's own code: the registry is open).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from django.utils.translation import gettext_lazy as _
 
 from ..registry import Registry
 from .options import (
     ELEVENLABS_CONVAI_OPTIONS,
     OPENAI_REALTIME_OPTIONS,
     PIPELINE_OPTIONS,
-    OptionSchema,
 )
+from .specs import ProviderSpec, ServiceSpec, StageSpec
+from .stages import OPENAI_VOICES, STAGES
 
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    #: snake_case id, stored in ``Agent.provider``.
-    id: str
-    #: Display name in the vendor's own spelling.
-    name: str
-    options: OptionSchema
-    #: Model used when the agent leaves ``model`` blank.
-    default_model: str = ""
-    #: Voice used when the agent leaves ``voice`` blank.
-    default_voice: str = ""
-    #: Known values offered as suggestions in the admin; anything else passes through.
-    suggested_models: tuple[str, ...] = ()
-    suggested_voices: tuple[str, ...] = ()
-    #: Dotted path of the runtime class (a ``VoiceProvider``); empty while not yet available.
-    runtime: str = ""
-
+__all__ = ["ProviderSpec", "ServiceSpec", "StageSpec", "STAGES", "providers", "build_provider"]
 
 providers: Registry[ProviderSpec] = Registry("voice provider")
 
-OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+
+def provider_choices() -> list[tuple[str, str]]:
+    """Choices of ``Agent.provider`` (a callable, so new providers need no migration)."""
+    return providers.choices()
+
 
 providers.register(
     ProviderSpec(
         id="openai_realtime",
         name="OpenAI Realtime",
-        options=OPENAI_REALTIME_OPTIONS,
+        vendor="openai",
+        default_url="wss://api.openai.com/v1/realtime",
         default_model="gpt-4o-mini-realtime-preview",
         default_voice="alloy",
         suggested_models=(
@@ -53,6 +44,11 @@ providers.register(
             "gpt-realtime",
         ),
         suggested_voices=OPENAI_VOICES,
+        description=_(
+            "Lowest latency: one speech-to-speech socket. Twilio audio (G.711 µ-law 8 kHz) "
+            "passes through untouched."
+        ),
+        options=OPENAI_REALTIME_OPTIONS,
         runtime="voiceagents.providers.openai_realtime.OpenAIRealtimeProvider",
     )
 )
@@ -60,13 +56,25 @@ providers.register(
     ProviderSpec(
         id="elevenlabs_convai",
         name="ElevenLabs Conversational AI",
-        options=ELEVENLABS_CONVAI_OPTIONS,
+        vendor="elevenlabs",
+        default_url="wss://api.elevenlabs.io/v1/convai/conversation",
         default_voice="rachel",
         suggested_voices=("rachel", "adam"),
+        description=_("Best voice quality; a voice ID or name such as 'rachel' or 'adam'."),
+        options=ELEVENLABS_CONVAI_OPTIONS,
     )
 )
 providers.register(
-    ProviderSpec(id="pipeline", name="Pipeline (STT → reply → TTS)", options=PIPELINE_OPTIONS)
+    ProviderSpec(
+        id="pipeline",
+        name="Pipeline (STT → reply → TTS)",
+        description=_(
+            "Your own speech-to-text, reply (a registered handler or an LLM prompt) and "
+            "text-to-speech; each stage may have its own credential."
+        ),
+        options=PIPELINE_OPTIONS,
+        stages=tuple(STAGES),
+    )
 )
 
 

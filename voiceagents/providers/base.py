@@ -16,7 +16,7 @@ carrier leg: μ-law pass-through on Twilio, PCM16 elsewhere).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +24,28 @@ from ..audio.formats import AudioFormat
 
 
 @dataclass(frozen=True)
+class StageConfig:
+    """One pipeline stage's service for one call (speech-to-text, reply or text-to-speech)."""
+
+    #: The stage spec's id (``deepgram``, ``openai_chat``...); '' for a reply handler.
+    id: str
+    api_key: str = field(default="", repr=False)
+    base_url: str = ""
+    model: str = ""
+    voice: str = ""
+    language: str = ""
+    #: Reply stage: the LLM's system prompt, or the name of the registered reply handler.
+    instructions: str = ""
+    handler: str = ""
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
-    """Everything a provider needs for one call, snapshotted from the database at call start."""
+    """Everything a provider needs for one call, snapshotted from the database at call start.
+
+    ``api_key``/``base_url`` are the main credential's (empty for a provider with no vendor of
+    its own, like the pipeline); ``stages`` holds each pipeline stage's own service and key.
+    """
 
     call_id: str
     api_key: str = field(repr=False)
@@ -38,6 +58,8 @@ class ProviderConfig:
     #: The carrier leg's audio format; providers pick their formats to avoid transcoding it.
     carrier_format: AudioFormat
     connect_timeout: float = 10.0
+    #: Stage name ('stt', 'reply', 'tts') → its configuration; empty for realtime providers.
+    stages: Mapping[str, StageConfig] = field(default_factory=dict)
 
 
 # -- events ------------------------------------------------------------------------------------

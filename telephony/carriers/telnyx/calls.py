@@ -30,18 +30,17 @@ from voiceagents.models import (
     CallEvent,
     CallEventKind,
     CallStatus,
-    Carrier,
     Credential,
     PhoneNumber,
     ProcessedWebhookEvent,
 )
 
-from .. import lifecycle
+from .. import TELNYX, lifecycle
 from . import events
 from .codecs import StreamCodec
 from .events import TelnyxEvent
 from .rest import TelnyxAccount
-from .signature import PublicKey
+from .signature import PublicKey, credential_public_keys
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def claim_event(event: TelnyxEvent) -> bool:
     try:
         with transaction.atomic():
             ProcessedWebhookEvent.objects.create(
-                carrier=Carrier.TELNYX, event_id=event.event_id, event_type=event.event_type
+                carrier=TELNYX.id, event_id=event.event_id, event_type=event.event_type
             )
     except IntegrityError:
         return False
@@ -69,7 +68,7 @@ def claim_event(event: TelnyxEvent) -> bool:
 
 
 def release_event(event: TelnyxEvent) -> None:
-    ProcessedWebhookEvent.objects.filter(carrier=Carrier.TELNYX, event_id=event.event_id).delete()
+    ProcessedWebhookEvent.objects.filter(carrier=TELNYX.id, event_id=event.event_id).delete()
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def account_for(
 
 
 def _signed_by(credential: Credential, signers: list[PublicKey]) -> bool:
-    own = set(credential.public_keys())
+    own = set(credential_public_keys(credential))
     return not own or any(signer.key in own for signer in signers)
 
 
@@ -130,13 +129,13 @@ def record_inbound_call(event: TelnyxEvent, signers: list[PublicKey] | None) -> 
     ``signers`` are the keys that verified the webhook (None when checks are off). Calls no agent
     can take are stored as failed, with the reason in ``end_reason``.
     """
-    number = services.inbound_number(Carrier.TELNYX, event.get("to"))
+    number = services.inbound_number(TELNYX.id, event.get("to"))
     # Signed by another Telnyx account we hold a key for: that one is not the number's owner.
     reason = lifecycle.refusal(
         number, lambda n: signers is None or _signed_by(n.credential, signers)
     )
     call, created = lifecycle.record_inbound_call(
-        Carrier.TELNYX,
+        TELNYX.id,
         event.call_control_id,
         number=number,
         from_number=event.get("from"),
@@ -148,7 +147,7 @@ def record_inbound_call(event: TelnyxEvent, signers: list[PublicKey] | None) -> 
     return InboundCall(
         call=call,
         created=created,
-        codec=StreamCodec.named(number.telnyx_codec if number is not None else None),
+        codec=StreamCodec.named(number.carrier_data.get("codec") if number is not None else None),
         account=account_for(credential, signers),
     )
 
@@ -176,7 +175,7 @@ def mark_command_failure(call_id, reason: str, error: str) -> None:
 
 def find_call(event: TelnyxEvent, *, lock: bool = False) -> Call | None:
     """Our call for a webhook: by ``call_control_id``, else by the call id in ``client_state``."""
-    calls = Call.objects.filter(carrier=Carrier.TELNYX)
+    calls = Call.objects.filter(carrier=TELNYX.id)
     if lock:
         calls = calls.select_for_update()
     call = (
@@ -315,7 +314,7 @@ def stream_hangup_target(call_id, stream_id: str, call_control_id: str) -> Targe
     Only when the refused stream really is that call's (same ``call_control_id``) and no other
     stream owns the call: a replayed token must never hang up the genuine conversation.
     """
-    call = Call.objects.filter(pk=call_id, carrier=Carrier.TELNYX).first()
+    call = Call.objects.filter(pk=call_id, carrier=TELNYX.id).first()
     if call is None or not call.carrier_call_id or call.carrier_call_id != call_control_id:
         return None
     if call.stream_token_used_at is not None and call.stream_id != stream_id[:128]:
@@ -326,7 +325,7 @@ def stream_hangup_target(call_id, stream_id: str, call_control_id: str) -> Targe
 
 def live_call_target(call_id) -> Target | None:
     """``(call_control_id, account)`` of a live call, to hang it up or transfer it; or None."""
-    call = Call.objects.filter(pk=call_id, carrier=Carrier.TELNYX).first()
+    call = Call.objects.filter(pk=call_id, carrier=TELNYX.id).first()
     if call is None or not call.carrier_call_id:
         return None
     account = call_account(call)

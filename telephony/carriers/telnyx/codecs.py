@@ -1,7 +1,7 @@
 """What a Telnyx media stream carries, and the ``streaming_start`` fields that ask for it.
 
-Two codecs are offered (``PhoneNumber.telnyx_codec``): **L16 at 16 kHz** (wideband, the default) and
-**PCMU at 8 kHz** (G.711 µ-law, identical to Twilio's audio and OpenAI's ``audio/pcmu``).
+Two codecs are offered (``PhoneNumber.carrier_data["codec"]``): **L16 at 16 kHz** (wideband, the
+default) and **PCMU at 8 kHz** (G.711 µ-law, identical to Twilio's audio and OpenAI's ``audio/pcmu``).
 
 Telnyx takes the inbound codec (``stream_codec``) and the bidirectional codec and rate
 (``stream_bidirectional_codec``/``_sampling_rate``) separately; leaving ``stream_codec`` out

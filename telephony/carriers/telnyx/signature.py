@@ -141,11 +141,17 @@ def _setting_keys() -> list[PublicKey]:
     return [PublicKey(str(v).strip()) for v in values if str(v).strip()]
 
 
+def credential_public_keys(credential) -> list[str]:
+    """The webhook keys a Telnyx credential lists, one per line of its data."""
+    text = credential.data.get("webhook_public_key") or ""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _credential_keys(credentials: Iterable) -> list[PublicKey]:
     return [
         PublicKey(key, credential.pk)
         for credential in credentials
-        for key in credential.public_keys()
+        for key in credential_public_keys(credential)
     ]
 
 
@@ -155,9 +161,9 @@ def webhook_public_keys() -> list[PublicKey]:
     Sync: queries the database. Raises ``ConfigurationError`` when there is no valid key at all,
     so that the view answers 503 instead of accepting what it cannot verify.
     """
-    from voiceagents.models import Credential, Vendor
+    from voiceagents.models import Credential
 
-    rows = Credential.objects.filter(vendor=Vendor.TELNYX).exclude(webhook_public_key="")
+    rows = Credential.objects.filter(vendor="telnyx", data__has_key="webhook_public_key")
     keys = [k for k in _credential_keys(rows.order_by("-is_default", "pk")) + _setting_keys()]
     valid = [k for k in keys if is_valid_public_key(k.key)]
     if not valid:

@@ -30,9 +30,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from voiceagents import streamtokens
 from voiceagents.exceptions import CarrierAPIError
-from voiceagents.models import Call, Carrier
+from voiceagents.models import Call
 
-from .. import lifecycle
+from .. import TELNYX, lifecycle
 from ..base import CarrierWebhookView, websocket_url
 from . import calls, signature
 from .events import MODE_AGENT, MODE_APOLOGY, ClientState, MalformedEvent, TelnyxEvent
@@ -77,7 +77,7 @@ class TelnyxSignatureMixin:
 class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
     """Every Call Control event of a Telnyx Call Control Application (see the module docstring)."""
 
-    carrier = Carrier.TELNYX
+    carrier = TELNYX.id
     verifiers = ("verify_telnyx_signature",)
     #: The vendor's message of the last command Telnyx refused, for the call's error field.
     refusal = ""

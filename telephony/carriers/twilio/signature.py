@@ -189,9 +189,9 @@ def _credential_tokens(credentials: Iterable[Any]) -> list[str]:
 
 
 def _twilio_credentials():
-    from voiceagents.models import Credential, Vendor
+    from voiceagents.models import Credential
 
-    return Credential.objects.filter(vendor=Vendor.TWILIO).order_by("-is_default", "pk")
+    return Credential.objects.filter(vendor="twilio").order_by("-is_default", "pk")
 
 
 def auth_tokens_for(account_sid: str | None) -> list[str]:
@@ -200,7 +200,7 @@ def auth_tokens_for(account_sid: str | None) -> list[str]:
     Every Twilio credential with that account SID (several during a rotation), then
     ``VOICEAGENTS['TWILIO_AUTH_TOKEN']`` (a token or a list of tokens).
     """
-    rows = _twilio_credentials().filter(account_sid=account_sid) if account_sid else []
+    rows = _twilio_credentials().filter(data__account_sid=account_sid) if account_sid else []
     return list(dict.fromkeys(_credential_tokens(rows) + _setting_tokens()))
 
 

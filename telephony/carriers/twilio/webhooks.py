@@ -19,9 +19,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 
 from voiceagents import services, streamtokens
-from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus, Carrier, PhoneNumber
+from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus, PhoneNumber
 
-from .. import lifecycle
+from .. import TWILIO, lifecycle
 from ..base import CarrierWebhookView, public_url
 from . import signature, twiml
 
@@ -124,7 +124,7 @@ class TwilioSignatureMixin:
 class TwilioWebhookView(TwilioSignatureMixin, CarrierWebhookView):
     """Common ground of Twilio's form-encoded webhooks."""
 
-    carrier = Carrier.TWILIO
+    carrier = TWILIO.id
     verifiers = ("verify_twilio_signature",)
 
     def parse(self, request: HttpRequest) -> TwilioCallEvent:
@@ -144,7 +144,7 @@ class TwilioWebhookView(TwilioSignatureMixin, CarrierWebhookView):
 
 def _same_account(number: PhoneNumber, event: TwilioCallEvent) -> bool:
     """False when another account we hold a token for signed it (e.g. its call dials our number)."""
-    return not event.account_sid or number.credential.account_sid == event.account_sid
+    return not event.account_sid or number.credential.data.get("account_sid") == event.account_sid
 
 
 def record_inbound_call(event: TwilioCallEvent) -> tuple[Call, bool]:
@@ -153,9 +153,9 @@ def record_inbound_call(event: TwilioCallEvent) -> tuple[Call, bool]:
     Twilio retries a webhook that timed out, so a second request with the same CallSid returns
     the existing row. Calls no agent can take are stored as failed, the reason in ``end_reason``.
     """
-    number = services.inbound_number(Carrier.TWILIO, event.to_number)
+    number = services.inbound_number(TWILIO.id, event.to_number)
     return lifecycle.record_inbound_call(
-        Carrier.TWILIO,
+        TWILIO.id,
         event.call_sid,
         number=number,
         from_number=event.from_number,
@@ -172,7 +172,7 @@ def existing_outbound_call(event: TwilioCallEvent) -> Call | None:
     """
     call = (
         Call.objects.select_related("agent")
-        .filter(carrier=Carrier.TWILIO, carrier_call_id=event.call_sid)
+        .filter(carrier=TWILIO.id, carrier_call_id=event.call_sid)
         .first()
     )
     if call is None:
@@ -236,7 +236,7 @@ def apply_status_callback(event: TwilioCallEvent) -> str:
     with transaction.atomic():
         call = (
             Call.objects.select_for_update()
-            .filter(carrier=Carrier.TWILIO, carrier_call_id=event.call_sid)
+            .filter(carrier=TWILIO.id, carrier_call_id=event.call_sid)
             .first()
         )
         if call is None:

@@ -6,7 +6,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from voiceagents.models import Agent, Credential, Vendor
+from voiceagents.models import Agent, Credential
+
+OPENAI = "openai"
 
 DEMO_SLUG = "demo"
 
@@ -27,14 +29,14 @@ class Command(BaseCommand):
                 "system_prompt": "You are a helpful assistant for {company}. Keep answers short.",
                 "first_message": "Hi, thanks for calling {company}. How can I help?",
                 "variables": {"company": "the demo line"},
-                "openai_credential": credential,
+                "credential": credential,
             },
         )
-        if not created and credential and agent.openai_credential_id is None:
-            agent.openai_credential = credential
-            agent.save(update_fields=["openai_credential"])
+        if not created and credential and agent.credential_id is None:
+            agent.credential = credential
+            agent.save(update_fields=["credential"])
         self.stdout.write(f"Demo agent: {agent.name} ({'created' if created else 'exists'})")
-        if agent.openai_credential_id is None and not Credential.objects.default_for(Vendor.OPENAI):
+        if agent.credential_id is None and not Credential.objects.default_for(OPENAI):
             self.stdout.write(
                 "  No OpenAI credential yet: set OPENAI_API_KEY before `make demo`, or add one "
                 "under Voice agents → Credentials."
@@ -46,13 +48,13 @@ class Command(BaseCommand):
         if not key:
             return None
         existing = Credential.objects.filter(
-            vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)"
+            vendor=OPENAI, label="OpenAI (from OPENAI_API_KEY)"
         ).first()
         if existing:
             return existing
-        credential = Credential(vendor=Vendor.OPENAI, label="OpenAI (from OPENAI_API_KEY)")
+        credential = Credential(vendor=OPENAI, label="OpenAI (from OPENAI_API_KEY)")
         credential.is_default = not Credential.objects.filter(
-            vendor=Vendor.OPENAI, is_default=True
+            vendor=OPENAI, is_default=True
         ).exists()
         credential.secret = key
         credential.save()

@@ -1,0 +1,72 @@
+"""What the registries know about a voice provider or a pipeline stage, before any call runs.
+
+A spec names the service, the vendor whose credential it uses and its public defaults. Each
+default can be overridden per deployment with a setting keyed by the spec's id, read through
+``voiceagents.conf`` when a call starts: ``OPENAI_REALTIME_URL``, ``OPENAI_REALTIME_MODEL``,
+``DEEPGRAM_URL``... (as anymail backends read ``<ESP>_API_URL``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..conf import get_setting, setting_key
+from .options import OptionSchema
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Common ground of providers and stages: identity, credential vendor, defaults."""
+
+    #: snake_case id, stored on the agent and used as the settings prefix.
+    id: str
+    #: Display name in the vendor's own spelling.
+    name: str
+    #: Vendor id of the credential it uses ('' when it needs none of its own, like the pipeline).
+    vendor: str = ""
+    #: Public endpoint; the ``<ID>_URL`` setting and a credential's ``api_base_url`` override it.
+    default_url: str = ""
+    #: Model used when the agent leaves it blank; the ``<ID>_MODEL`` setting overrides it.
+    default_model: str = ""
+    #: Voice used when the agent leaves it blank; the ``<ID>_VOICE`` setting overrides it.
+    default_voice: str = ""
+    #: Known values offered as suggestions in the admin; anything else passes through.
+    suggested_models: tuple[str, ...] = ()
+    suggested_voices: tuple[str, ...] = ()
+    #: One line for the admin: what choosing it means.
+    description: str = ""
+
+    @property
+    def url_setting(self) -> str:
+        """The settings key of the endpoint, e.g. ``OPENAI_REALTIME_URL``."""
+        return setting_key("URL", self.id)
+
+    def resolve_url(self, override: str = "") -> str:
+        """``override`` (a credential's base URL), else the ``<ID>_URL`` setting, else the default."""
+        return override or str(get_setting("URL", vendor=self.id, default=self.default_url))
+
+    def resolve_model(self, chosen: str = "") -> str:
+        return chosen or str(get_setting("MODEL", vendor=self.id, default=self.default_model))
+
+    def resolve_voice(self, chosen: str = "") -> str:
+        return chosen or str(get_setting("VOICE", vendor=self.id, default=self.default_voice))
+
+
+@dataclass(frozen=True)
+class ProviderSpec(ServiceSpec):
+    """A voice architecture an agent can use (``Agent.provider``)."""
+
+    #: Schema of ``Agent.provider_options``.
+    options: OptionSchema = field(default_factory=OptionSchema)
+    #: Dotted path of the runtime class (a ``VoiceProvider``); empty while not yet available.
+    runtime: str = ""
+    #: Pipeline stages it is composed of, in call order (``("stt", "reply", "tts")``).
+    stages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageSpec(ServiceSpec):
+    """One implementation of a pipeline stage (a speech-to-text service, a TTS voice, an LLM)."""
+
+    #: Dotted path of the runtime class; empty while not yet available.
+    runtime: str = ""

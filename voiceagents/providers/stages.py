@@ -1,0 +1,92 @@
+"""Registries of the pipeline's stages: speech-to-text, reply (LLM) and text-to-speech.
+
+The pipeline provider is composed of one entry of each; an agent names them in
+``stt_provider``, ``reply_provider`` and ``tts_provider`` and may give each its own credential.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+from ..registry import Registry
+from .specs import StageSpec
+
+OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+
+stt_stages: Registry[StageSpec] = Registry("speech-to-text provider")
+reply_stages: Registry[StageSpec] = Registry("reply model provider")
+tts_stages: Registry[StageSpec] = Registry("text-to-speech provider")
+
+#: Stage name → its registry; the stage name prefixes the agent's fields (``stt_provider``).
+STAGES: dict[str, Registry[StageSpec]] = {
+    "stt": stt_stages,
+    "reply": reply_stages,
+    "tts": tts_stages,
+}
+
+#: How each stage is called in messages.
+STAGE_TITLES = {"stt": _("speech-to-text"), "reply": _("reply"), "tts": _("text-to-speech")}
+
+
+def stt_choices() -> list[tuple[str, str]]:
+    return stt_stages.choices()
+
+
+def reply_choices() -> list[tuple[str, str]]:
+    return reply_stages.choices()
+
+
+def tts_choices() -> list[tuple[str, str]]:
+    return tts_stages.choices()
+
+
+stt_stages.register(
+    StageSpec(
+        id="deepgram",
+        name="Deepgram (streaming)",
+        vendor="deepgram",
+        default_url="wss://api.deepgram.com/v1/listen",
+        default_model="nova-3",
+    )
+)
+stt_stages.register(
+    StageSpec(
+        id="whisper",
+        name="OpenAI Whisper",
+        vendor="openai",
+        default_url="https://api.openai.com/v1/audio/transcriptions",
+        default_model="whisper-1",
+    )
+)
+reply_stages.register(
+    StageSpec(
+        id="openai_chat",
+        name="OpenAI Chat Completions",
+        vendor="openai",
+        default_url="https://api.openai.com/v1/chat/completions",
+        default_model="gpt-4o-mini",
+        suggested_models=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"),
+    )
+)
+tts_stages.register(
+    StageSpec(
+        id="elevenlabs",
+        name="ElevenLabs",
+        vendor="elevenlabs",
+        default_url="wss://api.elevenlabs.io/v1/text-to-speech",
+        default_model="eleven_flash_v2_5",
+        default_voice="rachel",
+        suggested_voices=("rachel", "adam"),
+    )
+)
+tts_stages.register(
+    StageSpec(
+        id="openai_tts",
+        name="OpenAI TTS",
+        vendor="openai",
+        default_url="https://api.openai.com/v1/audio/speech",
+        default_model="gpt-4o-mini-tts",
+        default_voice="alloy",
+        suggested_voices=OPENAI_VOICES,
+    )
+)
