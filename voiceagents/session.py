@@ -48,7 +48,7 @@ from .exceptions import VoiceAgentsError
 from .providers.base import (
     AgentAudio,
     AgentTranscript,
-    AgentTurnDone,
+    AgentTurnFinished,
     AgentTurnStarted,
     CallerSpeechStarted,
     CallerSpeechStopped,
@@ -136,7 +136,6 @@ class CallSession:
         self._current: Turn | None = None
         self._playing: deque[Turn] = deque()
         self._dropped_items: set[str] = set()
-        self._dropped_responses: set[str] = set()
         self._out_pos = 0.0
         self._last_mark_pos = 0.0
         self._heard_pos = 0.0
@@ -291,26 +290,26 @@ class CallSession:
         if isinstance(event, AgentAudio):
             await self._agent_audio(event)
         elif isinstance(event, AgentTurnStarted):
-            if event.item_id not in self.writer.turns:
-                self.writer.new_turn("agent", event.item_id)
+            if event.turn_id not in self.writer.turns:
+                self.writer.new_turn("agent", event.turn_id)
         elif isinstance(event, AgentTranscript):
-            turn = self.writer.turns.get(event.item_id) or self.writer.new_turn(
-                "agent", event.item_id
+            turn = self.writer.turns.get(event.turn_id) or self.writer.new_turn(
+                "agent", event.turn_id
             )
             turn.text = event.text
             turn.has_text = True
-        elif isinstance(event, AgentTurnDone):
+        elif isinstance(event, AgentTurnFinished):
             self._agent_turn_done(event)
         elif isinstance(event, CallerSpeechStarted):
             await self._caller_speech_started(event)
         elif isinstance(event, CallerSpeechStopped):
             self._speech_stopped_at = self.loop.time()
-            turn = self.writer.turns.get(event.item_id)
-            if turn is not None and event.audio_end_ms is not None:
-                turn.end_ms = event.audio_end_ms
+            turn = self.writer.turns.get(event.turn_id)
+            if turn is not None and event.audio_ms is not None:
+                turn.end_ms = event.audio_ms
         elif isinstance(event, CallerTranscript):
-            turn = self.writer.turns.get(event.item_id) or self.writer.new_turn(
-                "caller", event.item_id
+            turn = self.writer.turns.get(event.turn_id) or self.writer.new_turn(
+                "caller", event.turn_id
             )
             turn.text = event.text
             turn.settled = True
@@ -329,12 +328,12 @@ class CallSession:
                 )
 
     async def _agent_audio(self, event: AgentAudio) -> None:
-        if event.item_id in self._dropped_items or event.response_id in self._dropped_responses:
+        if event.turn_id in self._dropped_items:
             self.metrics["agent_audio_dropped_chunks"] += 1
             return
-        turn = self._agent_turn(event.item_id)
+        turn = self._agent_turn(event.turn_id)
         try:
-            data = base64.b64decode(event.payload)
+            data = base64.b64decode(event.payload_b64)
         except (binascii.Error, ValueError):
             self.log.warning("provider sent audio that is not base64; skipped")
             return
@@ -349,41 +348,38 @@ class CallSession:
     def _pushed_pos(self) -> float:
         return self.pacer.sent_ms + self.pacer.queued_ms
 
-    def _agent_turn(self, item_id: str) -> Turn:
+    def _agent_turn(self, turn_id: str) -> Turn:
         current = self._current
-        if current is not None and current.item_id == item_id:
+        if current is not None and current.turn_id == turn_id:
             return current
         if current is not None:
             # Items start on a frame boundary, so positions map cleanly to items.
             self.runner.end_segment("end")
             current.end_pos = self._pushed_pos()
-        turn = self.writer.turns.get(item_id) or self.writer.new_turn("agent", item_id)
+        turn = self.writer.turns.get(turn_id) or self.writer.new_turn("agent", turn_id)
         turn.start_pos = turn.end_pos = self._pushed_pos()
         self._current = turn
         self._playing.append(turn)
         return turn
 
-    def _agent_turn_done(self, event: AgentTurnDone) -> None:
-        if event.status == "cancelled":
-            self._dropped_responses.add(event.response_id)
+    def _agent_turn_done(self, event: AgentTurnFinished) -> None:
         current = self._current
-        if current is not None and not current.interrupted:
-            # Pad the last partial frame and mark the end of the reply.
-            self.runner.end_segment("end")
-            current.end_pos = self._pushed_pos()
-        self._current = None
-        if event.status == "failed":
-            self.writer.event(
-                "error", self.call_ms(), response=event.response_id, reason=event.reason
-            )
+        if current is not None and (not event.turn_id or current.turn_id == event.turn_id):
+            if not current.interrupted:
+                # Pad the last partial frame and mark the end of the reply.
+                self.runner.end_segment("end")
+                current.end_pos = self._pushed_pos()
+            self._current = None
+        if event.error:
+            self.writer.event("error", self.call_ms(), turn_id=event.turn_id, message=event.error)
 
     # -- barge-in -------------------------------------------------------------------------------
 
     async def _caller_speech_started(self, event: CallerSpeechStarted) -> None:
         now = self.loop.time()
         self._speech_started_at = now
-        if event.item_id and event.item_id not in self.writer.turns:
-            self.writer.new_turn("caller", event.item_id, start_ms=event.audio_start_ms)
+        if event.turn_id and event.turn_id not in self.writer.turns:
+            self.writer.new_turn("caller", event.turn_id, start_ms=event.audio_ms)
         turn = self._playing[-1] if self._playing else None
         if turn is None or turn.interrupted:
             return
@@ -413,7 +409,7 @@ class CallSession:
             turn.start_ms = self.call_ms(now)
         turn.end_ms = turn.start_ms + audio_end
         turn.settled = True
-        self._dropped_items.add(turn.item_id)
+        self._dropped_items.add(turn.turn_id)
         if self._current is turn:
             self._current = None
         if self.recorder is not None:
@@ -423,11 +419,11 @@ class CallSession:
             round((self.loop.time() - now) * 1000, 2)
         )
         self.writer.event(
-            "barge_in", self.call_ms(now), item_id=turn.item_id, audio_end_ms=audio_end
+            "barge_in", self.call_ms(now), turn_id=turn.turn_id, audio_end_ms=audio_end
         )
-        self.log.debug("barge-in: %s heard %s ms", turn.item_id, audio_end)
+        self.log.debug("barge-in: %s heard %s ms", turn.turn_id, audio_end)
         await self._quietly(
-            self.provider.interrupt(turn.item_id, audio_end),
+            self.provider.interrupt(audio_end),
             "telling the provider about the barge-in",
         )
 

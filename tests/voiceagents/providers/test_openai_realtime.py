@@ -11,7 +11,7 @@ from voiceagents.exceptions import ProviderConnectionError
 from voiceagents.providers.base import (
     AgentAudio,
     AgentTranscript,
-    AgentTurnDone,
+    AgentTurnFinished,
     AgentTurnStarted,
     CallerSpeechStarted,
     CallerTranscript,
@@ -137,10 +137,10 @@ async def test_audio_both_ways_and_the_turn_events(fake):
         events = await collect(provider, 6)
         assert isinstance(events[0], AgentTurnStarted)
         audio = [e for e in events if isinstance(e, AgentAudio)]
-        assert b"".join(base64.b64decode(a.payload) for a in audio) == b"\x11" * 1200
-        assert {a.item_id for a in audio} == {events[0].item_id}
+        assert b"".join(base64.b64decode(a.payload_b64) for a in audio) == b"\x11" * 1200
+        assert {a.turn_id for a in audio} == {events[0].turn_id}
         assert isinstance(events[4], AgentTranscript) and events[4].text == "Hi there."
-        assert isinstance(events[5], AgentTurnDone) and events[5].status == "completed"
+        assert events[5] == AgentTurnFinished(events[0].turn_id, cancelled=False)
         assert "Hello!" in fake.events_of("response.create")[0]["response"]["instructions"]
     finally:
         await provider.close()
@@ -156,11 +156,15 @@ async def test_caller_events_and_interrupt_truncates_without_cancelling_under_se
         started, transcript = await collect(provider, 2)
         assert started == CallerSpeechStarted(item, 120)
         assert transcript == CallerTranscript(item, "Hello?")
-        await provider.interrupt("item_x", 840)
+        fake.responses.append(ScriptedResponse(audio=b"\x11" * 800, transcript="Hi.", chunk=400))
+        await provider.say("Hi.")
+        turn, audio = await collect(provider, 2)
+        assert isinstance(audio, AgentAudio) and audio.turn_id == turn.turn_id
+        await provider.interrupt(840)
         truncate = (await fake.wait_for(lambda: fake.events_of("conversation.item.truncate")))[0]
         assert truncate == {
             "type": "conversation.item.truncate",
-            "item_id": "item_x",
+            "item_id": turn.turn_id,
             "content_index": 0,
             "audio_end_ms": 840,
         }
@@ -174,8 +178,10 @@ async def test_interrupt_also_cancels_when_turn_detection_is_off(fake):
     provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
     await provider.open()
     try:
-        await provider.interrupt("item_x", 100)
+        await provider.interrupt(100)
         await fake.wait_for(lambda: fake.events_of("response.cancel"))
+        # Nothing was playing: there is no item to truncate.
+        assert fake.events_of("conversation.item.truncate") == []
     finally:
         await provider.close()
 
@@ -217,3 +223,46 @@ async def test_our_own_close_ends_events_quietly(fake):
     await provider.close()
     # events() ends without an error when we closed the socket ourselves.
     assert await asyncio.wait_for(reader, 2) == []
+
+
+async def test_audio_of_an_interrupted_response_arriving_late_is_dropped(fake):
+    # Under server VAD the provider does not cancel: OpenAI may go on streaming the reply.
+    script = ScriptedResponse(audio=b"\x11" * 1600, transcript="Hi.", chunk=400, interval=0.02)
+    fake.responses.append(script)
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    try:
+        await provider.say("Hi.")
+        started, _ = await collect(provider, 2)
+        await provider.interrupt(60)
+        rest = await collect(provider, 2)
+        assert [type(e) for e in rest] == [AgentTranscript, AgentTurnFinished]
+        assert rest[1].turn_id == started.turn_id
+        late = {"type": "response.output_audio.delta", "delta": "AA=="}
+        await fake.send({**late, "response_id": "resp_next", "item_id": "item_next"})
+        assert await collect(provider, 1) == [AgentAudio("item_next", "AA==")]
+    finally:
+        await provider.close()
+
+
+async def test_a_failed_response_finishes_its_turn_with_the_error(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url))
+    await provider.open()
+    try:
+        await fake.wait_for(lambda: fake.session_ready.is_set())
+        added = {"id": "item_9", "type": "message", "role": "assistant"}
+        await fake.send(
+            {"type": "response.output_item.added", "response_id": "resp_9", "item": added}
+        )
+        failed = {"type": "failed", "error": {"type": "server_error", "message": "overloaded"}}
+        await fake.send(
+            {
+                "type": "response.done",
+                "response": {"id": "resp_9", "status": "failed", "status_details": failed},
+            }
+        )
+        started, finished = await collect(provider, 2)
+        assert started == AgentTurnStarted("item_9")
+        assert finished == AgentTurnFinished("item_9", cancelled=False, error="overloaded")
+    finally:
+        await provider.close()
