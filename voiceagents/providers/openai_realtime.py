@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ..audio.formats import MULAW_8K, PCM16_24K
 from ..exceptions import ProviderConnectionError, ProviderProtocolError
+from ..transport.websocket import WebSocketConnection, connect
 from .base import (
     AgentAudio,
     AgentTranscript,
@@ -39,7 +40,6 @@ from .base import (
     ToolCall,
     VoiceProvider,
 )
-from .ws import WebSocketConnection, connect
 
 logger = logging.getLogger(__name__)
 
