@@ -6,6 +6,7 @@ import base64
 import pytest
 
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
+from tests.voiceagents.providers.contract import *  # noqa: F403  (the contract suite runs here)
 from voiceagents.audio.formats import MULAW_8K, PCM16_16K, PCM16_24K
 from voiceagents.exceptions import ProviderConnectionError
 from voiceagents.providers.base import (
@@ -21,10 +22,10 @@ from voiceagents.providers.base import (
 from voiceagents.providers.openai_realtime import OpenAIRealtimeProvider
 
 
-def config(url, *, key="sk-test-openai", carrier_format=MULAW_8K, **options):
+def config(url, *, key=None, carrier_format=MULAW_8K, **options):
     return ProviderConfig(
         call_id="call-1",
-        api_key=key,
+        api_key=key or "sk-test-openai",
         base_url=url,
         model="gpt-realtime",
         voice="marin",
@@ -40,6 +41,35 @@ def config(url, *, key="sk-test-openai", carrier_format=MULAW_8K, **options):
 async def fake():
     async with FakeOpenAIRealtime() as server:
         yield server
+
+
+class OpenAIHarness:
+    """The provider contract's view of OpenAI Realtime and its fake."""
+
+    def __init__(self, fake: FakeOpenAIRealtime):
+        self.fake = fake
+
+    def make(self, *, valid_key: bool = True) -> OpenAIRealtimeProvider:
+        return OpenAIRealtimeProvider(config(self.fake.url, key=None if valid_key else "sk-bad"))
+
+    def script_reply(self, audio: bytes, *, chunks: int) -> None:
+        chunk = -(-len(audio) // chunks)
+        self.fake.responses.append(ScriptedResponse(audio, "", chunk=chunk, interval=0.02))
+
+    def caller_audio(self) -> bytes:
+        return bytes(self.fake.session.audio_in) if self.fake.sessions else b""
+
+    def said(self) -> list[str]:
+        return [e["response"]["instructions"] for e in self.fake.events_of("response.create")]
+
+    async def drop(self) -> None:
+        await self.fake.wait_for(lambda: self.fake.session_ready.is_set())
+        await self.fake.drop(1011, "internal error")
+
+
+@pytest.fixture
+def provider_harness(fake):
+    return OpenAIHarness(fake)
 
 
 async def collect(provider, count, timeout=5.0):
