@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from ..audio.formats import AudioFormat
 
@@ -169,7 +169,9 @@ class VoiceProvider:
     id: str = ""
     #: Display name in the vendor's spelling.
     name: str = ""
-    capabilities: ClassVar[ProviderCapabilities] = ProviderCapabilities()
+    #: Declared on the class; an instance whose options change what it can do (OpenAI with turn
+    #: detection off) sets its own in ``__init__``. The session reads it once the provider is open.
+    capabilities: ProviderCapabilities = ProviderCapabilities()
 
     def __init__(self, config: ProviderConfig):
         self.config = config

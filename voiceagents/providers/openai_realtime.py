@@ -53,6 +53,11 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: Seconds our close handshake may take before the socket is aborted (call teardown waits on it).
 CLOSE_TIMEOUT = 2.0
 
+#: With ``turn_detection = "none"``.
+WITHOUT_TURN_DETECTION = ProviderCapabilities(
+    server_turn_detection=False, truncation=True, needs_local_vad=True
+)
+
 _AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
 _TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_transcript.done"}
 
@@ -64,6 +69,10 @@ class OpenAIRealtimeProvider(VoiceProvider):
 
     def __init__(self, config):
         super().__init__(config)
+        if config.options.get("turn_detection") == "none":
+            # OpenAI then reports no caller speech: the session detects it, and we end the
+            # caller's turn when it stops (local_speech).
+            self.capabilities = WITHOUT_TURN_DETECTION
         self._ws: WebSocketConnection | None = None
         self.session_id = ""
         # The item and response of the last audio yielded: what a barge-in interrupts.
@@ -212,6 +221,12 @@ class OpenAIRealtimeProvider(VoiceProvider):
         """With VAD and interrupt_response on (our default), OpenAI cancels the reply itself."""
         detection = self.session_config(True)["audio"]["input"]["turn_detection"]
         return bool(detection) and detection.get("interrupt_response", True)
+
+    async def local_speech(self, event: CallerSpeechStarted | CallerSpeechStopped) -> None:
+        """Turn detection off: the caller stopped talking, so commit their audio and reply."""
+        if isinstance(event, CallerSpeechStopped):
+            await self._send({"type": "input_audio_buffer.commit"})
+            await self._send({"type": "response.create"})
 
     async def cancel_response(self) -> None:
         await self._send({"type": "response.cancel"})

@@ -15,6 +15,7 @@ from voiceagents.providers.base import (
     AgentTurnFinished,
     AgentTurnStarted,
     CallerSpeechStarted,
+    CallerSpeechStopped,
     CallerTranscript,
     ProviderConfig,
     ProviderErrorEvent,
@@ -206,6 +207,8 @@ async def test_caller_events_and_interrupt_truncates_without_cancelling_under_se
 
 async def test_interrupt_also_cancels_when_turn_detection_is_off(fake):
     provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
+    assert provider.capabilities.needs_local_vad
+    assert not OpenAIRealtimeProvider(config(fake.url)).capabilities.needs_local_vad
     await provider.open()
     try:
         await provider.interrupt(100)
@@ -294,5 +297,19 @@ async def test_a_failed_response_finishes_its_turn_with_the_error(fake):
         started, finished = await collect(provider, 2)
         assert started == AgentTurnStarted("item_9")
         assert finished == AgentTurnFinished("item_9", cancelled=False, error="overloaded")
+    finally:
+        await provider.close()
+
+
+async def test_without_turn_detection_caller_speech_stopping_here_commits_and_asks_a_reply(fake):
+    provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
+    await provider.open()
+    try:
+        await provider.local_speech(CallerSpeechStarted(audio_ms=100))
+        await provider.local_speech(CallerSpeechStopped(audio_ms=900))
+        await fake.wait_for(lambda: fake.events_of("response.create"))
+        kinds = [e["type"] for e in fake.session.received]
+        assert kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
+        assert kinds.count("input_audio_buffer.commit") == 1
     finally:
         await provider.close()
