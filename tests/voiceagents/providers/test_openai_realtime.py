@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -42,6 +43,16 @@ def config(url, *, key=None, carrier_format=MULAW_8K, **options):
 async def fake():
     async with FakeOpenAIRealtime() as server:
         yield server
+
+
+@asynccontextmanager
+async def opened_provider(provider_config: ProviderConfig):
+    provider = OpenAIRealtimeProvider(provider_config)
+    await provider.open()
+    try:
+        yield provider
+    finally:
+        await provider.close()
 
 
 class OpenAIHarness:
@@ -87,9 +98,7 @@ async def collect(provider, count, timeout=5.0):
 
 
 async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
         assert fake.session.path == "/v1/realtime?model=gpt-realtime"
         assert "OpenAI-Beta" not in fake.session.headers
@@ -100,8 +109,6 @@ async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
         assert update["audio"]["input"]["turn_detection"]["type"] == "server_vad"
         assert "temperature" not in update
         assert provider.input_format == provider.output_format == MULAW_8K
-    finally:
-        await provider.close()
 
 
 @pytest.mark.parametrize(
@@ -110,34 +117,26 @@ async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
 async def test_uses_24k_pcm_when_the_carrier_leg_is_not_mulaw_or_when_forced(
     fake, carrier, options
 ):
-    provider = OpenAIRealtimeProvider(config(fake.url, carrier_format=carrier, **options))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url, carrier_format=carrier, **options)) as provider:
         update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
         assert update["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
         assert provider.output_format == PCM16_24K
-    finally:
-        await provider.close()
 
 
 async def test_options_select_semantic_vad_tools_and_pass_session_fields_through(fake):
     tools = [{"type": "function", "name": "book", "parameters": {"type": "object"}}]
-    provider = OpenAIRealtimeProvider(
+    async with opened_provider(
         config(
             fake.url,
             turn_detection="semantic_vad",
             tools=tools,
             session={"tool_choice": "required"},
         )
-    )
-    await provider.open()
-    try:
+    ):
         update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
         assert update["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
         assert update["tools"] == tools
         assert update["tool_choice"] == "required"
-    finally:
-        await provider.close()
 
 
 async def test_wrong_key_is_a_connection_error_naming_the_status(fake):
@@ -156,9 +155,7 @@ async def test_unreachable_provider_is_a_connection_error():
 
 async def test_audio_both_ways_and_the_turn_events(fake):
     fake.responses.append(ScriptedResponse(audio=b"\x11" * 1200, transcript="Hi there.", chunk=400))
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         payload = base64.b64encode(b"\x22" * 160).decode()
         await provider.send_audio(payload)
         await fake.wait_for(lambda: len(fake.session.audio_in) == 160)
@@ -173,14 +170,10 @@ async def test_audio_both_ways_and_the_turn_events(fake):
         assert isinstance(events[4], AgentTranscript) and events[4].text == "Hi there."
         assert events[5] == AgentTurnFinished(events[0].turn_id, cancelled=False)
         assert "Hello!" in fake.events_of("response.create")[0]["response"]["instructions"]
-    finally:
-        await provider.close()
 
 
 async def test_caller_events_and_interrupt_truncates_without_cancelling_under_server_vad(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         await fake.wait_for(lambda: fake.session_ready.is_set())
         item = await fake.speech_started(audio_start_ms=120)
         await fake.caller_transcript(item, "Hello?")
@@ -201,28 +194,20 @@ async def test_caller_events_and_interrupt_truncates_without_cancelling_under_se
         }
         await asyncio.sleep(0.05)
         assert fake.events_of("response.cancel") == []
-    finally:
-        await provider.close()
 
 
 async def test_interrupt_also_cancels_when_turn_detection_is_off(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
-    assert provider.capabilities.needs_local_vad
     assert not OpenAIRealtimeProvider(config(fake.url)).capabilities.needs_local_vad
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url, turn_detection="none")) as provider:
+        assert provider.capabilities.needs_local_vad
         await provider.interrupt(100)
         await fake.wait_for(lambda: fake.events_of("response.cancel"))
         # Nothing was playing: there is no item to truncate.
         assert fake.events_of("conversation.item.truncate") == []
-    finally:
-        await provider.close()
 
 
 async def test_error_frames_are_fatal_unless_our_request_was_invalid(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         await fake.wait_for(lambda: fake.session_ready.is_set())
         await fake.error(
             "no active response",
@@ -235,8 +220,6 @@ async def test_error_frames_are_fatal_unless_our_request_was_invalid(fake):
         assert (
             isinstance(fatal, ProviderErrorEvent) and fatal.fatal and fatal.code == "server_error"
         )
-    finally:
-        await provider.close()
 
 
 async def test_abrupt_close_raises_a_connection_error_from_events(fake):
@@ -262,9 +245,7 @@ async def test_audio_of_an_interrupted_response_arriving_late_is_dropped(fake):
     # Under server VAD the provider does not cancel: OpenAI may go on streaming the reply.
     script = ScriptedResponse(audio=b"\x11" * 1600, transcript="Hi.", chunk=400, interval=0.02)
     fake.responses.append(script)
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         await provider.say("Hi.")
         started, _ = await collect(provider, 2)
         await provider.interrupt(60)
@@ -274,14 +255,10 @@ async def test_audio_of_an_interrupted_response_arriving_late_is_dropped(fake):
         late = {"type": "response.output_audio.delta", "delta": "AA=="}
         await fake.send({**late, "response_id": "resp_next", "item_id": "item_next"})
         assert await collect(provider, 1) == [AgentAudio("item_next", "AA==")]
-    finally:
-        await provider.close()
 
 
 async def test_a_failed_response_finishes_its_turn_with_the_error(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         await fake.wait_for(lambda: fake.session_ready.is_set())
         added = {"id": "item_9", "type": "message", "role": "assistant"}
         await fake.send(
@@ -297,19 +274,13 @@ async def test_a_failed_response_finishes_its_turn_with_the_error(fake):
         started, finished = await collect(provider, 2)
         assert started == AgentTurnStarted("item_9")
         assert finished == AgentTurnFinished("item_9", cancelled=False, error="overloaded")
-    finally:
-        await provider.close()
 
 
 async def test_without_turn_detection_caller_speech_stopping_here_commits_and_asks_a_reply(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url, turn_detection="none")) as provider:
         await provider.local_speech(CallerSpeechStarted(audio_ms=100))
         await provider.local_speech(CallerSpeechStopped(audio_ms=900))
         await fake.wait_for(lambda: fake.events_of("response.create"))
         kinds = [e["type"] for e in fake.session.received]
         assert kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
         assert kinds.count("input_audio_buffer.commit") == 1
-    finally:
-        await provider.close()
