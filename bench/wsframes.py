@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = asyncio.run(measure(args.count, args.repeats))
     print("### Provider leg WebSocket framing (µs per message, best of repetitions)")
     print()
-    print("| message | websockets sans-I/O | direct (ws.py) |")
+    print("| message | websockets sans-I/O | direct (transport.websocket) |")
     print("| --- | ---: | ---: |")
     for what, library_us, direct_us in rows:
         print(f"| {what} | {library_us:.2f} | {direct_us:.2f} |")
