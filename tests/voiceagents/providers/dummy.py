@@ -33,9 +33,12 @@ class DummyVoiceProvider(VoiceProvider):
     name = "Dummy Voice"
     capabilities = ProviderCapabilities(server_turn_detection=True, truncation=False)
 
+    def __init__(self, config: ProviderConfig):
+        super().__init__(config)
+        self._ws = None
+
     async def open(self) -> None:
         self.input_format = self.output_format = PCM16_16K
-        self._ws = None
         try:
             self._ws = await connect(
                 self.config.base_url, headers={"X-Key": self.config.api_key}, open_timeout=5
@@ -71,7 +74,7 @@ class DummyVoiceProvider(VoiceProvider):
                 raise ProviderConnectionError("Dummy Voice dropped", vendor=self.id) from err
 
     async def close(self) -> None:
-        ws, self._ws = getattr(self, "_ws", None), None
+        ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
 
