@@ -110,28 +110,36 @@ class FakeDummyVendor:
 
     async def _handle(self, connection):
         self.connections.append(connection)
-        async for text in connection:
-            message = json.loads(text)
-            if message["type"] == "audio":
-                self.audio_in += base64.b64decode(message["audio"])
-            elif message["type"] == "say":
-                self.said.append(message["text"])
-                asyncio.ensure_future(self._speak(connection))
-            elif message["type"] == "stop":
-                self.stops.append(message["heard_ms"])
-                self._speaking = None
+        try:
+            async for text in connection:
+                self._receive(connection, json.loads(text))
+        except ConnectionClosed:
+            pass  # a test dropped it, or the client went away
+
+    def _receive(self, connection, message: dict) -> None:
+        if message["type"] == "audio":
+            self.audio_in += base64.b64decode(message["audio"])
+        elif message["type"] == "say":
+            self.said.append(message["text"])
+            asyncio.ensure_future(self._speak(connection))
+        elif message["type"] == "stop":
+            self.stops.append(message["heard_ms"])
+            self._speaking = None
 
     async def _speak(self, connection):
         self._turns += 1
         turn = self._speaking = f"t{self._turns}"
-        for chunk in self.replies.pop(0) if self.replies else [b"\0\0" * 320]:
-            if self._speaking != turn:
-                break
-            audio = base64.b64encode(chunk).decode()
-            await connection.send(json.dumps({"type": "audio", "turn": turn, "audio": audio}))
-            await asyncio.sleep(0.02)
-        stopped = self._speaking != turn
-        await connection.send(json.dumps({"type": "done", "turn": turn, "stopped": stopped}))
+        try:
+            for chunk in self.replies.pop(0) if self.replies else [b"\0\0" * 320]:
+                if self._speaking != turn:
+                    break
+                audio = base64.b64encode(chunk).decode()
+                await connection.send(json.dumps({"type": "audio", "turn": turn, "audio": audio}))
+                await asyncio.sleep(0.02)
+            stopped = self._speaking != turn
+            await connection.send(json.dumps({"type": "done", "turn": turn, "stopped": stopped}))
+        except ConnectionClosed:
+            pass  # the call ended while the agent spoke
 
 
 class DummyHarness:
