@@ -92,7 +92,7 @@ class CallSession:
         self.writer = BackgroundWriter(context.call_id, self.log, settle=self._settle_turns)
         self.turns = TurnTracker(self.writer)
         #: Set when the provider needs caller speech detected here (see _connected).
-        self.local_speech: LocalSpeechDetector | None = None
+        self.speech_detector: LocalSpeechDetector | None = None
         self.recorder: CallRecorder | None = None
         self.recording_path: str | None = None
         if context.record:
@@ -187,13 +187,13 @@ class CallSession:
         self.inbound.connect(provider.send_audio, provider.input_format)
         self.playback.source_format(provider.output_format)
         if provider.capabilities.needs_local_vad:
-            self.local_speech = LocalSpeechDetector(self.carrier.caller_format)
+            self.speech_detector = LocalSpeechDetector(self.carrier.caller_format)
         self.log.info(
             "provider connected in %s ms; audio in %s, out %s%s",
             self.metrics.provider_connect_ms,
             self.inbound.convert or "pass-through",
             self.playback.convert or "pass-through",
-            "; caller speech detected locally" if self.local_speech else "",
+            "; caller speech detected locally" if self.speech_detector else "",
         )
 
     # -- caller → provider (hot path) ----------------------------------------------------------
@@ -203,8 +203,8 @@ class CallSession:
         self.metrics.frames_in += 1
         if self.recorder is not None:
             self.recorder.write_caller(audio, timestamp_ms)
-        if self.local_speech is not None:
-            for event in self.local_speech.feed(audio):
+        if self.speech_detector is not None:
+            for event in self.speech_detector.feed(audio):
                 await self._local_speech(event)
         inbound = self.inbound
         if not inbound.ready:
