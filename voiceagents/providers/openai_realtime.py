@@ -1,4 +1,5 @@
-"""OpenAI Realtime (GA protocol, protocols.md §4): one speech-to-speech WebSocket per call.
+"""OpenAI Realtime (GA protocol; the events used are in docs/providers/openai_realtime.md): one
+speech-to-speech WebSocket per call.
 
 On a Twilio leg (μ-law 8 kHz) the session uses ``audio/pcmu`` both ways, so caller payloads go to
 OpenAI and agent deltas go to the carrier as the very same base64 strings, never decoded. Other legs
@@ -10,7 +11,7 @@ of the last audio it yielded, truncates that item on ``interrupt(heard_ms)``, an
 audio deltas of responses it cancelled (or that OpenAI reports cancelled).
 
 Only the GA shape is spoken: the beta shape (``OpenAI-Beta: realtime=v1``) was retired in 2026.
-Beta event names are still accepted when parsing, defensively (§4.9).
+Beta event names are still accepted when parsing, defensively.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class OpenAIRealtimeProvider(VoiceProvider):
         )
 
     async def interrupt(self, heard_ms: int) -> None:
-        """Truncate the item whose audio was playing to what was heard (§4.7), drop the rest of
+        """Truncate the item whose audio was playing to what was heard, drop the rest of
         its response's audio, and cancel that response if the server won't."""
         item, response = self._audio_item, self._audio_response
         if response:

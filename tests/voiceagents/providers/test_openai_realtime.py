@@ -1,4 +1,4 @@
-"""OpenAI Realtime provider against the loopback fake (GA protocol, protocols.md §4)."""
+"""OpenAI Realtime provider against the loopback fake (GA protocol, docs/providers/openai_realtime.md)."""
 
 import asyncio
 import base64
