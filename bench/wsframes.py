@@ -1,7 +1,7 @@
 """The provider leg's WebSocket framing: microseconds per message, direct path against the library.
 
 Run from the repository root with ``python -m bench.wsframes`` (``make bench`` does). Both sides of
-each row run over the same open loopback connection of ``voiceagents.providers.ws``:
+each row run over the same open loopback connection of ``voiceagents.transport.websocket``:
 
 * **receive**: one server frame holding a 20 ms OpenAI ``response.output_audio.delta`` event,
   handed to the connection as one read, then taken by the consumer (``recv()``); against the same
@@ -28,7 +28,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from voiceagents.providers.ws import WebSocketConnection, connect
+from voiceagents.transport.websocket import WebSocketConnection, connect
 
 DELTA = json.dumps(
     {
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = asyncio.run(measure(args.count, args.repeats))
     print("### Provider leg WebSocket framing (µs per message, best of repetitions)")
     print()
-    print("| message | websockets sans-I/O | direct (ws.py) |")
+    print("| message | websockets sans-I/O | direct (transport.websocket) |")
     print("| --- | ---: | ---: |")
     for what, library_us, direct_us in rows:
         print(f"| {what} | {library_us:.2f} | {direct_us:.2f} |")

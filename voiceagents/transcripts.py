@@ -37,7 +37,7 @@ _CONNECTION_ERRORS = (OperationalError, InterfaceError)
 class Turn:
     seq: int
     role: str
-    item_id: str
+    turn_id: str
     text: str = ""
     start_ms: int | None = None
     end_ms: int | None = None
@@ -162,10 +162,10 @@ class BackgroundWriter:
         # Consecutive failed writes (the first one of a run is logged).
         self._failures = 0
 
-    def new_turn(self, role: str, item_id: str, **fields) -> Turn:
-        turn = Turn(seq=self._next_seq, role=role, item_id=item_id, **fields)
+    def new_turn(self, role: str, turn_id: str, **fields) -> Turn:
+        turn = Turn(seq=self._next_seq, role=role, turn_id=turn_id, **fields)
         self._next_seq += 1
-        self.turns[item_id] = turn
+        self.turns[turn_id] = turn
         self._unwritten[turn.seq] = turn
         return turn
 

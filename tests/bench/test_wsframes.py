@@ -15,5 +15,5 @@ async def test_both_paths_are_measured_and_every_frame_is_delivered():
 def test_the_table_is_printed(capsys):
     assert wsframes.main(["--count", "200", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| message | websockets sans-I/O | direct (ws.py) |" in out
+    assert "| message | websockets sans-I/O | direct (transport.websocket) |" in out
     assert out.count("\n| ") == 4  # header, rule, two rows

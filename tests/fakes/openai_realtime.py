@@ -1,4 +1,4 @@
-"""A loopback fake of the OpenAI Realtime API (GA protocol, protocols.md §4), scripted per test.
+"""A loopback fake of the OpenAI Realtime API (GA protocol, docs/providers/openai_realtime.md), scripted per test.
 
 It is a real WebSocket server on 127.0.0.1, port 0: the provider under test connects to it through
 its ``OPENAI_REALTIME_URL`` setting exactly as it would to OpenAI. The fake records what it receives

@@ -163,7 +163,7 @@ async def test_conversation_order_survives_a_caller_turn_that_settles_late():
 
     def settle():
         for turn in writer.turns.values():
-            if turn.role == "agent" and turn.item_id in played:
+            if turn.role == "agent" and turn.turn_id in played:
                 turn.settled = True
 
     writer = writer_for(call, settle=settle)

@@ -11,8 +11,8 @@ tests need no real time; :class:`PacerRunner` is the thin asyncio loop around it
 
 Accounting is exact: ``sent_ms`` counts whole frames handed to the carrier, ``queued_ms`` the audio
 waiting here, and ``played_ms(now)`` what the caller can have heard, which is what the bridge
-reports on barge-in (OpenAI ``conversation.item.truncate``'s ``audio_end_ms``) for carriers that do
-not echo marks.
+reports on barge-in (the provider's ``interrupt(heard_ms)``) for carriers that do not echo
+marks.
 """
 
 from __future__ import annotations

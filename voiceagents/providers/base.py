@@ -1,17 +1,26 @@
-"""The voice-provider interface that ``CallSession`` drives, and the events providers emit.
+"""The voice-provider interface that ``CallSession`` drives, and the neutral events providers emit.
 
-All three seed architectures fit one shape: a provider is opened once per call, takes caller audio
-(base64, in the provider's input format), and yields normalized events (agent audio, transcripts,
-speech started/stopped, errors). The session asks it to speak (first message, operator ``say``), to
-forget what the caller did not hear (``truncate``) and to pass DTMF on.
+Every voice architecture fits one shape: a provider is opened once per call, takes caller audio
+(base64, in the provider's input format) and yields events in a vocabulary that knows no vendor:
+agent audio, agent turn started / finished (cancelled or not), caller speech started / stopped,
+caller and agent transcripts, tool calls, errors. The session asks it to speak (first message,
+operator ``say``), to stop on a barge-in (``interrupt(heard_ms)``) and to pass DTMF on.
 
-- OpenAI Realtime: one socket; every method maps to a client event.
-- ElevenLabs ConvAI: one socket; ``interrupt`` only stops local playback (the server tracks it).
-- Pipeline: STT socket → reply handler → TTS; the pipeline object implements this same interface.
+Turns are named by *turn ids*: opaque strings the provider chooses (OpenAI uses its item ids), the
+same for every event of one turn. Vendor ids the session has no use for (OpenAI response ids,
+ElevenLabs event ids) stay inside the provider; the vendor's message is kept on each event as
+``raw``, for debugging and for fields we do not map yet.
 
-Subclasses implement ``open``, ``send_audio``, ``events``, ``say``, ``interrupt``, ``send_dtmf``
-and ``close``, and set ``input_format``/``output_format`` in ``open`` (formats may depend on the
-carrier leg: μ-law pass-through on Twilio, PCM16 elsewhere).
+- OpenAI Realtime: one socket; ``interrupt`` truncates the item it tracks itself (and cancels the
+  reply when the server won't).
+- ElevenLabs ConvAI: one socket; the server already stopped, ``interrupt`` fixes the transcript.
+- Pipeline (STT → reply → TTS): ``interrupt`` stops TTS and cuts the history to what was heard;
+  it declares ``needs_local_vad`` if its STT reports no speech start, and the session detects
+  caller speech itself.
+
+Subclasses declare ``capabilities``, implement ``open``, ``send_audio``, ``events``, ``say``,
+``interrupt``, ``send_dtmf`` and ``close``, and set ``input_format``/``output_format`` in ``open``
+(formats may depend on the carrier leg: μ-law pass-through on Twilio, PCM16 elsewhere).
 """
 
 from __future__ import annotations
@@ -68,62 +77,70 @@ class ProviderConfig:
 @dataclass(frozen=True)
 class ProviderEvent:
     #: The vendor's message, kept for debugging and for fields we do not map yet.
-    raw: dict | None = field(default=None, repr=False, compare=False, kw_only=True)
+    raw: Any = field(default=None, repr=False, compare=False, kw_only=True)
 
 
 @dataclass(frozen=True)
 class AgentAudio(ProviderEvent):
-    """A chunk of agent speech, base64 in the provider's output format."""
+    """A chunk of agent speech of turn ``turn_id``, base64 in the provider's output format."""
 
-    item_id: str
-    response_id: str
-    payload: str
+    turn_id: str
+    payload_b64: str
 
 
 @dataclass(frozen=True)
 class AgentTurnStarted(ProviderEvent):
-    """The agent starts a new spoken item (before its first audio)."""
+    """The agent starts a new spoken turn (before its first audio)."""
 
-    item_id: str
-    response_id: str
+    turn_id: str
 
 
 @dataclass(frozen=True)
 class AgentTranscript(ProviderEvent):
-    """The final text of an agent item."""
+    """The final text of an agent turn."""
 
-    item_id: str
+    turn_id: str
     text: str
 
 
 @dataclass(frozen=True)
-class AgentTurnDone(ProviderEvent):
-    """A response finished: ``status`` is completed, cancelled, failed or incomplete."""
+class AgentTurnFinished(ProviderEvent):
+    """The provider has no more audio for ``turn_id`` (empty: the provider cannot tell which).
 
-    response_id: str
-    status: str
-    reason: str = ""
+    ``cancelled``: it stopped before the end (a barge-in, or the provider's own decision).
+    ``error``: why it failed, when it did (the call goes on; fatal failures are errors).
+    """
+
+    turn_id: str
+    cancelled: bool = False
+    error: str = ""
 
 
 @dataclass(frozen=True)
 class CallerSpeechStarted(ProviderEvent):
-    """The caller started talking (the barge-in trigger)."""
+    """The caller started talking (the barge-in trigger).
 
-    item_id: str = ""
-    audio_start_ms: int | None = None
+    ``turn_id`` names the caller turn if the provider already knows it; ``audio_ms`` is where the
+    speech began in the caller audio sent to the provider, if it says.
+    """
+
+    turn_id: str = ""
+    audio_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class CallerSpeechStopped(ProviderEvent):
-    item_id: str = ""
-    audio_end_ms: int | None = None
+    """The caller stopped talking; ``audio_ms`` is where, in the caller audio, if known."""
+
+    turn_id: str = ""
+    audio_ms: int | None = None
 
 
 @dataclass(frozen=True)
 class CallerTranscript(ProviderEvent):
-    """The final text of a caller item (may arrive after the agent already answered)."""
+    """The final text of a caller turn (may arrive after the agent already answered)."""
 
-    item_id: str
+    turn_id: str
     text: str
 
 
@@ -143,22 +160,46 @@ class ProviderErrorEvent(ProviderEvent):
     fatal: bool = False
 
 
+# -- what a provider can do ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    """What a provider does itself, so that the session does the rest.
+
+    ``server_turn_detection``: the provider decides when the caller's turn is over and replies
+    on its own. ``truncation``: after ``interrupt(heard_ms)`` its conversation holds only what
+    the caller heard (else transcripts of interrupted turns may hold unheard text; the session
+    records which on the barge-in). ``needs_local_vad``: it reports no caller speech start, so
+    the session runs a voice activity detector on the caller audio, handles the
+    ``CallerSpeechStarted``/``Stopped`` it finds like the provider's own and hands them to
+    ``VoiceProvider.local_speech``.
+    """
+
+    server_turn_detection: bool = True
+    truncation: bool = False
+    needs_local_vad: bool = False
+
+
 # -- the interface -----------------------------------------------------------------------------
 
 
 class VoiceProvider:
-    """Base class of the realtime voice providers. See the module docstring."""
+    """Base class of the voice providers. See the module docstring."""
 
     #: snake_case id, as in the provider registry.
     id: str = ""
     #: Display name in the vendor's spelling.
     name: str = ""
+    #: Declared on the class; an instance whose options change what it can do (OpenAI with turn
+    #: detection off) sets its own in ``__init__``. The session reads it once the provider is open.
+    capabilities: ProviderCapabilities = ProviderCapabilities()
 
     def __init__(self, config: ProviderConfig):
         self.config = config
         #: Format of the audio ``send_audio`` takes; set by ``open``.
         self.input_format: AudioFormat | None = None
-        #: Format of ``AgentAudio.payload``; set by ``open``.
+        #: Format of ``AgentAudio.payload_b64``; set by ``open``.
         self.output_format: AudioFormat | None = None
 
     def _unimplemented(self, method: str):
@@ -168,24 +209,30 @@ class VoiceProvider:
         """Connect and configure the session; raise ProviderConnectionError on failure."""
         raise self._unimplemented("open")
 
-    async def send_audio(self, payload: str) -> None:
-        """Send base64 caller audio in ``input_format``."""
+    async def send_audio(self, payload_b64: str) -> None:
+        """Send base64 caller audio in ``input_format`` (the hot path: 50 calls a second)."""
         raise self._unimplemented("send_audio")
 
     def events(self) -> AsyncIterator[ProviderEvent]:
-        """Yield normalized events until the provider closes; then stop (or raise on failure)."""
+        """Yield events until the provider closes; then stop (or raise on failure)."""
         raise self._unimplemented("events")
 
     async def say(self, text: str) -> None:
         """Make the agent speak ``text`` now (first message, operator ``say``)."""
         raise self._unimplemented("say")
 
-    async def interrupt(self, item_id: str, audio_end_ms: int) -> None:
-        """Barge-in: the caller heard only ``audio_end_ms`` of ``item_id``; stop that reply."""
+    async def interrupt(self, heard_ms: int) -> None:
+        """Barge-in: the caller heard only the first ``heard_ms`` of the agent turn that was
+        playing (the last one ``AgentAudio`` was yielded for); stop it and forget the rest.
+        Audio of that turn yielded afterwards is dropped by the session anyway."""
         raise self._unimplemented("interrupt")
 
     async def send_dtmf(self, digit: str) -> None:
         raise self._unimplemented("send_dtmf")
+
+    async def local_speech(self, event: CallerSpeechStarted | CallerSpeechStopped) -> None:
+        """With ``needs_local_vad``: the session detected the caller starting or stopping to
+        speak (e.g. a pipeline ends the caller's turn on a stop). Nothing by default."""
 
     async def close(self) -> None:
         """Close the connection; idempotent."""

@@ -1,12 +1,17 @@
-"""OpenAI Realtime (GA protocol, protocols.md §4): one speech-to-speech WebSocket per call.
+"""OpenAI Realtime (GA protocol; the events used are in docs/providers/openai_realtime.md): one
+speech-to-speech WebSocket per call.
 
 On a Twilio leg (μ-law 8 kHz) the session uses ``audio/pcmu`` both ways, so caller payloads go to
 OpenAI and agent deltas go to the carrier as the very same base64 strings, never decoded. Other legs
 (Telnyx L16) use ``audio/pcm`` at 24 kHz, which the session converts with the audio core. The option
 ``audio_format = "pcm"`` forces PCM on Twilio too.
 
+Turn ids are OpenAI's item ids. Response ids stay here: the provider remembers the item and response
+of the last audio it yielded, truncates that item on ``interrupt(heard_ms)``, and drops the late
+audio deltas of responses it cancelled (or that OpenAI reports cancelled).
+
 Only the GA shape is spoken: the beta shape (``OpenAI-Beta: realtime=v1``) was retired in 2026.
-Beta event names are still accepted when parsing, defensively (§4.9).
+Beta event names are still accepted when parsing, defensively.
 """
 
 from __future__ import annotations
@@ -21,20 +26,21 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ..audio.formats import MULAW_8K, PCM16_24K
 from ..exceptions import ProviderConnectionError, ProviderProtocolError
+from ..transport.websocket import WebSocketConnection, connect
 from .base import (
     AgentAudio,
     AgentTranscript,
-    AgentTurnDone,
+    AgentTurnFinished,
     AgentTurnStarted,
     CallerSpeechStarted,
     CallerSpeechStopped,
     CallerTranscript,
+    ProviderCapabilities,
     ProviderErrorEvent,
     ProviderEvent,
     ToolCall,
     VoiceProvider,
 )
-from .ws import WebSocketConnection, connect
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,11 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: Seconds our close handshake may take before the socket is aborted (call teardown waits on it).
 CLOSE_TIMEOUT = 2.0
 
+#: With ``turn_detection = "none"``.
+WITHOUT_TURN_DETECTION = ProviderCapabilities(
+    server_turn_detection=False, truncation=True, needs_local_vad=True
+)
+
 _AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
 _TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_transcript.done"}
 
@@ -55,11 +66,23 @@ _TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_tra
 class OpenAIRealtimeProvider(VoiceProvider):
     id = "openai_realtime"
     name = "OpenAI Realtime"
+    capabilities = ProviderCapabilities(server_turn_detection=True, truncation=True)
 
     def __init__(self, config):
         super().__init__(config)
+        if config.options.get("turn_detection") == "none":
+            # OpenAI then reports no caller speech: the session detects it, and we end the
+            # caller's turn when it stops (local_speech).
+            self.capabilities = WITHOUT_TURN_DETECTION
         self._ws: WebSocketConnection | None = None
         self.session_id = ""
+        # The item and response of the last audio yielded: what a barge-in interrupts.
+        self._audio_item = ""
+        self._audio_response = ""
+        #: Responses whose audio deltas are dropped (cancelled by us or by OpenAI).
+        self._cancelled: set[str] = set()
+        # The message item of each response in progress, for its AgentTurnFinished.
+        self._turn_of_response: dict[str, str] = {}
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -162,9 +185,9 @@ class OpenAIRealtimeProvider(VoiceProvider):
                 "OpenAI Realtime connection closed", vendor=self.id, call_id=self.config.call_id
             ) from err
 
-    async def send_audio(self, payload: str) -> None:
+    async def send_audio(self, payload_b64: str) -> None:
         # Base64 needs no JSON escaping: build the frame without json.dumps (hot path).
-        await self._send_text('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
+        await self._send_text('{"type":"input_audio_buffer.append","audio":"' + payload_b64 + '"}')
 
     async def say(self, text: str) -> None:
         await self._send(
@@ -177,16 +200,21 @@ class OpenAIRealtimeProvider(VoiceProvider):
             }
         )
 
-    async def interrupt(self, item_id: str, audio_end_ms: int) -> None:
-        """Truncate the item to what was heard (§4.7); cancel the reply if the server won't."""
-        await self._send(
-            {
-                "type": "conversation.item.truncate",
-                "item_id": item_id,
-                "content_index": 0,
-                "audio_end_ms": max(0, int(audio_end_ms)),
-            }
-        )
+    async def interrupt(self, heard_ms: int) -> None:
+        """Truncate the item whose audio was playing to what was heard, drop the rest of
+        its response's audio, and cancel that response if the server won't."""
+        item, response = self._audio_item, self._audio_response
+        if response:
+            self._cancelled.add(response)
+        if item:
+            await self._send(
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": item,
+                    "content_index": 0,
+                    "audio_end_ms": max(0, int(heard_ms)),
+                }
+            )
         if not self._server_cancels_on_speech():
             await self.cancel_response()
 
@@ -194,6 +222,12 @@ class OpenAIRealtimeProvider(VoiceProvider):
         """With VAD and interrupt_response on (our default), OpenAI cancels the reply itself."""
         detection = self.session_config(True)["audio"]["input"]["turn_detection"]
         return bool(detection) and detection.get("interrupt_response", True)
+
+    async def local_speech(self, event: CallerSpeechStarted | CallerSpeechStopped) -> None:
+        """Turn detection off: the caller stopped talking, so commit their audio and reply."""
+        if isinstance(event, CallerSpeechStopped):
+            await self._send({"type": "input_audio_buffer.commit"})
+            await self._send({"type": "response.create"})
 
     async def cancel_response(self) -> None:
         await self._send({"type": "response.cancel"})
@@ -266,25 +300,22 @@ class OpenAIRealtimeProvider(VoiceProvider):
     def _map(self, event: dict) -> ProviderEvent | None:
         kind = event.get("type")
         if kind in _AUDIO_DELTA:
-            return AgentAudio(
-                event.get("item_id", ""), event.get("response_id", ""), event.get("delta", "")
-            )
+            response = event.get("response_id", "")
+            if response in self._cancelled:
+                return None  # a late delta of a reply that was cut off: never played
+            item = self._audio_item = event.get("item_id", "")
+            self._audio_response = response
+            return AgentAudio(item, event.get("delta", ""), raw=event)
         if kind == "response.output_item.added":
             item = event.get("item") or {}
             if item.get("type") == "message":
-                return AgentTurnStarted(item.get("id", ""), event.get("response_id", ""), raw=event)
+                self._turn_of_response[event.get("response_id", "")] = item.get("id", "")
+                return AgentTurnStarted(item.get("id", ""), raw=event)
             return None
         if kind in _TRANSCRIPT_DONE:
             return AgentTranscript(event.get("item_id", ""), event.get("transcript", ""), raw=event)
         if kind == "response.done":
-            response = event.get("response") or {}
-            details = response.get("status_details") or {}
-            return AgentTurnDone(
-                response.get("id", ""),
-                response.get("status", ""),
-                details.get("reason", ""),
-                raw=event,
-            )
+            return self._response_done(event)
         if kind == "input_audio_buffer.speech_started":
             return CallerSpeechStarted(
                 event.get("item_id", ""), event.get("audio_start_ms"), raw=event
@@ -313,6 +344,23 @@ class OpenAIRealtimeProvider(VoiceProvider):
                 raw=event,
             )
         return None
+
+    def _response_done(self, event: dict) -> AgentTurnFinished:
+        response = event.get("response") or {}
+        response_id = response.get("id", "")
+        status = response.get("status", "")
+        cancelled = status == "cancelled"
+        if cancelled and response_id:
+            self._cancelled.add(response_id)
+        error = ""
+        if status == "failed":
+            details = response.get("status_details") or {}
+            failure = details.get("error") if isinstance(details.get("error"), dict) else {}
+            error = failure.get("message") or failure.get("code") or details.get("reason")
+            error = str(error or "failed")
+        return AgentTurnFinished(
+            self._turn_of_response.pop(response_id, ""), cancelled, error, raw=event
+        )
 
 
 def _turn_detection(kind: str) -> dict | None:

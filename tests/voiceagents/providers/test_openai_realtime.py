@@ -1,19 +1,22 @@
-"""OpenAI Realtime provider against the loopback fake (GA protocol, protocols.md §4)."""
+"""OpenAI Realtime provider against the loopback fake (GA protocol, docs/providers/openai_realtime.md)."""
 
 import asyncio
 import base64
+from contextlib import asynccontextmanager
 
 import pytest
 
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
+from tests.voiceagents.providers.contract import *  # noqa: F403  (the contract suite runs here)
 from voiceagents.audio.formats import MULAW_8K, PCM16_16K, PCM16_24K
 from voiceagents.exceptions import ProviderConnectionError
 from voiceagents.providers.base import (
     AgentAudio,
     AgentTranscript,
-    AgentTurnDone,
+    AgentTurnFinished,
     AgentTurnStarted,
     CallerSpeechStarted,
+    CallerSpeechStopped,
     CallerTranscript,
     ProviderConfig,
     ProviderErrorEvent,
@@ -21,10 +24,10 @@ from voiceagents.providers.base import (
 from voiceagents.providers.openai_realtime import OpenAIRealtimeProvider
 
 
-def config(url, *, key="sk-test-openai", carrier_format=MULAW_8K, **options):
+def config(url, *, key=None, carrier_format=MULAW_8K, **options):
     return ProviderConfig(
         call_id="call-1",
-        api_key=key,
+        api_key=key or "sk-test-openai",
         base_url=url,
         model="gpt-realtime",
         voice="marin",
@@ -42,6 +45,45 @@ async def fake():
         yield server
 
 
+@asynccontextmanager
+async def opened_provider(provider_config: ProviderConfig):
+    provider = OpenAIRealtimeProvider(provider_config)
+    await provider.open()
+    try:
+        yield provider
+    finally:
+        await provider.close()
+
+
+class OpenAIHarness:
+    """The provider contract's view of OpenAI Realtime and its fake."""
+
+    def __init__(self, fake: FakeOpenAIRealtime):
+        self.fake = fake
+
+    def make(self, *, valid_key: bool = True) -> OpenAIRealtimeProvider:
+        return OpenAIRealtimeProvider(config(self.fake.url, key=None if valid_key else "sk-bad"))
+
+    def script_reply(self, audio: bytes, *, chunks: int) -> None:
+        chunk = -(-len(audio) // chunks)
+        self.fake.responses.append(ScriptedResponse(audio, "", chunk=chunk, interval=0.02))
+
+    def caller_audio(self) -> bytes:
+        return bytes(self.fake.session.audio_in) if self.fake.sessions else b""
+
+    def said(self) -> list[str]:
+        return [e["response"]["instructions"] for e in self.fake.events_of("response.create")]
+
+    async def drop(self) -> None:
+        await self.fake.wait_for(lambda: self.fake.session_ready.is_set())
+        await self.fake.drop(1011, "internal error")
+
+
+@pytest.fixture
+def provider_harness(fake):
+    return OpenAIHarness(fake)
+
+
 async def collect(provider, count, timeout=5.0):
     events = []
 
@@ -56,9 +98,7 @@ async def collect(provider, count, timeout=5.0):
 
 
 async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
         assert fake.session.path == "/v1/realtime?model=gpt-realtime"
         assert "OpenAI-Beta" not in fake.session.headers
@@ -69,8 +109,6 @@ async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
         assert update["audio"]["input"]["turn_detection"]["type"] == "server_vad"
         assert "temperature" not in update
         assert provider.input_format == provider.output_format == MULAW_8K
-    finally:
-        await provider.close()
 
 
 @pytest.mark.parametrize(
@@ -79,34 +117,26 @@ async def test_connects_with_bearer_key_and_configures_a_pcmu_session(fake):
 async def test_uses_24k_pcm_when_the_carrier_leg_is_not_mulaw_or_when_forced(
     fake, carrier, options
 ):
-    provider = OpenAIRealtimeProvider(config(fake.url, carrier_format=carrier, **options))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url, carrier_format=carrier, **options)) as provider:
         update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
         assert update["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
         assert provider.output_format == PCM16_24K
-    finally:
-        await provider.close()
 
 
 async def test_options_select_semantic_vad_tools_and_pass_session_fields_through(fake):
     tools = [{"type": "function", "name": "book", "parameters": {"type": "object"}}]
-    provider = OpenAIRealtimeProvider(
+    async with opened_provider(
         config(
             fake.url,
             turn_detection="semantic_vad",
             tools=tools,
             session={"tool_choice": "required"},
         )
-    )
-    await provider.open()
-    try:
+    ):
         update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
         assert update["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
         assert update["tools"] == tools
         assert update["tool_choice"] == "required"
-    finally:
-        await provider.close()
 
 
 async def test_wrong_key_is_a_connection_error_naming_the_status(fake):
@@ -125,9 +155,7 @@ async def test_unreachable_provider_is_a_connection_error():
 
 async def test_audio_both_ways_and_the_turn_events(fake):
     fake.responses.append(ScriptedResponse(audio=b"\x11" * 1200, transcript="Hi there.", chunk=400))
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         payload = base64.b64encode(b"\x22" * 160).decode()
         await provider.send_audio(payload)
         await fake.wait_for(lambda: len(fake.session.audio_in) == 160)
@@ -137,53 +165,49 @@ async def test_audio_both_ways_and_the_turn_events(fake):
         events = await collect(provider, 6)
         assert isinstance(events[0], AgentTurnStarted)
         audio = [e for e in events if isinstance(e, AgentAudio)]
-        assert b"".join(base64.b64decode(a.payload) for a in audio) == b"\x11" * 1200
-        assert {a.item_id for a in audio} == {events[0].item_id}
+        assert b"".join(base64.b64decode(a.payload_b64) for a in audio) == b"\x11" * 1200
+        assert {a.turn_id for a in audio} == {events[0].turn_id}
         assert isinstance(events[4], AgentTranscript) and events[4].text == "Hi there."
-        assert isinstance(events[5], AgentTurnDone) and events[5].status == "completed"
+        assert events[5] == AgentTurnFinished(events[0].turn_id, cancelled=False)
         assert "Hello!" in fake.events_of("response.create")[0]["response"]["instructions"]
-    finally:
-        await provider.close()
 
 
 async def test_caller_events_and_interrupt_truncates_without_cancelling_under_server_vad(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         await fake.wait_for(lambda: fake.session_ready.is_set())
         item = await fake.speech_started(audio_start_ms=120)
         await fake.caller_transcript(item, "Hello?")
         started, transcript = await collect(provider, 2)
         assert started == CallerSpeechStarted(item, 120)
         assert transcript == CallerTranscript(item, "Hello?")
-        await provider.interrupt("item_x", 840)
+        fake.responses.append(ScriptedResponse(audio=b"\x11" * 800, transcript="Hi.", chunk=400))
+        await provider.say("Hi.")
+        turn, audio = await collect(provider, 2)
+        assert isinstance(audio, AgentAudio) and audio.turn_id == turn.turn_id
+        await provider.interrupt(840)
         truncate = (await fake.wait_for(lambda: fake.events_of("conversation.item.truncate")))[0]
         assert truncate == {
             "type": "conversation.item.truncate",
-            "item_id": "item_x",
+            "item_id": turn.turn_id,
             "content_index": 0,
             "audio_end_ms": 840,
         }
         await asyncio.sleep(0.05)
         assert fake.events_of("response.cancel") == []
-    finally:
-        await provider.close()
 
 
 async def test_interrupt_also_cancels_when_turn_detection_is_off(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url, turn_detection="none"))
-    await provider.open()
-    try:
-        await provider.interrupt("item_x", 100)
+    assert not OpenAIRealtimeProvider(config(fake.url)).capabilities.needs_local_vad
+    async with opened_provider(config(fake.url, turn_detection="none")) as provider:
+        assert provider.capabilities.needs_local_vad
+        await provider.interrupt(100)
         await fake.wait_for(lambda: fake.events_of("response.cancel"))
-    finally:
-        await provider.close()
+        # Nothing was playing: there is no item to truncate.
+        assert fake.events_of("conversation.item.truncate") == []
 
 
 async def test_error_frames_are_fatal_unless_our_request_was_invalid(fake):
-    provider = OpenAIRealtimeProvider(config(fake.url))
-    await provider.open()
-    try:
+    async with opened_provider(config(fake.url)) as provider:
         await fake.wait_for(lambda: fake.session_ready.is_set())
         await fake.error(
             "no active response",
@@ -196,8 +220,6 @@ async def test_error_frames_are_fatal_unless_our_request_was_invalid(fake):
         assert (
             isinstance(fatal, ProviderErrorEvent) and fatal.fatal and fatal.code == "server_error"
         )
-    finally:
-        await provider.close()
 
 
 async def test_abrupt_close_raises_a_connection_error_from_events(fake):
@@ -217,3 +239,48 @@ async def test_our_own_close_ends_events_quietly(fake):
     await provider.close()
     # events() ends without an error when we closed the socket ourselves.
     assert await asyncio.wait_for(reader, 2) == []
+
+
+async def test_audio_of_an_interrupted_response_arriving_late_is_dropped(fake):
+    # Under server VAD the provider does not cancel: OpenAI may go on streaming the reply.
+    script = ScriptedResponse(audio=b"\x11" * 1600, transcript="Hi.", chunk=400, interval=0.02)
+    fake.responses.append(script)
+    async with opened_provider(config(fake.url)) as provider:
+        await provider.say("Hi.")
+        started, _ = await collect(provider, 2)
+        await provider.interrupt(60)
+        rest = await collect(provider, 2)
+        assert [type(e) for e in rest] == [AgentTranscript, AgentTurnFinished]
+        assert rest[1].turn_id == started.turn_id
+        late = {"type": "response.output_audio.delta", "delta": "AA=="}
+        await fake.send({**late, "response_id": "resp_next", "item_id": "item_next"})
+        assert await collect(provider, 1) == [AgentAudio("item_next", "AA==")]
+
+
+async def test_a_failed_response_finishes_its_turn_with_the_error(fake):
+    async with opened_provider(config(fake.url)) as provider:
+        await fake.wait_for(lambda: fake.session_ready.is_set())
+        added = {"id": "item_9", "type": "message", "role": "assistant"}
+        await fake.send(
+            {"type": "response.output_item.added", "response_id": "resp_9", "item": added}
+        )
+        failed = {"type": "failed", "error": {"type": "server_error", "message": "overloaded"}}
+        await fake.send(
+            {
+                "type": "response.done",
+                "response": {"id": "resp_9", "status": "failed", "status_details": failed},
+            }
+        )
+        started, finished = await collect(provider, 2)
+        assert started == AgentTurnStarted("item_9")
+        assert finished == AgentTurnFinished("item_9", cancelled=False, error="overloaded")
+
+
+async def test_without_turn_detection_caller_speech_stopping_here_commits_and_asks_a_reply(fake):
+    async with opened_provider(config(fake.url, turn_detection="none")) as provider:
+        await provider.local_speech(CallerSpeechStarted(audio_ms=100))
+        await provider.local_speech(CallerSpeechStopped(audio_ms=900))
+        await fake.wait_for(lambda: fake.events_of("response.create"))
+        kinds = [e["type"] for e in fake.session.received]
+        assert kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
+        assert kinds.count("input_audio_buffer.commit") == 1

@@ -1,4 +1,4 @@
-"""The lean WebSocket client (voiceagents/providers/ws.py) against real loopback servers.
+"""The lean WebSocket client (voiceagents/transport/websocket/) against real loopback servers.
 
 Servers are the ``websockets`` library's own (``websockets.asyncio.server.serve``), except where a
 misbehaving peer is needed (never answers the handshake, stops reading or answering pings): those
@@ -34,7 +34,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
-from voiceagents.providers.ws import connect
+from voiceagents.transport.websocket import connect
 
 # -- helpers -----------------------------------------------------------------------------------
 

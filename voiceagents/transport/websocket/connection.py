@@ -1,182 +1,31 @@
-"""A lean WebSocket client connection for the provider legs (OpenAI Realtime, later ElevenLabs and
-Deepgram).
-
-Why not ``websockets.asyncio.client``: a provider leg carries ~50 small messages per second each
-way per call, and under 60 concurrent calls its per-message machinery (an async context manager
-and a lock per ``send()``, drain checks, StreamReader/Assembler queueing and ``recv()`` per
-received message) cost about 17 % of the event loop's CPU.
-
-What is kept: the ``websockets`` library's sans-I/O core (``ClientProtocol``) does the opening
-handshake and its checks, pings and pongs, fragmented messages, every error case and the close
-handshake. This module moves bytes between that core and an asyncio transport, inside
-``asyncio.Protocol`` callbacks: no task per connection; a send that the socket can take right away
-is one synchronous ``transport.write``; a received message is one ``deque.append`` plus, when the
-consumer is waiting, one future result.
-
-What is not left to the library: the two kinds of frame that make up nearly all the traffic of an
-open connection, framed here directly (RFC 6455 §5.2). The library parses every frame with a chain
-of generators, an enum lookup and a dataclass (3.1 µs for a 370-byte audio event here) and builds
-every sent frame the same way (1.9 µs, with a ``getrandom`` system call for its masking key); the
-direct paths take about a third of that. Receiving: a whole, unfragmented, unmasked text or binary
-frame without RSV bits, within ``max_size``, is delivered without the library; anything else (a
-control frame, a fragment, anything invalid, UTF-8 that does not decode) is handed to the library
-as whole frames, so its parser is always at a frame boundary when the direct path runs, and it
-answers, reassembles or fails the connection exactly as before; once the connection is closing
-the library gets every byte. Sending: a text or binary message is one masked frame whose masking
-key comes from ``os.urandom``, drawn 256 keys at a time.
-
-Proxies: as ``websockets.asyncio.client.connect`` does, the proxy that the environment names for
-the URL (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) is used by default, through
-the library's own HTTP ``CONNECT`` helper; SOCKS proxies are refused with a clear error (they would
-need python-socks).
-
-Left out on purpose: compression (permessage-deflate is never offered: small latency-critical
-frames, CPU per frame), HTTP redirects and subprotocols.
-"""
+"""``WebSocketConnection``: one client connection as an ``asyncio.Protocol`` around the library's
+sans-I/O ``ClientProtocol`` (see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 
-from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
 from websockets.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
-    ProxyError,
 )
 from websockets.frames import BINARY, CONT, OK_CLOSE_CODES, PONG, TEXT, CloseCode, apply_mask
 from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import CLOSED, CONNECTING, OPEN, State
-from websockets.proxy import get_proxy, parse_proxy
-from websockets.uri import WebSocketURI, parse_uri
 
-__all__ = ["WebSocketConnection", "connect"]
+from .framing import FIN_BINARY, FIN_TEXT, MASK_POOL_BYTES, DirectFraming, frame_header
+from .keepalive import Keepalive
 
 Message = str | bytes
 
-# First byte of the frames framed here (RFC 6455 §5.2): FIN set, no RSV bit, opcode text/binary.
-_FIN_TEXT = 0x81
-_FIN_BINARY = 0x82
-#: Second byte: the MASK bit (client frames have it, server frames must not).
-_MASK_BIT = 0x80
-#: Masking keys are drawn from os.urandom this many bytes (256 keys) at a time.
-_MASK_POOL_BYTES = 1024
-_HEAD_END = b"\r\n\r\n"
 
-
-def _frame_header(first: int, length: int) -> bytes:
-    """The header of a masked frame of ``length`` payload bytes, before its masking key."""
-    if length < 126:
-        return bytes((first, _MASK_BIT | length))
-    if length < 65536:
-        return bytes((first, _MASK_BIT | 126)) + length.to_bytes(2, "big")
-    return bytes((first, _MASK_BIT | 127)) + length.to_bytes(8, "big")
-
-
-async def connect(
-    url: str,
-    *,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    open_timeout: float | None = 10.0,
-    max_size: int | None = 2**20,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    close_timeout: float = 10.0,
-    max_buffer: int = 4 * 2**20,
-    ssl: ssl_module.SSLContext | None = None,
-    proxy: str | bool | None = True,
-) -> WebSocketConnection:
-    """Open a ``ws://`` or ``wss://`` connection and complete the opening handshake.
-
-    ``ssl`` is the TLS context for ``wss://`` (default: ``ssl.create_default_context()``).
-    ``proxy``: ``True`` uses the proxy the environment names for the URL, a URL
-    (``http://user:pass@host:port``) uses that HTTP(S) proxy, ``None``/``False`` connects directly.
-    The rest mirrors ``websockets.asyncio.client.connect``; ``max_buffer`` is how much received
-    data (in bytes or characters) may wait for the consumer before reading pauses.
-
-    Raises what ``websockets.asyncio.client.connect`` raises: ``OSError`` when the server cannot
-    be reached, ``InvalidStatus`` (``.response.status_code``/``.body``) when it refuses the
-    upgrade, another ``InvalidHandshake`` for a bad response, ``TimeoutError`` after
-    ``open_timeout``; ``ProxyError`` (an ``InvalidHandshake``) when the proxy refuses.
-    """
-    uri = parse_uri(url)
-    if proxy is True:
-        proxy = get_proxy(uri)
-    if uri.secure:
-        if ssl is None:
-            ssl = ssl_module.create_default_context()
-    elif ssl is not None:
-        raise ValueError("an ssl context needs a wss:// URL")
-    loop = asyncio.get_running_loop()
-
-    def factory() -> WebSocketConnection:
-        # extensions=None: the handshake offers no extension, so no compression.
-        return WebSocketConnection(
-            ClientProtocol(uri, max_size=max_size),
-            max_size=max_size,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_buffer=max_buffer,
-        )
-
-    transport = None
-    try:
-        async with asyncio.timeout(open_timeout):
-            if proxy:
-                transport, connection = await _connect_through_proxy(str(proxy), uri, ssl, factory)
-            else:
-                transport, connection = await loop.create_connection(
-                    factory,
-                    uri.host,
-                    uri.port,
-                    ssl=ssl if uri.secure else None,
-                    server_hostname=uri.host if uri.secure else None,
-                )
-            await connection._handshake(headers)
-    except TimeoutError as exc:
-        if transport is not None:
-            transport.abort()
-        raise TimeoutError("timed out during opening handshake") from exc
-    except BaseException:
-        if transport is not None:
-            transport.abort()
-        raise
-    connection._start_keepalive()
-    return connection
-
-
-async def _connect_through_proxy(
-    proxy: str, uri: WebSocketURI, ssl: ssl_module.SSLContext | None, factory
-) -> tuple[asyncio.Transport, WebSocketConnection]:
-    """An HTTP(S) ``CONNECT`` tunnel (the library's helper), then TLS to the server inside it."""
-    parsed = parse_proxy(proxy)
-    if not parsed.scheme.startswith("http"):
-        raise ProxyError(f"{parsed.scheme} proxies are not supported here; use an HTTP(S) proxy")
-    proxy_tls = ssl_module.create_default_context() if parsed.scheme == "https" else None
-    transport = await connect_http_proxy(parsed, uri, user_agent_header=USER_AGENT, ssl=proxy_tls)
-    connection = factory()
-    transport.set_protocol(connection)
-    try:
-        if ssl is not None:
-            transport = await asyncio.get_running_loop().start_tls(
-                transport, connection, ssl, server_hostname=uri.host
-            )
-    except BaseException:
-        transport.abort()
-        raise
-    connection.connection_made(transport)
-    return transport, connection
-
-
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(DirectFraming, Keepalive, asyncio.Protocol):
     """One client connection. Made by :func:`connect`.
 
     Sending: :meth:`write` (synchronous, for hot paths) or :meth:`send` (waits while the socket
@@ -270,17 +119,17 @@ class WebSocketConnection(asyncio.Protocol):
         if self.protocol.state is not OPEN:
             raise self._closed_exc()
         if isinstance(message, str):
-            data, first = message.encode(), _FIN_TEXT
+            data, first = message.encode(), FIN_TEXT
         else:
-            data, first = message, _FIN_BINARY
+            data, first = message, FIN_BINARY
         at = self._mask_at
         if at >= len(self._masks):
-            self._masks, at = os.urandom(_MASK_POOL_BYTES), 0
+            self._masks, at = os.urandom(MASK_POOL_BYTES), 0
         self._mask_at = at + 4
         mask = self._masks[at : at + 4]
         # Every other path flushes what the library queues at once, so nothing it wrote can be
         # waiting to go out before this frame.
-        self.transport.write(_frame_header(first, len(data)) + mask + apply_mask(data, mask))
+        self.transport.write(frame_header(first, len(data)) + mask + apply_mask(data, mask))
 
     async def send(self, message: Message) -> None:
         """Send one message; wait only while the transport is paused (flow control)."""
@@ -411,86 +260,6 @@ class WebSocketConnection(asyncio.Protocol):
                 self._drained.set_result(None)
             self._drained = None
 
-    # -- receiving: the library's parser, or frames read here --------------------------------
-
-    def _to_library(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        self._process(self.protocol.events_received())
-
-    def _receive_handshake(self, data: bytes) -> None:
-        """Give the library the handshake response, and no byte after it while the connection
-        opens: the frames that follow it are read directly from their first byte on."""
-        seen = self._head_tail + data
-        end = seen.find(_HEAD_END)
-        if end < 0:
-            self._head_tail = seen[-3:]
-            self._to_library(data)
-            return
-        cut = end + len(_HEAD_END) - len(self._head_tail)
-        self._head_tail = b""
-        self._to_library(data[:cut])
-        if self.protocol.state is OPEN:
-            self._direct = True
-            if cut < len(data):
-                self._receive_frames(data[cut:])
-        elif cut < len(data):
-            self._to_library(data[cut:])  # refused or invalid: a body, or whatever follows
-
-    def _receive_frames(self, data: bytes) -> None:
-        """Deliver the plain data frames in ``data`` (after any frame start kept from before);
-        hand every other whole frame to the library."""
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
-        pos, end = 0, len(data)
-        max_size = self.max_size
-        while end - pos >= 2:
-            second = data[pos + 1]
-            if second & _MASK_BIT:
-                self._leave_direct(data[pos:])  # a masked server frame: the library fails it
-                return
-            length, header = second, 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length, header = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length, header = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
-            if max_size is not None and length > max_size:
-                self._leave_direct(data[pos:])  # the library fails it with 1009
-                return
-            stop = pos + header + length
-            if stop > end:
-                break
-            first = data[pos]
-            if first == _FIN_TEXT and self._fragments is None:
-                try:
-                    self._deliver(data[pos + header : stop].decode())
-                except UnicodeDecodeError:
-                    self._leave_direct(data[pos:])  # the library's path fails it with 1007
-                    return
-            elif first == _FIN_BINARY and self._fragments is None:
-                self._deliver(data[pos + header : stop])
-            else:
-                # A control frame, a fragment, RSV bits or an unknown opcode: one whole frame.
-                self._to_library(data[pos:stop])
-                if self.protocol.state is not OPEN:
-                    self._leave_direct(data[stop:])
-                    return
-            pos = stop
-        if pos < end:
-            self._partial = data[pos:]
-
-    def _leave_direct(self, rest: bytes) -> None:
-        """From here on the library reads everything: what is kept, then ``rest``."""
-        self._direct = False
-        rest = self._partial + rest
-        self._partial = b""
-        if rest:
-            self._to_library(rest)
-
     # -- internals ---------------------------------------------------------------------------
 
     async def _handshake(
@@ -582,37 +351,3 @@ class WebSocketConnection(asyncio.Protocol):
         ok = ok and rcvd.code in OK_CLOSE_CODES and sent.code in OK_CLOSE_CODES
         exc_type = ConnectionClosedOK if ok else ConnectionClosedError
         return exc_type(rcvd, sent, protocol.close_rcvd_then_sent)
-
-    # -- keepalive: timers, not a task; a dead peer is detected within interval + timeout ----
-
-    def _start_keepalive(self) -> None:
-        if self.ping_interval is not None and not self._lost.done():
-            self._keepalive_timer = self._loop.call_later(self.ping_interval, self._send_ping)
-
-    def _send_ping(self) -> None:
-        self._keepalive_timer = None
-        if self.protocol.state is not OPEN:
-            return
-        payload = os.urandom(4)
-        self.protocol.send_ping(payload)
-        self._flush()
-        if self.ping_timeout is None:
-            self._start_keepalive()  # keep pinging (it keeps NAT and proxies awake), no deadline
-        else:
-            self._ping_payload = payload
-            self._keepalive_timer = self._loop.call_later(self.ping_timeout, self._ping_timed_out)
-
-    def _pong_received(self) -> None:
-        self._ping_payload = None
-        if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
-        self._start_keepalive()
-
-    def _ping_timed_out(self) -> None:
-        # As websockets does: fail with 1011, then wait close_timeout for the TCP close.
-        self._keepalive_timer = None
-        self._ping_payload = None
-        if self.protocol.state is OPEN:
-            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            self._flush()
-        self._arm_close_timer()

@@ -1,0 +1,14 @@
+"""The collaborators ``CallSession`` (``voiceagents/session.py``) owns, one job each.
+
+- ``caller_audio.CallerAudio``: caller audio on its way to the provider (held while the provider
+  opens, converted once when the formats differ, else the carrier's base64 passes through);
+- ``playback.Playback``: agent audio out to the carrier, paced, with marks, and the position the
+  caller has heard;
+- ``turns.TurnTracker``: the conversation's turns by the provider's neutral turn ids (which agent
+  turn receives audio, which are playing, which were interrupted, when they are settled);
+- ``local_vad.LocalSpeechDetector``: caller speech start/stop found on our side, for providers
+  that declare ``needs_local_vad``;
+- ``metrics.CallMetrics``: the call's counters, written to ``Call.metrics`` at its end.
+
+None of them knows a vendor; none touches the database, settings or the channel layer.
+"""
