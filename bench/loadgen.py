@@ -132,7 +132,6 @@ class Caller(asyncio.Protocol):
         self.pending_marks: list[tuple[str, asyncio.TimerHandle | None]] = []
         self.marks_received = 0
         self.marks_echoed = 0
-        self.mark_early = 0
         self.clears: list[float] = []
         self.other_events: dict[str, int] = {}
 

@@ -182,8 +182,6 @@ class VoiceActivityDetector:
         self._run_start: float | None = None
         #: True between a ``start`` and its ``end``.
         self.speaking = False
-        #: Probability of the last scored window.
-        self.last_probability = 0.0
 
     def process(self, chunk: bytes | bytearray | memoryview | np.ndarray) -> list[VADEvent]:
         """Feed PCM16 bytes (or int16 samples) at the detector's rate; returns new events."""
@@ -204,7 +202,7 @@ class VoiceActivityDetector:
         return events
 
     def _score(self, window: np.ndarray) -> VADEvent | None:
-        p = self.last_probability = self.detector.probability(window)
+        p = self.detector.probability(window)
         start, self._position_ms = self._position_ms, self._position_ms + self._window_ms
         if not self.speaking:
             if p < self.threshold:

@@ -75,7 +75,6 @@ class OpenAIRealtimeProvider(VoiceProvider):
             # caller's turn when it stops (local_speech).
             self.capabilities = WITHOUT_TURN_DETECTION
         self._ws: WebSocketConnection | None = None
-        self.session_id = ""
         # The item and response of the last audio yielded: what a barge-in interrupts.
         self._audio_item = ""
         self._audio_response = ""
@@ -134,7 +133,11 @@ class OpenAIRealtimeProvider(VoiceProvider):
                 call_id=self.config.call_id,
                 response=json.dumps(created)[:300],
             )
-        self.session_id = (created.get("session") or {}).get("id", "")
+        logger.debug(
+            "call %s: OpenAI Realtime session %s",
+            self.config.call_id,
+            (created.get("session") or {}).get("id", "?"),
+        )
         await self._send({"type": "session.update", "session": self.session_config(pcmu)})
 
     def session_config(self, pcmu: bool) -> dict:

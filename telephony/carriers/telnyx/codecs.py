@@ -23,7 +23,6 @@ from voiceagents.exceptions import ConfigurationError
 
 L16 = "L16"
 PCMU = "PCMU"
-DEFAULT_CODEC = L16
 
 #: Telnyx ``media_format.encoding`` names we can decode → our encodings (L16 resolved later).
 _ENCODINGS = {

@@ -209,16 +209,6 @@ def all_auth_tokens() -> list[str]:
     return list(dict.fromkeys(_credential_tokens(_twilio_credentials()) + _setting_tokens()))
 
 
-async def aauth_tokens_for(account_sid: str | None) -> list[str]:
-    """Async ``auth_tokens_for()``: one thread hop for the query and the decryption."""
-    return await sync_to_async(auth_tokens_for)(account_sid)
-
-
-async def aall_auth_tokens() -> list[str]:
-    """Async ``all_auth_tokens()``."""
-    return await sync_to_async(all_auth_tokens)()
-
-
 def shared_keys() -> dict[str, str]:
     """``VOICEAGENTS['TWILIO_SHARED_KEYS']``: SharedKey id → secret, for Webhooks Rules."""
     value = get_setting("SHARED_KEYS", vendor="twilio", default=None)
