@@ -29,10 +29,14 @@ from channels.layers import get_channel_layer
 
 from voiceagents import callsetup, streamtokens
 from voiceagents.audio.formats import AudioFormat
+from voiceagents.conf import get_setting
 from voiceagents.control import call_group
 from voiceagents.exceptions import ConfigurationError, VoiceAgentsError, WebhookValidationFailure
 from voiceagents.providers import build_provider
 from voiceagents.session import CallSession
+
+from . import closecodes
+from .controlplane import ControlListener
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +44,6 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 #: Malformed frames logged per call at WARNING; the rest are only counted.
 MALFORMED_LOG_LIMIT = 5
-#: WebSocket close code for a policy violation (RFC 6455): failed authentication.
-POLICY_VIOLATION = 1008
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):
@@ -68,19 +70,25 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope, receive, send):
         """``AsyncConsumer.__call__`` with the same semantics and no per-message task or wait.
 
-        Handlers still run one at a time. An exception from the channel layer ends the consumer,
-        as in Channels; so does ``StopConsumer`` from a control handler.
+        Handlers still run one at a time. The channel layer is read by a ``ControlListener``,
+        whose failures never end the consumer; whatever way the loop ends, the call's ending runs.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        self._handler_lock = asyncio.Lock()
+        self.control: ControlListener | None = None
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
-        self._handler_lock = asyncio.Lock()
-        control = None
-        if self.channel_layer is not None:
-            control = asyncio.ensure_future(self._control_loop(asyncio.current_task()))
+            self.control = ControlListener(
+                self.channel_layer,
+                self.channel_name,
+                self.dispatch,
+                self._handler_lock,
+                lambda: f"call {getattr(self, 'call_id', None) or '?'}",
+            )
+            self.control.start()
         try:
             lock = self._handler_lock
             while True:
@@ -89,33 +97,24 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                     await self.dispatch(message)
         except StopConsumer:
             pass
-        except asyncio.CancelledError:
-            # Cancelled by the control loop (which ended): surface its outcome, as Channels would.
-            if control is None or not control.done() or control.cancelled():
-                raise
-            error = control.exception()
-            if error is not None and not isinstance(error, StopConsumer):
-                raise error from None
+        except Exception:
+            logger.exception("%s media stream: consumer failed", self.carrier_id)
+            await self.end_session("internal_error", by_carrier=False)
+            await self.refuse(closecodes.SERVER_ERROR)
         finally:
-            if control is not None and not control.done():
-                control.cancel()
-                try:
-                    await control
-                except (asyncio.CancelledError, StopConsumer):
-                    pass
+            await self._finish()
 
-    async def _control_loop(self, main: asyncio.Task) -> None:
-        """Channel-layer messages (hang-up, say, transfer), dispatched under the handler lock."""
+    async def _finish(self) -> None:
+        """The common tail of every exit: the call ended, the control group left, the timer off."""
+        timer = getattr(self, "_start_timer", None)
+        if timer is not None:
+            timer.cancel()
         try:
-            while True:
-                message = await self.channel_receive()
-                async with self._handler_lock:
-                    await self.dispatch(message)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            main.cancel()
-            raise
+            await self.end_session("stream_closed", by_carrier=True)
+        finally:
+            if self.control is not None:
+                await self.control.stop()
+                await self.control.leave()
 
     async def dispatch(self, message):
         if message["type"] == "websocket.receive":
@@ -124,7 +123,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             # the generic websocket_receive() -> receive() layers too.
             text = message.get("text")
             if text is not None and len(text) <= MAX_FRAME_BYTES:
-                await self.on_text(text)
+                await self._on_text_safely(text)
             else:
                 await self.websocket_receive(message)  # receive() reports what is wrong
             return
@@ -144,11 +143,38 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         self.call_id: str | None = None
         self.malformed_count = 0
         self.closing = False
+        self.started = False
         if not await self.authenticate_handshake():
-            logger.warning("%s media stream refused: handshake signature invalid", self.carrier_id)
-            await self.close(code=POLICY_VIOLATION)
+            logger.warning("%s media stream refused: handshake not authenticated", self.carrier_id)
+            await self.close()  # before accept: the server answers the upgrade with 403
+            return
+        try:
+            timeout = float(get_setting("STREAM_START_TIMEOUT", cast=float))
+        except (ConfigurationError, TypeError, ValueError) as err:
+            logger.error("%s media stream refused: STREAM_START_TIMEOUT: %s", self.carrier_id, err)
+            await self.close()
             return
         await self.accept()
+        self._start_timer = asyncio.get_running_loop().call_later(
+            timeout, lambda: asyncio.ensure_future(self._start_timed_out(timeout))
+        )
+
+    async def _start_timed_out(self, timeout: float) -> None:
+        async with self._handler_lock:
+            if self.started or self.closing:
+                return
+            logger.warning(
+                "%s media stream closed: no valid start within %s s", self.carrier_id, timeout
+            )
+            await self.refuse(closecodes.START_TIMEOUT)
+
+    async def refuse(self, code: int, why: str = "") -> None:
+        """Close a stream that has no call (yet) with one of ``closecodes``."""
+        if why:
+            logger.warning("%s media stream refused: %s", self.carrier_id, why)
+        if not self.closing:
+            self.closing = True
+            await self.close(code=code)
 
     async def authenticate_handshake(self) -> bool:
         """Subclasses verify the carrier's handshake signature where it sends one."""
@@ -161,7 +187,15 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if len(text_data) > MAX_FRAME_BYTES:
             self.malformed(f"frame of {len(text_data)} bytes (limit {MAX_FRAME_BYTES})")
             return
-        await self.on_text(text_data)
+        await self._on_text_safely(text_data)
+
+    async def _on_text_safely(self, text: str) -> None:
+        # A frame the parser did not foresee (a list where a string belongs, an odd nesting) is
+        # the carrier's problem, not the call's: it is counted and logged like any malformed one.
+        try:
+            await self.on_text(text)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as err:
+            self.malformed(f"unreadable frame ({type(err).__name__}: {str(err)[:80]})")
 
     async def on_text(self, text: str) -> None:
         """Parse a carrier frame and hand it to the handler that ``frame_events`` names."""
@@ -171,11 +205,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         except (ValueError, TypeError, KeyError):
             self.malformed("not a JSON object with an event")
             return
-        handler = self._frame_handlers.get(event) if isinstance(event, str) else None
+        if not isinstance(event, str):
+            self.malformed("event is not a string")
+            return
+        handler = self._frame_handlers.get(event)
         if handler is not None:
             await handler(frame)
         elif event not in self.ignored_events:
-            self.malformed(f"unknown event {str(event)[:40]!r}")
+            self.malformed(f"unknown event {event[:40]!r}")
 
     def malformed(self, why: str) -> None:
         self.malformed_count += 1
@@ -193,9 +230,16 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     # -- call start ------------------------------------------------------------------------------
 
     async def begin_call(
-        self, call_id: str, token: str, stream_id: str, carrier_call_id: str | None = None
+        self, call_id: str, token: str, stream_id: str, carrier_call_id: str
     ) -> bool:
-        """Authenticate the stream and start the session; close 1008 before any provider opens."""
+        """Authenticate the stream and start the session; refuse before any provider opens.
+
+        ``carrier_call_id`` must be the carrier's id of the call the token was minted for.
+        """
+        self.started = True
+        if not carrier_call_id:
+            await self.refuse(closecodes.BAD_START, "start without the carrier call id")
+            return False
         try:
             streamtokens.check(call_id, token)
             context = await database_sync_to_async(callsetup.start_call)(
@@ -205,19 +249,18 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 carrier_call_id=carrier_call_id,
             )
         except WebhookValidationFailure as err:
-            logger.warning("%s media stream refused: %s", self.carrier_id, err)
-            await self.close(code=POLICY_VIOLATION)
+            await self.refuse(closecodes.FORBIDDEN, str(err))
             return False
         except callsetup.CallRejected as err:
             logger.info("call %s: stream refused: %s", call_id, err.reason)
-            await self.close(code=POLICY_VIOLATION)
+            await self.refuse(closecodes.CALL_UNAVAILABLE)
             return False
         except (ConfigurationError, VoiceAgentsError) as err:
             logger.error("call %s: cannot start: %s", call_id, err)
             await database_sync_to_async(callsetup.fail_before_start)(
                 call_id, "configuration_error", str(err)
             )
-            await self.close()
+            await self.refuse(closecodes.SERVER_ERROR)
             return False
         self.call_id = call_id
         try:
@@ -226,24 +269,24 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(callsetup.fail_before_start)(
                 call_id, "provider_unavailable", str(err)
             )
-            await self.close()
+            await self.refuse(closecodes.SERVER_ERROR)
             return False
         self.session = CallSession(context, self, provider)
-        await self.channel_layer.group_add(call_group(call_id), self.channel_name)
+        if self.control is not None:
+            # Never fails: a channel layer that is down degrades the control plane, not the call.
+            await self.control.join(call_group(call_id))
         self.session.start()
         return True
 
     async def end_session(self, reason: str, *, by_carrier: bool) -> None:
-        session = self.session
+        session = getattr(self, "session", None)
         if session is None:
             return
         session.carrier_metrics("malformed_frames", self.malformed_count)
         await session.end(reason, by_carrier=by_carrier)
 
     async def disconnect(self, code):
-        if getattr(self, "session", None) is not None:
-            await self.end_session("stream_closed", by_carrier=True)
-            await self.channel_layer.group_discard(call_group(self.call_id), self.channel_name)
+        await self.end_session("stream_closed", by_carrier=True)
 
     # -- CarrierLink ------------------------------------------------------------------------------
 

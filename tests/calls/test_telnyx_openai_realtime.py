@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
+from telephony import closecodes
 from tests.fakes import telnyx as fake
 from tests.fakes.openai_realtime import ScriptedResponse
 from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms, tone
@@ -472,8 +473,8 @@ async def test_hangup_through_the_control_plane_hangs_up_over_rest(ring, connect
 # -- stream authentication -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("problem", ["forged", "missing", "other-call", "mismatch"])
-async def test_bad_stream_auth_closes_1008_before_any_provider_connection(
+@pytest.mark.parametrize("problem", ["forged", "other-call", "mismatch"])
+async def test_bad_stream_auth_is_refused_before_any_provider_connection(
     ring, connect, fake_openai, api, problem
 ):
     from voiceagents import streamtokens
@@ -482,8 +483,6 @@ async def test_bad_stream_auth_closes_1008_before_any_provider_connection(
     header, frame = incoming.token, incoming.token
     if problem == "forged":
         header = frame = incoming.token[:-2] + "xx"
-    elif problem == "missing":
-        header = frame = None
     elif problem == "other-call":
         import uuid
 
@@ -494,19 +493,17 @@ async def test_bad_stream_auth_closes_1008_before_any_provider_connection(
     assert accepted
     await caller.connected(frame)
     await caller.start(incoming.client_state)
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.FORBIDDEN
     assert fake_openai.connection_attempts == 0
     assert not api.of("hangup")
 
 
-async def test_the_token_may_come_in_the_connected_frame_only(ring, connect, fake_openai):
+async def test_a_handshake_without_the_auth_token_is_refused(ring, connect, fake_openai):
+    """The token in the ``connected`` frame alone is not enough: the upgrade must carry it."""
     incoming = await ring("PCMU")
-    accepted, caller = await connect(incoming, header_token=None)
-    await caller.connected(incoming.token)
-    await caller.start(incoming.client_state, encoding="PCMU", sample_rate=8000)
-    await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
-    await caller.stop()
-    await caller.wait_closed()
+    accepted, _ = await connect(incoming, header_token=None)
+    assert not accepted
+    assert fake_openai.connection_attempts == 0
 
 
 async def test_the_call_id_may_come_from_custom_parameters(ring, connect, fake_openai):
@@ -528,7 +525,7 @@ async def test_a_replayed_token_is_refused_without_hanging_up_the_real_call(
     first = await answered(connect, incoming)
     await fake_openai.wait_for(lambda: fake_openai.connection_attempts == 1)
     second = await answered(connect, incoming)
-    assert await second.wait_closed() == 1008
+    assert await second.wait_closed() == closecodes.FORBIDDEN
     await asyncio.sleep(0.2)
     assert not api.of("hangup") and not first.closed.is_set()
     await first.stop()
@@ -541,7 +538,7 @@ async def test_a_stream_for_an_agent_gone_meanwhile_is_hung_up(ring, connect, fa
     accepted, caller = await connect(incoming)
     await caller.connected()
     await caller.start(incoming.client_state, encoding="PCMU", sample_rate=8000)
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.CALL_UNAVAILABLE
     (hangup,) = await api.wait_for(lambda: api.of("hangup"))
     assert hangup.call_control_id == incoming.call_control_id
     assert fake_openai.connection_attempts == 0

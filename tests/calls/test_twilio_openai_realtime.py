@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from telephony import closecodes
 from voiceagents.models import Call, CallStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,7 +62,7 @@ async def test_stream_with_forged_token_is_closed_before_any_provider_connection
     connected, caller = await connect_caller()
     await caller.connected()
     await caller.start({"call_id": str(setup.call.pk), "stream_token": setup.token[:-2] + "xx"})
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.FORBIDDEN
     assert fake_openai.connection_attempts == 0
 
 
@@ -314,7 +315,7 @@ async def test_dtmf_goes_to_the_model_and_the_timeline(create_call, connect_call
 
 
 @pytest.mark.parametrize("problem", ["missing", "expired", "reused", "other-call"])
-async def test_bad_stream_tokens_close_1008_before_the_provider_is_contacted(
+async def test_bad_stream_tokens_are_refused_before_the_provider_is_contacted(
     create_call, connect_caller, fake_openai, problem
 ):
     import time
@@ -339,7 +340,8 @@ async def test_bad_stream_tokens_close_1008_before_the_provider_is_contacted(
     _, caller = await connect_caller()
     await caller.connected()
     await caller.start(params, call_sid=setup.call.carrier_call_id)
-    assert await caller.wait_closed() == 1008
+    expected = closecodes.BAD_START if problem == "missing" else closecodes.FORBIDDEN
+    assert await caller.wait_closed() == expected
     assert fake_openai.connection_attempts == (1 if problem == "reused" else 0)
 
 
@@ -450,5 +452,5 @@ async def test_a_valid_token_on_another_calls_stream_is_refused(
     _, caller = await connect_caller()
     await caller.connected()
     await caller.start(setup.parameters, call_sid="CA" + "f" * 32)
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.FORBIDDEN
     assert fake_openai.connection_attempts == 0

@@ -3,7 +3,8 @@
 Telnyx connects with the single-use stream token as its ``x-telnyx-streaming-auth-token`` header
 (also repeated in the ``connected`` frame), then sends ``start`` with our ``client_state`` (the call
 id and codec), then ``media``/``dtmf``/``mark``/``error`` and finally ``stop``. The token is
-checked against the call id on ``start``, before any provider socket opens; a bad one closes 1008.
+checked against the call id on ``start``, before any provider socket opens; a handshake without it
+is refused (HTTP 403), a bad one closes the stream with ``closecodes.FORBIDDEN``.
 
 Audio is L16 16 kHz or PCMU 8 kHz both ways (``codecs``). Inbound frames can come out of order:
 they are put back in order by ``media.chunk`` within a small window (``reorder``), and only the
@@ -35,7 +36,8 @@ from voiceagents.audio.formats import Encoding
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import CarrierAPIError, ConfigurationError, WebhookValidationFailure
 
-from ...media import POLICY_VIOLATION, MediaStreamConsumer
+from ... import closecodes
+from ...media import MediaStreamConsumer
 from . import calls
 from .codecs import StreamCodec, l16_encoding, reported_format
 from .events import ClientState
@@ -51,6 +53,11 @@ MAX_TOKEN_CHARS = 4000
 INBOUND_TRACKS = frozenset({None, "inbound", "inbound_track"})
 #: Early frames held while waiting for a missing one (each costs at most 20 ms of delay).
 REORDER_WINDOW = 2
+#: A frame number this far past the last one is not a gap but a corrupt frame (10 s of audio).
+MAX_NUMBER_JUMP = 500
+#: Late frames in a row after which the numbering is taken to have moved.
+RESYNC_AFTER_LATE = 3
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
 #: Default of ``TELNYX_MARK_GRACE_MS``: how late an echo may be before the pacer takes over.
 DEFAULT_MARK_GRACE_MS = 500
 
@@ -58,7 +65,7 @@ DEFAULT_MARK_GRACE_MS = 500
 def _int(value) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -92,6 +99,8 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         self._loop = asyncio.get_running_loop()
         self._by_chunk: Reorder = Reorder(REORDER_WINDOW)
         self._by_seq: Reorder = Reorder(0)
+        self._late_run = 0
+        self._counted = (0, 0, 0)  # late, missing, held, of the reorderers before a resync
         self._caller_pos: float | None = None
         self._last_chunk: int | None = None
         self._last_frame_ms = 20.0
@@ -119,13 +128,14 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         await super().connect()
 
     async def authenticate_handshake(self) -> bool:
+        """The stream auth token must come with the upgrade: an anonymous stream is refused."""
         for name, value in self.scope.get("headers", ()):
             if name.lower() == AUTH_HEADER:
                 token = value.decode("latin-1")
                 if not token or len(token) > MAX_TOKEN_CHARS:
                     return False
                 self.header_token = token
-        return True
+        return self.header_token is not None
 
     # -- frames from Telnyx ------------------------------------------------------------------------
 
@@ -154,28 +164,59 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         except (KeyError, TypeError, binascii.Error, ValueError):
             self.malformed("media without a valid base64 payload")
             return
-        if media.get("track") not in INBOUND_TRACKS:
-            self.stats["other_track_frames"] += 1
+        track = media.get("track")
+        if track is not None and (not isinstance(track, str) or track not in INBOUND_TRACKS):
+            if isinstance(track, str):
+                self.stats["other_track_frames"] += 1
+            else:
+                self.malformed("media track is not a string")
             return
         chunk = _int(media.get("chunk"))
         if chunk is not None:
+            if self._jumped(self._by_chunk, chunk):
+                return
             ready = self._by_chunk.push(chunk, (payload, audio))
         else:
             sequence = _int(frame.get("sequence_number"))
             if sequence is None:
                 ready = [(None, (payload, audio))]
+            elif self._jumped(self._by_seq, sequence):
+                return
             else:
                 ready = [(None, item) for _, item in self._by_seq.push(sequence, (payload, audio))]
         if len(ready) != 1:
-            self._count_reordering()
+            self._count_reordering(ready)
+        elif self._late_run:
+            self._late_run = 0
         for number, (payload, audio) in ready:
             await self._caller_audio(session, number, payload, audio)
 
-    def _count_reordering(self) -> None:
+    def _jumped(self, reorder: Reorder, number: int) -> bool:
+        """A number far ahead would make every later frame "late" (and pad the recording)."""
+        expected = reorder.expected
+        if expected is not None and number > expected + MAX_NUMBER_JUMP:
+            self.malformed(f"media numbered {str(number)[:20]}, expected about {expected}")
+            return True
+        return False
+
+    def _count_reordering(self, ready: list) -> None:
         # Only when something unusual happened (a frame held, dropped or released late).
-        self.stats["late_frames"] = self._by_chunk.late + self._by_seq.late
-        self.stats["missing_frames"] = self._by_chunk.missing
-        self.stats["reordered_frames"] = self._by_chunk.held
+        chunks, seqs, stats = self._by_chunk, self._by_seq, self.stats
+        late = self._counted[0] + chunks.late + seqs.late
+        if ready:
+            self._late_run = 0
+        elif late > stats["late_frames"]:
+            self._late_run += 1
+        stats["late_frames"] = late
+        stats["missing_frames"] = self._counted[1] + chunks.missing
+        stats["reordered_frames"] = self._counted[2] + chunks.held
+        if self._late_run >= RESYNC_AFTER_LATE:
+            # The numbering moved under us (a corrupt number passed for a jump): start over from
+            # the frames now arriving rather than drop them all as late.
+            logger.warning("call %s: Telnyx frame numbers moved; resynchronising", self.call_id)
+            self._counted = (late, stats["missing_frames"], stats["reordered_frames"])
+            self._by_chunk, self._by_seq = Reorder(REORDER_WINDOW), Reorder(0)
+            self._late_run = 0
 
     async def _caller_audio(self, session, chunk: int | None, payload: str, audio: bytes) -> None:
         # Audio in another format than negotiated (``inbound_format``) is converted once, by the
@@ -195,8 +236,10 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
 
     async def _mark(self, frame: dict) -> None:
         try:
-            name = str(frame["mark"]["name"])
+            name = frame["mark"]["name"]
         except (KeyError, TypeError):
+            name = None
+        if not isinstance(name, str):
             self.malformed("mark without a name")
             return
         pending = self._pending_marks
@@ -210,11 +253,13 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
     async def _dtmf(self, frame: dict) -> None:
         inner = frame.get("dtmf")
         digit = inner.get("digit") if isinstance(inner, dict) else frame.get("digit")
-        if not isinstance(digit, str | int) or not str(digit):
+        if isinstance(digit, int) and not isinstance(digit, bool):
+            digit = str(digit)
+        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
             self.malformed("dtmf without a digit")
             return
         if self.session is not None:
-            await self.session.dtmf(str(digit)[:1])
+            await self.session.dtmf(digit)
 
     async def _error(self, frame: dict) -> None:
         details = frame.get("payload") or frame.get("error") or {}
@@ -230,48 +275,44 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
     # -- start ----------------------------------------------------------------------------------
 
     async def _start(self, frame: dict) -> None:
-        if self.session is not None or self.call_id is not None or self._starting:
+        if self.started or self._starting:
             self.malformed("second start")
             return
         self._starting = True
         start = frame.get("start")
         if not isinstance(start, dict):
-            await self._refuse("start without a start object")
+            await self.refuse(closecodes.BAD_START, "start without a start object")
             return
         state = ClientState.decode(start.get("client_state"))
         params = _custom_parameters(start.get("custom_parameters"))
         call_id = (state.call_id if state else "") or params.get("call_id", "")
-        token = self.header_token or self.frame_token
-        if not call_id or not token:
-            await self._refuse("start without a call id or a stream auth token")
+        token = self.header_token
+        call_control_id = start.get("call_control_id")
+        if not call_id or not isinstance(call_control_id, str) or not call_control_id:
+            await self.refuse(closecodes.BAD_START, "start without a call id or call_control_id")
             return
-        if (
-            self.header_token
-            and self.frame_token
-            and not hmac.compare_digest(self.header_token.encode(), self.frame_token.encode())
+        if self.frame_token and not hmac.compare_digest(
+            self.header_token.encode(), self.frame_token.encode()
         ):
-            await self._refuse("the auth tokens of the header and the connected frame differ")
+            await self.refuse(
+                closecodes.FORBIDDEN, "the auth tokens of the header and the connected frame differ"
+            )
             return
-        stream_id = str(frame.get("stream_id") or start.get("stream_id") or "")[:128]
-        self.call_control_id = str(start.get("call_control_id") or "")[:128]
+        stream_id = frame.get("stream_id") or start.get("stream_id") or ""
+        stream_id = str(stream_id)[:128]
+        self.call_control_id = call_control_id[:128]
         self._choose_formats(call_id, state, start.get("media_format"))
         token_valid = self._token_valid(call_id, token)
-        started = await self.begin_call(
-            call_id, token, stream_id, carrier_call_id=self.call_control_id or None
-        )
+        started = await self.begin_call(call_id, token, stream_id, self.call_control_id)
         if started:
             self.session.carrier_metrics("telnyx", self.stats)
-        elif token_valid and self.call_control_id:
+        elif token_valid:
             # Nobody will talk to the caller: hang up rather than leave them in silence.
             target = await database_sync_to_async(calls.stream_hangup_target)(
                 call_id, stream_id, self.call_control_id
             )
             if target is not None:
                 await self._hangup(target, call_id)
-
-    async def _refuse(self, why: str) -> None:
-        logger.warning("Telnyx media stream refused: %s", why)
-        await self.close(code=POLICY_VIOLATION)
 
     @staticmethod
     def _token_valid(call_id: str, token: str) -> bool:

@@ -14,10 +14,15 @@ import logging
 from voiceagents.audio.formats import MULAW_8K
 from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
 
+from ... import closecodes
 from ...media import MediaStreamConsumer
 from .signature import acheck_stream_handshake
 
 logger = logging.getLogger(__name__)
+
+#: How far a media timestamp may run ahead of the call clock (Twilio's starts with the stream).
+MAX_TIMESTAMP_LEAD_MS = 10_000
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
 class TwilioMediaConsumer(MediaStreamConsumer):
@@ -35,6 +40,7 @@ class TwilioMediaConsumer(MediaStreamConsumer):
 
     async def authenticate_handshake(self) -> bool:
         self.stream_sid = ""
+        self._timestamp_limit = -1
         try:
             await acheck_stream_handshake(self.scope)
         except WebhookValidationFailure:
@@ -60,55 +66,75 @@ class TwilioMediaConsumer(MediaStreamConsumer):
         except (KeyError, TypeError, binascii.Error, ValueError):
             self.malformed("media without a valid base64 payload")
             return
-        if media.get("track", "inbound") != "inbound":
+        track = media.get("track", "inbound")
+        if track != "inbound":
+            if not isinstance(track, str):
+                self.malformed("media track is not a string")
             return
         try:
             timestamp = int(media["timestamp"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             timestamp = None
+        else:
+            if (timestamp < 0 or timestamp > self._timestamp_limit) and not self._plausible(
+                session, timestamp
+            ):
+                timestamp = None
         await session.caller_audio(payload, audio, timestamp)
+
+    def _plausible(self, session, timestamp: int) -> bool:
+        """A timestamp far ahead of the call clock would make the recording pad silence up to it."""
+        self._timestamp_limit = session.call_ms() + MAX_TIMESTAMP_LEAD_MS
+        if 0 <= timestamp <= self._timestamp_limit:
+            return True
+        self.malformed(f"media timestamp {str(timestamp)[:20]} far from the call clock")
+        return False
 
     async def _mark(self, frame: dict) -> None:
         try:
             name = frame["mark"]["name"]
         except (KeyError, TypeError):
+            name = None
+        if not isinstance(name, str):
             self.malformed("mark without a name")
             return
         if self.session is not None:
-            self.session.mark_echoed(str(name))
+            self.session.mark_echoed(name)
 
     async def _dtmf(self, frame: dict) -> None:
         try:
-            digit = str(frame["dtmf"]["digit"])[:1]
+            digit = frame["dtmf"]["digit"]
         except (KeyError, TypeError):
+            digit = None
+        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
             self.malformed("dtmf without a digit")
             return
-        if self.session is not None and digit:
+        if self.session is not None:
             await self.session.dtmf(digit)
 
     async def _start(self, frame: dict) -> None:
-        if self.session is not None or self.call_id is not None:
+        if self.started:
             self.malformed("second start")
             return
-        try:
-            start = frame["start"]
-            stream_sid = start["streamSid"]
-            params = start.get("customParameters") or {}
-            call_id, token = params["call_id"], params["stream_token"]
-        except (KeyError, TypeError, AttributeError):
-            logger.warning("Twilio media stream refused: start without call_id/stream_token")
-            await self.close(code=1008)
+        start = frame.get("start")
+        params = start.get("customParameters") if isinstance(start, dict) else None
+        if not isinstance(params, dict):
+            await self.refuse(closecodes.BAD_START, "start without customParameters")
             return
-        if not isinstance(stream_sid, str) or not stream_sid.isalnum():
-            self.malformed("start with an invalid streamSid")
-            await self.close(code=1008)
+        call_id, token = params.get("call_id"), params.get("stream_token")
+        stream_sid, call_sid = start.get("streamSid"), start.get("callSid")
+        if not all(isinstance(v, str) and v for v in (call_id, token, stream_sid, call_sid)):
+            await self.refuse(closecodes.BAD_START, "start without call_id/stream_token/callSid")
+            return
+        if not stream_sid.isalnum() or len(stream_sid) > 64:
+            await self.refuse(closecodes.BAD_START, "start with an invalid streamSid")
             return
         self.stream_sid = stream_sid
         self._media_prefix = (
             '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
         )
         self._mark_prefix = '{"event":"mark","streamSid":"' + stream_sid + '","mark":{"name":"'
-        await self.begin_call(str(call_id), str(token), stream_sid, str(start.get("callSid") or ""))
+        await self.begin_call(call_id, token, stream_sid, call_sid)
 
     # -- CarrierLink ------------------------------------------------------------------------------
 
