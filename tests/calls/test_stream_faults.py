@@ -114,9 +114,9 @@ async def _control_hangup(caller, transport, fake_openai, incoming):
 
 
 async def _broken_asgi_message(caller, transport, fake_openai, incoming):
-    # A websocket.receive with neither text nor bytes: Channels' own handler raises on it, which is
-    # the consumer's "unexpected exception" exit.
-    await transport.communicator.send_input({"type": "websocket.receive"})
+    # An ASGI message no handler takes: Channels' dispatch raises on it, which is the consumer's
+    # "unexpected exception" exit.
+    await transport.communicator.send_input({"type": "websocket.unheard_of"})
 
 
 EXITS = {
