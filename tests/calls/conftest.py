@@ -157,10 +157,10 @@ def telnyx_api():
 
 
 @pytest.fixture
-def twilio_harness(create_call):
+def twilio_harness(create_call, fake_openai):
     from .harness import TwilioHarness
 
-    return TwilioHarness(create_call)
+    return TwilioHarness(create_call, fake_openai, media_application())
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def telnyx_harness(fake_openai, recordings_dir, telnyx_api, async_client, monkey
     async def ring(codec: str = "PCMU"):
         return await ring_telnyx(async_client, telnyx_api, key, fake_openai.url, codec)
 
-    return TelnyxHarness(ring)
+    return TelnyxHarness(ring, fake_openai, media_application())
 
 
 @pytest.fixture(params=["twilio", "telnyx"])
@@ -189,6 +189,6 @@ def harness(request):
 async def streams():
     from .harness import Streams
 
-    opened = Streams(media_application())
+    opened = Streams()
     yield opened
     await opened.aclose()

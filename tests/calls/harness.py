@@ -6,21 +6,22 @@ handshake carries, and which fake caller speaks its frames. ``Streams`` opens me
 through Channels' ``WebsocketCommunicator`` for any harness, so the same test runs for every
 carrier (``tests/telephony/media_cases.py`` and the survival tests).
 
-A new carrier's tests provide a harness with the same attributes and methods.
+A new carrier's tests provide a harness with the same attributes and methods (``CarrierHarness``
+below): the contract suite needs nothing else, not even a particular provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from tests.fakes import telnyx as fake_telnyx
+from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
 from tests.fakes.twilio_stream import FakeTwilioCaller
-
-from .conftest import signed_headers
 
 
 @dataclass
@@ -31,6 +32,56 @@ class Incoming:
     token: str
     carrier_call_id: str
     extra: dict = field(default_factory=dict)
+
+
+class CarrierHarness(Protocol):
+    """One carrier as the media-consumer contract (tests/telephony/media_cases.py) drives it."""
+
+    #: The carrier's id; its ASGI application (routing its media path) and that path.
+    carrier: str
+    application: Any
+    path: str
+    #: Bytes of one 20 ms caller frame in the carrier's audio format.
+    frame_bytes: int
+
+    async def new_call(self) -> Incoming:
+        """A call waiting for its stream, as the carrier's webhook leaves it."""
+
+    def headers(self, incoming: Incoming | None, *, authenticated: bool = True, token=None):
+        """The handshake's headers (``token`` replaces the stream token where it travels)."""
+
+    def caller(self, transport: Transport, incoming: Incoming):
+        """The carrier's fake caller over ``transport``: ``media(bytes)``, ``dtmf(d)``, ``stop()``,
+        ``media_in``, ``closed``, ``aclose()``; it echoes marks once their audio has played."""
+
+    async def start(self, caller, incoming: Incoming, **override) -> None:
+        """Send the carrier's first frames and ``start``; ``override`` replaces ``call_id``,
+        ``token`` or ``carrier_call_id``."""
+
+    def provider_audio(self) -> int:
+        """Bytes of caller audio the provider got so far (in all calls)."""
+
+    def provider_connections(self) -> int:
+        """Connections the provider saw so far."""
+
+    async def agent_speaks(self) -> None:
+        """Make the provider send agent audio on the last call."""
+
+
+class OpenAIProvider:
+    """The provider side of the harnesses below: the fake OpenAI Realtime server."""
+
+    def __init__(self, fake_openai: FakeOpenAIRealtime):
+        self.fake_openai = fake_openai
+
+    def provider_audio(self) -> int:
+        return sum(len(session.audio_in) for session in self.fake_openai.sessions)
+
+    def provider_connections(self) -> int:
+        return self.fake_openai.connection_attempts
+
+    async def agent_speaks(self) -> None:
+        await self.fake_openai.respond(ScriptedResponse(audio=b"\x2a" * 800, transcript="Hi."))
 
 
 class Transport:
@@ -47,7 +98,7 @@ class Transport:
     async def receive(self, timeout: float) -> str | None:
         message = await self.communicator.receive_output(timeout)
         if message["type"] == "websocket.close":
-            self.close_code = message.get("code")
+            self.close_code = message.get("code", 1000)  # the ASGI default
             self.closed.set()
             return None
         return message.get("text")
@@ -58,19 +109,23 @@ class Transport:
         return self.close_code
 
 
-class TwilioHarness:
+class TwilioHarness(OpenAIProvider):
     carrier = "twilio"
     path = "/telephony/twilio/media/"
     frame_bytes = 160
 
-    def __init__(self, create_call):
+    def __init__(self, create_call, fake_openai: FakeOpenAIRealtime, application):
+        super().__init__(fake_openai)
         self._create_call = create_call
+        self.application = application
 
     async def new_call(self) -> Incoming:
         setup = await self._create_call()
         return Incoming(str(setup.call.pk), setup.token, setup.call.carrier_call_id)
 
-    def headers(self, incoming: Incoming | None, *, authenticated: bool = True) -> list:
+    def headers(self, incoming: Incoming | None, *, authenticated: bool = True, token=None):
+        from .conftest import signed_headers
+
         return signed_headers() if authenticated else [(b"host", b"voice.example.test")]
 
     def caller(self, transport: Transport, incoming: Incoming) -> FakeTwilioCaller:
@@ -89,21 +144,25 @@ class TwilioHarness:
         )
 
 
-class TelnyxHarness:
+class TelnyxHarness(OpenAIProvider):
     carrier = "telnyx"
     path = "/telephony/telnyx/media/"
     frame_bytes = 160  # PCMU
 
-    def __init__(self, ring):
+    def __init__(self, ring, fake_openai: FakeOpenAIRealtime, application):
+        super().__init__(fake_openai)
         self._ring = ring
+        self.application = application
 
     async def new_call(self) -> Incoming:
         return await self._ring("PCMU")
 
-    def headers(self, incoming: Incoming | None, *, authenticated: bool = True) -> list:
+    def headers(self, incoming: Incoming | None, *, authenticated: bool = True, token=None):
+        # The stream token rides on the handshake.
         headers = [(b"host", b"voice.example.test")]
-        if authenticated and incoming is not None:
-            headers.append((b"x-telnyx-streaming-auth-token", incoming.token.encode()))
+        token = token or (incoming.token if incoming is not None else None)
+        if authenticated and token:
+            headers.append((b"x-telnyx-streaming-auth-token", token.encode()))
         return headers
 
     def caller(self, transport: Transport, incoming: Incoming) -> fake_telnyx.FakeTelnyxCaller:
@@ -115,7 +174,6 @@ class TelnyxHarness:
         )
 
     async def start(self, caller, incoming: Incoming, **override) -> None:
-        # The token rides on the handshake; a start "with another token" repeats it, different.
         await caller.connected(override.get("token", incoming.token))
         caller.call_control_id = override.get("carrier_call_id", incoming.carrier_call_id)
         custom = {}
@@ -172,16 +230,17 @@ def create_telnyx_number(openai_url: str, api_url: str, public_key: str, codec: 
 class Streams:
     """Opens media streams for a harness; closes everything it opened at teardown."""
 
-    def __init__(self, application):
-        self.application = application
+    def __init__(self):
         self._opened: list[tuple[WebsocketCommunicator, object]] = []
 
-    async def open(self, harness, incoming: Incoming | None, *, authenticated: bool = True):
+    async def open(
+        self, harness, incoming: Incoming | None, *, authenticated: bool = True, token=None
+    ):
         """``(accepted, transport)`` for a new stream to the harness's route."""
         communicator = WebsocketCommunicator(
-            self.application,
+            harness.application,
             harness.path,
-            headers=harness.headers(incoming, authenticated=authenticated),
+            headers=harness.headers(incoming, authenticated=authenticated, token=token),
         )
         accepted, _ = await communicator.connect(timeout=10)
         transport = Transport(communicator)
@@ -191,7 +250,7 @@ class Streams:
     async def call(self, harness, incoming: Incoming | None = None, **override):
         """A started call: ``(incoming, caller, transport)``; ``override`` alters the start."""
         incoming = incoming or await harness.new_call()
-        accepted, transport = await self.open(harness, incoming)
+        accepted, transport = await self.open(harness, incoming, token=override.get("token"))
         assert accepted
         caller = harness.caller(transport, incoming)
         self._opened[-1] = (transport.communicator, caller)
