@@ -60,17 +60,9 @@ class Media:
 
 @dataclass(slots=True)
 class Mark:
+    """The carrier echoes a mark we sent: the audio before it has played."""
+
     name: str
-
-
-@dataclass(slots=True)
-class Dtmf:
-    digit: str
-
-
-@dataclass(slots=True)
-class Stop:
-    pass
 
 
 @dataclass(slots=True)
@@ -78,6 +70,13 @@ class Connected:
     """The first frame of some carriers; Telnyx repeats its stream auth token in it."""
 
     token: str | None = None
+
+
+@dataclass(slots=True)
+class Dtmf:
+    """The caller pressed a key (one of ``DTMF_DIGITS``)."""
+
+    digit: str
 
 
 @dataclass(slots=True)
@@ -96,7 +95,14 @@ class Ignored:
 
 
 @dataclass(slots=True)
+class Stop:
+    """The carrier ends the stream (the call is over)."""
+
+
+@dataclass(slots=True)
 class Malformed:
+    """A frame that cannot be used; ``why`` goes to the log."""
+
     why: str
 
 

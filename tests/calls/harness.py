@@ -227,6 +227,19 @@ def create_telnyx_number(openai_url: str, api_url: str, public_key: str, codec: 
     return agent
 
 
+async def ended_call(call_id, timeout: float = 5.0):
+    """The call's row once it has ended (``ended_at`` set), or as it is after ``timeout``."""
+    from voiceagents.models import Call
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        call = await Call.objects.aget(pk=call_id)
+        if call.ended_at is not None or loop.time() > deadline:
+            return call
+        await asyncio.sleep(0.05)
+
+
 class Streams:
     """Opens media streams for a harness; closes everything it opened at teardown."""
 

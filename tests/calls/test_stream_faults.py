@@ -10,11 +10,11 @@ import pytest
 from channels.layers import get_channel_layer
 from websockets.protocol import State
 
-from telephony import closecodes
 from voiceagents.control import asend_call_command, call_group
-from voiceagents.models import Call, CallStatus
+from voiceagents.models import CallStatus
 
 from .flaky_layer import FLAKY, LayerDown
+from .harness import ended_call
 from .test_malformed_frames import live, streams_both_ways
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,16 +42,6 @@ async def hang_up_through_control(call_id, caller, timeout: float = 10.0) -> Non
             pass
 
 
-async def final(call_id, timeout: float = 5.0) -> Call:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        call = await Call.objects.aget(pk=call_id)
-        if call.ended_at is not None or loop.time() > deadline:
-            return call
-        await asyncio.sleep(0.05)
-
-
 async def test_a_channel_layer_outage_does_not_end_the_call(
     harness, streams, fake_openai, flaky_layer, caplog
 ):
@@ -64,7 +54,7 @@ async def test_a_channel_layer_outage_does_not_end_the_call(
     flaky_layer.come_back()  # with its groups forgotten, as a restarted Redis
     await streams_both_ways(harness, caller, fake_openai)
     await hang_up_through_control(incoming.call_id, caller)
-    call = await final(incoming.call_id)
+    call = await ended_call(incoming.call_id)
     assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "operator_hangup")
 
 
@@ -81,7 +71,7 @@ async def test_a_failed_group_add_at_start_degrades_control_only(
     await streams_both_ways(harness, caller, fake_openai)
     flaky_layer.refuse_group_add = False  # the listener joins on its next try
     await hang_up_through_control(incoming.call_id, caller)
-    call = await final(incoming.call_id)
+    call = await ended_call(incoming.call_id)
     assert call.end_reason == "operator_hangup"
 
 
@@ -94,7 +84,7 @@ async def test_a_control_message_nobody_handles_does_not_end_the_call(
     await streams_both_ways(harness, caller, fake_openai)
     await caller.stop()
     await caller.closed.wait()
-    assert (await final(incoming.call_id)).status == CallStatus.COMPLETED
+    assert (await ended_call(incoming.call_id)).status == CallStatus.COMPLETED
 
 
 async def _stop(caller, transport, fake_openai, incoming):
@@ -133,31 +123,8 @@ async def test_every_exit_runs_the_same_ending(harness, streams, fake_openai, ex
     end, status = EXITS[exit_path]
     incoming, caller, transport = await live(harness, streams, fake_openai)
     await end(caller, transport, fake_openai, incoming)
-    call = await final(incoming.call_id)
+    call = await ended_call(incoming.call_id)
     assert call.ended_at is not None and call.status == status, (call.status, call.end_reason)
     await fake_openai.wait_for(lambda: fake_openai.session.connection.state is State.CLOSED)
     assert call.recording, "the recording was not saved"
     assert call.metrics.get("duration_ms") is not None
-
-
-async def test_a_stream_without_start_is_closed_after_the_start_timeout(
-    harness, streams, voiceagents_settings
-):
-    voiceagents_settings["STREAM_START_TIMEOUT"] = 0.3
-    incoming = await harness.new_call()
-    accepted, transport = await streams.open(harness, incoming)
-    assert accepted
-    assert await transport.receive(timeout=5) is None
-    assert transport.close_code == closecodes.START_TIMEOUT
-
-
-@pytest.mark.parametrize("carrier_call_id", ["", "other"])
-async def test_start_must_name_the_carrier_call_of_its_token(
-    harness, streams, fake_openai, carrier_call_id
-):
-    incoming = await harness.new_call()
-    wrong = carrier_call_id and incoming.carrier_call_id[:-4] + "ffff"
-    _, caller, transport = await streams.call(harness, incoming, carrier_call_id=wrong)
-    expected = closecodes.BAD_START if not wrong else closecodes.FORBIDDEN
-    assert await transport.wait_closed() == expected
-    assert fake_openai.connection_attempts == 0

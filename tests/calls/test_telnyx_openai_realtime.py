@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from telephony import closecodes
+from tests.calls.harness import ring_telnyx
 from tests.fakes import telnyx as fake
 from tests.fakes.openai_realtime import ScriptedResponse
 from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms, tone
@@ -29,11 +29,7 @@ from voiceagents.models import (
     Call,
     CallEvent,
     CallStatus,
-    Carrier,
-    Credential,
-    PhoneNumber,
     TranscriptEntry,
-    Vendor,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,35 +52,6 @@ def api():
         yield server
 
 
-def _create_number(openai_url: str, api_url: str, codec: str) -> Agent:
-    openai = Credential(vendor=Vendor.OPENAI, label="openai", api_base_url=openai_url)
-    openai.secret = "sk-test-openai"
-    openai.save()
-    telnyx = Credential(
-        vendor=Vendor.TELNYX,
-        label="telnyx",
-        webhook_public_key=KEY.public_b64,
-        api_base_url=api_url,
-    )
-    telnyx.secret = fake.API_KEY
-    telnyx.save()
-    agent = Agent.objects.create(
-        name="Front desk",
-        slug="front-desk",
-        system_prompt="You work for Acme.",
-        first_message="Hello from Acme!",
-        openai_credential=openai,
-    )
-    PhoneNumber.objects.create(
-        number=fake.OUR_NUMBER,
-        carrier=Carrier.TELNYX,
-        credential=telnyx,
-        agent=agent,
-        telnyx_codec=codec,
-    )
-    return agent
-
-
 @dataclass
 class Incoming:
     """What Telnyx knows about a call we answered: from our answer and streaming_start commands."""
@@ -101,14 +68,9 @@ def ring(fake_openai, recordings_dir, api, async_client):
     """``await ring(codec)``: a signed call.initiated for a number with that codec."""
 
     async def ring(codec: str = "L16") -> Incoming:
-        await sync_to_async(_create_number)(fake_openai.url, api.url, codec)
-        ccid = fake.new_call_control_id()
-        response = await fake.post(async_client, fake.call_initiated(ccid), KEY)
-        assert response.status_code == 200
-        body = api.of("streaming_start")[-1].body
-        state = fake.decode_client_state(body["client_state"])
+        got = await ring_telnyx(async_client, api, KEY, fake_openai.url, codec)
         return Incoming(
-            state["call_id"], ccid, body["stream_auth_token"], body["client_state"], codec
+            got.call_id, got.carrier_call_id, got.token, got.extra["client_state"], codec
         )
 
     return ring

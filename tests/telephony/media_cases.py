@@ -20,6 +20,7 @@ import json
 import pytest
 
 from telephony import closecodes
+from tests.calls.harness import ended_call
 from voiceagents.models import Call, CallEvent, CallStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,19 +43,9 @@ async def wait_until(predicate, timeout: float = 5.0):
         await asyncio.sleep(0.01)
 
 
-async def ended(call_id, timeout: float = 5.0) -> Call:
-    call = None
-
-    async def final():
-        nonlocal call
-        call = await Call.objects.aget(pk=call_id)
-        return call.ended_at is not None
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await final():
-        assert loop.time() < deadline, "the call never ended"
-        await asyncio.sleep(0.05)
+async def ended(call_id) -> Call:
+    call = await ended_call(call_id)
+    assert call.ended_at is not None, "the call never ended"
     return call
 
 
