@@ -73,6 +73,8 @@ async def run(consumer_class) -> Recorder:
     return consumer
 
 
+# Channels' dispatch closes old database connections before each handler: allow it.
+@pytest.mark.django_db
 async def test_the_loop_keeps_channels_semantics():
     ours, theirs = await run(FastRecorder), await run(Recorder)
     assert ours.handled == theirs.handled == [0, 1, 2]  # in order, StopConsumer ends it
@@ -81,6 +83,7 @@ async def test_the_loop_keeps_channels_semantics():
     assert ours.scope == theirs.scope == {"type": "websocket"}
 
 
+@pytest.mark.django_db
 async def test_an_exception_in_a_handler_propagates_as_in_channels():
     class Failing(Recorder):
         async def test_message(self, message):
