@@ -1,38 +1,53 @@
-"""The carrier-agnostic part of media-stream consumers.
+"""The one media-stream consumer: every carrier's stream, its call, and the call's control plane.
 
-A carrier's consumer subclass parses its own frames and calls the helpers here: ``begin_call``
-(authenticate the stream token, snapshot the call, start the ``CallSession``), ``malformed`` (count
-and rate-limited logging), ``end_session``. It also implements the session's ``CarrierLink``
-(``send_media``, ``send_mark``, ``send_clear``, ``end_call``) in its own frame format.
+A carrier plugs in with a ``FrameCodec`` (``telephony.frames``: its frames as typed values, and
+the frames we send) and a subclass of ``MediaStreamConsumer`` that names it and overrides the
+hooks it needs: ``authenticate_handshake``, ``prepare_start``, ``after_start``, ``on_media``,
+``mark_echoed``, ``on_connected``, ``end_call``. Everything else is here, once: the start timeout,
+authentication and the call's start, media/mark/dtmf/stop/error, malformed-frame counting, the
+control plane (``controlplane.ControlListener``) and one ending for every way out.
+docs/media-streams.md is the contract; its close codes are in ``closecodes``.
+
+The session sees this consumer as its ``CarrierLink`` and the consumer sees the session only
+through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``, ``end``,
+``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``).
 
 Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
-handler. For ``websocket.receive`` (50 frames a second per call) we route straight to the handler;
-connect, disconnect and control messages keep the default (style.md §8).
-
-Channels' consumer loop (``await_many_dispatch``) also costs, per message, an ``asyncio.wait`` over
-the socket and channel-layer receives and a fresh task for the next receive. ``__call__`` below
-reads the socket in the consumer's own task instead and the channel layer in a side task; a lock
-keeps handlers one at a time, as Channels does (docs/benchmarks.md has the numbers).
+handler. For ``websocket.receive`` (50 frames a second per call) ``dispatch`` goes straight to the
+codec; connect, disconnect and control messages keep the default (they may use the ORM).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 
 from voiceagents import callsetup, streamtokens
 from voiceagents.audio.formats import AudioFormat
+from voiceagents.conf import get_setting
 from voiceagents.control import call_group
 from voiceagents.exceptions import ConfigurationError, VoiceAgentsError, WebhookValidationFailure
 from voiceagents.providers import build_provider
 from voiceagents.session import CallSession
+
+from . import closecodes
+from .controlplane import ControlListener
+from .frames import (
+    Connected,
+    Dtmf,
+    Error,
+    FrameCodec,
+    Ignored,
+    Malformed,
+    Mark,
+    Media,
+    Start,
+    Stop,
+)
+from .receiveloop import FastReceiveLoop
 
 logger = logging.getLogger(__name__)
 
@@ -40,184 +55,196 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 #: Malformed frames logged per call at WARNING; the rest are only counted.
 MALFORMED_LOG_LIMIT = 5
-#: WebSocket close code for a policy violation (RFC 6455): failed authentication.
-POLICY_VIOLATION = 1008
+#: How far a carrier's media timestamp may run ahead of the call clock: one far off would make
+#: the recording pad silence up to it.
+MAX_TIMESTAMP_LEAD_MS = 10_000
 
 
-class MediaStreamConsumer(AsyncWebsocketConsumer):
-    """Base of the carriers' media consumers; subclasses implement ``on_text`` and the link."""
+class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
+    """Base of the carriers' media consumers; see the module docstring."""
 
-    #: Carrier id, as in ``voiceagents.models.Carrier``.
+    #: Carrier id, as registered (``voiceagents.models.Carrier``).
     carrier_id = ""
+    #: The carrier's ``FrameCodec`` subclass; one instance per stream.
+    codec_class: type[FrameCodec] = FrameCodec
     carrier_format: AudioFormat
     #: The caller audio's format as it arrives; ``None``: the same as ``carrier_format``.
     inbound_format: AudioFormat | None = None
     has_marks = True
-    #: Carrier frame ``event`` → name of the coroutine method that handles it; subclasses fill it.
-    frame_events: dict[str, str] = {}
-    #: Events that are valid but need no action.
-    ignored_events: frozenset[str] = frozenset()
+    #: End reason when the carrier sends ``stop``.
+    stop_reason = "caller_hangup"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.session: CallSession | None = None
+        self.call_id: str | None = None
+        self.codec = self.codec_class()
+        self._parse = self.codec.parse
+        self.malformed_count = 0
+        self.started = False
+        self.closing = False
+        self.control: ControlListener | None = None
+        self._start_timer: asyncio.TimerHandle | None = None
+        self._timestamp_limit = -1
         # Bound once per connection, so each frame costs one dict lookup.
         self._frame_handlers = {
-            event: getattr(self, name) for event, name in self.frame_events.items()
+            Start: self.on_start,
+            Mark: self.on_mark,
+            Dtmf: self.on_dtmf,
+            Stop: self.on_stop,
+            Connected: self.on_connected,
+            Error: self.on_error,
+            Ignored: self.on_ignored,
+            Malformed: self.on_malformed,
         }
 
-    async def __call__(self, scope, receive, send):
-        """``AsyncConsumer.__call__`` with the same semantics and no per-message task or wait.
+    # -- the loop (receiveloop.FastReceiveLoop) --------------------------------------------------
 
-        Handlers still run one at a time. An exception from the channel layer ends the consumer,
-        as in Channels; so does ``StopConsumer`` from a control handler.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+    async def on_loop_start(self) -> None:
         if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
-        self._handler_lock = asyncio.Lock()
-        control = None
-        if self.channel_layer is not None:
-            control = asyncio.ensure_future(self._control_loop(asyncio.current_task()))
+            self.control = ControlListener(
+                self.channel_layer, self.channel_name, self.dispatch, self.handler_lock, self.label
+            )
+            self.control.start()
+
+    async def on_loop_error(self, err: Exception) -> None:
+        logger.error("%s: the media consumer failed", self.label(), exc_info=err)
+        await self.end_session("internal_error", by_carrier=False)
+        await self.refuse(closecodes.SERVER_ERROR)
+
+    async def on_loop_end(self) -> None:
+        """The common tail of every exit: the call ended, the control group left, the timer off."""
+        if self._start_timer is not None:
+            self._start_timer.cancel()
         try:
-            lock = self._handler_lock
-            while True:
-                message = await receive()
-                async with lock:
-                    await self.dispatch(message)
-        except StopConsumer:
-            pass
-        except asyncio.CancelledError:
-            # Cancelled by the control loop (which ended): surface its outcome, as Channels would.
-            if control is None or not control.done() or control.cancelled():
-                raise
-            error = control.exception()
-            if error is not None and not isinstance(error, StopConsumer):
-                raise error from None
+            await self.end_session("stream_closed", by_carrier=True)
         finally:
-            if control is not None and not control.done():
-                control.cancel()
-                try:
-                    await control
-                except (asyncio.CancelledError, StopConsumer):
-                    pass
+            if self.control is not None:
+                await self.control.stop()
+                await self.control.leave()
 
-    async def _control_loop(self, main: asyncio.Task) -> None:
-        """Channel-layer messages (hang-up, say, transfer), dispatched under the handler lock."""
-        try:
-            while True:
-                message = await self.channel_receive()
-                async with self._handler_lock:
-                    await self.dispatch(message)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            main.cancel()
-            raise
+    def label(self) -> str:
+        return f"{self.carrier_id} call {self.call_id or '?'}"
 
     async def dispatch(self, message):
         if message["type"] == "websocket.receive":
-            # Every carrier frame comes through here: skip Channels' per-message
-            # aclose_old_connections() hop (no ORM here) and, for a text frame of a sane size,
-            # the generic websocket_receive() -> receive() layers too.
             text = message.get("text")
-            if text is not None and len(text) <= MAX_FRAME_BYTES:
-                await self.on_text(text)
-            else:
-                await self.websocket_receive(message)  # receive() reports what is wrong
+            if text is None or len(text) > MAX_FRAME_BYTES:
+                size = len(text) if text is not None else len(message.get("bytes") or b"")
+                self.malformed(f"binary or oversized frame ({size} bytes)")
+                return
+            frame = self._parse(text)
+            if type(frame) is Media:  # the hot path: 50 a second
+                if self.session is not None:
+                    await self.on_media(frame)
+                else:
+                    self.malformed("media before start")
+                return
+            await self._frame_handlers[type(frame)](frame)
             return
         await super().dispatch(message)
-
-    @property
-    def caller_format(self) -> AudioFormat:
-        """``CarrierLink.caller_format``: what ``caller_audio`` gets (converted once, in the session)."""
-        return self.inbound_format or self.carrier_format
-
-    async def send_text(self, text: str) -> None:
-        """One text frame to the carrier, handed straight to the ASGI server (the hot path)."""
-        await self.base_send({"type": "websocket.send", "text": text})
-
-    async def connect(self):
-        self.session: CallSession | None = None
-        self.call_id: str | None = None
-        self.malformed_count = 0
-        self.closing = False
-        if not await self.authenticate_handshake():
-            logger.warning("%s media stream refused: handshake signature invalid", self.carrier_id)
-            await self.close(code=POLICY_VIOLATION)
-            return
-        await self.accept()
-
-    async def authenticate_handshake(self) -> bool:
-        """Subclasses verify the carrier's handshake signature where it sends one."""
-        return True
-
-    async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None:
-            self.malformed("binary frame")
-            return
-        if len(text_data) > MAX_FRAME_BYTES:
-            self.malformed(f"frame of {len(text_data)} bytes (limit {MAX_FRAME_BYTES})")
-            return
-        await self.on_text(text_data)
-
-    async def on_text(self, text: str) -> None:
-        """Parse a carrier frame and hand it to the handler that ``frame_events`` names."""
-        try:
-            frame = json.loads(text)
-            event = frame["event"]
-        except (ValueError, TypeError, KeyError):
-            self.malformed("not a JSON object with an event")
-            return
-        handler = self._frame_handlers.get(event) if isinstance(event, str) else None
-        if handler is not None:
-            await handler(frame)
-        elif event not in self.ignored_events:
-            self.malformed(f"unknown event {str(event)[:40]!r}")
 
     def malformed(self, why: str) -> None:
         self.malformed_count += 1
         if self.malformed_count <= MALFORMED_LOG_LIMIT:
             logger.warning(
-                "call %s: ignored a malformed %s frame (%s)%s",
-                self.call_id or "?",
-                self.carrier_id,
+                "%s: ignored a malformed frame (%s)%s",
+                self.label(),
                 why,
                 "; further ones are only counted"
                 if self.malformed_count == MALFORMED_LOG_LIMIT
                 else "",
             )
 
-    # -- call start ------------------------------------------------------------------------------
+    # -- handshake and start --------------------------------------------------------------------
 
-    async def begin_call(
-        self, call_id: str, token: str, stream_id: str, carrier_call_id: str | None = None
-    ) -> bool:
-        """Authenticate the stream and start the session; close 1008 before any provider opens."""
+    async def connect(self):
+        if not await self.authenticate_handshake():
+            logger.warning("%s media stream refused: handshake not authenticated", self.carrier_id)
+            await self.close()  # before accept: the server answers the upgrade with 403
+            return
         try:
-            streamtokens.check(call_id, token)
+            timeout = float(get_setting("STREAM_START_TIMEOUT", cast=float))
+        except (ConfigurationError, TypeError, ValueError) as err:
+            logger.error("%s media stream refused: STREAM_START_TIMEOUT: %s", self.carrier_id, err)
+            await self.close()
+            return
+        await self.accept()
+        self._start_timer = asyncio.get_running_loop().call_later(
+            timeout, lambda: asyncio.ensure_future(self._start_timed_out(timeout))
+        )
+
+    async def authenticate_handshake(self) -> bool:
+        """Carriers verify their handshake (signature, token header) here."""
+        return True
+
+    async def _start_timed_out(self, timeout: float) -> None:
+        async with self.handler_lock:
+            if not self.started and not self.closing:
+                await self.refuse(closecodes.START_TIMEOUT, f"no valid start within {timeout} s")
+
+    async def refuse(self, code: int, why: str = "") -> None:
+        """Close a stream that has no call (yet) with one of ``closecodes``."""
+        if why:
+            logger.warning("%s media stream refused: %s", self.carrier_id, why)
+        if not self.closing:
+            self.closing = True
+            await self.close(code=code)
+
+    async def on_start(self, start: Start) -> None:
+        if self.started:
+            self.malformed("second start")
+            return
+        self.started = True
+        refusal = await self.prepare_start(start)
+        if refusal is not None:
+            await self.refuse(*refusal)
+            return
+        missing = [
+            name
+            for name in ("call_id", "token", "stream_id", "carrier_call_id")
+            if not getattr(start, name)
+        ]
+        if missing:
+            await self.refuse(closecodes.BAD_START, f"start without {', '.join(missing)}")
+            return
+        unusable = self.codec.bind(start)
+        if unusable:
+            await self.refuse(closecodes.BAD_START, f"start with an {unusable}")
+            return
+        await self.after_start(start, await self.begin_call(start))
+
+    async def prepare_start(self, start: Start) -> tuple[int, str] | None:
+        """Complete ``start`` from the handshake, or return ``(close code, why)`` to refuse it."""
+        return None
+
+    async def after_start(self, start: Start, started: bool) -> None:
+        """After the call started (``started``) or was refused; carriers clean up here."""
+
+    async def begin_call(self, start: Start) -> bool:
+        """Authenticate the stream and start the session; refuse before any provider opens."""
+        call_id = start.call_id
+        try:
+            streamtokens.check(call_id, start.token)
             context = await database_sync_to_async(callsetup.start_call)(
                 call_id,
-                stream_id=stream_id,
+                stream_id=start.stream_id,
                 carrier_format=self.carrier_format,
-                carrier_call_id=carrier_call_id,
+                carrier_call_id=start.carrier_call_id,
             )
         except WebhookValidationFailure as err:
-            logger.warning("%s media stream refused: %s", self.carrier_id, err)
-            await self.close(code=POLICY_VIOLATION)
+            await self.refuse(closecodes.FORBIDDEN, str(err))
             return False
         except callsetup.CallRejected as err:
             logger.info("call %s: stream refused: %s", call_id, err.reason)
-            await self.close(code=POLICY_VIOLATION)
+            await self.refuse(closecodes.CALL_UNAVAILABLE)
             return False
         except (ConfigurationError, VoiceAgentsError) as err:
             logger.error("call %s: cannot start: %s", call_id, err)
             await database_sync_to_async(callsetup.fail_before_start)(
                 call_id, "configuration_error", str(err)
             )
-            await self.close()
+            await self.refuse(closecodes.SERVER_ERROR)
             return False
         self.call_id = call_id
         try:
@@ -226,12 +253,66 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(callsetup.fail_before_start)(
                 call_id, "provider_unavailable", str(err)
             )
-            await self.close()
+            await self.refuse(closecodes.SERVER_ERROR)
             return False
         self.session = CallSession(context, self, provider)
-        await self.channel_layer.group_add(call_group(call_id), self.channel_name)
+        if self.control is not None:
+            # Never fails: a channel layer that is down degrades the control plane, not the call.
+            await self.control.join(call_group(call_id))
         self.session.start()
         return True
+
+    # -- frames from the carrier ------------------------------------------------------------------
+
+    async def on_media(self, media: Media) -> None:
+        """Caller audio to the session; carriers that reorder frames override this."""
+        timestamp = media.timestamp
+        if timestamp is not None and (timestamp < 0 or timestamp > self._timestamp_limit):
+            timestamp = self._plausible(timestamp)
+        await self.session.caller_audio(media.payload, media.audio, timestamp)
+
+    def _plausible(self, timestamp: int) -> int | None:
+        self._timestamp_limit = self.session.call_ms() + MAX_TIMESTAMP_LEAD_MS
+        if 0 <= timestamp <= self._timestamp_limit:
+            return timestamp
+        self.malformed(f"media timestamp {str(timestamp)[:20]} far from the call clock")
+        return None
+
+    async def on_mark(self, mark: Mark) -> None:
+        self.mark_echoed(mark.name)
+        if self.session is not None:
+            self.session.mark_echoed(mark.name)
+
+    def mark_echoed(self, name: str) -> None:
+        """The carrier echoed a mark (before the session hears of it)."""
+
+    async def on_dtmf(self, dtmf: Dtmf) -> None:
+        if self.session is not None:
+            await self.session.dtmf(dtmf.digit)
+
+    async def on_stop(self, stop: Stop) -> None:
+        await self.end_session(self.stop_reason, by_carrier=True)
+        if not self.closing:
+            self.closing = True
+            await self.close()
+
+    async def on_connected(self, connected: Connected) -> None:
+        """The carrier's first frame; nothing to do unless the carrier says otherwise."""
+
+    async def on_error(self, error: Error) -> None:
+        logger.warning("%s: stream error %s: %s", self.label(), error.code, error.message)
+        if self.session is not None:
+            self.session.record_event(
+                "error", source=self.carrier_id, code=error.code, message=error.message
+            )
+
+    async def on_ignored(self, ignored: Ignored) -> None:
+        pass
+
+    async def on_malformed(self, malformed: Malformed) -> None:
+        self.malformed(malformed.why)
+
+    # -- the end ----------------------------------------------------------------------------------
 
     async def end_session(self, reason: str, *, by_carrier: bool) -> None:
         session = self.session
@@ -241,13 +322,27 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         await session.end(reason, by_carrier=by_carrier)
 
     async def disconnect(self, code):
-        if getattr(self, "session", None) is not None:
-            await self.end_session("stream_closed", by_carrier=True)
-            await self.channel_layer.group_discard(call_group(self.call_id), self.channel_name)
+        await self.end_session("stream_closed", by_carrier=True)
 
     # -- CarrierLink ------------------------------------------------------------------------------
 
+    @property
+    def caller_format(self) -> AudioFormat:
+        """What ``caller_audio`` gets (converted once, in the session)."""
+        return self.inbound_format or self.carrier_format
+
+    async def send_media(self, payload: str) -> None:
+        # Straight to the ASGI server: the hot path of agent audio.
+        await self.base_send({"type": "websocket.send", "text": self.codec.media(payload)})
+
+    async def send_mark(self, name: str) -> None:
+        await self.base_send({"type": "websocket.send", "text": self.codec.mark(name)})
+
+    async def send_clear(self) -> None:
+        await self.base_send({"type": "websocket.send", "text": self.codec.clear()})
+
     async def end_call(self) -> None:
+        """Our side ends the call: close the stream (Twilio then hangs up)."""
         if not self.closing:
             self.closing = True
             await self.close()

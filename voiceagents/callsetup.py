@@ -64,10 +64,11 @@ def start_call(
         if not streamtokens.spend(call_id):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
         call = Call.objects.select_related("agent").select_for_update(of=("self",)).get(pk=call_id)
-        if carrier_call_id and call.carrier_call_id and carrier_call_id != call.carrier_call_id:
-            # A valid token replayed on another call's stream (protocols.md §1.5).
+        if not carrier_call_id or carrier_call_id != call.carrier_call_id:
+            # A valid token replayed on another call's stream, or a start that names no call:
+            # the token is bound to the carrier call it was minted for.
             raise WebhookValidationFailure(
-                "stream belongs to another carrier call", call_id=call_id
+                "stream does not belong to the carrier call of its token", call_id=call_id
             )
         if call.status in FINAL_STATUSES:
             raise CallRejected("call_already_ended")

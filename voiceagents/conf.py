@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "CREDENTIALS_KEY": None,
     "REPLY_HANDLERS": {},
     "STREAM_TOKEN_TTL": 60,
+    # Seconds a media stream may stay open without a valid ``start`` (telephony.media).
+    "STREAM_START_TIMEOUT": 5.0,
     "HTTP_TIMEOUT": 10.0,
     "CONNECT_TIMEOUT": 10.0,
     "HEALTH_CHECK_TIMEOUT": 2.0,

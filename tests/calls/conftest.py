@@ -143,3 +143,52 @@ async def connect_caller():
             await communicator.disconnect(timeout=10)
         except Exception:  # noqa: BLE001 - already closed by the server
             pass
+
+
+# -- every carrier's media stream, through one harness (tests/calls/harness.py) ----------------
+
+
+@pytest.fixture
+def telnyx_api():
+    from tests.fakes.telnyx import FakeTelnyxAPI
+
+    with FakeTelnyxAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def twilio_harness(create_call, fake_openai):
+    from .harness import TwilioHarness
+
+    return TwilioHarness(create_call, fake_openai, media_application())
+
+
+@pytest.fixture
+def telnyx_harness(fake_openai, recordings_dir, telnyx_api, async_client, monkeypatch):
+    from tests.fakes import telnyx as fake
+
+    from .harness import TelnyxHarness, ring_telnyx
+
+    for name in ("TELNYX_PUBLIC_KEY", "TELNYX_API_KEY", "TELNYX_API_URL", "TELNYX_L16_BYTE_ORDER"):
+        monkeypatch.delenv(name, raising=False)
+    key = fake.keypair("telnyx harness")
+
+    async def ring(codec: str = "PCMU"):
+        return await ring_telnyx(async_client, telnyx_api, key, fake_openai.url, codec)
+
+    return TelnyxHarness(ring, fake_openai, media_application())
+
+
+@pytest.fixture(params=["twilio", "telnyx"])
+def harness(request):
+    """Each carrier's harness in turn."""
+    return request.getfixturevalue(f"{request.param}_harness")
+
+
+@pytest.fixture
+async def streams():
+    from .harness import Streams
+
+    opened = Streams()
+    yield opened
+    await opened.aclose()

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
+from telephony import closecodes
+from tests.calls.harness import ring_telnyx
 from tests.fakes import telnyx as fake
 from tests.fakes.openai_realtime import ScriptedResponse
 from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms, tone
@@ -28,8 +29,6 @@ from voiceagents.models import (
     Call,
     CallEvent,
     CallStatus,
-    Credential,
-    PhoneNumber,
     TranscriptEntry,
 )
 
@@ -53,35 +52,6 @@ def api():
         yield server
 
 
-def _create_number(openai_url: str, api_url: str, codec: str) -> Agent:
-    openai = Credential(vendor="openai", label="openai", api_base_url=openai_url)
-    openai.secret = "sk-test-openai"
-    openai.save()
-    telnyx = Credential(
-        vendor="telnyx",
-        label="telnyx",
-        data={"webhook_public_key": KEY.public_b64},
-        api_base_url=api_url,
-    )
-    telnyx.secret = fake.API_KEY
-    telnyx.save()
-    agent = Agent.objects.create(
-        name="Front desk",
-        slug="front-desk",
-        system_prompt="You work for Acme.",
-        first_message="Hello from Acme!",
-        credential=openai,
-    )
-    PhoneNumber.objects.create(
-        number=fake.OUR_NUMBER,
-        carrier="telnyx",
-        credential=telnyx,
-        agent=agent,
-        carrier_data={"codec": codec},
-    )
-    return agent
-
-
 @dataclass
 class Incoming:
     """What Telnyx knows about a call we answered: from our answer and streaming_start commands."""
@@ -98,14 +68,9 @@ def ring(fake_openai, recordings_dir, api, async_client):
     """``await ring(codec)``: a signed call.initiated for a number with that codec."""
 
     async def ring(codec: str = "L16") -> Incoming:
-        await sync_to_async(_create_number)(fake_openai.url, api.url, codec)
-        ccid = fake.new_call_control_id()
-        response = await fake.post(async_client, fake.call_initiated(ccid), KEY)
-        assert response.status_code == 200
-        body = api.of("streaming_start")[-1].body
-        state = fake.decode_client_state(body["client_state"])
+        got = await ring_telnyx(async_client, api, KEY, fake_openai.url, codec)
         return Incoming(
-            state["call_id"], ccid, body["stream_auth_token"], body["client_state"], codec
+            got.call_id, got.carrier_call_id, got.token, got.extra["client_state"], codec
         )
 
     return ring
@@ -470,8 +435,8 @@ async def test_hangup_through_the_control_plane_hangs_up_over_rest(ring, connect
 # -- stream authentication -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("problem", ["forged", "missing", "other-call", "mismatch"])
-async def test_bad_stream_auth_closes_1008_before_any_provider_connection(
+@pytest.mark.parametrize("problem", ["forged", "other-call", "mismatch"])
+async def test_bad_stream_auth_is_refused_before_any_provider_connection(
     ring, connect, fake_openai, api, problem
 ):
     from voiceagents import streamtokens
@@ -480,8 +445,6 @@ async def test_bad_stream_auth_closes_1008_before_any_provider_connection(
     header, frame = incoming.token, incoming.token
     if problem == "forged":
         header = frame = incoming.token[:-2] + "xx"
-    elif problem == "missing":
-        header = frame = None
     elif problem == "other-call":
         import uuid
 
@@ -492,19 +455,17 @@ async def test_bad_stream_auth_closes_1008_before_any_provider_connection(
     assert accepted
     await caller.connected(frame)
     await caller.start(incoming.client_state)
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.FORBIDDEN
     assert fake_openai.connection_attempts == 0
     assert not api.of("hangup")
 
 
-async def test_the_token_may_come_in_the_connected_frame_only(ring, connect, fake_openai):
+async def test_a_handshake_without_the_auth_token_is_refused(ring, connect, fake_openai):
+    """The token in the ``connected`` frame alone is not enough: the upgrade must carry it."""
     incoming = await ring("PCMU")
-    accepted, caller = await connect(incoming, header_token=None)
-    await caller.connected(incoming.token)
-    await caller.start(incoming.client_state, encoding="PCMU", sample_rate=8000)
-    await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
-    await caller.stop()
-    await caller.wait_closed()
+    accepted, _ = await connect(incoming, header_token=None)
+    assert not accepted
+    assert fake_openai.connection_attempts == 0
 
 
 async def test_the_call_id_may_come_from_custom_parameters(ring, connect, fake_openai):
@@ -526,7 +487,7 @@ async def test_a_replayed_token_is_refused_without_hanging_up_the_real_call(
     first = await answered(connect, incoming)
     await fake_openai.wait_for(lambda: fake_openai.connection_attempts == 1)
     second = await answered(connect, incoming)
-    assert await second.wait_closed() == 1008
+    assert await second.wait_closed() == closecodes.FORBIDDEN
     await asyncio.sleep(0.2)
     assert not api.of("hangup") and not first.closed.is_set()
     await first.stop()
@@ -539,7 +500,7 @@ async def test_a_stream_for_an_agent_gone_meanwhile_is_hung_up(ring, connect, fa
     accepted, caller = await connect(incoming)
     await caller.connected()
     await caller.start(incoming.client_state, encoding="PCMU", sample_rate=8000)
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.CALL_UNAVAILABLE
     (hangup,) = await api.wait_for(lambda: api.of("hangup"))
     assert hangup.call_control_id == incoming.call_control_id
     assert fake_openai.connection_attempts == 0

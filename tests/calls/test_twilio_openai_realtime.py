@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from telephony import closecodes
+from tests.calls.harness import ended_call
 from voiceagents.models import Call, CallStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,7 +63,7 @@ async def test_stream_with_forged_token_is_closed_before_any_provider_connection
     connected, caller = await connect_caller()
     await caller.connected()
     await caller.start({"call_id": str(setup.call.pk), "stream_token": setup.token[:-2] + "xx"})
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.FORBIDDEN
     assert fake_openai.connection_attempts == 0
 
 
@@ -276,22 +278,12 @@ async def test_provider_failure_mid_call_fails_the_call_and_keeps_the_transcript
         await fake_openai.error("The server had an error", code="server_error")
     await caller.wait_closed(timeout=5)  # raises if the server never closes the stream
 
-    call = await _wait_final(setup.call.pk)
+    call = await ended_call(setup.call.pk)
     assert call.status == CallStatus.FAILED
     assert call.end_reason == "provider_error"
     assert ("server_error" if how == "error" else "1011") in call.error
     texts = [e.text async for e in TranscriptEntry.objects.filter(call=call).order_by("seq")]
     assert "Hello?" in texts
-
-
-async def _wait_final(call_id, timeout: float = 5.0) -> Call:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        call = await Call.objects.aget(pk=call_id)
-        if call.ended_at is not None or loop.time() > deadline:
-            return call
-        await asyncio.sleep(0.05)
 
 
 async def test_dtmf_goes_to_the_model_and_the_timeline(create_call, connect_caller, fake_openai):
@@ -314,7 +306,7 @@ async def test_dtmf_goes_to_the_model_and_the_timeline(create_call, connect_call
 
 
 @pytest.mark.parametrize("problem", ["missing", "expired", "reused", "other-call"])
-async def test_bad_stream_tokens_close_1008_before_the_provider_is_contacted(
+async def test_bad_stream_tokens_are_refused_before_the_provider_is_contacted(
     create_call, connect_caller, fake_openai, problem
 ):
     import time
@@ -339,7 +331,8 @@ async def test_bad_stream_tokens_close_1008_before_the_provider_is_contacted(
     _, caller = await connect_caller()
     await caller.connected()
     await caller.start(params, call_sid=setup.call.carrier_call_id)
-    assert await caller.wait_closed() == 1008
+    expected = closecodes.BAD_START if problem == "missing" else closecodes.FORBIDDEN
+    assert await caller.wait_closed() == expected
     assert fake_openai.connection_attempts == (1 if problem == "reused" else 0)
 
 
@@ -391,7 +384,7 @@ async def test_hangup_through_the_control_plane_ends_the_call(
     await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
     await asend_call_command(setup.call.pk, "hangup", reason="operator_hangup")
     await caller.wait_closed()
-    call = await _wait_final(setup.call.pk)
+    call = await ended_call(setup.call.pk)
     assert call.status == CallStatus.COMPLETED
     assert call.end_reason == "operator_hangup"
 
@@ -406,7 +399,7 @@ async def test_max_call_duration_ends_the_call(create_call, connect_caller, fake
     await caller.connected()
     await caller.start(setup.parameters, call_sid=setup.call.carrier_call_id)
     await caller.wait_closed(timeout=5)
-    call = await _wait_final(setup.call.pk)
+    call = await ended_call(setup.call.pk)
     assert call.end_reason == "max_duration"
     assert call.status == CallStatus.COMPLETED
 
@@ -450,5 +443,5 @@ async def test_a_valid_token_on_another_calls_stream_is_refused(
     _, caller = await connect_caller()
     await caller.connected()
     await caller.start(setup.parameters, call_sid="CA" + "f" * 32)
-    assert await caller.wait_closed() == 1008
+    assert await caller.wait_closed() == closecodes.FORBIDDEN
     assert fake_openai.connection_attempts == 0

@@ -80,7 +80,7 @@ class FakeTwilioCaller:
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
     async def start(self, parameters: dict[str, str], call_sid: str | None = None):
-        if call_sid:
+        if call_sid is not None:
             self.call_sid = call_sid
         await self.send(
             {

@@ -194,9 +194,14 @@ def test_the_admin_offers_registered_entries_and_stores_their_data(dummy, admin_
 
 
 def _start(agent: Agent) -> callsetup.CallContext:
-    call = Call.objects.create(agent=agent, carrier="twilio", direction="inbound")
+    call = Call.objects.create(
+        agent=agent, carrier="twilio", carrier_call_id="CA1", direction="inbound"
+    )
     return callsetup.start_call(
-        call.pk, stream_id="MZ1", carrier_format=AudioFormat(Encoding.MULAW, 8000)
+        call.pk,
+        stream_id="MZ1",
+        carrier_format=AudioFormat(Encoding.MULAW, 8000),
+        carrier_call_id="CA1",
     )
 
 

@@ -1,30 +1,26 @@
-"""Telnyx media-streaming consumer (protocols.md §3.4): a bidirectional RTP stream.
+"""Telnyx media-streaming consumer: a bidirectional RTP stream (docs/carriers/telnyx.md).
 
-Telnyx connects with the single-use stream token as its ``x-telnyx-streaming-auth-token`` header
-(also repeated in the ``connected`` frame), then sends ``start`` with our ``client_state`` (the call
-id and codec), then ``media``/``dtmf``/``mark``/``error`` and finally ``stop``. The token is
-checked against the call id on ``start``, before any provider socket opens; a bad one closes 1008.
+The frames are ``frames.TelnyxCodec``'s; the stream, its call and its ending are the shared
+``MediaStreamConsumer``'s. What Telnyx adds, as hooks:
 
-Audio is L16 16 kHz or PCMU 8 kHz both ways (``codecs``). Inbound frames can come out of order:
-they are put back in order by ``media.chunk`` within a small window (``reorder``), and only the
-inbound track is used. Outbound we send ``media`` in the stream's codec, a ``mark`` after agent
-audio, and ``clear`` on barge-in.
-
-Telnyx echoes a mark once the audio before it has played, which is how the session knows what the
-caller heard. If echoes stop coming (a mark is overdue by ``TELNYX_MARK_GRACE_MS`` past the time it
-should have played), ``has_marks`` turns False and the session falls back to the pacer's estimate
-until the overdue echoes arrive.
-
-Closing the WebSocket does not end a Telnyx call, so ending a call from our side is a REST
-``hangup`` (``end_call``).
+* the handshake: Telnyx connects with the single-use stream token as its
+  ``x-telnyx-streaming-auth-token`` header (repeated in the ``connected`` frame); an upgrade
+  without it is refused. ``start`` carries our ``client_state`` (call id and codec).
+* formats: L16 16 kHz or PCMU 8 kHz both ways (``codecs``); if ``start`` reports another inbound
+  format than negotiated, the session converts from it (``inbound_format``).
+* order: inbound frames may come out of order; ``inbound.InboundAudio`` puts them back.
+* marks: Telnyx echoes a mark once the audio before it has played, which is how the session knows
+  what the caller heard. If echoes stop coming (one is overdue by ``TELNYX_MARK_GRACE_MS`` past
+  the time it should have played), ``has_marks`` turns False and the session falls back to the
+  pacer's estimate until the overdue echoes arrive.
+* ending: closing the WebSocket does not end a Telnyx call, so our side hangs up over REST
+  (``end_call``); a stream refused after its token checked out is hung up too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import hmac
-import json
 import logging
 from collections import deque
 
@@ -35,69 +31,33 @@ from voiceagents.audio.formats import Encoding
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import CarrierAPIError, ConfigurationError, WebhookValidationFailure
 
-from ...media import POLICY_VIOLATION, MediaStreamConsumer
+from ... import closecodes
+from ...frames import OTHER_TRACK, Connected, Error, Ignored, Media, Start
+from ...media import MediaStreamConsumer
 from . import calls
 from .codecs import StreamCodec, l16_encoding, reported_format
 from .events import ClientState
-from .reorder import Reorder
+from .frames import AUTH_HEADER, MAX_TOKEN_CHARS, TelnyxCodec
+from .inbound import InboundAudio
 from .rest import TelnyxCallControl
 
 logger = logging.getLogger(__name__)
 
-AUTH_HEADER = b"x-telnyx-streaming-auth-token"
-#: Telnyx limits ``stream_auth_token`` to 4000 characters.
-MAX_TOKEN_CHARS = 4000
-#: ``media.track`` values of the caller's audio (``stream_track: inbound_track``).
-INBOUND_TRACKS = frozenset({None, "inbound", "inbound_track"})
-#: Early frames held while waiting for a missing one (each costs at most 20 ms of delay).
-REORDER_WINDOW = 2
 #: Default of ``TELNYX_MARK_GRACE_MS``: how late an echo may be before the pacer takes over.
 DEFAULT_MARK_GRACE_MS = 500
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _custom_parameters(value) -> dict[str, str]:
-    """``start.custom_parameters`` as a dict: Telnyx shows an object; we sent a name/value list."""
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return {str(p.get("name")): str(p.get("value")) for p in value if isinstance(p, dict)}
-    return {}
+_AUTH_HEADER = AUTH_HEADER.encode()
 
 
 class TelnyxMediaConsumer(MediaStreamConsumer):
     carrier_id = "telnyx"
-    frame_events = {
-        "media": "_media",
-        "mark": "_mark",
-        "start": "_start",
-        "connected": "_connected",
-        "dtmf": "_dtmf",
-        "error": "_error",
-        "stop": "_stop",
-    }
+    codec_class = TelnyxCodec
+    stop_reason = "stream_stopped"
 
-    async def connect(self):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.header_token: str | None = None
         self.frame_token: str | None = None
         self.call_control_id = ""
-        self._starting = False
-        self.inbound_format = None
-        self._loop = asyncio.get_running_loop()
-        self._by_chunk: Reorder = Reorder(REORDER_WINDOW)
-        self._by_seq: Reorder = Reorder(0)
-        self._caller_pos: float | None = None
-        self._last_chunk: int | None = None
-        self._last_frame_ms = 20.0
-        self._pending_marks: deque[tuple[str, float]] = deque()
-        self._marks_late = False
-        self._target = None
         self.stats = {
             "other_track_frames": 0,
             "stream_errors": 0,
@@ -106,6 +66,13 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             "missing_frames": 0,
             "reordered_frames": 0,
         }
+        self.inbound = InboundAudio(self.stats)
+        self._pending_marks: deque[tuple[str, float]] = deque()
+        self._marks_late = False
+        self._target = None
+
+    async def connect(self):
+        self._loop = asyncio.get_running_loop()
         try:
             self.byte_order = "big" if l16_encoding() is Encoding.PCM16BE else "little"
             grace = get_setting(
@@ -119,159 +86,72 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         await super().connect()
 
     async def authenticate_handshake(self) -> bool:
+        """The stream auth token must come with the upgrade: an anonymous stream is refused."""
         for name, value in self.scope.get("headers", ()):
-            if name.lower() == AUTH_HEADER:
+            if name.lower() == _AUTH_HEADER:
                 token = value.decode("latin-1")
                 if not token or len(token) > MAX_TOKEN_CHARS:
                     return False
                 self.header_token = token
-        return True
+        return self.header_token is not None
 
-    # -- frames from Telnyx ------------------------------------------------------------------------
+    # -- hooks of the shared consumer ---------------------------------------------------------------
 
-    async def _stop(self, frame: dict) -> None:
-        await self.end_session("stream_stopped", by_carrier=True)
-        if not self.closing:
-            self.closing = True
-            await self.close()
+    async def on_connected(self, connected: Connected) -> None:
+        self.frame_token = connected.token
 
-    async def _connected(self, frame: dict) -> None:
-        inner = frame.get("connected")
-        token = inner.get(AUTH_HEADER.decode()) if isinstance(inner, dict) else None
-        token = token or frame.get(AUTH_HEADER.decode())
-        if isinstance(token, str) and 0 < len(token) <= MAX_TOKEN_CHARS:
-            self.frame_token = token
+    async def prepare_start(self, start: Start) -> tuple[int, str] | None:
+        if self.frame_token and not hmac.compare_digest(
+            self.header_token.encode(), self.frame_token.encode()
+        ):
+            return (
+                closecodes.FORBIDDEN,
+                "the auth tokens of the header and the connected frame differ",
+            )
+        start.token = self.header_token
+        if start.call_id:
+            self._choose_formats(start)
+        return None
 
-    async def _media(self, frame: dict) -> None:
+    async def after_start(self, start: Start, started: bool) -> None:
+        if started:
+            self.call_control_id = start.carrier_call_id
+            self.session.carrier_metrics("telnyx", self.stats)
+            return
+        if start.carrier_call_id and self._token_valid(start.call_id, start.token):
+            # Nobody will talk to the caller: hang up rather than leave them in silence.
+            target = await database_sync_to_async(calls.stream_hangup_target)(
+                start.call_id, start.stream_id, start.carrier_call_id
+            )
+            if target is not None:
+                await self._hangup(target, start.call_id)
+
+    async def on_media(self, media: Media) -> None:
+        ready = self.inbound.push(media)
+        if ready is None:
+            self.malformed(f"media numbered far from the stream ({media.number or media.sequence})")
+            return
         session = self.session
-        if session is None:
-            self.malformed("media before start")
-            return
-        try:
-            media = frame["media"]
-            payload = media["payload"]
-            audio = binascii.a2b_base64(payload, strict_mode=True)
-        except (KeyError, TypeError, binascii.Error, ValueError):
-            self.malformed("media without a valid base64 payload")
-            return
-        if media.get("track") not in INBOUND_TRACKS:
+        duration_ms = self.caller_format.duration_ms
+        for chunk, frame in ready:
+            # Audio in another format than negotiated is converted once, by the session.
+            at_ms = self.inbound.place(chunk, duration_ms(len(frame.audio)), session.call_ms)
+            await session.caller_audio(frame.payload, frame.audio, at_ms)
+
+    async def on_ignored(self, ignored: Ignored) -> None:
+        if ignored is OTHER_TRACK:
             self.stats["other_track_frames"] += 1
-            return
-        chunk = _int(media.get("chunk"))
-        if chunk is not None:
-            ready = self._by_chunk.push(chunk, (payload, audio))
-        else:
-            sequence = _int(frame.get("sequence_number"))
-            if sequence is None:
-                ready = [(None, (payload, audio))]
-            else:
-                ready = [(None, item) for _, item in self._by_seq.push(sequence, (payload, audio))]
-        if len(ready) != 1:
-            self._count_reordering()
-        for number, (payload, audio) in ready:
-            await self._caller_audio(session, number, payload, audio)
 
-    def _count_reordering(self) -> None:
-        # Only when something unusual happened (a frame held, dropped or released late).
-        self.stats["late_frames"] = self._by_chunk.late + self._by_seq.late
-        self.stats["missing_frames"] = self._by_chunk.missing
-        self.stats["reordered_frames"] = self._by_chunk.held
+    async def on_error(self, error: Error) -> None:
+        self.stats["stream_errors"] += 1
+        await super().on_error(error)
 
-    async def _caller_audio(self, session, chunk: int | None, payload: str, audio: bytes) -> None:
-        # Audio in another format than negotiated (``inbound_format``) is converted once, by the
-        # session, straight to the provider's format.
-        # Place the audio on the call clock by its position in the stream; a frame given up as
-        # lost leaves a gap of one frame (Telnyx's media.timestamp units are undocumented).
-        if self._caller_pos is None:
-            self._caller_pos = float(session.call_ms())
-        elif chunk is not None and self._last_chunk is not None and chunk > self._last_chunk + 1:
-            self._caller_pos += (chunk - self._last_chunk - 1) * self._last_frame_ms
-        if chunk is not None:
-            self._last_chunk = chunk
-        at_ms = self._caller_pos
-        self._last_frame_ms = self.caller_format.duration_ms(len(audio))
-        self._caller_pos += self._last_frame_ms
-        await session.caller_audio(payload, audio, int(at_ms))
-
-    async def _mark(self, frame: dict) -> None:
-        try:
-            name = str(frame["mark"]["name"])
-        except (KeyError, TypeError):
-            self.malformed("mark without a name")
-            return
+    def mark_echoed(self, name: str) -> None:
         pending = self._pending_marks
         if any(sent == name for sent, _ in pending):
             # Echoes come in order: everything before this mark has played too.
             while pending and pending.popleft()[0] != name:
                 pass
-        if self.session is not None:
-            self.session.mark_echoed(name)
-
-    async def _dtmf(self, frame: dict) -> None:
-        inner = frame.get("dtmf")
-        digit = inner.get("digit") if isinstance(inner, dict) else frame.get("digit")
-        if not isinstance(digit, str | int) or not str(digit):
-            self.malformed("dtmf without a digit")
-            return
-        if self.session is not None:
-            await self.session.dtmf(str(digit)[:1])
-
-    async def _error(self, frame: dict) -> None:
-        details = frame.get("payload") or frame.get("error") or {}
-        if not isinstance(details, dict):
-            details = {"detail": str(details)}
-        code = str(details.get("code", ""))[:32]
-        message = str(details.get("title") or details.get("detail") or "")[:200]
-        self.stats["stream_errors"] += 1
-        logger.warning("call %s: Telnyx stream error %s: %s", self.call_id or "?", code, message)
-        if self.session is not None:
-            self.session.record_event("error", source="telnyx", code=code, message=message)
-
-    # -- start ----------------------------------------------------------------------------------
-
-    async def _start(self, frame: dict) -> None:
-        if self.session is not None or self.call_id is not None or self._starting:
-            self.malformed("second start")
-            return
-        self._starting = True
-        start = frame.get("start")
-        if not isinstance(start, dict):
-            await self._refuse("start without a start object")
-            return
-        state = ClientState.decode(start.get("client_state"))
-        params = _custom_parameters(start.get("custom_parameters"))
-        call_id = (state.call_id if state else "") or params.get("call_id", "")
-        token = self.header_token or self.frame_token
-        if not call_id or not token:
-            await self._refuse("start without a call id or a stream auth token")
-            return
-        if (
-            self.header_token
-            and self.frame_token
-            and not hmac.compare_digest(self.header_token.encode(), self.frame_token.encode())
-        ):
-            await self._refuse("the auth tokens of the header and the connected frame differ")
-            return
-        stream_id = str(frame.get("stream_id") or start.get("stream_id") or "")[:128]
-        self.call_control_id = str(start.get("call_control_id") or "")[:128]
-        self._choose_formats(call_id, state, start.get("media_format"))
-        token_valid = self._token_valid(call_id, token)
-        started = await self.begin_call(
-            call_id, token, stream_id, carrier_call_id=self.call_control_id or None
-        )
-        if started:
-            self.session.carrier_metrics("telnyx", self.stats)
-        elif token_valid and self.call_control_id:
-            # Nobody will talk to the caller: hang up rather than leave them in silence.
-            target = await database_sync_to_async(calls.stream_hangup_target)(
-                call_id, stream_id, self.call_control_id
-            )
-            if target is not None:
-                await self._hangup(target, call_id)
-
-    async def _refuse(self, why: str) -> None:
-        logger.warning("Telnyx media stream refused: %s", why)
-        await self.close(code=POLICY_VIOLATION)
 
     @staticmethod
     def _token_valid(call_id: str, token: str) -> bool:
@@ -281,10 +161,13 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             return False
         return True
 
-    def _choose_formats(self, call_id: str, state: ClientState | None, media_format) -> None:
+    def _choose_formats(self, start: Start) -> None:
         """The stream's format (the codec we asked for) and, if Telnyx reports another inbound
-        format, a converter from it: inbound follows ``stream_codec``, which Telnyx may not honour.
+        format, that one for the caller audio: inbound follows ``stream_codec``, which Telnyx may
+        not honour.
         """
+        state = ClientState.decode(start.details.get("client_state"))
+        media_format = start.details.get("media_format")
         name = (state.codec if state else "") or (
             media_format.get("encoding") if isinstance(media_format, dict) else ""
         )
@@ -292,12 +175,14 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         reported = reported_format(media_format, self.byte_order)
         if media_format is not None and reported is None:
             logger.warning(
-                "call %s: unreadable Telnyx media_format; assuming %s", call_id, self.carrier_format
+                "call %s: unreadable Telnyx media_format; assuming %s",
+                start.call_id,
+                self.carrier_format,
             )
         elif reported is not None and reported != self.carrier_format:
             logger.warning(
                 "call %s: Telnyx streams %s inbound, not the negotiated %s; converting",
-                call_id,
+                start.call_id,
                 reported,
                 self.carrier_format,
             )
@@ -319,9 +204,6 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             )
         return False
 
-    async def send_media(self, payload: str) -> None:
-        await self.send_text('{"event":"media","media":{"payload":"' + payload + '"}}')
-
     async def send_mark(self, name: str) -> None:
         session = self.session
         if session is not None:
@@ -330,12 +212,10 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             due = now + session.playout_buffered_ms(now) / 1000.0 + self.mark_grace_s
             self._pending_marks.append((name, due))
             self._marks_late = False
-        await self.send_text(json.dumps({"event": "mark", "mark": {"name": name}}))
+        await super().send_mark(name)
 
-    async def send_clear(self) -> None:
-        # Telnyx returns the queued marks at once (the session ignores them); the pending ones
-        # stay pending here, so a Telnyx that echoes nothing stays on the pacer's estimate.
-        await self.send_text('{"event":"clear"}')
+    # Clear: Telnyx returns the queued marks at once (the session ignores them); the pending ones
+    # stay pending here, so a Telnyx that echoes nothing stays on the pacer's estimate.
 
     async def end_call(self) -> None:
         """Our side ends the call: hang it up over REST (closing the stream would not), then close."""

@@ -36,6 +36,11 @@ class Reorder(Generic[T]):
         #: Items that arrived early and were held for a while.
         self.held = 0
 
+    @property
+    def expected(self) -> int | None:
+        """The number due next (None before the first item)."""
+        return self._next
+
     def push(self, number: int, item: T) -> list[tuple[int, T]]:
         """Add one item; return the ``(number, item)`` pairs now due, in order."""
         if self._next is None:

@@ -1,0 +1,10 @@
+"""The media-consumer contract (tests/telephony/media_cases.py) for Telnyx."""
+
+import pytest
+
+from tests.telephony.media_cases import *  # noqa: F403  (the contract suite runs here)
+
+
+@pytest.fixture
+def media_harness(telnyx_harness):
+    return telnyx_harness

@@ -1,0 +1,71 @@
+"""Prepare the database of a real server process for media-stream tests.
+
+``python -m tests.servers.seed --openai-url ws://127.0.0.1:PORT/v1/realtime --calls 2`` (with the
+server's environment: ``DATABASE_URL`` ...) migrates, creates a Twilio number answered by an agent
+on that OpenAI URL and ``--calls`` ringing calls, and prints them as JSON lines
+``{"call_id": ..., "call_sid": ...}``. The test process mints their stream tokens itself (same
+``SECRET_KEY``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+
+AUTH_TOKEN = "servers-twilio-auth-token-0123456789"
+OUR_NUMBER = "+15550000002"
+
+
+def seed(openai_url: str, calls: int) -> list[dict]:
+    from django.core.management import call_command
+
+    from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
+
+    call_command("migrate", verbosity=0, interactive=False)
+    number = PhoneNumber.objects.filter(number=OUR_NUMBER).first()
+    if number is None:
+        twilio = Credential(vendor="twilio", label="twilio", data={"account_sid": "AC" + "c" * 32})
+        twilio.secret = AUTH_TOKEN
+        twilio.save()
+        openai = Credential(vendor="openai", label="openai", api_base_url=openai_url)
+        openai.secret = "sk-test-openai"
+        openai.save()
+        agent = Agent.objects.create(
+            name="Servers", slug="servers", first_message="Hello.", credential=openai
+        )
+        number = PhoneNumber.objects.create(
+            number=OUR_NUMBER, carrier="twilio", credential=twilio, agent=agent
+        )
+    made = []
+    for _ in range(calls):
+        call = Call.objects.create(
+            agent=number.agent,
+            phone_number=number,
+            carrier="twilio",
+            carrier_call_id="CA" + secrets.token_hex(16),
+            direction="inbound",
+            from_number="+15550000100",
+            to_number=OUR_NUMBER,
+            status=CallStatus.RINGING,
+        )
+        made.append({"call_id": str(call.pk), "call_sid": call.carrier_call_id})
+    return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--openai-url", default="ws://127.0.0.1:9/v1/realtime")
+    parser.add_argument("--calls", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+
+    django.setup()
+    for call in seed(args.openai_url, args.calls):
+        print(json.dumps(call), flush=True)
+
+
+if __name__ == "__main__":
+    main()
