@@ -7,6 +7,7 @@ edit under voiceagents/ or telephony/: the registries are the one place that kno
 from __future__ import annotations
 
 import io
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -194,14 +195,15 @@ def test_the_admin_offers_registered_entries_and_stores_their_data(dummy, admin_
 
 
 def _start(agent: Agent) -> callsetup.CallContext:
+    call_sid = f"CA{uuid.uuid4().hex}"
     call = Call.objects.create(
-        agent=agent, carrier="twilio", carrier_call_id="CA1", direction="inbound"
+        agent=agent, carrier="twilio", carrier_call_id=call_sid, direction="inbound"
     )
     return callsetup.start_call(
         call.pk,
         stream_id="MZ1",
         carrier_format=AudioFormat(Encoding.MULAW, 8000),
-        carrier_call_id="CA1",
+        carrier_call_id=call_sid,
     )
 
 
