@@ -20,7 +20,10 @@ from voiceagents.audio.formats import PCM16_16K
 from voiceagents.exceptions import ProviderConnectionError
 from voiceagents.providers.base import (
     AgentAudio,
+    AgentTranscript,
     AgentTurnFinished,
+    CallerSpeechStarted,
+    CallerTranscript,
     ProviderCapabilities,
     ProviderConfig,
     VoiceProvider,
@@ -69,6 +72,12 @@ class DummyVoiceProvider(VoiceProvider):
                     yield AgentAudio(message["turn"], message["audio"], raw=message)
                 elif message["type"] == "done":
                     yield AgentTurnFinished(message["turn"], message["stopped"], raw=message)
+                elif message["type"] == "text":
+                    yield AgentTranscript(message["turn"], message["text"], raw=message)
+                elif message["type"] == "caller_started":
+                    yield CallerSpeechStarted(message["turn"], raw=message)
+                elif message["type"] == "caller_text":
+                    yield CallerTranscript(message["turn"], message["text"], raw=message)
         except ConnectionClosed as err:
             if self._ws is not None:
                 raise ProviderConnectionError("Dummy Voice dropped", vendor=self.id) from err
@@ -121,12 +130,25 @@ class FakeDummyVendor:
             self.audio_in += base64.b64decode(message["audio"])
         elif message["type"] == "say":
             self.said.append(message["text"])
-            asyncio.ensure_future(self._speak(connection))
+            asyncio.ensure_future(self._speak(connection, message["text"]))
         elif message["type"] == "stop":
             self.stops.append(message["heard_ms"])
             self._speaking = None
 
-    async def _speak(self, connection):
+    def speak(self, text: str = "") -> None:
+        """The agent starts a turn on the newest connection (the next scripted reply), in real
+        time: this returns at once."""
+        asyncio.ensure_future(self._speak(self.connections[-1], text))
+
+    async def caller_says(self, text: str) -> None:
+        """The vendor heard the caller start talking, then what they said (its own turn id)."""
+        self._turns += 1
+        turn = f"c{self._turns}"
+        connection = self.connections[-1]
+        await connection.send(json.dumps({"type": "caller_started", "turn": turn}))
+        await connection.send(json.dumps({"type": "caller_text", "turn": turn, "text": text}))
+
+    async def _speak(self, connection, text: str = ""):
         self._turns += 1
         turn = self._speaking = f"t{self._turns}"
         try:
@@ -137,6 +159,8 @@ class FakeDummyVendor:
                 await connection.send(json.dumps({"type": "audio", "turn": turn, "audio": audio}))
                 await asyncio.sleep(0.02)
             stopped = self._speaking != turn
+            if text:
+                await connection.send(json.dumps({"type": "text", "turn": turn, "text": text}))
             await connection.send(json.dumps({"type": "done", "turn": turn, "stopped": stopped}))
         except ConnectionClosed:
             pass  # the call ended while the agent spoke
