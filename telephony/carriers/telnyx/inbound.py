@@ -34,27 +34,32 @@ class InboundAudio:
     def __init__(self, stats: dict) -> None:
         #: The consumer's counters (late, missing, reordered frames), updated in place.
         self.stats = stats
-        self._by_chunk: Reorder[Media] = Reorder(REORDER_WINDOW)
-        self._by_seq: Reorder[Media] = Reorder(0)
+        self._by_chunk: Reorder[tuple[str, bytes]] = Reorder(REORDER_WINDOW)
+        self._by_seq: Reorder[tuple[str, bytes]] = Reorder(0)
         self._late_run = 0
         self._counted = (0, 0, 0)  # late, missing, held, of the reorderers before a resync
         self._pos: float | None = None
         self._last_chunk: int | None = None
         self._last_frame_ms = 20.0
 
-    def push(self, media: Media) -> list[tuple[int | None, Media]] | None:
-        """The frames due, in order, with their chunk numbers; None if ``media`` is corrupt."""
+    def push(self, media: Media) -> list[tuple[int | None, tuple[str, bytes]]] | None:
+        """``(chunk, (payload, audio))`` of the frames due, in order; None if ``media`` is corrupt.
+
+        The audio is taken out of ``media`` (which the codec reuses) before it may be held.
+        """
         chunk = media.number
+        item = (media.payload, media.audio)
         if chunk is not None:
-            if self._jumped(self._by_chunk, chunk):
+            expected = self._by_chunk.expected
+            if expected is not None and chunk > expected + MAX_NUMBER_JUMP:
                 return None
-            ready = self._by_chunk.push(chunk, media)
+            ready = self._by_chunk.push(chunk, item)
         elif media.sequence is None:
-            return [(None, media)]
+            return [(None, item)]
         elif self._jumped(self._by_seq, media.sequence):
             return None
         else:
-            ready = [(None, item) for _, item in self._by_seq.push(media.sequence, media)]
+            ready = [(None, held) for _, held in self._by_seq.push(media.sequence, item)]
         if len(ready) != 1:
             self._unusual(ready)
         elif self._late_run:

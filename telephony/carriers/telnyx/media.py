@@ -133,10 +133,10 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             return
         session = self.session
         duration_ms = self.caller_format.duration_ms
-        for chunk, frame in ready:
+        for chunk, (payload, audio) in ready:
             # Audio in another format than negotiated is converted once, by the session.
-            at_ms = self.inbound.place(chunk, duration_ms(len(frame.audio)), session.call_ms)
-            await session.caller_audio(frame.payload, frame.audio, at_ms)
+            at_ms = self.inbound.place(chunk, duration_ms(len(audio)), session.call_ms)
+            await session.caller_audio(payload, audio, at_ms)
 
     async def on_ignored(self, ignored: Ignored) -> None:
         if ignored is OTHER_TRACK:
