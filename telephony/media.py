@@ -80,6 +80,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         self.call_id: str | None = None
         self.codec = self.codec_class()
         self._parse = self.codec.parse
+        self._on_media = self.on_media
         self.malformed_count = 0
         self.started = False
         self.closing = False
@@ -135,10 +136,16 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
                 return
             frame = self._parse(text)
             if type(frame) is Media:  # the hot path: 50 a second
-                if self.session is not None:
-                    await self.on_media(frame)
-                else:
+                session = self.session
+                if session is None:
                     self.malformed("media before start")
+                elif self._on_media is not None:
+                    await self._on_media(frame)
+                else:
+                    timestamp = frame.timestamp
+                    if timestamp is not None and not 0 <= timestamp <= self._timestamp_limit:
+                        timestamp = self._plausible(timestamp)
+                    await session.caller_audio(frame.payload, frame.audio, timestamp)
                 return
             await self._frame_handlers[type(frame)](frame)
             return
@@ -264,12 +271,9 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     # -- frames from the carrier ------------------------------------------------------------------
 
-    async def on_media(self, media: Media) -> None:
-        """Caller audio to the session; carriers that reorder frames override this."""
-        timestamp = media.timestamp
-        if timestamp is not None and (timestamp < 0 or timestamp > self._timestamp_limit):
-            timestamp = self._plausible(timestamp)
-        await self.session.caller_audio(media.payload, media.audio, timestamp)
+    #: ``async def on_media(self, media)`` in a carrier that handles caller audio itself
+    #: (reordering); by default ``dispatch`` hands it to the session at once, its timestamp checked.
+    on_media = None
 
     def _plausible(self, timestamp: int) -> int | None:
         self._timestamp_limit = self.session.call_ms() + MAX_TIMESTAMP_LEAD_MS

@@ -63,10 +63,11 @@ class TelnyxCodec(FrameCodec):
                 return Malformed("track is not a string")
             if track not in INBOUND_TRACKS:
                 return OTHER_TRACK
-        chunk = as_int(media.get("chunk"))
-        if chunk is not None:
-            return Media(payload, audio, None, chunk)
-        return Media(payload, audio, None, None, as_int(obj.get("sequence_number")))
+        frame = self.media_frame
+        frame.payload, frame.audio = payload, audio
+        frame.number = chunk = as_int(media.get("chunk"))
+        frame.sequence = as_int(obj.get("sequence_number")) if chunk is None else None
+        return frame
 
     def read_dtmf(self, obj: dict):
         inner = obj.get("dtmf")

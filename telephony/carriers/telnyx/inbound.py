@@ -13,7 +13,7 @@ as lost leaving a gap of one frame (Telnyx's ``media.timestamp`` units are undoc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ...frames import Media
 from .reorder import Reorder
@@ -29,48 +29,66 @@ RESYNC_AFTER_LATE = 3
 
 
 class InboundAudio:
-    """``push`` a media frame, get the frames now due with their call-clock positions."""
+    """``deliver`` a media frame: the frames now due go to the session with their positions."""
 
     def __init__(self, stats: dict) -> None:
         #: The consumer's counters (late, missing, reordered frames), updated in place.
         self.stats = stats
-        self._by_chunk: Reorder[Media] = Reorder(REORDER_WINDOW)
-        self._by_seq: Reorder[Media] = Reorder(0)
+        self._by_chunk: Reorder[tuple[str, bytes]] = Reorder(REORDER_WINDOW)
+        self._by_seq: Reorder[tuple[str, bytes]] = Reorder(0)
         self._late_run = 0
         self._counted = (0, 0, 0)  # late, missing, held, of the reorderers before a resync
         self._pos: float | None = None
         self._last_chunk: int | None = None
         self._last_frame_ms = 20.0
 
-    def push(self, media: Media) -> list[tuple[int | None, Media]] | None:
-        """The frames due, in order, with their chunk numbers; None if ``media`` is corrupt."""
+    def attach(
+        self,
+        caller_audio: Callable[[str, bytes, int], Awaitable[None]],
+        call_ms: Callable[[], int],
+        frame_ms: Callable[[int], float],
+    ) -> None:
+        """Where released audio goes (the session's ``caller_audio``), the call clock, and the
+        duration of a frame of ``n`` bytes in the stream's inbound format."""
+        self._caller_audio = caller_audio
+        self._call_ms = call_ms
+        self._frame_ms = frame_ms
+
+    async def deliver(self, media: Media) -> bool:
+        """Hand the frames now due to the session, in order and placed; False if ``media`` is
+        corrupt (its number far ahead). The audio is taken out of ``media`` (which the codec
+        reuses) before it may be held."""
         chunk = media.number
+        item = (media.payload, media.audio)
         if chunk is not None:
-            if self._jumped(self._by_chunk, chunk):
-                return None
-            ready = self._by_chunk.push(chunk, media)
+            expected = self._by_chunk.expected
+            if expected is not None and chunk > expected + MAX_NUMBER_JUMP:
+                return False
+            ready = self._by_chunk.push(chunk, item)
         elif media.sequence is None:
-            return [(None, media)]
+            ready = [(None, item)]
         elif self._jumped(self._by_seq, media.sequence):
-            return None
+            return False
         else:
-            ready = [(None, item) for _, item in self._by_seq.push(media.sequence, media)]
+            ready = [(None, held) for _, held in self._by_seq.push(media.sequence, item)]
         if len(ready) != 1:
             self._unusual(ready)
         elif self._late_run:
             self._late_run = 0
-        return ready
+        for number, (payload, audio) in ready:
+            await self._caller_audio(payload, audio, self._place(number, len(audio)))
+        return True
 
-    def place(self, chunk: int | None, frame_ms: float, call_ms: Callable[[], int]) -> int:
-        """The call-clock ms of a released frame lasting ``frame_ms`` (``call_ms``: the clock)."""
+    def _place(self, chunk: int | None, size: int) -> int:
+        """The call-clock ms of a released frame of ``size`` bytes."""
         if self._pos is None:
-            self._pos = float(call_ms())
+            self._pos = float(self._call_ms())
         elif chunk is not None and self._last_chunk is not None and chunk > self._last_chunk + 1:
             self._pos += (chunk - self._last_chunk - 1) * self._last_frame_ms
         if chunk is not None:
             self._last_chunk = chunk
         at_ms = self._pos
-        self._last_frame_ms = frame_ms
+        self._last_frame_ms = frame_ms = self._frame_ms(size)
         self._pos += frame_ms
         return int(at_ms)
 

@@ -67,6 +67,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             "reordered_frames": 0,
         }
         self.inbound = InboundAudio(self.stats)
+        self._deliver = self.inbound.deliver
         self._pending_marks: deque[tuple[str, float]] = deque()
         self._marks_late = False
         self._target = None
@@ -116,7 +117,12 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
     async def after_start(self, start: Start, started: bool) -> None:
         if started:
             self.call_control_id = start.carrier_call_id
-            self.session.carrier_metrics("telnyx", self.stats)
+            session = self.session
+            session.carrier_metrics("telnyx", self.stats)
+            # Audio in another format than negotiated is converted once, by the session.
+            self.inbound.attach(
+                session.caller_audio, session.call_ms, self.caller_format.duration_ms
+            )
             return
         if start.carrier_call_id and self._token_valid(start.call_id, start.token):
             # Nobody will talk to the caller: hang up rather than leave them in silence.
@@ -127,16 +133,8 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
                 await self._hangup(target, start.call_id)
 
     async def on_media(self, media: Media) -> None:
-        ready = self.inbound.push(media)
-        if ready is None:
+        if not await self._deliver(media):
             self.malformed(f"media numbered far from the stream ({media.number or media.sequence})")
-            return
-        session = self.session
-        duration_ms = self.caller_format.duration_ms
-        for chunk, frame in ready:
-            # Audio in another format than negotiated is converted once, by the session.
-            at_ms = self.inbound.place(chunk, duration_ms(len(frame.audio)), session.call_ms)
-            await session.caller_audio(frame.payload, frame.audio, at_ms)
 
     async def on_ignored(self, ignored: Ignored) -> None:
         if ignored is OTHER_TRACK:

@@ -27,7 +27,8 @@ class Reorder(Generic[T]):
         if window < 0:
             raise ValueError("window must be >= 0")
         self.window = window
-        self._next: int | None = None
+        #: The number due next (None before the first item).
+        self.expected: int | None = None
         self._held: dict[int, T] = {}
         #: Items dropped because their place had passed (late or repeated).
         self.late = 0
@@ -36,36 +37,31 @@ class Reorder(Generic[T]):
         #: Items that arrived early and were held for a while.
         self.held = 0
 
-    @property
-    def expected(self) -> int | None:
-        """The number due next (None before the first item)."""
-        return self._next
-
     def push(self, number: int, item: T) -> list[tuple[int, T]]:
         """Add one item; return the ``(number, item)`` pairs now due, in order."""
-        if self._next is None:
-            self._next = number
-        if number < self._next or number in self._held:
+        if self.expected is None:
+            self.expected = number
+        if number < self.expected or number in self._held:
             self.late += 1
             return []
         out: list[tuple[int, T]] = []
-        if number == self._next and not self._held:
+        if number == self.expected and not self._held:
             # The usual case: in order, nothing waiting.
-            self._next += 1
+            self.expected += 1
             out.append((number, item))
             return out
-        if number != self._next:
+        if number != self.expected:
             self.held += 1
         self._held[number] = item
         self._release(out)
         while len(self._held) > self.window:
             first = min(self._held)
-            self.missing += first - self._next
-            self._next = first
+            self.missing += first - self.expected
+            self.expected = first
             self._release(out)
         return out
 
     def _release(self, out: list[tuple[int, T]]) -> None:
-        while self._next in self._held:
-            out.append((self._next, self._held.pop(self._next)))
-            self._next += 1
+        while self.expected in self._held:
+            out.append((self.expected, self._held.pop(self.expected)))
+            self.expected += 1

@@ -47,7 +47,9 @@ class TwilioCodec(FrameCodec):
             timestamp = int(media["timestamp"])
         except (KeyError, TypeError, ValueError, OverflowError):
             timestamp = None
-        return Media(payload, audio, timestamp)
+        frame = self.media_frame
+        frame.payload, frame.audio, frame.timestamp = payload, audio, timestamp
+        return frame
 
     def read_dtmf(self, obj: dict):
         return dtmf(obj["dtmf"]["digit"])
