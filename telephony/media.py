@@ -63,7 +63,7 @@ MAX_TIMESTAMP_LEAD_MS = 10_000
 class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
     """Base of the carriers' media consumers; see the module docstring."""
 
-    #: Carrier id, as registered (``voiceagents.models.Carrier``).
+    #: Carrier id, as registered in ``voiceagents.carriers.carriers``.
     carrier_id = ""
     #: The carrier's ``FrameCodec`` subclass; one instance per stream.
     codec_class: type[FrameCodec] = FrameCodec

@@ -66,7 +66,9 @@ class DummyTelCodec(FrameCodec):
 
     def read_audio(self, obj: dict) -> Media:
         payload = obj["pcm"]
-        return Media(payload, decode_payload(payload))
+        frame = self.media_frame  # one per stream, refilled (see telephony.frames.Media)
+        frame.payload, frame.audio = payload, decode_payload(payload)
+        return frame
 
     def read_played(self, obj: dict) -> Mark | Malformed:
         name = obj["id"]
