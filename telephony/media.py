@@ -25,13 +25,13 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from voiceagents import callsetup, streamtokens
 from voiceagents.audio.formats import AudioFormat
+from voiceagents.call import callsetup, streamtokens
+from voiceagents.call.control import call_group
+from voiceagents.call.session import CallSession
 from voiceagents.conf import get_setting
-from voiceagents.control import call_group
 from voiceagents.exceptions import ConfigurationError, VoiceAgentsError, WebhookValidationFailure
 from voiceagents.providers import build_provider
-from voiceagents.session import CallSession
 
 from . import closecodes
 from .controlplane import ControlListener
@@ -351,7 +351,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             self.closing = True
             await self.close()
 
-    # -- control plane (voiceagents.control) ------------------------------------------------------
+    # -- control plane (voiceagents.call.control) ------------------------------------------------------
 
     async def call_hangup(self, message):
         logger.info("call %s: hang-up requested (%s)", self.call_id, message.get("reason", ""))

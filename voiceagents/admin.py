@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .control import send_call_command
+from .call.control import send_call_command
 from .forms import AgentForm, CredentialForm, PhoneNumberForm
 from .models import Agent, Call, CallEvent, Credential, PhoneNumber, TranscriptEntry
 from .providers import providers

@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 
 from tests.fakes.openai_realtime import FakeOpenAIRealtime
 from tests.fakes.twilio_stream import FakeTwilioCaller, sid
-from voiceagents import streamtokens
+from voiceagents.call import streamtokens
 from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
 
 AUTH_TOKEN = "twilio-auth-token-for-tests-0123"

@@ -10,7 +10,7 @@ import pytest
 from channels.layers import get_channel_layer
 from websockets.protocol import State
 
-from voiceagents.control import asend_call_command, call_group
+from voiceagents.call.control import asend_call_command, call_group
 from voiceagents.models import CallStatus
 
 from .flaky_layer import FLAKY, LayerDown

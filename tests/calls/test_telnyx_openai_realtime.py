@@ -419,7 +419,7 @@ async def test_provider_failure_hangs_up_over_rest_and_stays_failed(
 
 
 async def test_hangup_through_the_control_plane_hangs_up_over_rest(ring, connect, fake_openai, api):
-    from voiceagents.control import asend_call_command
+    from voiceagents.call.control import asend_call_command
 
     incoming = await ring("PCMU")
     caller = await answered(connect, incoming)
@@ -439,7 +439,7 @@ async def test_hangup_through_the_control_plane_hangs_up_over_rest(ring, connect
 async def test_bad_stream_auth_is_refused_before_any_provider_connection(
     ring, connect, fake_openai, api, problem
 ):
-    from voiceagents import streamtokens
+    from voiceagents.call import streamtokens
 
     incoming = await ring("L16")
     header, frame = incoming.token, incoming.token

@@ -311,7 +311,7 @@ async def test_bad_stream_tokens_are_refused_before_the_provider_is_contacted(
 ):
     import time
 
-    from voiceagents import streamtokens
+    from voiceagents.call import streamtokens
 
     setup = await create_call()
     params = setup.parameters
@@ -375,7 +375,7 @@ async def test_no_database_query_or_thread_hop_while_media_flows(
 async def test_hangup_through_the_control_plane_ends_the_call(
     create_call, connect_caller, fake_openai
 ):
-    from voiceagents.control import asend_call_command
+    from voiceagents.call.control import asend_call_command
 
     setup = await create_call()
     _, caller = await connect_caller()

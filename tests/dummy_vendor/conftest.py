@@ -11,7 +11,8 @@ from channels.routing import URLRouter
 from telephony.routing import media_route
 from tests.calls.harness import Incoming
 from tests.voiceagents.providers.dummy import FakeDummyVendor
-from voiceagents import services, streamtokens
+from voiceagents import services
+from voiceagents.call import streamtokens
 from voiceagents.carriers import carriers
 from voiceagents.providers import ProviderSpec, providers
 from voiceagents.vendors import VendorSpec, vendors

@@ -1,7 +1,7 @@
 """ASGI app served by a separate daphne process in ``test_channels_redis_across_processes``.
 
 Its consumer does what a media-stream consumer does on the control plane: it joins
-``voiceagents.control.call_group(call_id)`` on connect and acts on ``call.hangup`` (here: it tells
+``voiceagents.call.control.call_group(call_id)`` on connect and acts on ``call.hangup`` (here: it tells
 its WebSocket client, with its process id, and closes).
 
 Run: ``DJANGO_SETTINGS_MODULE=tests.settings REDIS_URL=... python -m daphne -b 127.0.0.1 -p 0
@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from voiceagents.control import call_group  # noqa: E402
+from voiceagents.call.control import call_group  # noqa: E402
 
 
 class ControlProbeConsumer(AsyncWebsocketConsumer):

@@ -11,7 +11,7 @@ from django.conf import settings
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
-from voiceagents.control import call_group, send_call_command
+from voiceagents.call.control import call_group, send_call_command
 
 from .conftest import subprocess_env
 

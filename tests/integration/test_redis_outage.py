@@ -3,7 +3,7 @@
 The test starts its own redis-server on a free port (never the shared one), a uvicorn process of
 the project's ASGI app with channels-redis on it, and the fake OpenAI in this process. A Twilio
 call streams both ways; Redis is stopped for ~4 s and started again; the call must still stream,
-a new call must start, and the admin's hang-up (``voiceagents.control``) sent from this process
+a new call must start, and the admin's hang-up (``voiceagents.call.control``) sent from this process
 must reach the first call. On the old consumer the first call died with the outage (1006) and the
 row stayed ``in_progress``.
 """
@@ -24,8 +24,8 @@ from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
 from tests.fakes.twilio_stream import FakeTwilioCaller
 from tests.servers.running import PUBLIC_URL, seed, server_env, start_server
 from tests.servers.seed import AUTH_TOKEN
-from voiceagents import streamtokens
-from voiceagents.control import asend_call_command
+from voiceagents.call import streamtokens
+from voiceagents.call.control import asend_call_command
 
 from .conftest import free_port
 

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from telephony import closecodes
-from voiceagents import streamtokens
+from voiceagents.call import streamtokens
 
 from .running import PUBLIC_URL, SERVERS, seed, server_env, start_server
 from .seed import AUTH_TOKEN

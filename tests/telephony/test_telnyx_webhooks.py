@@ -18,7 +18,7 @@ from telephony.carriers.telnyx.events import TelnyxEvent
 from tests.fakes import telnyx as fake
 from tests.telephony.conftest import create_credential
 from tests.telephony.webhook_cases import *  # noqa: F403  (the contract suite runs here)
-from voiceagents import streamtokens
+from voiceagents.call import streamtokens
 from voiceagents.models import (
     Call,
     CallEvent,

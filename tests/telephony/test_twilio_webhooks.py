@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from tests.fakes import twilio as fake
 from tests.telephony.webhook_cases import *  # noqa: F403  (the contract suite runs here)
-from voiceagents import streamtokens
+from voiceagents.call import streamtokens
 from voiceagents.models import Call, CallEvent, CallStatus, Direction, PhoneNumber
 
 VOICE = reverse("telephony:twilio_voice")

@@ -6,7 +6,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from voiceagents.control import call_group
+from voiceagents.call.control import call_group
 from voiceagents.models import Call, CallStatus
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 
-from voiceagents.control import asend_call_command, call_group
+from voiceagents.call.control import asend_call_command, call_group
 
 
 class GroupMember(AsyncJsonWebsocketConsumer):

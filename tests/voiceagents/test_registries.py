@@ -15,8 +15,8 @@ from django.core.validators import RegexValidator
 from django.urls import reverse
 
 from tests.voiceagents.factories import make_credential
-from voiceagents import callsetup
 from voiceagents.audio.formats import AudioFormat, Encoding
+from voiceagents.call import callsetup
 from voiceagents.carriers import CarrierSpec, carriers
 from voiceagents.datafields import DataField
 from voiceagents.models import Agent, Call, Credential, PhoneNumber

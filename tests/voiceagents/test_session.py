@@ -16,14 +16,14 @@ from tests.voiceagents.audio.signals import tone
 from tests.voiceagents.factories import make_call
 from tests.voiceagents.providers.dummy import DummyVoiceProvider, FakeDummyVendor, dummy_config
 from voiceagents.audio import MULAW_8K, ulaw_encode
-from voiceagents.callsetup import CallContext
+from voiceagents.call.callsetup import CallContext
+from voiceagents.call.session import CallSession
 from voiceagents.models import Call, CallEvent, CallStatus
 from voiceagents.providers.base import (
     CallerSpeechStarted,
     CallerSpeechStopped,
     ProviderCapabilities,
 )
-from voiceagents.session import CallSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

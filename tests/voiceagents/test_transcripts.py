@@ -16,14 +16,14 @@ from channels.db import database_sync_to_async
 from django.db import IntegrityError, connection, transaction
 
 from tests.voiceagents.factories import make_call
+from voiceagents.call.transcripts import BackgroundWriter, _BatchWriter
 from voiceagents.models import Call, CallEvent, CallStatus, TranscriptEntry
-from voiceagents.transcripts import BackgroundWriter, _BatchWriter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 INTERVAL = 0.05
 LOG = logging.getLogger("tests.transcripts")
-WRITER_LOGGER = "voiceagents.transcripts"
+WRITER_LOGGER = "voiceagents.call.transcripts"
 
 
 class WriteLog:

@@ -1,4 +1,12 @@
-"""The collaborators ``CallSession`` (``voiceagents/session.py``) owns, one job each.
+"""The call world: one live call, from its stream's start to its final row.
+
+- ``streamtokens``: the single-use token that authenticates a carrier's media stream;
+- ``callsetup``: the two database edges of a call (the snapshot at stream start, the final write);
+- ``session.CallSession``: the per-call orchestrator between a carrier and a voice provider;
+- ``transcripts``: turns and timeline events, written by a background task in batches;
+- ``control``: commands to live calls (hang up, say, transfer) through the channel layer.
+
+The collaborators ``CallSession`` owns, one job each:
 
 - ``caller_audio.CallerAudio``: caller audio on its way to the provider (held while the provider
   opens, converted once when the formats differ, else the carrier's base64 passes through);

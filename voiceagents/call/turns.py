@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..transcripts import BackgroundWriter, Turn
+from .transcripts import BackgroundWriter, Turn
 
 
 class TurnTracker:

@@ -26,8 +26,8 @@ from collections import deque
 
 from channels.db import database_sync_to_async
 
-from voiceagents import streamtokens
 from voiceagents.audio.formats import Encoding
+from voiceagents.call import streamtokens
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import CarrierAPIError, ConfigurationError, WebhookValidationFailure
 

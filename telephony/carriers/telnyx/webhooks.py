@@ -28,7 +28,7 @@ import logging
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from voiceagents import streamtokens
+from voiceagents.call import streamtokens
 from voiceagents.exceptions import CarrierAPIError
 from voiceagents.models import Call
 

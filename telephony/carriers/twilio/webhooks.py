@@ -18,7 +18,8 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 
-from voiceagents import services, streamtokens
+from voiceagents import services
+from voiceagents.call import streamtokens
 from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus, PhoneNumber
 
 from .. import TWILIO, lifecycle

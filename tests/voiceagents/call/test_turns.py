@@ -2,8 +2,8 @@
 
 import logging
 
+from voiceagents.call.transcripts import BackgroundWriter
 from voiceagents.call.turns import TurnTracker
-from voiceagents.transcripts import BackgroundWriter
 
 
 def tracker() -> TurnTracker:

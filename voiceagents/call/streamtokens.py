@@ -22,9 +22,9 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from .conf import get_setting
-from .crypto import derive_key
-from .exceptions import WebhookValidationFailure
+from ..conf import get_setting
+from ..crypto import derive_key
+from ..exceptions import WebhookValidationFailure
 
 HKDF_INFO = b"django-voiceagents media stream token v1"
 
@@ -69,7 +69,7 @@ def spend(call_id) -> bool:
 
     One conditional UPDATE: whichever process gets there first wins, the database decides.
     """
-    from .models import Call
+    from ..models import Call
 
     updated = Call.objects.filter(pk=call_id, stream_token_used_at__isnull=True).update(
         stream_token_used_at=timezone.now()

@@ -65,7 +65,7 @@ Rows = tuple[object, list[tuple], list[tuple]]
 
 
 def _insert(rows: list[Rows]) -> None:
-    from .models import CallEvent, TranscriptEntry
+    from ..models import CallEvent, TranscriptEntry
 
     entries = [
         TranscriptEntry(

@@ -15,15 +15,15 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from ..audio.formats import AudioFormat
+from ..conf import get_setting
+from ..exceptions import ConfigurationError, WebhookValidationFailure
+from ..models import FINAL_STATUSES, Agent, Call, CallEvent, CallEventKind, CallStatus
+from ..providers import providers
+from ..providers.base import ProviderConfig, StageConfig
+from ..providers.specs import ServiceSpec
+from ..templating import fill_placeholders
 from . import streamtokens
-from .audio.formats import AudioFormat
-from .conf import get_setting
-from .exceptions import ConfigurationError, WebhookValidationFailure
-from .models import FINAL_STATUSES, Agent, Call, CallEvent, CallEventKind, CallStatus
-from .providers import providers
-from .providers.base import ProviderConfig, StageConfig
-from .providers.specs import ServiceSpec
-from .templating import fill_placeholders
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def _attach_recording(call: Call, path: str, duration_ms: float | None) -> None:
 
 
 def _queue_finalize(call_id) -> None:
-    from .tasks import finalize_call
+    from ..tasks import finalize_call
 
     try:
         finalize_call.delay(str(call_id))

@@ -33,18 +33,10 @@ import os
 
 from channels.db import database_sync_to_async
 
-from . import callsetup
-from .audio.pacer import PacedFrame
-from .audio.recorder import CallRecorder
-from .call.caller_audio import PENDING_AUDIO_MS, CallerAudio
-from .call.carrier_link import CarrierLink
-from .call.local_vad import LocalSpeechDetector
-from .call.metrics import CallMetrics
-from .call.playback import Playback
-from .call.turns import TurnTracker
-from .callsetup import CallContext
-from .exceptions import VoiceAgentsError
-from .providers.base import (
+from ..audio.pacer import PacedFrame
+from ..audio.recorder import CallRecorder
+from ..exceptions import VoiceAgentsError
+from ..providers.base import (
     AgentAudio,
     AgentTranscript,
     AgentTurnFinished,
@@ -57,7 +49,15 @@ from .providers.base import (
     ToolCall,
     VoiceProvider,
 )
+from . import callsetup
+from .caller_audio import PENDING_AUDIO_MS, CallerAudio
+from .callsetup import CallContext
+from .carrier_link import CarrierLink
+from .local_vad import LocalSpeechDetector
+from .metrics import CallMetrics
+from .playback import Playback
 from .transcripts import BackgroundWriter, Turn
+from .turns import TurnTracker
 
 __all__ = ["PENDING_AUDIO_MS", "RECORDING_RATE", "CallSession", "CarrierLink"]
 
