@@ -6,3 +6,20 @@ def voiceagents_settings(settings):
     """Edit VOICEAGENTS for one test: ``voiceagents_settings["KEY"] = value``."""
     settings.VOICEAGENTS = dict(settings.VOICEAGENTS)
     return settings.VOICEAGENTS
+
+
+@pytest.fixture
+def recordings_dir(tmp_path, voiceagents_settings):
+    """Calls record their temporary WAV files under the test's own directory."""
+    voiceagents_settings["RECORDING_TMP_DIR"] = str(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+async def media_streams():
+    """Media streams opened through a carrier harness (tests/calls/harness.py), closed after."""
+    from tests.calls.harness import Streams
+
+    opened = Streams()
+    yield opened
+    await opened.aclose()

@@ -37,12 +37,6 @@ async def fake_openai():
         yield fake
 
 
-@pytest.fixture
-def recordings_dir(tmp_path, voiceagents_settings):
-    voiceagents_settings["RECORDING_TMP_DIR"] = str(tmp_path)
-    return tmp_path
-
-
 def _create_call(openai_url: str, **agent_fields) -> CallSetup:
     openai = Credential(vendor="openai", label="openai", api_base_url=openai_url)
     openai.secret = "sk-test-openai"

@@ -56,12 +56,6 @@ async def fake_voice():
         yield fake
 
 
-@pytest.fixture
-def recordings_dir(tmp_path, voiceagents_settings):
-    voiceagents_settings["RECORDING_TMP_DIR"] = str(tmp_path)
-    return tmp_path
-
-
 def create_number(voice_url: str):
     """A Dummy Tel number answered by a Dummy Voice agent, each row validated by its spec."""
     from voiceagents.models import Agent, Credential, PhoneNumber

@@ -19,15 +19,6 @@ from voiceagents.models import CallEvent, CallStatus, TranscriptEntry
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def media_streams():
-    from tests.calls.harness import Streams
-
-    opened = Streams()
-    yield opened
-    await opened.aclose()
-
-
 async def test_a_call_through_a_dummy_carrier_and_a_dummy_provider(
     dummy_harness, media_streams, fake_voice
 ):

@@ -26,15 +26,6 @@ from voiceagents.models import Call, CallEvent, CallStatus
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def media_streams():
-    from tests.calls.harness import Streams
-
-    opened = Streams()
-    yield opened
-    await opened.aclose()
-
-
 async def wait_until(predicate, timeout: float = 5.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
