@@ -27,7 +27,7 @@ from tests.servers.seed import AUTH_TOKEN
 from voiceagents.call import streamtokens
 from voiceagents.call.control import asend_call_command
 
-from .conftest import free_port
+from .conftest import _skip_or_fail, free_port
 
 MEDIA_PATH = "/telephony/twilio/media/"
 OUTAGE_S = 4.0
@@ -95,8 +95,9 @@ def call_row(db_path, call_id: str) -> tuple:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 async def test_live_calls_survive_a_redis_restart(redis_url, start_process, tmp_path, settings):
+    if shutil.which("redis-server") is None:
+        _skip_or_fail("needs redis-server on the PATH")
     redis_port = free_port()
     own_redis = f"redis://127.0.0.1:{redis_port}/0"
     redis = await asyncio.to_thread(start_redis, start_process, redis_port)
