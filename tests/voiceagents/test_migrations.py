@@ -71,6 +71,11 @@ def _old_rows(apps) -> dict:
         name="realtime", slug="realtime", provider="openai_realtime",
         openai_credential=rows["openai"], elevenlabs_credential=rows["elevenlabs"],
     )  # fmt: skip
+    # On the default OpenAI key, with an ElevenLabs credential left over from another mode.
+    rows["realtime_default"] = Agent.objects.create(
+        name="realtime default", slug="realtime-default", provider="openai_realtime",
+        elevenlabs_credential=rows["elevenlabs"],
+    )  # fmt: skip
     rows["convai"] = Agent.objects.create(
         name="convai", slug="convai", provider="elevenlabs_convai",
         openai_credential=rows["openai"], elevenlabs_credential=rows["elevenlabs"],
@@ -120,6 +125,8 @@ def test_old_columns_reach_the_new_fields_and_come_back(old_database):
     )
     assert realtime.credential == credential("openai")
     assert convai.credential == credential("elevenlabs")
+    # Another vendor's leftover key is never the one sent to the provider.
+    assert Agent.objects.get(slug="realtime-default").credential is None
     # Every role resolves to the credential the old fallbacks chose.
     assert pipeline.credential_for("stt") == credential("openai")
     assert pipeline.credential_for("tts") == credential("elevenlabs")

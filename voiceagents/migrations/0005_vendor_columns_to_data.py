@@ -45,9 +45,14 @@ def columns_to_data(apps, schema_editor):
         number.save(update_fields=["carrier_data"])
     for agent in Agent.objects.iterator():
         own = PROVIDER_VENDORS.get(agent.provider)
-        agent.credential_id = (getattr(agent, AGENT_COLUMNS[own]) if own else None) or next(
-            (getattr(agent, c) for c in AGENT_COLUMNS.values() if getattr(agent, c)), None
-        )
+        if own:
+            # Only the provider's own vendor: a leftover credential of another vendor must not
+            # become the one whose key is sent to this provider (blank: the default, as before).
+            agent.credential_id = getattr(agent, AGENT_COLUMNS[own])
+        else:
+            agent.credential_id = next(
+                (getattr(agent, c) for c in AGENT_COLUMNS.values() if getattr(agent, c)), None
+            )
         for field, fallback in _old_stage_fallbacks(agent).items():
             if getattr(agent, field) is None and fallback and fallback != agent.credential_id:
                 setattr(agent, field, fallback)
