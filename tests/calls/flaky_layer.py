@@ -48,13 +48,16 @@ class FlakyChannelLayer(InMemoryChannelLayer):
             self._outage = asyncio.Event()
         outage = asyncio.ensure_future(self._outage.wait())
         message = asyncio.ensure_future(super().receive(channel))
+        done: set = set()
         try:
             done, _ = await asyncio.wait({outage, message}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # Cancelled from outside (the listener stops) or not: neither task may outlive this.
             outage.cancel()
+            if message not in done:
+                message.cancel()
         if message in done:
             return message.result()
-        message.cancel()
         self._check()
         raise LayerDown("channel layer unavailable")
 
