@@ -52,6 +52,10 @@ class ProviderHarness(Protocol):
     def said(self) -> list[str]:
         """The texts the fake was asked to speak, in order."""
 
+    def heard(self) -> list[int]:
+        """The ``heard_ms`` the fake was told at each barge-in, in the vendor's own terms (OpenAI:
+        a truncate's ``audio_end_ms``), in order."""
+
     async def drop(self) -> None:
         """The fake drops the open connection abnormally."""
 
@@ -118,7 +122,7 @@ async def test_say_speaks_one_turn_of_agent_audio_under_one_turn_id(opened, prov
     assert "Hello there." in " ".join(provider_harness.said())
 
 
-async def test_interrupt_mid_turn_is_accepted_and_the_next_turn_has_a_new_id(
+async def test_interrupt_mid_turn_reaches_the_vendor_and_the_next_turn_has_a_new_id(
     opened, provider_harness
 ):
     provider_harness.script_reply(frame_of(opened.output_format, 0x55) * 20, chunks=20)
@@ -127,6 +131,7 @@ async def test_interrupt_mid_turn_is_accepted_and_the_next_turn_has_a_new_id(
     await opened.say("A long answer.")
     (first,) = [e for e in await take(events, AgentAudio) if isinstance(e, AgentAudio)]
     await opened.interrupt(20)
+    await wait_until(lambda: provider_harness.heard() == [20])
     await opened.say("A short one.")
     later = await take(events, AgentAudio)
     # Audio of the interrupted turn may still be in flight; the next turn's audio must come.

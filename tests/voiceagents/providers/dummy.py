@@ -180,6 +180,9 @@ class DummyHarness:
     def caller_audio(self) -> bytes:
         return bytes(self.fake.audio_in)
 
+    def heard(self) -> list[int]:
+        return self.fake.stops
+
     def said(self) -> list[str]:
         return self.fake.said
 

@@ -74,6 +74,9 @@ class OpenAIHarness:
     def said(self) -> list[str]:
         return [e["response"]["instructions"] for e in self.fake.events_of("response.create")]
 
+    def heard(self) -> list[int]:
+        return [e["audio_end_ms"] for e in self.fake.events_of("conversation.item.truncate")]
+
     async def drop(self) -> None:
         await self.fake.wait_for(lambda: self.fake.session_ready.is_set())
         await self.fake.drop(1011, "internal error")
