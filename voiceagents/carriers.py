@@ -27,7 +27,7 @@ class CarrierSpec:
     vendor: str
     #: Extra per-number values stored in ``PhoneNumber.carrier_data`` (e.g. Telnyx's codec).
     number_fields: tuple[DataField, ...] = ()
-    #: Dotted path of the media-stream consumer, for documentation and checks.
+    #: Dotted path of the media-stream consumer (``voiceagents.E005`` checks that it imports).
     consumer: str = ""
 
 

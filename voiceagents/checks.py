@@ -119,7 +119,8 @@ def check_registries(app_configs, **kwargs):
                     id="voiceagents.E004",
                 )
             )
-        runtime = getattr(spec, "runtime", "")
+        # A provider's or stage's runtime class, a carrier's media consumer.
+        runtime = getattr(spec, "runtime", "") or getattr(spec, "consumer", "")
         if runtime:
             try:
                 import_string(runtime)

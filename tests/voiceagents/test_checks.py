@@ -86,3 +86,15 @@ def test_registry_entries_must_name_registered_vendors_and_importable_runtimes()
         providers.unregister("stray")
     assert ids(messages) == ["voiceagents.E004", "voiceagents.E005"]
     assert "'nobody'" in messages[0].msg
+
+
+def test_a_carrier_whose_media_consumer_cannot_be_imported_is_an_error():
+    from voiceagents.carriers import CarrierSpec, carriers
+
+    stray = CarrierSpec(id="stray", name="Stray", vendor="twilio", consumer="tests.nowhere.Nothing")
+    carriers.register(stray)
+    try:
+        messages = check_registries(None)
+    finally:
+        carriers.unregister("stray")
+    assert ids(messages) == ["voiceagents.E005"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..conf import get_setting, setting_key
+from ..conf import get_setting
 from .options import OptionSchema
 
 
@@ -35,11 +35,6 @@ class ServiceSpec:
     suggested_voices: tuple[str, ...] = ()
     #: One line for the admin: what choosing it means.
     description: str = ""
-
-    @property
-    def url_setting(self) -> str:
-        """The settings key of the endpoint, e.g. ``OPENAI_REALTIME_URL``."""
-        return setting_key("URL", self.id)
 
     def resolve_url(self, override: str = "") -> str:
         """``override`` (a credential's base URL), else the ``<ID>_URL`` setting, else the default."""

@@ -6,8 +6,6 @@ The pipeline provider is composed of one entry of each; an agent names them in
 
 from __future__ import annotations
 
-from django.utils.translation import gettext_lazy as _
-
 from ..registry import Registry
 from .specs import StageSpec
 
@@ -23,9 +21,6 @@ STAGES: dict[str, Registry[StageSpec]] = {
     "reply": reply_stages,
     "tts": tts_stages,
 }
-
-#: How each stage is called in messages.
-STAGE_TITLES = {"stt": _("speech-to-text"), "reply": _("reply"), "tts": _("text-to-speech")}
 
 
 def stt_choices() -> list[tuple[str, str]]:
