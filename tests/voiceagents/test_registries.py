@@ -267,3 +267,20 @@ def test_a_pipeline_gets_each_stage_service_and_key(dummy, voiceagents_settings)
     Agent.objects.filter(pk=agent.pk).update(provider_options={"tts_model": "eleven_v3"})
     agent.refresh_from_db()
     assert _start(agent).provider_config.stages["tts"].model == "eleven_v3"
+
+
+def test_the_reply_prompt_is_filled_from_the_agent_and_call_variables(dummy):
+    make_credential("openai", secret="sk-openai-key-000000000")
+    dummy_credential(secret="dummy-stt-key-0000000")
+    make_credential("elevenlabs", secret="xi-key-0000000000000")
+    agent = Agent.objects.create(
+        name="P",
+        slug="p",
+        provider="dummy_pipeline",
+        stt_provider="dummy_stt",
+        tts_provider="elevenlabs",
+        reply_prompt="You answer for {company}; the caller is {caller_number}.",
+        variables={"company": "Acme"},
+    )
+    reply = _start(agent).provider_config.stages["reply"]
+    assert reply.instructions == "You answer for Acme; the caller is ."

@@ -63,7 +63,11 @@ def start_call(
     with transaction.atomic():
         if not streamtokens.spend(call_id):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
-        call = Call.objects.select_related("agent").select_for_update(of=("self",)).get(pk=call_id)
+        call = (
+            Call.objects.select_related("agent", "agent__credential")
+            .select_for_update(of=("self",))
+            .get(pk=call_id)
+        )
         if not carrier_call_id or carrier_call_id != call.carrier_call_id:
             # A valid token replayed on another call's stream, or a start that names no call:
             # the token is bound to the carrier call it was minted for.
@@ -155,7 +159,10 @@ def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
         ),
         voice=spec.resolve_voice(getattr(agent, f"{stage}_voice", "")),
         language=getattr(agent, f"{stage}_language", "") or agent.language,
-        instructions=fill_placeholders(getattr(agent, f"{stage}_prompt", ""), variables),
+        # The agent's own variables too, as in its system prompt and first message.
+        instructions=fill_placeholders(
+            getattr(agent, f"{stage}_prompt", ""), {**(agent.variables or {}), **variables}
+        ),
     )
 
 
