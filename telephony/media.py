@@ -71,6 +71,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
     #: The caller audio's format as it arrives; ``None``: the same as ``carrier_format``.
     inbound_format: AudioFormat | None = None
     has_marks = True
+    #: Close code when our side ends a started call (``end_call``).
+    end_code = closecodes.NORMAL
     #: End reason when the carrier sends ``stop``.
     stop_reason = "caller_hangup"
 
@@ -110,6 +112,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     async def on_loop_error(self, err: Exception) -> None:
         logger.error("%s: the media consumer failed", self.label(), exc_info=err)
+        # The call's own ending closes the stream (end_call): with this code, not a normal one.
+        self.end_code = closecodes.SERVER_ERROR
         await self.end_session("internal_error", by_carrier=False)
         await self.refuse(closecodes.SERVER_ERROR)
 
@@ -153,6 +157,9 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     def malformed(self, why: str) -> None:
         self.malformed_count += 1
+        if self.session is not None:
+            # Kept current (a rare path): the session may end on its own and report it.
+            self.session.carrier_metrics("malformed_frames", self.malformed_count)
         if self.malformed_count <= MALFORMED_LOG_LIMIT:
             logger.warning(
                 "%s: ignored a malformed frame (%s)%s",
@@ -191,7 +198,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
                 await self.refuse(closecodes.START_TIMEOUT, f"no valid start within {timeout} s")
 
     async def refuse(self, code: int, why: str = "") -> None:
-        """Close a stream that has no call (yet) with one of ``closecodes``."""
+        """Close the stream, once, with one of ``closecodes`` (``why``: a refusal, logged)."""
         if why:
             logger.warning("%s media stream refused: %s", self.carrier_id, why)
         if not self.closing:
@@ -203,6 +210,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             self.malformed("second start")
             return
         self.started = True
+        if self._start_timer is not None:
+            self._start_timer.cancel()
         refusal = await self.prepare_start(start)
         if refusal is not None:
             await self.refuse(*refusal)
@@ -263,6 +272,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             await self.refuse(closecodes.SERVER_ERROR)
             return False
         self.session = CallSession(context, self, provider)
+        self.session.carrier_metrics("malformed_frames", self.malformed_count)
         if self.control is not None:
             # Never fails: a channel layer that is down degrades the control plane, not the call.
             await self.control.join(call_group(call_id))
@@ -296,9 +306,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     async def on_stop(self, stop: Stop) -> None:
         await self.end_session(self.stop_reason, by_carrier=True)
-        if not self.closing:
-            self.closing = True
-            await self.close()
+        await self.refuse(closecodes.NORMAL)
 
     async def on_connected(self, connected: Connected) -> None:
         """The carrier's first frame; nothing to do unless the carrier says otherwise."""
@@ -322,11 +330,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         session = self.session
         if session is None:
             return
-        session.carrier_metrics("malformed_frames", self.malformed_count)
         await session.end(reason, by_carrier=by_carrier)
-
-    async def disconnect(self, code):
-        await self.end_session("stream_closed", by_carrier=True)
 
     # -- CarrierLink ------------------------------------------------------------------------------
 
@@ -347,9 +351,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     async def end_call(self) -> None:
         """Our side ends the call: close the stream (Twilio then hangs up)."""
-        if not self.closing:
-            self.closing = True
-            await self.close()
+        await self.refuse(self.end_code)
 
     # -- control plane (voiceagents.call.control) ------------------------------------------------------
 

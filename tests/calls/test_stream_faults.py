@@ -10,6 +10,7 @@ import pytest
 from channels.layers import get_channel_layer
 from websockets.protocol import State
 
+from telephony import closecodes
 from voiceagents.call.control import asend_call_command, call_group
 from voiceagents.models import CallStatus
 
@@ -128,3 +129,24 @@ async def test_every_exit_runs_the_same_ending(harness, streams, fake_openai, ex
     await fake_openai.wait_for(lambda: fake_openai.session.connection.state is State.CLOSED)
     assert call.recording, "the recording was not saved"
     assert call.metrics.get("duration_ms") is not None
+
+
+async def test_an_unexpected_exception_closes_the_stream_as_a_server_error(
+    harness, streams, fake_openai
+):
+    incoming, caller, transport = await live(harness, streams, fake_openai)
+    await _broken_asgi_message(caller, transport, fake_openai, incoming)
+    assert await transport.wait_closed() == closecodes.SERVER_ERROR
+    assert (await ended_call(incoming.call_id)).end_reason == "internal_error"
+
+
+async def test_malformed_frames_are_counted_when_the_call_ends_on_its_own(
+    harness, streams, fake_openai
+):
+    incoming, caller, transport = await live(harness, streams, fake_openai)
+    await transport.send('{"event": ["media"]}')
+    await streams_both_ways(harness, caller, fake_openai)  # the frame was read before this
+    await _provider_failed(caller, transport, fake_openai, incoming)
+    call = await ended_call(incoming.call_id)
+    assert call.end_reason == "provider_error"
+    assert call.metrics["malformed_frames"] == 1

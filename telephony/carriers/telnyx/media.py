@@ -225,7 +225,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
                 self._target = await database_sync_to_async(calls.live_call_target)(self.call_id)
             if self._target is not None:
                 await self._hangup(self._target, self.call_id)
-        await self.close()
+        await self.close(code=self.end_code)
 
     async def _hangup(self, target, call_id: str) -> None:
         call_control_id, account = target
