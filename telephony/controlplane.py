@@ -42,7 +42,6 @@ class ControlListener:
         self.group: str | None = None
         self.joined = False
         self.degraded = False
-        self.failures = 0
         self._tasks: list[asyncio.Task] = []
         self._joining: asyncio.Task | None = None
 
@@ -123,7 +122,6 @@ class ControlListener:
                     logger.exception("%s: control message %r failed", self.label(), message)
 
     def _failed(self, what: str, err: BaseException) -> None:
-        self.failures += 1
         if not self.degraded:
             self.degraded = True
             logger.warning(

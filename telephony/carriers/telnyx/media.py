@@ -57,7 +57,6 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         super().__init__(*args, **kwargs)
         self.header_token: str | None = None
         self.frame_token: str | None = None
-        self.call_control_id = ""
         self.stats = {
             "other_track_frames": 0,
             "stream_errors": 0,
@@ -116,7 +115,6 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
 
     async def after_start(self, start: Start, started: bool) -> None:
         if started:
-            self.call_control_id = start.carrier_call_id
             session = self.session
             session.carrier_metrics("telnyx", self.stats)
             # Audio in another format than negotiated is converted once, by the session.

@@ -33,7 +33,6 @@ class TwilioCodec(FrameCodec):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stream_sid = ""
         self._media_prefix = self._mark_prefix = self._clear = ""
 
     def read_media(self, obj: dict) -> Media | Malformed:
@@ -69,7 +68,6 @@ class TwilioCodec(FrameCodec):
         sid = start.stream_id
         if not sid.isalnum() or not sid.isascii() or len(sid) > MAX_STREAM_SID:
             return "invalid streamSid"
-        self.stream_sid = sid
         self._media_prefix = '{"event":"media","streamSid":"' + sid + '","media":{"payload":"'
         self._mark_prefix = '{"event":"mark","streamSid":"' + sid + '","mark":{"name":"'
         self._clear = '{"event":"clear","streamSid":"' + sid + '"}'

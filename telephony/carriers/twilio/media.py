@@ -24,8 +24,6 @@ class TwilioMediaConsumer(MediaStreamConsumer):
     carrier_id = "twilio"
     codec_class = TwilioCodec
     carrier_format = MULAW_8K
-    has_marks = True
-    stop_reason = "caller_hangup"
 
     async def authenticate_handshake(self) -> bool:
         try:
