@@ -136,10 +136,8 @@ class SpecDataModelMixin:
 
     def spec_data_fields(self) -> Sequence[DataField] | None:
         """The chosen spec's fields; None while the spec is unknown (the choice error says so)."""
-        chosen = getattr(self, self.spec_field_name)
-        return (
-            self.fields_of(self.spec_registry.get(chosen)) if chosen in self.spec_registry else None
-        )
+        spec = self.spec_registry.find(getattr(self, self.spec_field_name))
+        return None if spec is None else self.fields_of(spec)
 
     def clean_fields(self, exclude=None):
         errors: dict = {}

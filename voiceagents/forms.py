@@ -62,9 +62,8 @@ class SpecDataForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         instance = self.instance
-        chosen = cleaned.get(instance.spec_field_name)
-        if chosen in instance.spec_registry:
-            spec = instance.spec_registry.get(chosen)
+        spec = instance.spec_registry.find(cleaned.get(instance.spec_field_name))
+        if spec is not None:
             fields = instance.fields_of(spec)
             values = {f.key: cleaned.get(f"{spec.id}__{f.key}") for f in fields}
             try:

@@ -33,6 +33,10 @@ class Registry(Generic[T]):
         """Remove an entry (a test's dummy vendor); unknown ids are ignored."""
         self._entries.pop(entry_id, None)
 
+    def find(self, entry_id: object) -> T | None:
+        """The entry, or None for an unknown id (or a blank or non-string value)."""
+        return self._entries.get(entry_id) if isinstance(entry_id, str) else None
+
     def get(self, entry_id: str) -> T:
         try:
             return self._entries[entry_id]

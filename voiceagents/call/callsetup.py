@@ -119,7 +119,7 @@ def _call_variables(call: Call) -> dict:
 
 def _provider_config(call: Call, agent: Agent, carrier_format: AudioFormat) -> ProviderConfig:
     """The provider's configuration, read from its spec, the agent and its credentials."""
-    spec = providers.get(agent.provider) if agent.provider in providers else None
+    spec = providers.find(agent.provider)
     if spec is None or not spec.runtime:
         raise CallRejected(f"provider_not_available:{agent.provider}")
     api_key, base_url = _service_account(agent, "provider", spec) if spec.vendor else ("", "")

@@ -218,9 +218,7 @@ class Agent(models.Model):
 
     def stage_spec(self, stage: str) -> StageSpec | None:
         """The spec of the agent's ``stage`` ('stt', 'reply', 'tts'), None if none is chosen."""
-        choice = getattr(self, f"{stage}_provider")
-        registry = STAGES[stage]
-        return registry.get(choice) if choice in registry else None
+        return STAGES[stage].find(getattr(self, f"{stage}_provider"))
 
     def effective_model(self) -> str:
         return self.spec.resolve_model(self.model)
@@ -247,7 +245,7 @@ class Agent(models.Model):
         vendor; else the account's default credential of that vendor.
         """
         if role == "provider":
-            spec: ServiceSpec | None = self.spec if self.provider in providers else None
+            spec: ServiceSpec | None = providers.find(self.provider)
             chosen = self.credential
         else:
             spec = self.stage_spec(role)
