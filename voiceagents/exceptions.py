@@ -81,6 +81,10 @@ class ProviderAPIError(VoiceAgentsError):
     """The provider answered with an error (an HTTP error status or an error frame)."""
 
 
+class ProvisioningError(ProviderAPIError):
+    """The vendor side of an agent could not be set up (e.g. an ElevenLabs agent refused)."""
+
+
 class CarrierAPIError(VoiceAgentsError):
     """A carrier REST call failed; carries the vendor's message."""
 

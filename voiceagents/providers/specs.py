@@ -57,6 +57,12 @@ class ProviderSpec(ServiceSpec):
     runtime: str = ""
     #: Pipeline stages it is composed of, in call order (``("stt", "reply", "tts")``).
     stages: tuple[str, ...] = ()
+    #: Dotted path of ``provision(agent, carrier_format) -> dict``, called when a call starts
+    #: (outside the call's database transaction, before the provider opens): it makes sure the
+    #: vendor side is ready (e.g. an ElevenLabs agent exists and is up to date for that carrier's
+    #: audio format) and returns option overrides for this call (``{"agent_id": ...}``). Raises
+    #: ``ProvisioningError`` with the vendor's message when it cannot.
+    provisioner: str = ""
 
 
 @dataclass(frozen=True)
