@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from ..audio.formats import AudioFormat
 from ..conf import get_setting
@@ -21,8 +22,9 @@ from ..exceptions import ConfigurationError, WebhookValidationFailure
 from ..models import FINAL_STATUSES, Agent, Call, CallEvent, CallEventKind, CallStatus
 from ..providers import providers
 from ..providers.base import ProviderConfig, StageConfig
-from ..providers.specs import ServiceSpec
+from ..providers.specs import ProviderSpec, ServiceSpec
 from ..templating import fill_placeholders
+from ..tools import builtin_tools
 from . import streamtokens
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,12 @@ class CallContext:
     mark_interval_ms: int
     pacer_lead_ms: int
     recording_dir: str
+    #: E.164 numbers the agent may transfer calls to (the ``transfer_call`` tool).
+    transfer_allowlist: tuple[str, ...] = ()
+    #: The provider spec's provisioner (dotted path), run by ``provision`` before the provider
+    #: opens; '' when it has none.
+    provisioner: str = ""
+    agent_id: int | None = None
 
 
 class CallRejected(Exception):
@@ -79,7 +87,10 @@ def start_call(
         agent = call.agent
         if agent is None or not agent.enabled:
             raise CallRejected("agent_unavailable")
-        config = _provider_config(call, agent, carrier_format)
+        spec = providers.find(agent.provider)
+        if spec is None or not spec.runtime:
+            raise CallRejected(f"provider_not_available:{agent.provider}")
+        config = _provider_config(call, agent, spec, carrier_format)
         now = timezone.now()
         previous = call.status
         call.status = CallStatus.IN_PROGRESS
@@ -98,13 +109,24 @@ def start_call(
         carrier=call.carrier,
         provider_id=agent.provider,
         provider_config=config,
-        first_message=agent.rendered_first_message(_call_variables(call)),
+        first_message=config.first_message,
         record=agent.record_calls,
         max_duration_s=agent.max_call_duration,
         mark_interval_ms=int(get_setting("MARK_INTERVAL_MS", default=100, cast=int)),
         pacer_lead_ms=int(get_setting("PACER_LEAD_MS", default=80, cast=int)),
         recording_dir=str(get_setting("RECORDING_TMP_DIR", default="") or _default_tmp()),
+        transfer_allowlist=tuple(agent.transfer_allowlist or ()),
+        provisioner=spec.provisioner,
+        agent_id=agent.pk,
     )
+
+
+def provision(context: CallContext) -> dict:
+    """Run the provider spec's provisioner for the call's agent (see ``ProviderSpec``); returns
+    the option overrides for this call. Raises ``ProvisioningError`` when the vendor refuses."""
+    agent = Agent.objects.select_related("credential").get(pk=context.agent_id)
+    overrides = import_string(context.provisioner)(agent, context.provider_config.carrier_format)
+    return dict(overrides or {})
 
 
 def _default_tmp() -> str:
@@ -117,11 +139,10 @@ def _call_variables(call: Call) -> dict:
     return {"caller_number": call.from_number, "called_number": call.to_number}
 
 
-def _provider_config(call: Call, agent: Agent, carrier_format: AudioFormat) -> ProviderConfig:
+def _provider_config(
+    call: Call, agent: Agent, spec: ProviderSpec, carrier_format: AudioFormat
+) -> ProviderConfig:
     """The provider's configuration, read from its spec, the agent and its credentials."""
-    spec = providers.find(agent.provider)
-    if spec is None or not spec.runtime:
-        raise CallRejected(f"provider_not_available:{agent.provider}")
     api_key, base_url = _service_account(agent, "provider", spec) if spec.vendor else ("", "")
     variables = _call_variables(call)
     return ProviderConfig(
@@ -136,6 +157,8 @@ def _provider_config(call: Call, agent: Agent, carrier_format: AudioFormat) -> P
         carrier_format=carrier_format,
         connect_timeout=float(get_setting("CONNECT_TIMEOUT", cast=float)),
         stages={stage: _stage_config(agent, stage, variables) for stage in spec.stages},
+        first_message=agent.rendered_first_message(variables),
+        tools=builtin_tools(agent.transfer_allowlist or ()),
     )
 
 
@@ -201,6 +224,7 @@ def finish_call(
     metrics: dict,
     recording_path: str | None,
     recording_ms: float | None,
+    provider_session_id: str = "",
 ) -> None:
     """Write the end of the call: status, times, metrics and the recording; queue post-call work.
 
@@ -221,6 +245,7 @@ def finish_call(
             call.end_reason = end_reason[:100]
         call.error = error or call.error
         call.metrics = {**(call.metrics or {}), **metrics}
+        call.provider_session_id = provider_session_id[:128] or call.provider_session_id
         if recording_path:
             _attach_recording(call, recording_path, recording_ms)
         call.save()

@@ -56,6 +56,7 @@ from .carrier_link import CarrierLink
 from .local_vad import LocalSpeechDetector
 from .metrics import CallMetrics
 from .playback import Playback
+from .tools import run_tool
 from .transcripts import BackgroundWriter, Turn
 from .turns import TurnTracker
 
@@ -164,10 +165,18 @@ class CallSession:
     async def _provider_loop(self) -> None:
         try:
             started = self.loop.time()
+            if self.ctx.provisioner:
+                # Once per agent and audio format (e.g. create the ElevenLabs agent); a thread
+                # of its own, so that a slow vendor holds up no other call's database work.
+                self.provider.update_options(
+                    await database_sync_to_async(callsetup.provision, thread_sensitive=False)(
+                        self.ctx
+                    )
+                )
             await self.provider.open()
             self.metrics.provider_connect_ms = round((self.loop.time() - started) * 1000, 1)
             self._connected()
-            if self.ctx.first_message:
+            if self.ctx.first_message and not self.provider.capabilities.speaks_first_message:
                 await self.provider.say(self.ctx.first_message)
             await self.inbound.flush()
             async for event in self.provider.events():
@@ -228,7 +237,7 @@ class CallSession:
         elif isinstance(event, AgentTurnStarted):
             self.turns.agent_started(event.turn_id)
         elif isinstance(event, AgentTranscript):
-            self.turns.agent_transcript(event.turn_id, event.text)
+            self.turns.agent_transcript(event.turn_id, event.text, corrected=event.corrected)
         elif isinstance(event, AgentTurnFinished):
             self._agent_turn_finished(event)
         elif isinstance(event, CallerSpeechStarted):
@@ -239,7 +248,9 @@ class CallSession:
         elif isinstance(event, CallerTranscript):
             self.turns.caller_transcript(event.turn_id, event.text)
         elif isinstance(event, ToolCall):
-            self.record_event("tool_call", name=event.name, call_id=event.call_id)
+            # A task of its own: a tool may wait (end_call lets the goodbye play out) while the
+            # provider's events keep flowing.
+            self._spawn(run_tool(self, event), f"tool-{event.name}")
         elif isinstance(event, ProviderErrorEvent):
             await self._provider_error(event)
 
@@ -399,6 +410,7 @@ class CallSession:
                 metrics=self.metrics.report(self.call_ms()),
                 recording_path=self.recording_path if recording_ms is not None else None,
                 recording_ms=recording_ms,
+                provider_session_id=self.provider.session_id,
             )
         except Exception:
             self.log.exception(

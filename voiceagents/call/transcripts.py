@@ -86,9 +86,15 @@ def _insert(rows: list[Rows]) -> None:
         for kind, at_ms, data in call_events
     ]
     if entries:
-        # A batch retried after its commit went unacknowledged must not fail on rows already
-        # written.
-        TranscriptEntry.objects.bulk_create(entries, ignore_conflicts=True)
+        # An upsert: a batch retried after its commit went unacknowledged must not fail on rows
+        # already written, and a turn written again after a change (a corrected agent text)
+        # replaces its row.
+        TranscriptEntry.objects.bulk_create(
+            entries,
+            update_conflicts=True,
+            unique_fields=["call", "seq"],
+            update_fields=["text", "start_ms", "end_ms", "interrupted"],
+        )
     if events:
         CallEvent.objects.bulk_create(events)
 
@@ -169,6 +175,10 @@ class BackgroundWriter:
         self._unwritten[turn.seq] = turn
         return turn
 
+    def rewrite(self, turn: Turn) -> None:
+        """``turn`` changed after it may have been written: (re)write it with the next batch."""
+        self._unwritten[turn.seq] = turn
+
     def event(self, kind: str, at_ms: int | None, **data) -> None:
         self.events.append(TimelineEvent(kind, at_ms, data))
 
@@ -215,6 +225,9 @@ class BackgroundWriter:
         if not ready and not events:
             return None
         self.events = []
+        # In flight: a turn that changes meanwhile is put back by ``rewrite`` and written again.
+        for turn in ready:
+            del self._unwritten[turn.seq]
         return self, ready, events
 
     def _rows(self, turns: list[Turn], events: list[TimelineEvent]) -> Rows:
@@ -229,11 +242,13 @@ class BackgroundWriter:
         if error is None:
             for turn in turns:
                 turn.written = True
-                self._unwritten.pop(turn.seq, None)
             self.rows_written += len(turns) + len(events)
         else:
-            # Keep them, in order, for the next try; the turns never left ``_unwritten``.
+            # Keep them, in order, for the next try.
             self.events[:0] = events
+            unwritten = {turn.seq: turn for turn in turns}
+            unwritten.update(self._unwritten)
+            self._unwritten = dict(sorted(unwritten.items()))
 
 
 async def _commit(

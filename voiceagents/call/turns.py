@@ -31,10 +31,17 @@ class TurnTracker:
     def agent_started(self, turn_id: str) -> None:
         self._turn("agent", turn_id)
 
-    def agent_transcript(self, turn_id: str, text: str) -> None:
+    def agent_transcript(self, turn_id: str, text: str, *, corrected: bool = False) -> None:
         turn = self._turn("agent", turn_id)
         turn.text = text
         turn.has_text = True
+        if corrected:
+            # What was really said before the caller cut in: the turn was interrupted even if
+            # the barge-in reached us after its audio had all been sent.
+            turn.interrupted = True
+            self.interrupted.add(turn_id)
+            if turn.written:
+                self.writer.rewrite(turn)
 
     def end_current(self, pos: float) -> None:
         """The current turn's audio ends at stream position ``pos``."""

@@ -26,10 +26,11 @@ Subclasses declare ``capabilities``, implement ``open``, ``send_audio``, ``event
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..audio.formats import AudioFormat
+from ..tools import ToolSpec
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ class ProviderConfig:
     connect_timeout: float = 10.0
     #: Stage name ('stt', 'reply', 'tts') → its configuration; empty for realtime providers.
     stages: Mapping[str, StageConfig] = field(default_factory=dict)
+    #: The agent's first message, variables filled. Only a provider that declares
+    #: ``speaks_first_message`` reads it (it must be sent when the conversation is set up); the
+    #: session asks the others with ``say()`` once they are open.
+    first_message: str = ""
+    #: Tools the model is offered; the session runs them and answers with ``tool_result``.
+    tools: tuple[ToolSpec, ...] = ()
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -97,10 +104,16 @@ class AgentTurnStarted(ProviderEvent):
 
 @dataclass(frozen=True)
 class AgentTranscript(ProviderEvent):
-    """The final text of an agent turn."""
+    """The final text of an agent turn.
+
+    ``corrected``: the vendor replaced an earlier text of the turn with what was really spoken
+    before the caller cut in (ElevenLabs' ``agent_response_correction``): the stored turn takes
+    the new text and is marked interrupted.
+    """
 
     turn_id: str
     text: str
+    corrected: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,12 @@ class CallerTranscript(ProviderEvent):
 
 @dataclass(frozen=True)
 class ToolCall(ProviderEvent):
+    """The model calls a tool; the session answers with ``VoiceProvider.tool_result(call_id)``.
+
+    ``arguments`` is the JSON text of the parameters object, as models produce it (it may be
+    malformed: the session answers that with an error result).
+    """
+
     call_id: str
     name: str
     arguments: str
@@ -179,6 +198,9 @@ class ProviderCapabilities:
     server_turn_detection: bool = True
     truncation: bool = False
     needs_local_vad: bool = False
+    #: It speaks ``ProviderConfig.first_message`` itself when the conversation opens (ElevenLabs
+    #: takes it with the conversation's set-up); the session does not ``say()`` it.
+    speaks_first_message: bool = False
 
 
 # -- the interface -----------------------------------------------------------------------------
@@ -201,6 +223,14 @@ class VoiceProvider:
         self.input_format: AudioFormat | None = None
         #: Format of ``AgentAudio.payload_b64``; set by ``open``.
         self.output_format: AudioFormat | None = None
+        #: The vendor's own id of this conversation (OpenAI session, ElevenLabs conversation),
+        #: once known; stored on the call.
+        self.session_id: str = ""
+
+    def update_options(self, overrides: Mapping[str, Any]) -> None:
+        """Before ``open``: options decided at call start (e.g. by the spec's provisioner)."""
+        if overrides:
+            self.config = replace(self.config, options={**self.config.options, **overrides})
 
     def _unimplemented(self, method: str):
         return NotImplementedError(f"{type(self).__name__}.{method}() must be implemented")
@@ -229,6 +259,11 @@ class VoiceProvider:
 
     async def send_dtmf(self, digit: str) -> None:
         raise self._unimplemented("send_dtmf")
+
+    async def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> None:
+        """The answer to the ``ToolCall`` ``call_id``: ``output`` (text, often JSON) for the model;
+        ``is_error`` when the tool refused or failed (the model is told so and goes on)."""
+        raise self._unimplemented("tool_result")
 
     async def local_speech(self, event: CallerSpeechStarted | CallerSpeechStopped) -> None:
         """With ``needs_local_vad``: the session detected the caller starting or stopping to

@@ -133,11 +133,8 @@ class OpenAIRealtimeProvider(VoiceProvider):
                 call_id=self.config.call_id,
                 response=json.dumps(created)[:300],
             )
-        logger.debug(
-            "call %s: OpenAI Realtime session %s",
-            self.config.call_id,
-            (created.get("session") or {}).get("id", "?"),
-        )
+        self.session_id = str((created.get("session") or {}).get("id") or "")
+        logger.debug("call %s: OpenAI Realtime session %s", self.config.call_id, self.session_id)
         await self._send({"type": "session.update", "session": self.session_config(pcmu)})
 
     def session_config(self, pcmu: bool) -> dict:
@@ -160,8 +157,17 @@ class OpenAIRealtimeProvider(VoiceProvider):
                 "output": {"format": audio_format, "voice": self.config.voice},
             },
         }
-        if "tools" in options:
-            session["tools"] = options["tools"]
+        tools = [
+            {
+                "type": "function",
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            }
+            for tool in self.config.tools
+        ] + list(options.get("tools") or ())
+        if tools:
+            session["tools"] = tools
         if "max_output_tokens" in options:
             session["max_output_tokens"] = options["max_output_tokens"]
         _merge(session, options.get("session") or {})
@@ -248,6 +254,21 @@ class OpenAIRealtimeProvider(VoiceProvider):
                             "text": f"The caller pressed the key {digit} on their keypad.",
                         }
                     ],
+                },
+            }
+        )
+        await self._send({"type": "response.create"})
+
+    async def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> None:
+        """The function's output goes into the conversation, then the model answers (an error
+        is an output too: the model reads it and tells the caller)."""
+        await self._send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": call_id,
+                    "output": json.dumps({"error": output}) if is_error else output,
                 },
             }
         )
