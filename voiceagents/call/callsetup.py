@@ -159,6 +159,7 @@ def _provider_config(
         stages={stage: _stage_config(agent, stage, variables) for stage in spec.stages},
         first_message=agent.rendered_first_message(variables),
         tools=builtin_tools(agent.transfer_allowlist or ()),
+        variables={**(agent.variables or {}), **variables},
     )
 
 

@@ -44,6 +44,7 @@ from ..providers.base import (
     CallerSpeechStarted,
     CallerSpeechStopped,
     CallerTranscript,
+    ConversationEnded,
     ProviderErrorEvent,
     ProviderEvent,
     ToolCall,
@@ -253,6 +254,9 @@ class CallSession:
             self._spawn(run_tool(self, event), f"tool-{event.name}")
         elif isinstance(event, ProviderErrorEvent):
             await self._provider_error(event)
+        elif isinstance(event, ConversationEnded):
+            self.log.info("the provider ended the conversation: %s", event.reason or "no reason")
+            await self.end_after_playout("provider_ended")
 
     async def _agent_audio(self, event: AgentAudio) -> None:
         turn = self.turns.current
@@ -371,6 +375,13 @@ class CallSession:
             await self.provider.say(text)
 
     # -- the end ----------------------------------------------------------------------------------
+
+    async def end_after_playout(self, reason: str, *, grace_s: float = 10.0) -> None:
+        """End the call once the agent audio already sent has played (``grace_s`` at most)."""
+        deadline = self.loop.time() + grace_s
+        while self.loop.time() < deadline and self.playback.is_playing(self.loop.time()):
+            await asyncio.sleep(0.05)
+        await self.end(reason)
 
     async def end(
         self, reason: str, *, failed: bool = False, error: str = "", by_carrier: bool = False

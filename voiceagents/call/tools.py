@@ -67,12 +67,8 @@ async def _end_call(session: CallSession, call: ToolCall, arguments: dict) -> No
     session.record_event("tool_call", name=call.name, call_id=call.call_id, reason=reason)
     session.log.info("the agent ends the call%s", f" ({reason})" if reason else "")
     await _answer(session, call, "The call will end after your last words.")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + END_CALL_GRACE_S
     await asyncio.sleep(GOODBYE_START_S)
-    while loop.time() < deadline and session.playback.is_playing(loop.time()):
-        await asyncio.sleep(0.05)
-    await session.end("agent_hangup")
+    await session.end_after_playout("agent_hangup", grace_s=END_CALL_GRACE_S)
 
 
 async def _transfer_call(session: CallSession, call: ToolCall, arguments: dict) -> None:

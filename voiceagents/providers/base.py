@@ -76,6 +76,9 @@ class ProviderConfig:
     first_message: str = ""
     #: Tools the model is offered; the session runs them and answers with ``tool_result``.
     tools: tuple[ToolSpec, ...] = ()
+    #: The agent's variables and the call's (``caller_number``, ``called_number``), for vendors
+    #: that fill placeholders themselves (ElevenLabs' dynamic variables).
+    variables: Mapping[str, Any] = field(default_factory=dict)
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -168,6 +171,14 @@ class ToolCall(ProviderEvent):
     call_id: str
     name: str
     arguments: str
+
+
+@dataclass(frozen=True)
+class ConversationEnded(ProviderEvent):
+    """The vendor ended the conversation normally (e.g. its agent hung up, or a time limit of
+    its own): the call ends once the agent's last words have played. ``reason`` is the vendor's."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)
