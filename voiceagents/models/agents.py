@@ -269,6 +269,7 @@ class Agent(models.Model):
         spec = self.spec
         if spec.vendor:
             self._clean_credential(add, "provider", "credential", spec)
+        self._clean_voice(add, "voice", spec, self.effective_voice())
         for stage in spec.stages:
             if stage == "reply":
                 self._clean_reply(add)
@@ -311,6 +312,16 @@ class Agent(models.Model):
             )
         elif choice in registry:
             self._clean_credential(add, stage, f"{stage}_credential", registry.get(choice))
+            if stage == "tts":
+                self._clean_voice(
+                    add, "tts_voice", registry.get(choice), self.effective_tts_voice()
+                )
+
+    def _clean_voice(self, add, field: str, spec: ServiceSpec, voice: str) -> None:
+        """The spec's own voice check (e.g. ElevenLabs names → ids); none: anything passes."""
+        message = spec.voice_error(voice)
+        if message:
+            add(field, message)
 
     def _clean_reply(self, add) -> None:
         if self.reply_handler and self.reply_prompt.strip():
