@@ -150,6 +150,7 @@ class AgentForm(forms.ModelForm):
             "record_calls",
             "max_call_duration",
             "transfer_allowlist",
+            "remote_agent_id",
         ]
         widgets = {
             "system_prompt": forms.Textarea(attrs={"rows": 6}),

@@ -146,3 +146,36 @@ def test_old_columns_reach_the_new_fields_and_come_back(old_database):
     assert OldNumber.objects.get(pk=old["pcmu_number"].pk).telnyx_codec == "PCMU"
     assert OldAgent.objects.get(slug="realtime").openai_credential_id == old["openai"].pk
     assert OldAgent.objects.get(slug="convai").elevenlabs_credential_id == old["elevenlabs"].pk
+
+
+def test_convai_agent_id_option_becomes_the_remote_agent_id_and_comes_back():
+    """0007: the old ``agent_id`` option moves to ``remote_agent_id``; ``audio_format`` goes."""
+    before = [("voiceagents", "0006_remove_vendor_columns")]
+    apps = migrate(before)
+    try:
+        OldAgent = apps.get_model("voiceagents", "Agent")
+        old = OldAgent.objects.create(
+            name="convai", slug="convai-options", provider="elevenlabs_convai",
+            provider_options={"agent_id": "agent_01abc", "audio_format": "ulaw_8000",
+                              "dynamic_variables": {"shop": "Acme"}},
+        )  # fmt: skip
+        untouched = OldAgent.objects.create(
+            name="realtime", slug="realtime-options", provider="openai_realtime",
+            provider_options={"audio_format": "pcmu"},
+        )  # fmt: skip
+
+        migrate(latest())
+
+        agent = Agent.objects.get(pk=old.pk)
+        assert agent.remote_agent_id == "agent_01abc"
+        assert agent.provider_options == {"dynamic_variables": {"shop": "Acme"}}
+        assert Agent.objects.get(pk=untouched.pk).provider_options == {"audio_format": "pcmu"}
+
+        apps = migrate(before)
+        OldAgent = apps.get_model("voiceagents", "Agent")
+        assert OldAgent.objects.get(pk=old.pk).provider_options == {
+            "dynamic_variables": {"shop": "Acme"},
+            "agent_id": "agent_01abc",
+        }
+    finally:
+        migrate(latest())

@@ -110,7 +110,8 @@ class Agent(models.Model):
         blank=True,
         help_text=_(
             "Blank: the provider's default ('alloy' for OpenAI, 'rachel' for ElevenLabs). "
-            "Any voice the vendor accepts is passed through."
+            "ElevenLabs takes a voice ID or a premade voice name such as 'rachel'; other "
+            "providers' voice names are passed through."
         ),
     )
     variables = models.JSONField(
@@ -199,6 +200,22 @@ class Agent(models.Model):
         validators=[validate_e164_list],
         help_text=_('E.164 numbers calls may be transferred to, e.g. ["+14155550100"].'),
     )
+    remote_agent_id = models.CharField(
+        _("remote agent ID"),
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "ElevenLabs Conversational AI only: an agent you already have on ElevenLabs, used as "
+            "is. Its overrides for prompt, first message, language and voice must be enabled, "
+            "and its audio formats set for your carrier. Blank: we create one and keep it in "
+            "sync with this page."
+        ),
+    )
+    #: The vendor agents we created, one per audio format:
+    #: ``{"ulaw_8000": {"agent_id": ..., "config_hash": ..., "synced_at": iso}, ...}``.
+    remote_agents = models.JSONField(_("remote agents"), default=dict, blank=True, editable=False)
+    remote_sync_error = models.TextField(_("last sync error"), blank=True, editable=False)
+    remote_synced_at = models.DateTimeField(_("last synced"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -269,6 +286,7 @@ class Agent(models.Model):
         spec = self.spec
         if spec.vendor:
             self._clean_credential(add, "provider", "credential", spec)
+        self._clean_voice(add, "voice", spec, self.effective_voice())
         for stage in spec.stages:
             if stage == "reply":
                 self._clean_reply(add)
@@ -311,6 +329,16 @@ class Agent(models.Model):
             )
         elif choice in registry:
             self._clean_credential(add, stage, f"{stage}_credential", registry.get(choice))
+            if stage == "tts":
+                self._clean_voice(
+                    add, "tts_voice", registry.get(choice), self.effective_tts_voice()
+                )
+
+    def _clean_voice(self, add, field: str, spec: ServiceSpec, voice: str) -> None:
+        """The spec's own voice check (e.g. ElevenLabs names → ids); none: anything passes."""
+        message = spec.voice_error(voice)
+        if message:
+            add(field, message)
 
     def _clean_reply(self, add) -> None:
         if self.reply_handler and self.reply_prompt.strip():

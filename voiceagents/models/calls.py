@@ -95,6 +95,24 @@ class Call(models.Model):
     )
     error = models.TextField(_("error"), blank=True)
     provider = models.CharField(_("voice provider"), max_length=30, blank=True)
+    provider_session_id = models.CharField(
+        _("provider session ID"),
+        max_length=128,
+        blank=True,
+        help_text=_(
+            "The provider's own id of the conversation: the OpenAI Realtime session or the "
+            "ElevenLabs conversation."
+        ),
+    )
+    provider_report = models.JSONField(
+        _("provider report"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "What the provider reported after the call (ElevenLabs transcript and analysis, when "
+            "VOICEAGENTS['ELEVENLABS_CONVAI_FETCH_CONVERSATION'] is on)."
+        ),
+    )
     metrics = models.JSONField(
         _("metrics"),
         default=dict,

@@ -57,11 +57,15 @@ providers.register(
         id="elevenlabs_convai",
         name="ElevenLabs Conversational AI",
         vendor="elevenlabs",
-        default_url="wss://api.elevenlabs.io/v1/convai/conversation",
+        # The REST root, not the conversation socket: each call asks this API for a signed
+        # conversation URL, and provisioning creates and updates the ElevenLabs agent here.
+        default_url="https://api.elevenlabs.io",
         default_voice="rachel",
         suggested_voices=("rachel", "adam"),
         description=_("Best voice quality; a voice ID or name such as 'rachel' or 'adam'."),
         options=ELEVENLABS_CONVAI_OPTIONS,
+        voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
+        provisioner="voiceagents.providers.elevenlabs_agents.provision",
     )
 )
 providers.register(

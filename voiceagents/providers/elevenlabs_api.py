@@ -8,7 +8,7 @@ admin and the logs can show it as ElevenLabs said it.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import httpx
 
@@ -87,6 +87,51 @@ class ElevenLabsAPI:
                 response=response.text,
             )
         return url
+
+    # -- provisioning and after the call (sync: admin, Celery tasks, call setup's thread) ------
+
+    def create_agent(self, body: dict[str, Any]) -> str:
+        """Create an agent from ``body`` (name, conversation_config, platform_settings); its id."""
+        response = self._request("POST", "/v1/convai/agents/create", "create the agent", json=body)
+        agent_id = _json(response).get("agent_id")
+        if not isinstance(agent_id, str) or not agent_id:
+            raise ProviderAPIError(
+                "ElevenLabs created an agent but answered without its agent_id",
+                vendor=VENDOR,
+                response=response.text,
+            )
+        return agent_id
+
+    def update_agent(self, agent_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PATCH ``body`` into the agent (ElevenLabs deep-merges it); the full agent."""
+        path = f"/v1/convai/agents/{quote(agent_id, safe='')}"
+        return _json(self._request("PATCH", path, "update the agent", json=body))
+
+    def get_agent(self, agent_id: str) -> dict[str, Any]:
+        path = f"/v1/convai/agents/{quote(agent_id, safe='')}"
+        return _json(self._request("GET", path, "read the agent"))
+
+    def get_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A finished conversation's transcript and analysis."""
+        path = f"/v1/convai/conversations/{quote(conversation_id, safe='')}"
+        return _json(self._request("GET", path, "return the conversation"))
+
+    def list_voices(self) -> list[dict[str, Any]]:
+        """The account's voices (``voice_id``, ``name``, ``category``...)."""
+        voices = _json(self._request("GET", "/v1/voices", "list the voices")).get("voices")
+        return [voice for voice in voices or () if isinstance(voice, dict)]
+
+    def _request(self, method: str, path: str, what: str, **kwargs) -> httpx.Response:
+        try:
+            with httpx.Client(timeout=self.timeout) as client:
+                response = client.request(method, self._url(path), headers=self._headers, **kwargs)
+        except httpx.HTTPError as err:
+            raise ProviderAPIError(
+                f"cannot reach ElevenLabs to {what}: {err}", vendor=VENDOR
+            ) from err
+        if not 200 <= response.status_code < 300:
+            raise self._error(what, response)
+        return response
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

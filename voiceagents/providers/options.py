@@ -97,9 +97,11 @@ OPENAI_REALTIME_OPTIONS = OptionSchema(
 
 ELEVENLABS_CONVAI_OPTIONS = OptionSchema(
     {
-        "agent_id": Option((str,), "The ElevenLabs agent to talk to, e.g. 'agent_01j...'."),
-        "audio_format": Option(
-            (str,), "Audio format configured on the ElevenLabs agent, e.g. 'ulaw_8000'."
+        "dtmf": Option(
+            (str,),
+            "How caller key presses reach the agent: as background context (default) or as a "
+            "user message.",
+            ("contextual_update", "user_message"),
         ),
         "dynamic_variables": Option((dict,), "Dynamic variables sent at conversation start."),
         "conversation_config_override": Option(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.module_loading import import_string
+
 from ..conf import get_setting
 from .options import OptionSchema
 
@@ -35,6 +37,10 @@ class ServiceSpec:
     suggested_voices: tuple[str, ...] = ()
     #: One line for the admin: what choosing it means.
     description: str = ""
+    #: Dotted path of ``validate(voice)``, raising ``ValueError`` with a message for the admin
+    #: when the vendor cannot take that voice (ElevenLabs: a name that is neither in its premade
+    #: table nor shaped like a voice id). Empty: any voice passes through.
+    voice_validator: str = ""
 
     def resolve_url(self, override: str = "") -> str:
         """``override`` (a credential's base URL), else the ``<ID>_URL`` setting, else the default."""
@@ -45,6 +51,16 @@ class ServiceSpec:
 
     def resolve_voice(self, chosen: str = "") -> str:
         return chosen or str(get_setting("VOICE", vendor=self.id, default=self.default_voice))
+
+    def voice_error(self, voice: str) -> str | None:
+        """Why ``voice`` cannot be used, per ``voice_validator``; None when it can."""
+        if not self.voice_validator:
+            return None
+        try:
+            import_string(self.voice_validator)(voice)
+        except ValueError as err:
+            return str(err)
+        return None
 
 
 @dataclass(frozen=True)

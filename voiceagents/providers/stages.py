@@ -72,6 +72,7 @@ tts_stages.register(
         default_model="eleven_flash_v2_5",
         default_voice="rachel",
         suggested_voices=("rachel", "adam"),
+        voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
     )
 )
 tts_stages.register(

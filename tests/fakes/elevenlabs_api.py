@@ -1,0 +1,406 @@
+"""A fake ElevenLabs REST API for tests: the Agents (Conversational AI) endpoints and the voices list.
+
+``FakeElevenLabsAPI`` is a real HTTP server on 127.0.0.1, port 0, in a thread (so sync Django code
+and async call sessions can both reach it). It answers like ElevenLabs does
+(docs/providers/elevenlabs_convai.md):
+
+* every request needs ``xi-api-key``; a wrong or missing key is
+  ``401 {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}``;
+* ``POST /v1/convai/agents/create`` stores the agent and answers ``{"agent_id": "agent_<hex>"}``;
+  an unknown ``tts.voice_id`` or an audio format that is not one of ElevenLabs' literals is
+  refused with a FastAPI-style ``422 {"detail": [{"type", "loc", "msg", "input"}]}``;
+* ``GET``/``PATCH``/``DELETE /v1/convai/agents/{id}``: ``PATCH`` deep-merges its body into the
+  stored agent (and is validated like a create); unknown ids are
+  ``404 {"detail": {"status": "agent_not_found", ...}}``;
+* ``GET /v1/convai/conversation/get-signed-url?agent_id=`` answers
+  ``{"signed_url": "<conversation_url>?agent_id=...&conversation_signature=..."}``, where
+  ``conversation_url`` is set by the test (a fake conversation socket's URL); issued signatures
+  are kept in ``signatures`` so that socket can check them;
+* ``GET /v1/convai/conversations/{id}`` answers what the test put in ``conversations[id]``;
+* ``GET /v1/voices`` lists the premade voices.
+
+The voice table below is written out here on purpose, not imported from
+``voiceagents.providers.elevenlabs_voices``: a shared mistake would otherwise make both sides agree.
+Every request is recorded in ``requests``; ``fail_next`` scripts a vendor error.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+API_KEY = "sk_test_elevenlabs_0123456789abcdef"
+
+#: The premade voices ElevenLabs lists (name → voice_id), including the newer defaults.
+VOICES = {
+    "Rachel": "21m00Tcm4TlvDq8ikWAM",
+    "Adam": "pNInz6obpgDQGcFmaJgB",
+    "Antoni": "ErXwobaYiN019PkySvjV",
+    "Bella": "EXAVITQu4vr4xnSDxMaL",
+    "Domi": "AZnzlk1XvdvUeBnXmlld",
+    "Elli": "MF3mGyEYCl7XYWbV9V6O",
+    "Josh": "TxGEqnHWrfWFTfGW9XjX",
+    "Arnold": "VR6AewLTigWG4xSOukaG",
+    "Sam": "yoZ06aMxZJJ28mfd3POQ",
+    "Clyde": "2EiwWnXFnvU5JabPnv8n",
+    "Drew": "29vD33N1CtxCmqQRPOHJ",
+    "Paul": "5Q0t7uMcjvnagumLfvZi",
+    "Dave": "CYw3kZ02Hs0563khs1Fj",
+    "Fin": "D38z5RcWu1voky8WS1ja",
+    "Aria": "9BWtsMINqrJLrRacOk9x",
+    "George": "JBFqnCBsd6RMkjVDRZzb",
+    "Charlotte": "XB0fDUnXU5powFXDhCwa",
+    "Laura": "FGY2WhTYpPnrIDTdsKH5",
+    "Liam": "TX3LPaxmHKxFdv7VOQHJ",
+    "Brian": "nPczCjzI2devNBz1zQrb",
+    "Daniel": "onwK4e9ZLuTAKqWW03F9",
+    "Lily": "pFZP5JQG7iQjIQuC4Bku",
+}
+
+#: The audio format literals of ``user_input_audio_format`` and ``agent_output_audio_format``.
+AUDIO_FORMATS = (
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_44100",
+    "pcm_48000",
+    "ulaw_8000",
+)
+
+DEFAULT_CONVERSATION_URL = "ws://127.0.0.1:9/v1/convai/conversation"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: object = None
+
+
+@dataclass
+class _Script:
+    status: int
+    body: object = None  # None with status 0: drop the connection without answering
+
+
+@dataclass
+class _Agent:
+    agent_id: str
+    body: dict
+    created: int = field(default_factory=lambda: int(time.time()))
+    updated: int = field(default_factory=lambda: int(time.time()))
+
+    def as_json(self) -> dict:
+        return {
+            "agent_id": self.agent_id,
+            "name": self.body.get("name", ""),
+            "conversation_config": self.body.get("conversation_config", {}),
+            "platform_settings": self.body.get("platform_settings", {}),
+            "metadata": {
+                "created_at_unix_secs": self.created,
+                "updated_at_unix_secs": self.updated,
+            },
+            "tags": self.body.get("tags", []),
+        }
+
+
+def deep_merge(base: dict, patch: dict) -> dict:
+    """``patch`` merged into a copy of ``base``: objects merge key by key, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _validation_errors(body: dict) -> list[dict]:
+    """FastAPI-style validation errors of an agent body (the parts the fake checks)."""
+    errors = []
+    config = body.get("conversation_config")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        return [
+            _error(
+                ["conversation_config"], "dict_type", "Input should be a valid dictionary", config
+            )
+        ]
+    checks = (
+        (("asr", "user_input_audio_format"), AUDIO_FORMATS),
+        (("tts", "agent_output_audio_format"), AUDIO_FORMATS),
+    )
+    for (section, key), allowed in checks:
+        part = config.get(section) or {}
+        if key in part and part[key] not in allowed:
+            choices = ", ".join(f"'{value}'" for value in allowed)
+            errors.append(
+                _error(
+                    ["conversation_config", section, key],
+                    "literal_error",
+                    f"Input should be {choices}",
+                    part[key],
+                )
+            )
+    voice_id = (config.get("tts") or {}).get("voice_id")
+    if voice_id is not None and voice_id not in VOICES.values():
+        errors.append(
+            _error(
+                ["conversation_config", "tts", "voice_id"],
+                "value_error",
+                f"Value error, A voice with the voice_id {voice_id} was not found.",
+                voice_id,
+            )
+        )
+    tools = ((config.get("agent") or {}).get("prompt") or {}).get("tools") or []
+    for index, tool in enumerate(tools):
+        if (
+            not isinstance(tool, dict)
+            or not tool.get("name")
+            or tool.get("type")
+            not in (
+                "client",
+                "webhook",
+                "system",
+            )
+        ):
+            errors.append(
+                _error(
+                    ["conversation_config", "agent", "prompt", "tools", index],
+                    "union_tag_invalid",
+                    "Input tag does not match any of the expected tags: 'client', 'webhook', "
+                    "'system'",
+                    tool,
+                )
+            )
+    return errors
+
+
+def _error(loc: list, kind: str, msg: str, value) -> dict:
+    return {"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that timed out or went away: nothing to report
+
+
+class FakeElevenLabsAPI:
+    """``with FakeElevenLabsAPI() as api:`` then point a credential's API base URL at ``api.url``."""
+
+    def __init__(self, api_key: str = API_KEY):
+        self.api_key = api_key
+        self.requests: list[Request] = []
+        self.agents: dict[str, _Agent] = {}
+        #: Conversation id → the JSON ``GET /v1/convai/conversations/{id}`` answers.
+        self.conversations: dict[str, dict] = {}
+        #: Signatures handed out in signed URLs, oldest first.
+        self.signatures: list[str] = []
+        #: Where signed URLs point: set it to the fake conversation socket's URL.
+        self.conversation_url = DEFAULT_CONVERSATION_URL
+        #: Sign URLs for any agent id, not only the ones created here (operator-supplied agents).
+        self.accept_any_agent = False
+        self._scripts: deque[_Script] = deque()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.url = ""
+
+    def __enter__(self) -> FakeElevenLabsAPI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                fake._handle(self)
+
+            do_POST = do_PATCH = do_DELETE = do_GET  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- scripting and inspection -----------------------------------------------------------------
+
+    def fail_next(self, status: int, body: object, *, times: int = 1) -> None:
+        """The next ``times`` requests (after the key check) are answered ``status`` with ``body``."""
+        with self._lock:
+            self._scripts.extend(_Script(status, body) for _ in range(times))
+
+    def drop_next(self, *, times: int = 1) -> None:
+        """The next ``times`` requests get no answer: the connection is closed."""
+        with self._lock:
+            self._scripts.extend(_Script(0) for _ in range(times))
+
+    def add_agent(self, body: dict | None = None, agent_id: str | None = None) -> str:
+        """An agent that already exists on the account (e.g. one an operator made by hand)."""
+        agent_id = agent_id or f"agent_{secrets.token_hex(12)}"
+        with self._lock:
+            self.agents[agent_id] = _Agent(agent_id, copy.deepcopy(body or {}))
+        return agent_id
+
+    def agent(self, agent_id: str) -> dict:
+        """The stored agent as ``GET`` would return it."""
+        with self._lock:
+            return copy.deepcopy(self.agents[agent_id].as_json())
+
+    def of(self, method: str, path_prefix: str = "") -> list[Request]:
+        with self._lock:
+            return [
+                r for r in self.requests if r.method == method and r.path.startswith(path_prefix)
+            ]
+
+    # -- server side --------------------------------------------------------------------------------
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length) if length else b""
+        split = urlsplit(request.path)
+        query = {key: values[-1] for key, values in parse_qs(split.query).items()}
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        record = Request(request.command, split.path, query, dict(request.headers), body)
+        with self._lock:
+            self.requests.append(record)
+        if request.headers.get("xi-api-key") != self.api_key:
+            self._answer(
+                request,
+                401,
+                {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}},
+            )
+            return
+        with self._lock:
+            script = self._scripts.popleft() if self._scripts else None
+        if script is not None:
+            if script.status == 0:
+                request.close_connection = True
+                request.connection.close()
+            else:
+                self._answer(request, script.status, script.body)
+            return
+        status, answer = self._route(record)
+        self._answer(request, status, answer)
+
+    def _route(self, req: Request) -> tuple[int, object]:
+        parts = [part for part in req.path.split("/") if part]
+        if parts[:2] == ["v1", "voices"] and len(parts) == 2 and req.method == "GET":
+            return 200, {"voices": _voice_list()}
+        if parts[:2] != ["v1", "convai"]:
+            return 404, {"detail": "Not Found"}
+        rest = parts[2:]
+        if rest == ["agents", "create"] and req.method == "POST":
+            return self._create(req.json)
+        if len(rest) == 2 and rest[0] == "agents":
+            return self._agent(req.method, rest[1], req.json)
+        if rest == ["conversation", "get-signed-url"] and req.method == "GET":
+            return self._signed_url(req.query.get("agent_id", ""))
+        if len(rest) == 2 and rest[0] == "conversations" and req.method == "GET":
+            with self._lock:
+                conversation = self.conversations.get(rest[1])
+            if conversation is None:
+                return 404, {
+                    "detail": {
+                        "status": "conversation_not_found",
+                        "message": f"Conversation {rest[1]} not found",
+                    }
+                }
+            return 200, conversation
+        return 404, {"detail": "Not Found"}
+
+    def _create(self, body) -> tuple[int, object]:
+        if not isinstance(body, dict):
+            return 422, {
+                "detail": [_error([], "dict_type", "Input should be a valid dictionary", body)]
+            }
+        if "conversation_config" not in body:
+            return 422, {
+                "detail": [_error(["conversation_config"], "missing", "Field required", body)]
+            }
+        errors = _validation_errors(body)
+        if errors:
+            return 422, {"detail": errors}
+        agent_id = self.add_agent(body)
+        return 200, {"agent_id": agent_id}
+
+    def _agent(self, method: str, agent_id: str, body) -> tuple[int, object]:
+        with self._lock:
+            agent = self.agents.get(agent_id)
+        if agent is None:
+            return 404, _not_found(agent_id)
+        if method == "GET":
+            return 200, agent.as_json()
+        if method == "DELETE":
+            with self._lock:
+                self.agents.pop(agent_id, None)
+            return 200, {}
+        if method == "PATCH":
+            if not isinstance(body, dict):
+                return 422, {
+                    "detail": [_error([], "dict_type", "Input should be a valid dictionary", body)]
+                }
+            merged = deep_merge(agent.body, body)
+            errors = _validation_errors(merged)
+            if errors:
+                return 422, {"detail": errors}
+            with self._lock:
+                agent.body = merged
+                agent.updated = int(time.time())
+            return 200, agent.as_json()
+        return 405, {"detail": "Method Not Allowed"}
+
+    def _signed_url(self, agent_id: str) -> tuple[int, object]:
+        with self._lock:
+            known = agent_id in self.agents
+        if not agent_id or not (known or self.accept_any_agent):
+            return 404, _not_found(agent_id)
+        signature = secrets.token_urlsafe(24)
+        with self._lock:
+            self.signatures.append(signature)
+        query = urlencode({"agent_id": agent_id, "conversation_signature": signature})
+        return 200, {"signed_url": f"{self.conversation_url}?{query}"}
+
+    @staticmethod
+    def _answer(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+
+def _not_found(agent_id: str) -> dict:
+    return {
+        "detail": {
+            "status": "agent_not_found",
+            "message": f"Agent with id {agent_id} not found",
+        }
+    }
+
+
+def _voice_list() -> list[dict]:
+    return [
+        {"voice_id": voice_id, "name": name, "category": "premade"}
+        for name, voice_id in VOICES.items()
+    ]
