@@ -41,7 +41,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..audio.formats import MULAW_8K, PCM16_16K, AudioFormat, Encoding
+from ..audio.formats import MULAW_8K, AudioFormat, Encoding
 from ..exceptions import (
     ProviderAPIError,
     ProviderConnectionError,
@@ -63,6 +63,7 @@ from .base import (
     ToolCall,
     VoiceProvider,
 )
+from .elevenlabs_agents import format_for
 from .elevenlabs_api import ElevenLabsAPI
 from .elevenlabs_voices import resolve_voice_id
 
@@ -83,7 +84,7 @@ def elevenlabs_format(fmt: AudioFormat) -> str:
     if fmt == MULAW_8K:
         return "ulaw_8000"
     if fmt.encoding is Encoding.PCM16:
-        return f"pcm_{fmt.rate}"
+        return f"pcm_{fmt.sample_rate}"
     raise ValueError(f"ElevenLabs has no {fmt} format")
 
 
@@ -95,12 +96,6 @@ def audio_format(literal: str) -> AudioFormat:
     if kind == "pcm" and rate.isdigit():
         return AudioFormat(Encoding.PCM16, int(rate))
     raise ValueError(f"unknown ElevenLabs audio format {literal!r}")
-
-
-def wanted_format(carrier_format: AudioFormat) -> AudioFormat:
-    """The format we configure ElevenLabs with for a carrier leg: μ-law passes through; every
-    other carrier format is converted to and from PCM 16 kHz."""
-    return MULAW_8K if carrier_format == MULAW_8K else PCM16_16K
 
 
 class ElevenLabsConvAIProvider(VoiceProvider):
@@ -236,7 +231,8 @@ class ElevenLabsConvAIProvider(VoiceProvider):
 
     def _use_formats(self, metadata: dict) -> None:
         self.session_id = str(metadata.get("conversation_id") or "")
-        wanted = wanted_format(self.config.carrier_format)
+        # What the agent was synced with for this carrier (μ-law passes through untouched).
+        wanted = audio_format(format_for(self.config.carrier_format))
         formats = []
         for key in ("user_input_audio_format", "agent_output_audio_format"):
             literal = metadata.get(key) or elevenlabs_format(wanted)

@@ -1,0 +1,399 @@
+"""Calls answered by an ElevenLabs Conversational AI agent over Twilio and Telnyx (PCMU and L16).
+
+The whole path runs for real: the carrier's media consumer, the session, provisioning of the
+ElevenLabs agent against the fake Agents REST API (created on the first call, for the carrier's
+audio format), a signed URL, and the conversation socket of the fake ElevenLabs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+from tests.calls.harness import ended_call
+from tests.fakes.elevenlabs_api import API_KEY, FakeElevenLabsAPI
+from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI, ScriptedReply
+from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms
+from voiceagents.audio.g711 import ulaw_decode, ulaw_encode
+from voiceagents.models import Agent, CallEvent, CallStatus, Credential, TranscriptEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RACHEL = "21m00Tcm4TlvDq8ikWAM"
+
+
+@pytest.fixture
+def el_api():
+    with FakeElevenLabsAPI() as api:
+        yield api
+
+
+@pytest.fixture
+async def el(el_api):
+    async with FakeElevenLabsConvAI(el_api) as fake:
+        yield fake
+
+
+def _to_elevenlabs(agent_pk, api_url: str, fields: dict) -> Agent:
+    """The call's agent, turned into an ElevenLabs ConvAI agent with nothing but an API key."""
+    credential = Credential(vendor="elevenlabs", label="ElevenLabs", api_base_url=api_url)
+    credential.secret = API_KEY
+    credential.save()
+    agent = Agent.objects.get(pk=agent_pk)
+    agent.provider = "elevenlabs_convai"
+    agent.credential = credential
+    agent.voice = "rachel"
+    agent.model = ""
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    agent.full_clean()
+    agent.save()
+    return agent
+
+
+class Line:
+    """One carrier leg: ``await line.call(**agent_fields)`` → ``(call_id, caller)``."""
+
+    def __init__(self, name, harness, streams, el_api, codec=""):
+        self.name, self.harness, self.streams, self.el_api = name, harness, streams, el_api
+        self.codec = codec
+        #: Bytes per ms of caller audio on the leg.
+        self.bytes_per_ms = 32 if codec == "L16" else 8
+
+    async def call(self, **agent_fields):
+        from voiceagents.models import Call
+
+        if self.codec == "L16":
+            incoming = await self.harness._ring("L16")
+        else:
+            incoming = await self.harness.new_call()
+        call = await Call.objects.aget(pk=incoming.call_id)
+        await sync_to_async(_to_elevenlabs)(call.agent_id, self.el_api.url, agent_fields)
+        if self.codec == "L16":
+            _, caller, _ = await self._start_l16(incoming)
+        else:
+            _, caller, _ = await self.streams.call(self.harness, incoming)
+        return incoming.call_id, caller
+
+    async def _start_l16(self, incoming):
+        from tests.fakes import telnyx as fake_telnyx
+
+        accepted, transport = await self.streams.open(self.harness, incoming)
+        assert accepted
+        caller = fake_telnyx.FakeTelnyxCaller(
+            transport.send,
+            transport.receive,
+            call_control_id=incoming.carrier_call_id,
+            bytes_per_ms=32,
+        )
+        self.streams._opened[-1] = (transport.communicator, caller)
+        await caller.connected(incoming.token)
+        await caller.start(incoming.extra["client_state"], encoding="L16", sample_rate=16000)
+        return incoming, caller, transport
+
+    def agent_audio(self, samples: np.ndarray) -> bytes:
+        """Samples as the ElevenLabs agent synced for this leg speaks them."""
+        if self.codec == "L16":
+            return samples.astype("<i2").tobytes()
+        return ulaw_encode(samples.astype(np.int16))
+
+    def caller_audio(self, samples: np.ndarray) -> bytes:
+        if self.codec == "L16":
+            return samples.astype(">i2").tobytes()  # Telnyx L16: network byte order
+        return ulaw_encode(samples.astype(np.int16))
+
+    def heard(self, data: bytes) -> np.ndarray:
+        """What the caller received, as samples."""
+        if self.codec == "L16":
+            return np.frombuffer(data[: len(data) // 2 * 2], dtype=">i2").astype(np.float64)
+        return ulaw_decode(bytes(data)).astype(np.float64)
+
+    @property
+    def rate(self) -> int:
+        return 16000 if self.codec == "L16" else 8000
+
+    @property
+    def el_format(self) -> str:
+        return "pcm_16000" if self.codec == "L16" else "ulaw_8000"
+
+
+@pytest.fixture(params=["twilio", "telnyx-pcmu", "telnyx-l16"])
+def line(request, streams, el_api, el):
+    carrier, _, codec = request.param.partition("-")
+    harness = request.getfixturevalue(f"{carrier}_harness")
+    return Line(request.param, harness, streams, el_api, codec.upper())
+
+
+@pytest.fixture
+def twilio_line(twilio_harness, streams, el_api, el):
+    return Line("twilio", twilio_harness, streams, el_api)
+
+
+def sine(ms: int, rate: int, freq: float = 1000.0, amplitude: float = 8000.0) -> np.ndarray:
+    t = np.arange(ms * rate // 1000) / rate
+    return amplitude * np.sin(2 * np.pi * freq * t)
+
+
+def assert_clean_tone(samples: np.ndarray, rate: int, freq: float = 1000.0) -> None:
+    assert abs(peak_frequency(samples, rate) - freq) < 3
+    amplitude, residual = fit_tone(samples, freq, rate)
+    assert db(amplitude / np.sqrt(2) / max(rms(residual), 1e-9)) > 30, "the tone is not clean"
+
+
+async def wait_for(predicate, timeout: float = 5.0):
+    async with asyncio.timeout(timeout):
+        while not (result := predicate()):
+            await asyncio.sleep(0.01)
+    return result
+
+
+async def transcript(call_id) -> list[TranscriptEntry]:
+    return [e async for e in TranscriptEntry.objects.filter(call_id=call_id).order_by("seq")]
+
+
+# -- a whole call on every carrier leg -------------------------------------------------------------
+
+
+async def test_a_whole_call_on_every_leg(line, el, el_api):
+    greeting = line.agent_audio(sine(400, line.rate))
+    el.replies += [
+        ScriptedReply(greeting, "Hello from Acme!"),
+        ScriptedReply(line.agent_audio(sine(200, line.rate, 500.0)), "Tomorrow works."),
+    ]
+    call_id, caller = await line.call()
+
+    # Provisioned on first use, for this leg's format, with the admin's agent.
+    (created,) = el_api.of("POST", "/v1/convai/agents/create")
+    config = created.json["conversation_config"]
+    assert config["asr"]["user_input_audio_format"] == line.el_format
+    assert config["tts"]["agent_output_audio_format"] == line.el_format
+    assert config["tts"]["voice_id"] == RACHEL
+
+    init = (await wait_for(lambda: el.conversations and el.conversation.init)) or {}
+    agent = init["conversation_config_override"]["agent"]
+    assert agent["prompt"]["prompt"].startswith("You work for")
+    assert agent["first_message"] == "Hello from Acme!"
+    assert agent["language"] == "en"
+    assert init["conversation_config_override"]["tts"]["voice_id"] == RACHEL
+
+    # The greeting reaches the caller: byte for byte on μ-law legs, as a clean tone on L16.
+    await wait_for(lambda: len(caller.media_in) >= len(greeting))
+    if line.codec == "L16":
+        assert_clean_tone(line.heard(caller.media_in[: len(greeting)])[400:], line.rate)
+    else:
+        assert bytes(caller.media_in[: len(greeting)]) == greeting
+
+    # Caller audio reaches ElevenLabs: untouched μ-law, or L16 16 kHz → pcm_16000 as a clean tone.
+    spoken = line.caller_audio(sine(300, line.rate))
+    await caller.stream_audio(spoken, realtime=False)
+    await wait_for(lambda: len(el.caller_audio()) >= len(spoken))
+    if line.codec == "L16":
+        received = np.frombuffer(el.caller_audio()[: len(spoken)], dtype="<i2")
+        assert_clean_tone(received[400:].astype(np.float64), 16000)
+    else:
+        assert el.caller_audio()[: len(spoken)] == spoken
+
+    await caller.dtmf("5")
+    (update,) = await el.wait_for(lambda: el.of_type("contextual_update"))
+    assert "5" in update["text"]
+
+    await wait_for(lambda: len(caller.media_in) >= len(greeting) + 160)
+    await asyncio.sleep(0.5)  # the greeting has played: no interruption
+    await el.user_speaks("Can I come tomorrow?")
+    await el.wait_for(lambda: el.conversation.speaking is not None)
+    await asyncio.sleep(0.3)
+    await caller.stop()
+
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.COMPLETED
+    assert call.provider == "elevenlabs_convai"
+    assert call.provider_session_id == el.conversation.conversation_id
+    rows = [(e.role, e.text, e.interrupted) for e in await transcript(call_id)]
+    assert rows == [
+        ("agent", "Hello from Acme!", False),
+        ("caller", "Can I come tomorrow?", False),
+        ("agent", "Tomorrow works.", False),
+    ]
+    kinds = [e.kind async for e in CallEvent.objects.filter(call_id=call_id)]
+    assert "dtmf" in kinds
+    assert call.recording
+
+
+async def test_the_stored_agent_is_reused_by_the_next_call(twilio_line, el, el_api):
+    first_id, caller = await twilio_line.call()
+    await el.wait_for(lambda: el.conversations)
+    await caller.stop()
+    await ended_call(first_id)
+    second_id, caller = await twilio_line.call()
+    await el.wait_for(lambda: len(el.conversations) == 2)
+    await caller.stop()
+    await ended_call(second_id)
+    # Each call made its own agent row (the harness creates one per call) but the second was
+    # still provisioned once: one create per agent, and nothing patched when nothing changed.
+    assert len(el_api.of("POST", "/v1/convai/agents/create")) == 2
+    assert not el_api.of("PATCH")
+    assert el.conversations[0].agent_id != el.conversations[1].agent_id
+
+
+async def test_a_different_format_than_configured_still_gives_a_clean_tone(twilio_line, el, caplog):
+    el.formats = ("pcm_16000", "pcm_16000")  # an agent whose formats were changed by hand
+    tone_16k = sine(600, 16000).astype("<i2").tobytes()
+    el.replies.append(ScriptedReply(tone_16k, "Hello from Acme!"))
+    with caplog.at_level(logging.WARNING, logger="voiceagents.providers.elevenlabs_convai"):
+        call_id, caller = await twilio_line.call()
+        await wait_for(lambda: len(caller.media_in) >= 4000)
+    heard = ulaw_decode(bytes(caller.media_in[800:4000])).astype(np.float64)
+    assert_clean_tone(heard, 8000)
+    warnings = [r for r in caplog.records if "converted" in r.getMessage()]
+    assert len(warnings) == 1
+    # Caller μ-law goes up as pcm_16000 (a tone stays a tone).
+    await caller.stream_audio(ulaw_encode(sine(300, 8000).astype(np.int16)), realtime=False)
+    await wait_for(lambda: len(el.caller_audio()) >= 9600)
+    up = np.frombuffer(el.caller_audio()[:9600], dtype="<i2").astype(np.float64)
+    assert_clean_tone(up[800:], 16000)
+    await caller.stop()
+    await ended_call(call_id)
+
+
+# -- barge-in and corrections ---------------------------------------------------------------------
+
+
+async def test_interruption_clears_the_carrier_and_drops_the_cut_utterance(twilio_line, el):
+    long = ulaw_encode(sine(3000, 8000).astype(np.int16))
+    el.replies += [
+        ScriptedReply(long, "A very long greeting that goes on and on."),
+        ScriptedReply(bytes([0x55]) * 1600, "Sure."),
+    ]
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 1600)
+    await el.user_speaks("Wait.")
+    await wait_for(lambda: caller.clears >= 1)
+    # Late audio of the cut utterance (event 1): never sent to the caller.
+    await el.send(
+        {
+            "type": "audio",
+            "audio_event": {
+                "audio_base_64": base64.b64encode(b"\x33" * 800).decode(),
+                "event_id": 1,
+            },
+        }
+    )
+    await wait_for(lambda: bytes([0x55]) * 160 in bytes(caller.media_in))
+    assert b"\x33" * 160 not in bytes(caller.media_in)
+    # The clear went out before any audio of the next utterance.
+    frames = [f["event"] for f in caller.received if f["event"] in ("clear", "media")]
+    first_clear = frames.index("clear")
+    after = [
+        base64.b64decode(f["media"]["payload"])
+        for f in caller.received[len(caller.received) - len(frames) + first_clear :]
+        if f["event"] == "media"
+    ]
+    assert after and after[0] == bytes([0x55]) * 160
+    await el.correct("A very long greeting that goes on and on.", "A very long")
+    await asyncio.sleep(0.4)  # written by the background writer, then rewritten
+    await caller.stop()
+    call = await ended_call(call_id)
+    rows = [(e.role, e.text, e.interrupted) for e in await transcript(call_id)]
+    assert rows[0] == ("agent", "A very long", True)
+    assert rows[1] == ("caller", "Wait.", False)
+    assert rows[2] == ("agent", "Sure.", False)
+    (barge_in,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="barge_in")]
+    assert 0 < barge_in.data["audio_end_ms"] < 3000
+    assert call.metrics["barge_ins"] == 1
+
+
+# -- tools ----------------------------------------------------------------------------------------
+
+
+async def test_an_unknown_tool_gets_an_error_result_and_the_call_goes_on(twilio_line, el):
+    call_id, caller = await twilio_line.call()
+    await el.wait_for(lambda: el.conversations and el.conversation.input_format)
+    await el.tool_call("book_flight", {"to": "Paris"}, "toolu_x")
+    (result,) = await el.wait_for(el.tool_results)
+    assert result["tool_call_id"] == "toolu_x" and result["is_error"] is True
+    assert "book_flight" in result["result"]
+    el.replies.append(ScriptedReply(bytes([0x44]) * 800, "I can't do that, sorry."))
+    await el.user_speaks("Book me a flight.")
+    await wait_for(lambda: bytes([0x44]) * 160 in bytes(caller.media_in))
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.COMPLETED
+    (event,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="tool_call")]
+    assert event.data["name"] == "book_flight" and event.data["error"] == "unknown_tool"
+
+
+async def test_a_transfer_outside_the_allowlist_is_refused_without_carrier_action(
+    twilio_line, el, telnyx_api
+):
+    call_id, caller = await twilio_line.call(transfer_allowlist=["+14155550111"])
+    created = await wait_for(lambda: el.conversations and el.conversation.input_format)
+    assert created
+    await el.tool_call("transfer_call", {"number": "+1 (900) 555-0000"}, "toolu_t")
+    (result,) = await el.wait_for(el.tool_results)
+    assert (
+        result["is_error"] is True and "not a number this line may transfer to" in result["result"]
+    )
+    await asyncio.sleep(0.3)
+    await caller.stop()
+    await ended_call(call_id)
+    (event,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="transfer")]
+    assert event.data["number"] == "+19005550000" and event.data["allowed"] is False
+    assert not telnyx_api.commands  # no carrier command of any kind
+    assert not caller.events("clear")  # and the call was not touched
+
+
+async def test_the_agent_ending_the_call_hangs_up_after_its_goodbye(twilio_line, el):
+    call_id, caller = await twilio_line.call()
+    await el.wait_for(lambda: el.conversations and el.conversation.input_format)
+    el.replies.append(ScriptedReply(bytes([0x66]) * 2400, "Goodbye!"))
+    await el.user_speaks("That's all, thanks.")
+    await el.tool_call("end_call", {"reason": "caller is done"}, "toolu_e")
+    call = await ended_call(call_id, timeout=10)
+    assert call.end_reason == "agent_hangup"
+    assert call.status == CallStatus.COMPLETED
+    # The goodbye (300 ms) played in full before the hang-up.
+    assert bytes(caller.media_in).count(bytes([0x66])) >= 2400
+
+
+async def test_elevenlabs_ending_the_conversation_completes_the_call(twilio_line, el):
+    call_id, caller = await twilio_line.call()
+    await el.wait_for(lambda: el.conversations and el.conversation.input_format)
+    await el.close(1000, "Agent ended the call")
+    call = await ended_call(call_id)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "provider_ended")
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+async def test_a_conversation_refused_at_set_up_fails_the_call_with_a_readable_reason(
+    twilio_line, el, admin_client
+):
+    el.allowed_overrides = frozenset()  # an agent with overrides disabled
+    call_id, caller = await twilio_line.call()
+    await caller.wait_closed() if hasattr(caller, "wait_closed") else None
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.FAILED
+    assert call.end_reason == "provider_error"
+    assert "is not allowed by config" in call.error and "overrides" in call.error
+    page = await sync_to_async(admin_client.get)(f"/admin/voiceagents/call/{call_id}/change/")
+    assert "is not allowed by config" in page.content.decode()
+
+
+async def test_a_dropped_conversation_fails_the_call_and_keeps_the_transcript(twilio_line, el):
+    el.replies.append(ScriptedReply(bytes([0x12]) * 800, "Hello from Acme!"))
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 800)
+    await el.user_speaks("Hi there", reply=False)
+    await asyncio.sleep(0.2)
+    await el.drop()
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.FAILED and call.end_reason == "provider_error"
+    assert "ElevenLabs closed the conversation" in call.error
+    rows = [(e.role, e.text) for e in await transcript(call_id)]
+    assert rows == [("agent", "Hello from Acme!"), ("caller", "Hi there")]
