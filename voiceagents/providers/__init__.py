@@ -66,6 +66,7 @@ providers.register(
         options=ELEVENLABS_CONVAI_OPTIONS,
         voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
         provisioner="voiceagents.providers.elevenlabs_agents.provision",
+        report_fetcher="voiceagents.providers.elevenlabs_agents.fetch_conversation",
     )
 )
 providers.register(
