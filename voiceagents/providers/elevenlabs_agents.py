@@ -9,7 +9,7 @@ Django ``Agent`` (prompt, first message, language, voice, tools) and stored in
 last sync finds its ElevenLabs agent there without a request or a query.
 
 An operator can instead name an ElevenLabs agent of their own in ``Agent.remote_agent_id``: it is
-used as is and never modified (docs/providers/elevenlabs_convai.md#using-an-existing-agent).
+used as is and never modified (docs/providers/elevenlabs_convai.md#using-an-existing-elevenlabs-agent).
 """
 
 from __future__ import annotations
