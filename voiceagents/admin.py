@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .call.control import send_call_command
+from .exceptions import ProvisioningError
 from .forms import AgentForm, CredentialForm, PhoneNumberForm
 from .models import Agent, Call, CallEvent, Credential, PhoneNumber, TranscriptEntry
 from .providers import providers
+from .providers.elevenlabs_agents import PROVIDER_ID as ELEVENLABS_CONVAI
+from .providers.elevenlabs_agents import sync_agent
 from .services import LIVE_STATUSES
 from .vendors import vendors
 
@@ -84,6 +89,8 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "system_prompt"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PhoneNumberInline]
+    readonly_fields = ["remote_status"]
+    actions = ["sync_to_elevenlabs"]
 
     def get_fieldsets(self, request, obj=None):
         """The static fieldsets; the first describes every registered voice architecture."""
@@ -142,7 +149,119 @@ class AgentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            _("ElevenLabs Conversational AI"),
+            {
+                "fields": ["remote_agent_id", "remote_status"],
+                "description": _(
+                    "Only for the ElevenLabs Conversational AI voice architecture. Leave the "
+                    "remote agent ID blank and we create the ElevenLabs agent (one per audio "
+                    "format your carriers need) and update it whenever you save this page."
+                ),
+            },
+        ),
     ]
+
+    def save_model(self, request, obj, form, change):
+        """Save, then bring the agent's ElevenLabs agents up to date (a refusal never undoes the
+        save: it is shown, and stored on the agent)."""
+        super().save_model(request, obj, form, change)
+        if _elevenlabs_managed(obj) and obj.remote_agents:
+            self._sync(request, obj, force=False)
+
+    @admin.action(description=_("Sync to ElevenLabs"), permissions=["change"])
+    def sync_to_elevenlabs(self, request, queryset):
+        """Create or update the ElevenLabs agents of the selected ElevenLabs agents."""
+        skipped = 0
+        for agent in queryset:
+            if _elevenlabs_managed(agent):
+                self._sync(request, agent, force=True)  # reports its own outcome
+            else:
+                skipped += 1
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d agent was skipped: only ElevenLabs Conversational AI agents "
+                    "without a remote agent ID of their own are synced.",
+                    "%(count)d agents were skipped: only ElevenLabs Conversational AI agents "
+                    "without a remote agent ID of their own are synced.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+
+    def _sync(self, request, agent, *, force: bool) -> None:
+        try:
+            sync_agent(agent, force=force)
+        except ProvisioningError as err:
+            self.message_user(
+                request,
+                _("%(agent)s: ElevenLabs sync failed: %(error)s")
+                % {"agent": agent, "error": err.args[0]},
+                messages.ERROR,
+            )
+            return
+        synced = ", ".join(
+            f"{fmt} → {entry['agent_id']}" for fmt, entry in agent.remote_agents.items()
+        )
+        self.message_user(
+            request,
+            _("%(agent)s: in sync with ElevenLabs (%(agents)s).")
+            % {"agent": agent, "agents": synced},
+            messages.SUCCESS,
+        )
+
+    @admin.display(description=_("ElevenLabs agents"))
+    def remote_status(self, obj):
+        if obj is None or not obj.pk:
+            return "—"
+        if obj.provider != ELEVENLABS_CONVAI:
+            return _("Not used: this agent has another voice architecture.")
+        if obj.remote_agent_id:
+            status = format_html("{}", _("Your own agent (above), used as is."))
+        elif obj.remote_agents:
+            status = format_html(
+                "<ul>{}</ul>",
+                format_html_join(
+                    "",
+                    "<li>{}: <code>{}</code></li>",
+                    ((fmt, entry.get("agent_id", "")) for fmt, entry in obj.remote_agents.items()),
+                ),
+            )
+        else:
+            status = format_html(
+                "{}",
+                _(
+                    "None yet: created at the first call, or with the "
+                    "“Sync to ElevenLabs” action of the agent list."
+                ),
+            )
+        synced = (
+            format_html(
+                "<p>{} {}</p>",
+                _("Last synced:"),
+                date_format(localtime(obj.remote_synced_at), "DATETIME_FORMAT"),
+            )
+            if obj.remote_synced_at
+            else ""
+        )
+        error = (
+            format_html(
+                '<p style="color: var(--error-fg, #ba2121)"><strong>{}</strong> {}</p>',
+                _("Last sync failed:"),
+                obj.remote_sync_error,
+            )
+            if obj.remote_sync_error
+            else ""
+        )
+        return format_html("{}{}{}", status, synced, error)
+
+
+def _elevenlabs_managed(agent) -> bool:
+    """An ElevenLabs ConvAI agent whose ElevenLabs agents we create and keep in sync."""
+    return agent.provider == ELEVENLABS_CONVAI and not agent.remote_agent_id
 
 
 @admin.register(PhoneNumber)

@@ -73,7 +73,41 @@ def finalize_call(call_id) -> str:
             changed.append("duration")
         if changed:
             call.save(update_fields=changed)
+    # Outside the row lock: this is a request to the vendor.
+    fetch_provider_report(call)
     return call.status
+
+
+def fetch_provider_report(call: Call) -> bool:
+    """Store the provider's own record of the call in ``provider_report``; True if it did.
+
+    Only for providers with a ``report_fetcher``, when ``<PROVIDER_ID>_FETCH_CONVERSATION`` is on
+    (``ELEVENLABS_CONVAI_FETCH_CONVERSATION``), the provider's session id is known and nothing was
+    stored yet. A failure is logged and never raised: the call itself is already recorded.
+    """
+    from django.utils.module_loading import import_string
+
+    from .exceptions import VoiceAgentsError
+    from .providers import providers
+
+    spec = providers.find(call.provider)
+    if spec is None or not spec.report_fetcher:
+        return False
+    if not call.provider_session_id or call.provider_report:
+        return False
+    if not get_setting("FETCH_CONVERSATION", vendor=spec.id, default=False, cast=bool):
+        return False
+    try:
+        report = import_string(spec.report_fetcher)(call)
+    except VoiceAgentsError as err:
+        logger.warning("call %s: cannot fetch the %s report: %s", call.pk, spec.name, err)
+        return False
+    except Exception:
+        logger.exception("call %s: fetching the %s report failed", call.pk, spec.name)
+        return False
+    call.provider_report = report or {}
+    call.save(update_fields=["provider_report"])
+    return bool(report)
 
 
 def prune_processed_webhook_events(now=None) -> int:

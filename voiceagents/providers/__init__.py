@@ -67,6 +67,7 @@ providers.register(
         voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
         provisioner="voiceagents.providers.elevenlabs_agents.provision",
         runtime="voiceagents.providers.elevenlabs_convai.ElevenLabsConvAIProvider",
+        report_fetcher="voiceagents.providers.elevenlabs_agents.fetch_conversation",
     )
 )
 providers.register(

@@ -9,7 +9,7 @@ Django ``Agent`` (prompt, first message, language, voice, tools) and stored in
 last sync finds its ElevenLabs agent there without a request or a query.
 
 An operator can instead name an ElevenLabs agent of their own in ``Agent.remote_agent_id``: it is
-used as is and never modified (docs/providers/elevenlabs_convai.md#using-an-existing-agent).
+used as is and never modified (docs/providers/elevenlabs_convai.md#using-an-existing-elevenlabs-agent).
 """
 
 from __future__ import annotations
@@ -110,13 +110,14 @@ def config_hash(body: dict[str, Any]) -> str:
 
 
 def api_for(agent) -> ElevenLabsAPI:
-    """The REST client with the agent's ElevenLabs key and base URL.
+    """The REST client with the agent's ElevenLabs key and base URL (``agent`` may be None).
 
     Key: the agent's credential (chosen, else ElevenLabs' default), else ``ELEVENLABS_API_KEY``.
     URL: the credential's API base URL, else ``ELEVENLABS_CONVAI_URL``, else api.elevenlabs.io.
     """
     spec = providers.get(PROVIDER_ID)
-    credential = agent.credential_for("provider") if agent.provider == PROVIDER_ID else None
+    managed = agent is not None and agent.provider == PROVIDER_ID
+    credential = agent.credential_for("provider") if managed else None
     if credential is None:
         from ..models import Credential
 
@@ -234,3 +235,10 @@ def _current_hash(agent, audio_format: str) -> str | None:
         return config_hash(agent_body(agent, audio_format))
     except ValueError:
         return None  # an unusable voice: sync_agent reports it
+
+
+def fetch_conversation(call) -> dict[str, Any]:
+    """The ``report_fetcher`` hook: ElevenLabs' record of the call's conversation (transcript,
+    analysis), read with the call's agent's key. Fetched right after the call, its analysis may
+    still be in progress (``"status": "processing"``)."""
+    return api_for(call.agent).get_conversation(call.provider_session_id)

@@ -79,6 +79,11 @@ class ProviderSpec(ServiceSpec):
     #: audio format) and returns option overrides for this call (``{"agent_id": ...}``). Raises
     #: ``ProvisioningError`` with the vendor's message when it cannot.
     provisioner: str = ""
+    #: Dotted path of ``fetch_report(call) -> dict``: what the vendor kept about a finished call
+    #: (ElevenLabs: the conversation's transcript and analysis), stored in
+    #: ``Call.provider_report`` by ``finalize_call`` when the ``<ID>_FETCH_CONVERSATION`` setting
+    #: is on. Raises ``VoiceAgentsError`` when it cannot.
+    report_fetcher: str = ""
 
 
 @dataclass(frozen=True)
