@@ -121,11 +121,11 @@ def start_call(
     )
 
 
-def provision(context: CallContext) -> dict:
-    """Run the provider spec's provisioner for the call's agent (see ``ProviderSpec``); returns
+async def provision(context: CallContext) -> dict:
+    """Await the provider spec's provisioner for the call's agent (see ``ProviderSpec``); returns
     the option overrides for this call. Raises ``ProvisioningError`` when the vendor refuses."""
-    agent = Agent.objects.select_related("credential").get(pk=context.agent_id)
-    overrides = import_string(context.provisioner)(agent, context.provider_config.carrier_format)
+    provisioner = import_string(context.provisioner)
+    overrides = await provisioner(context.agent_id, context.provider_config.carrier_format)
     return dict(overrides or {})
 
 

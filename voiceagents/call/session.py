@@ -167,13 +167,9 @@ class CallSession:
         try:
             started = self.loop.time()
             if self.ctx.provisioner:
-                # Once per agent and audio format (e.g. create the ElevenLabs agent); a thread
-                # of its own, so that a slow vendor holds up no other call's database work.
-                self.provider.update_options(
-                    await database_sync_to_async(callsetup.provision, thread_sensitive=False)(
-                        self.ctx
-                    )
-                )
+                # Usually no request at all; once per agent change and audio format it creates
+                # or updates the vendor's side (e.g. the ElevenLabs agent).
+                self.provider.update_options(await callsetup.provision(self.ctx))
             await self.provider.open()
             self.metrics.provider_connect_ms = round((self.loop.time() - started) * 1000, 1)
             self._connected()

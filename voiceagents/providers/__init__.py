@@ -65,7 +65,7 @@ providers.register(
         description=_("Best voice quality; a voice ID or name such as 'rachel' or 'adam'."),
         options=ELEVENLABS_CONVAI_OPTIONS,
         voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
-        provisioner="voiceagents.providers.elevenlabs_agents.provision",
+        provisioner="voiceagents.providers.elevenlabs_agents.provision_call",
         runtime="voiceagents.providers.elevenlabs_convai.ElevenLabsConvAIProvider",
         report_fetcher="voiceagents.providers.elevenlabs_agents.fetch_conversation",
     )

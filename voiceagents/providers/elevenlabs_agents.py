@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -138,6 +139,21 @@ def api_for(agent) -> ElevenLabsAPI:
     )
 
 
+@dataclass
+class _Plan:
+    """What a sync will do, decided from the database before any request is made."""
+
+    #: The formats asked for, in order.
+    formats: list[str]
+    #: Format → (ElevenLabs agent id or '' to create one, body, its hash): the ones to send.
+    jobs: dict[str, tuple[str, dict, str]] = field(default_factory=dict)
+    #: Format → agent id, for the formats already up to date.
+    current: dict[str, str] = field(default_factory=dict)
+    api: ElevenLabsAPI | None = None
+    #: A problem found before any request (no key, a voice we cannot resolve).
+    error: Exception | None = None
+
+
 def sync_agent(agent, formats: Iterable[str] | None = None, *, force: bool = False) -> list[str]:
     """Create or update the agent's ElevenLabs agents; their ids, in the order of ``formats``.
 
@@ -149,22 +165,72 @@ def sync_agent(agent, formats: Iterable[str] | None = None, *, force: bool = Fal
     vendor refusal the error is stored and ``ProvisioningError`` raised with ElevenLabs' message;
     agents created before the failure are kept.
     """
+    plan = _plan(agent, formats, force=force)
+    done, error = _send(plan)
+    return _record(agent, plan, done, error)
+
+
+async def provision_call(agent_pk, carrier_format: AudioFormat) -> dict[str, Any]:
+    """The call-start hook (``ProviderSpec.provisioner``): ``provision`` for a call, with the
+    requests to ElevenLabs made in a thread of their own and no transaction open meanwhile, so
+    that a slow vendor holds up neither the process's database thread nor the agent's row."""
+    from channels.db import database_sync_to_async
+
     from ..models import Agent
 
-    error: ProviderAPIError | ValueError | None = None
-    ids: list[str] = []
-    # The row lock makes two calls that start together after an edit wait for one another rather
-    # than both creating an ElevenLabs agent (the second then finds the first one's).
-    with transaction.atomic():
-        locked = Agent.objects.select_for_update().only("remote_agents").get(pk=agent.pk)
-        remote = dict(locked.remote_agents or {})
-        wanted = list(formats) if formats is not None else list(remote) or [DEFAULT_FORMAT]
+    def plan():
+        agent = Agent.objects.select_related("credential").get(pk=agent_pk)
+        known = _known_agent(agent, carrier_format)
+        return agent, known, (None if known else _plan(agent, [format_for(carrier_format)]))
+
+    agent, known, todo = await database_sync_to_async(plan)()
+    if known:
+        return {"agent_id": known}
+    done, error = await database_sync_to_async(_send, thread_sensitive=False)(todo)
+    (agent_id,) = await database_sync_to_async(_record)(agent, todo, done, error)
+    return {"agent_id": agent_id}
+
+
+def _plan(agent, formats: Iterable[str] | None, *, force: bool = False) -> _Plan:
+    remote = dict(agent.remote_agents or {})
+    plan = _Plan(list(formats) if formats is not None else list(remote) or [DEFAULT_FORMAT])
+    try:
+        plan.api = api_for(agent)
+        for audio_format in plan.formats:
+            body = agent_body(agent, audio_format)
+            digest = config_hash(body)
+            entry = remote.get(audio_format) or {}
+            agent_id = entry.get("agent_id") or ""
+            if agent_id and entry.get("config_hash") == digest and not force:
+                plan.current[audio_format] = agent_id
+            else:
+                plan.jobs[audio_format] = (agent_id, body, digest)
+    except (ProvisioningError, ValueError) as err:  # ValueError: a voice we cannot resolve
+        plan.error = err
+    return plan
+
+
+def _send(plan: _Plan) -> tuple[dict[str, dict], Exception | None]:
+    """Make the plan's requests (no database here); the entries made, and the first error."""
+    done: dict[str, dict] = {}
+    if plan.error is not None:
+        return done, plan.error
+    for audio_format, (agent_id, body, digest) in plan.jobs.items():
         try:
-            api = api_for(agent)
-            for audio_format in wanted:
-                ids.append(_sync_one(api, agent, audio_format, remote, force=force))
-        except (ProviderAPIError, ValueError) as err:  # ValueError: a voice we cannot resolve
-            error = err
+            done[audio_format] = _sync_one(plan.api, agent_id, body, digest)
+        except ProviderAPIError as err:
+            return done, err
+    return done, None
+
+
+def _record(agent, plan: _Plan, done: dict[str, dict], error: Exception | None) -> list[str]:
+    """Store what the sync did on the agent's row (one short transaction); raise on failure."""
+    from ..models import Agent
+
+    with transaction.atomic():
+        # Merged into the row as it is now: a sync of another format may have finished meanwhile.
+        locked = Agent.objects.select_for_update().only("remote_agents").get(pk=agent.pk)
+        remote = {**(locked.remote_agents or {}), **done}
         agent.remote_agents = remote
         agent.remote_sync_error = _message(error) if error else ""
         fields = ["remote_agents", "remote_sync_error"]
@@ -180,16 +246,10 @@ def sync_agent(agent, formats: Iterable[str] | None = None, *, force: bool = Fal
             status_code=getattr(error, "status_code", None),
             response=getattr(error, "response", None),
         ) from error
-    return ids
+    return [remote[f]["agent_id"] for f in plan.formats]
 
 
-def _sync_one(api: ElevenLabsAPI, agent, audio_format: str, remote: dict, *, force: bool) -> str:
-    body = agent_body(agent, audio_format)
-    digest = config_hash(body)
-    entry = remote.get(audio_format) or {}
-    agent_id = entry.get("agent_id") or ""
-    if agent_id and entry.get("config_hash") == digest and not force:
-        return agent_id
+def _sync_one(api: ElevenLabsAPI, agent_id: str, body: dict, digest: str) -> dict:
     if agent_id:
         try:
             api.update_agent(agent_id, body)
@@ -200,12 +260,7 @@ def _sync_one(api: ElevenLabsAPI, agent, audio_format: str, remote: dict, *, for
             agent_id = ""
     if not agent_id:
         agent_id = api.create_agent(body)
-    remote[audio_format] = {
-        "agent_id": agent_id,
-        "config_hash": digest,
-        "synced_at": timezone.now().isoformat(),
-    }
-    return agent_id
+    return {"agent_id": agent_id, "config_hash": digest, "synced_at": timezone.now().isoformat()}
 
 
 def _message(error: Exception) -> str:
@@ -214,20 +269,29 @@ def _message(error: Exception) -> str:
 
 
 def provision(agent, carrier_format: AudioFormat) -> dict[str, Any]:
-    """The call-start hook (``ProviderSpec.provisioner``): ``{"agent_id": ...}`` for this call.
+    """``{"agent_id": ...}`` of the ElevenLabs agent a call of ``agent`` on a carrier of
+    ``carrier_format`` talks to.
 
     An operator-supplied ``remote_agent_id`` is returned as is; an up-to-date ElevenLabs agent
     for the carrier's format is returned without a request or a query; otherwise that format is
     synced first (``ProvisioningError`` when ElevenLabs refuses).
     """
+    known = _known_agent(agent, carrier_format)
+    if known:
+        return {"agent_id": known}
+    (agent_id,) = sync_agent(agent, [format_for(carrier_format)])
+    return {"agent_id": agent_id}
+
+
+def _known_agent(agent, carrier_format: AudioFormat) -> str:
+    """The ElevenLabs agent to use with no request: the operator's, or an up-to-date one."""
     if agent.remote_agent_id:
-        return {"agent_id": agent.remote_agent_id}
+        return agent.remote_agent_id
     audio_format = format_for(carrier_format)
     entry = (agent.remote_agents or {}).get(audio_format) or {}
     if entry.get("agent_id") and entry.get("config_hash") == _current_hash(agent, audio_format):
-        return {"agent_id": entry["agent_id"]}
-    (agent_id,) = sync_agent(agent, [audio_format])
-    return {"agent_id": agent_id}
+        return entry["agent_id"]
+    return ""
 
 
 def _current_hash(agent, audio_format: str) -> str | None:

@@ -73,11 +73,11 @@ class ProviderSpec(ServiceSpec):
     runtime: str = ""
     #: Pipeline stages it is composed of, in call order (``("stt", "reply", "tts")``).
     stages: tuple[str, ...] = ()
-    #: Dotted path of ``provision(agent, carrier_format) -> dict``, called when a call starts
-    #: (outside the call's database transaction, before the provider opens): it makes sure the
-    #: vendor side is ready (e.g. an ElevenLabs agent exists and is up to date for that carrier's
-    #: audio format) and returns option overrides for this call (``{"agent_id": ...}``). Raises
-    #: ``ProvisioningError`` with the vendor's message when it cannot.
+    #: Dotted path of ``async provision(agent_pk, carrier_format) -> dict``, awaited when a call
+    #: starts, before the provider opens (outside the call's set-up transaction): it makes sure
+    #: the vendor side is ready (e.g. an ElevenLabs agent exists and is up to date for that
+    #: carrier's audio format) and returns option overrides for this call (``{"agent_id": ...}``).
+    #: Raises ``ProvisioningError`` with the vendor's message when it cannot.
     provisioner: str = ""
     #: Dotted path of ``fetch_report(call) -> dict``: what the vendor kept about a finished call
     #: (ElevenLabs: the conversation's transcript and analysis), stored in
