@@ -231,3 +231,13 @@ def test_the_api_key_setting_is_used_without_a_credential(fake, voiceagents_sett
     agent = Agent(name="No credential", slug="no-credential", provider="elevenlabs_convai")
     agent.save()
     assert provision(agent, MULAW_8K)["agent_id"].startswith("agent_")
+
+
+def test_options_have_dtmf_and_no_longer_agent_id_or_audio_format():
+    options = providers.get("elevenlabs_convai").options
+    assert options.errors({"dtmf": "user_message", "dynamic_variables": {"a": "b"}}) == []
+    assert options.errors({"dtmf": "digits"}) == [
+        "Option 'dtmf' must be one of 'contextual_update', 'user_message'."
+    ]
+    for gone in ("agent_id", "audio_format"):
+        assert options.errors({gone: "x"})[0].startswith(f"Unknown option {gone!r}")
