@@ -40,8 +40,8 @@ class TurnTracker:
             # the barge-in reached us after its audio had all been sent.
             turn.interrupted = True
             self.interrupted.add(turn_id)
-            if turn.written:
-                self.writer.rewrite(turn)
+            # Written already, or being written with the old text: write it (again).
+            self.writer.rewrite(turn)
 
     def end_current(self, pos: float) -> None:
         """The current turn's audio ends at stream position ``pos``."""

@@ -119,6 +119,9 @@ class ElevenLabsConvAIProvider(VoiceProvider):
         #: The agent turn an ``agent_response_correction`` applies to (the last one cut off).
         self._last_cut_turn = ""
         self._last_turn = ""
+        #: Utterance event_id → our turn id (an interruption names the utterance it cut, which
+        #: may have finished streaming long before it finished playing).
+        self._turn_of_event: dict[int, str] = {}
         #: Audio with an event_id at or below this one belongs to an interrupted utterance.
         self._interrupted_event_id = -1
         #: A caller turn opened by an interruption, named again by its transcript.
@@ -416,11 +419,13 @@ class ElevenLabsConvAIProvider(VoiceProvider):
             event_id = _int((message.get("interruption_event") or {}).get("event_id"))
             if event_id is not None:
                 self._interrupted_event_id = max(self._interrupted_event_id, event_id)
+            self._last_cut_turn = (
+                self._turn_of_event.get(event_id, "") or self._turn or self._last_turn
+            )
             self._caller_turns += 1
             self._caller_turn = f"c{self._caller_turns}"
             yield CallerSpeechStarted(self._caller_turn, raw=message)
             if self._turn:
-                self._last_cut_turn = self._turn
                 yield from self._finish_turn(cancelled=True)
         elif kind == "user_transcript":
             text = (message.get("user_transcription_event") or {}).get("user_transcript", "")
@@ -460,6 +465,8 @@ class ElevenLabsConvAIProvider(VoiceProvider):
             yield self._start_turn(event_id, message)
         elif self._turn_event_id is None:
             self._turn_event_id = event_id
+        if event_id is not None:
+            self._turn_of_event[event_id] = self._turn
         yield AgentAudio(self._turn, str(event.get("audio_base_64", "")), raw=message)
 
     def _start_turn(self, event_id: int | None, message: dict) -> AgentTurnStarted:

@@ -55,7 +55,7 @@ def test_formats_per_carrier_format():
 def test_spec_points_at_the_rest_root_and_the_provisioner():
     spec = providers.get("elevenlabs_convai")
     assert spec.resolve_url() == "https://api.elevenlabs.io"
-    assert spec.provisioner == "voiceagents.providers.elevenlabs_agents.provision"
+    assert spec.provisioner == "voiceagents.providers.elevenlabs_agents.provision_call"
 
 
 def test_body_carries_prompt_voice_formats_overrides_and_tools(fake):
