@@ -67,6 +67,8 @@ class Conversation:
     task: asyncio.Task | None = None
     #: ping event_id → (sent at, pong received at or None).
     pings: dict[int, list] = field(default_factory=dict)
+    #: The agent's ``conversation.client_events``: only these are sent (None: all of them).
+    client_events: frozenset[str] | None = None
 
 
 def _overrides(tree: dict, prefix: str = "") -> set[str]:
@@ -136,7 +138,7 @@ class FakeElevenLabsConvAI:
         return result
 
     async def send(self, message: dict) -> None:
-        await self.conversation.connection.send(json.dumps(message))
+        await _emit(self.conversation, message)
 
     async def user_speaks(self, text: str, *, reply: bool = True) -> None:
         """The caller says ``text``: an ``interruption`` if the agent is still audible, the
@@ -202,12 +204,15 @@ class FakeElevenLabsConvAI:
                 return Response(403, "Forbidden", _headers(), b'{"detail": "bad signature"}')
         return None
 
+    def _config_of(self, agent_id: str) -> dict:
+        if self.api is not None and agent_id in self.api.agents:
+            return self.api.agent(agent_id).get("conversation_config") or {}
+        return {}
+
     def _formats_of(self, agent_id: str) -> tuple[str, str]:
         if self.formats is not None:
             return self.formats
-        config = {}
-        if self.api is not None and agent_id in self.api.agents:
-            config = self.api.agent(agent_id).get("conversation_config") or {}
+        config = self._config_of(agent_id)
         return (
             (config.get("asr") or {}).get("user_input_audio_format") or "pcm_16000",
             (config.get("tts") or {}).get("agent_output_audio_format") or "pcm_16000",
@@ -219,6 +224,9 @@ class FakeElevenLabsConvAI:
         conversation = Conversation(
             connection, path, agent_id, f"conv_{len(self.conversations) + 1:04d}"
         )
+        events = (self._config_of(agent_id).get("conversation") or {}).get("client_events")
+        if events is not None:
+            conversation.client_events = frozenset(events)
         self.conversations.append(conversation)
         self.connected.set()
         try:
@@ -281,7 +289,9 @@ class FakeElevenLabsConvAI:
         conversation.task = asyncio.ensure_future(self._speak(conversation, reply, self._event_ids))
 
     async def _speak(self, conversation: Conversation, reply: ScriptedReply, event_id: int):
-        send = conversation.connection.send
+        async def send(text: str) -> None:
+            await _emit(conversation, json.loads(text))
+
         conversation.speaking = event_id
         rate = _BYTES_PER_SECOND.get(conversation.output_format, 8000)
         conversation.playing_until = time.monotonic() + len(reply.audio) / rate
@@ -319,15 +329,20 @@ class FakeElevenLabsConvAI:
         if task is not None and not task.done():
             task.cancel()
         if conversation.speaking is not None and time.monotonic() < conversation.playing_until:
-            await conversation.connection.send(
-                json.dumps(
-                    {
-                        "type": "interruption",
-                        "interruption_event": {"event_id": conversation.speaking},
-                    }
-                )
+            await _emit(
+                conversation,
+                {"type": "interruption", "interruption_event": {"event_id": conversation.speaking}},
             )
         conversation.speaking = None
+
+
+async def _emit(conversation: Conversation, message: dict) -> None:
+    """Send a server event, unless the agent's ``client_events`` leave it out (as ElevenLabs
+    does: an event missing from that list never reaches the client)."""
+    allowed = conversation.client_events
+    if allowed is not None and message.get("type") not in allowed:
+        return
+    await conversation.connection.send(json.dumps(message))
 
 
 def _headers():

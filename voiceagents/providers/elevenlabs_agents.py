@@ -52,6 +52,20 @@ ENABLED_OVERRIDES = {
 }
 
 
+#: The server events a call needs (``elevenlabs_convai`` reads each of them).
+CLIENT_EVENTS = (
+    "conversation_initiation_metadata",
+    "ping",
+    "audio",
+    "interruption",
+    "user_transcript",
+    "agent_response",
+    "agent_response_correction",
+    "agent_response_complete",
+    "client_tool_call",
+)
+
+
 def format_for(carrier_format: AudioFormat) -> str:
     """The ElevenLabs audio format for a carrier's audio format."""
     return FORMATS.get(carrier_format, FALLBACK_FORMAT)
@@ -90,6 +104,8 @@ def agent_body(agent, audio_format: str) -> dict[str, Any]:
                 "language": primary_language(agent.language),
                 "prompt": {"prompt": agent.rendered_system_prompt(), "tools": tools},
             },
+            # Setting the list replaces ElevenLabs' default one: name every event the call reads.
+            "conversation": {"client_events": list(CLIENT_EVENTS)},
         },
         "platform_settings": {
             "overrides": {"conversation_config_override": ENABLED_OVERRIDES},

@@ -88,6 +88,10 @@ def test_body_carries_prompt_voice_formats_overrides_and_tools(fake):
     assert overrides["tts"]["voice_id"] is True
     assert body["platform_settings"]["auth"] == {"enable_auth": True}
     assert body["name"].startswith(f"{agent.name} (pcm_16000)")
+    # The list replaces ElevenLabs' default: every event a call reads is named.
+    events = set(config["conversation"]["client_events"])
+    assert {"audio", "ping", "interruption", "agent_response_correction"} <= events
+    assert {"user_transcript", "agent_response", "client_tool_call"} <= events
 
 
 def test_no_transfer_tool_without_an_allowlist_and_no_model_when_blank(fake):
