@@ -20,7 +20,7 @@ from tests.fakes.elevenlabs_api import API_KEY, FakeElevenLabsAPI
 from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI, ScriptedReply
 from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms
 from voiceagents.audio.g711 import ulaw_decode, ulaw_encode
-from voiceagents.models import Agent, CallEvent, CallStatus, Credential, TranscriptEntry
+from voiceagents.models import Agent, Call, CallEvent, CallStatus, Credential, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -243,7 +243,6 @@ def another_call(call_id):
     from tests.calls.harness import Incoming
     from tests.fakes.twilio_stream import sid
     from voiceagents.call import streamtokens
-    from voiceagents.models import Call
 
     first = Call.objects.get(pk=call_id)
     call = Call.objects.create(
@@ -416,3 +415,50 @@ async def test_a_dropped_conversation_fails_the_call_and_keeps_the_transcript(tw
     assert "ElevenLabs closed the conversation" in call.error
     rows = [(e.role, e.text) for e in await transcript(call_id)]
     assert rows == [("agent", "Hello from Acme!"), ("caller", "Hi there")]
+
+
+# -- acceptance: an agent made in the admin, with nothing but an API key -------------------------
+
+
+def _admin_made_agent(client, api_url: str) -> Agent:
+    from tests.voiceagents.test_admin import admin_url, credential_form_data, post_agent_add
+
+    response = client.post(
+        admin_url("credential", "add"),
+        credential_form_data("elevenlabs", secret=API_KEY, api_base_url=api_url),
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    credential = Credential.objects.get(vendor="elevenlabs")
+    response = post_agent_add(
+        client,
+        name="Rachel desk",
+        slug="rachel-desk",
+        provider="elevenlabs_convai",
+        voice="rachel",
+        credential=str(credential.pk),
+        system_prompt="You answer for {company}.",
+        first_message="Hello from {company}!",
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    return Agent.objects.get(slug="rachel-desk")
+
+
+async def test_an_agent_made_in_the_admin_answers_a_call(
+    twilio_line, el, el_api, streams, admin_client
+):
+    agent = await sync_to_async(_admin_made_agent)(admin_client, el_api.url)
+    # A Twilio call (as the voice webhook leaves it) to a number answered by this agent.
+    incoming = await twilio_line.harness.new_call()
+    await Call.objects.filter(pk=incoming.call_id).aupdate(agent=agent)
+    el.replies.append(ScriptedReply(bytes([0x21]) * 1600, "Hello from Acme Dental!"))
+    _, caller, _ = await streams.call(twilio_line.harness, incoming)
+    await wait_for(lambda: bytes([0x21]) * 1600 in bytes(caller.media_in))
+    init = el.conversation.init["conversation_config_override"]
+    assert init["agent"]["first_message"] == "Hello from Acme Dental!"
+    assert init["agent"]["prompt"]["prompt"] == "You answer for Acme Dental."
+    assert init["tts"]["voice_id"] == RACHEL
+    await caller.stop()
+    call = await ended_call(incoming.call_id)
+    assert call.status == CallStatus.COMPLETED
+    rows = [(e.role, e.text) for e in await transcript(incoming.call_id)]
+    assert rows == [("agent", "Hello from Acme Dental!")]
