@@ -134,6 +134,11 @@ def twilio_line(twilio_harness, streams, el_api, el):
     return Line("twilio", twilio_harness, streams, el_api)
 
 
+@pytest.fixture
+def telnyx_line(telnyx_harness, streams, el_api, el):
+    return Line("telnyx-pcmu", telnyx_harness, streams, el_api, "PCMU")
+
+
 def sine(ms: int, rate: int, freq: float = 1000.0, amplitude: float = 8000.0) -> np.ndarray:
     t = np.arange(ms * rate // 1000) / rate
     return amplitude * np.sin(2 * np.pi * freq * t)
@@ -323,6 +328,9 @@ async def test_interruption_clears_the_carrier_and_drops_the_cut_utterance(twili
     (barge_in,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="barge_in")]
     assert 0 < barge_in.data["audio_end_ms"] < 3000
     assert call.metrics["barge_ins"] == 1
+    # How long the carrier's clear took after the interruption reached the session (reported,
+    # not asserted: timing belongs in benchmarks).
+    print("barge_in_clear_ms", call.metrics["barge_in_clear_ms"])
 
 
 # -- tools ----------------------------------------------------------------------------------------
@@ -346,23 +354,24 @@ async def test_an_unknown_tool_gets_an_error_result_and_the_call_goes_on(twilio_
 
 
 async def test_a_transfer_outside_the_allowlist_is_refused_without_carrier_action(
-    twilio_line, el, telnyx_api
+    telnyx_line, el, telnyx_api
 ):
-    call_id, caller = await twilio_line.call(transfer_allowlist=["+14155550111"])
-    created = await wait_for(lambda: el.conversations and el.conversation.input_format)
-    assert created
+    # On Telnyx every carrier action is a Call Control command to the (fake) API.
+    call_id, caller = await telnyx_line.call(transfer_allowlist=["+14155550111"])
+    await el.wait_for(lambda: el.conversations and el.conversation.input_format)
+    commands = len(telnyx_api.commands)
     await el.tool_call("transfer_call", {"number": "+1 (900) 555-0000"}, "toolu_t")
     (result,) = await el.wait_for(el.tool_results)
-    assert (
-        result["is_error"] is True and "not a number this line may transfer to" in result["result"]
-    )
-    await asyncio.sleep(0.3)
+    assert result["is_error"] is True
+    assert "not a number this line may transfer to" in result["result"]
+    el.replies.append(ScriptedReply(bytes([0x47]) * 800, "I can't transfer you there."))
+    await el.user_speaks("Then just tell me.")
+    await wait_for(lambda: bytes([0x47]) * 160 in bytes(caller.media_in))  # the call goes on
+    assert len(telnyx_api.commands) == commands  # no transfer, no hang-up: nothing at all
     await caller.stop()
     await ended_call(call_id)
     (event,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="transfer")]
     assert event.data["number"] == "+19005550000" and event.data["allowed"] is False
-    assert not telnyx_api.commands  # no carrier command of any kind
-    assert not caller.events("clear")  # and the call was not touched
 
 
 async def test_the_agent_ending_the_call_hangs_up_after_its_goodbye(twilio_line, el):

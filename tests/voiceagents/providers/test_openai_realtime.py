@@ -287,3 +287,23 @@ async def test_without_turn_detection_caller_speech_stopping_here_commits_and_as
         kinds = [e["type"] for e in fake.session.received]
         assert kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
         assert kinds.count("input_audio_buffer.commit") == 1
+
+
+async def test_built_in_tools_are_offered_and_results_answered(fake):
+    from dataclasses import replace
+
+    from voiceagents.tools import END_CALL
+
+    cfg = replace(config(fake.url, tools=[{"type": "function", "name": "mine"}]), tools=(END_CALL,))
+    async with opened_provider(cfg) as provider:
+        update = (await fake.wait_for(lambda: fake.events_of("session.update")))[0]["session"]
+        assert [tool["name"] for tool in update["tools"]] == ["end_call", "mine"]
+        assert update["tools"][0]["parameters"] == END_CALL.parameters
+        await provider.tool_result("call_7", "refused", is_error=True)
+        (item,) = await fake.wait_for(lambda: fake.events_of("conversation.item.create"))
+        assert item["item"] == {
+            "type": "function_call_output",
+            "call_id": "call_7",
+            "output": '{"error": "refused"}',
+        }
+        await fake.wait_for(lambda: fake.events_of("response.create"))
