@@ -32,10 +32,18 @@ def server_env(tmp: Path, *, redis_url: str = "", **extra: str) -> dict[str, str
     )
 
 
-def seed(env: dict[str, str], *, openai_url: str | None = None, calls: int = 0) -> list[dict]:
+def seed(
+    env: dict[str, str],
+    *,
+    openai_url: str | None = None,
+    calls: int = 0,
+    elevenlabs_url: str | None = None,
+) -> list[dict]:
     args = [sys.executable, "-m", "tests.servers.seed", "--calls", str(calls)]
     if openai_url:
         args += ["--openai-url", openai_url]
+    if elevenlabs_url:
+        args += ["--elevenlabs-url", elevenlabs_url]
     done = subprocess.run(
         args, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
     )

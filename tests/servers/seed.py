@@ -15,10 +15,12 @@ import os
 import secrets
 
 AUTH_TOKEN = "servers-twilio-auth-token-0123456789"
+#: Matches tests/fakes/elevenlabs_api.py's key (written out: this module runs in the server's env).
+ELEVENLABS_API_KEY = "sk_test_elevenlabs_0123456789abcdef"
 OUR_NUMBER = "+15550000002"
 
 
-def seed(openai_url: str, calls: int) -> list[dict]:
+def seed(openai_url: str, calls: int, elevenlabs_url: str = "") -> list[dict]:
     from django.core.management import call_command
 
     from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
@@ -37,6 +39,14 @@ def seed(openai_url: str, calls: int) -> list[dict]:
         )
         number = PhoneNumber.objects.create(
             number=OUR_NUMBER, carrier="twilio", credential=twilio, agent=agent
+        )
+    if elevenlabs_url and number.agent.provider != "elevenlabs_convai":
+        # The number's agent answers with ElevenLabs ConvAI, with nothing but an API key.
+        elevenlabs = Credential(vendor="elevenlabs", label="eleven", api_base_url=elevenlabs_url)
+        elevenlabs.secret = ELEVENLABS_API_KEY
+        elevenlabs.save()
+        Agent.objects.filter(pk=number.agent_id).update(
+            provider="elevenlabs_convai", credential=elevenlabs, voice="rachel"
         )
     made = []
     for _ in range(calls):
@@ -58,12 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--openai-url", default="ws://127.0.0.1:9/v1/realtime")
     parser.add_argument("--calls", type=int, default=0)
+    parser.add_argument("--elevenlabs-url", default="")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()
-    for call in seed(args.openai_url, args.calls):
+    for call in seed(args.openai_url, args.calls, args.elevenlabs_url):
         print(json.dumps(call), flush=True)
 
 
