@@ -122,6 +122,5 @@ def test_elevenlabs_calls_through_a_real_server(server, start_process, tmp_path,
     process.check_alive()
     log = process.output()
     assert "Traceback" not in log and "invalid close code" not in log, log
-    assert secrets.compare_digest(
-        str(len(elevenlabs.api.of("POST", "/v1/convai/agents/create"))), "1"
-    )
+    # Provisioned once, by the first call; the second found it up to date.
+    assert len(elevenlabs.api.of("POST", "/v1/convai/agents/create")) == 1
