@@ -100,8 +100,9 @@ class Agent(models.Model):
         max_length=100,
         blank=True,
         help_text=_(
-            "Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview). "
-            "Any model name the vendor accepts is passed through."
+            "Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview; "
+            "ElevenLabs: the ElevenLabs agent's own). For ElevenLabs this is the voice model, "
+            "e.g. 'eleven_flash_v2_5'. Any model name the vendor accepts is passed through."
         ),
     )
     voice = models.CharField(

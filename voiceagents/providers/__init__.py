@@ -61,6 +61,7 @@ providers.register(
         # conversation URL, and provisioning creates and updates the ElevenLabs agent here.
         default_url="https://api.elevenlabs.io",
         default_voice="rachel",
+        suggested_models=("eleven_flash_v2_5", "eleven_turbo_v2_5"),
         suggested_voices=("rachel", "adam"),
         description=_("Best voice quality; a voice ID or name such as 'rachel' or 'adam'."),
         options=ELEVENLABS_CONVAI_OPTIONS,
