@@ -325,7 +325,13 @@ class CallAdmin(admin.ModelAdmin):
         "has_recording",
     ]
     list_filter = ["status", "direction", "carrier", "agent"]
-    search_fields = ["from_number", "to_number", "carrier_call_id", "transcript__text"]
+    search_fields = [
+        "from_number",
+        "to_number",
+        "carrier_call_id",
+        "provider_session_id",
+        "transcript__text",
+    ]
     inlines = [TranscriptInline, CallEventInline]
     actions = ["hang_up"]
     fieldsets = [
@@ -337,7 +343,7 @@ class CallAdmin(admin.ModelAdmin):
                     ("from_number", "to_number"),
                     ("agent", "phone_number"),
                     ("carrier", "carrier_call_id", "stream_id"),
-                    "provider",
+                    ("provider", "provider_session_id"),
                 ]
             },
         ),
@@ -353,13 +359,28 @@ class CallAdmin(admin.ModelAdmin):
         ),
         (_("Recording"), {"fields": ["recording_player", "recording_duration"]}),
         (_("Metrics"), {"fields": ["metrics_display"]}),
+        (
+            _("Provider's report"),
+            {
+                "fields": ["provider_report_display"],
+                "classes": ["collapse"],
+                "description": _(
+                    "What the voice provider kept about the call, fetched after it ended when "
+                    "enabled (ElevenLabs: VOICEAGENTS['ELEVENLABS_CONVAI_FETCH_CONVERSATION'])."
+                ),
+            },
+        ),
     ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("agent", "phone_number")
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Call._meta.fields] + ["recording_player", "metrics_display"]
+        return [f.name for f in Call._meta.fields] + [
+            "recording_player",
+            "metrics_display",
+            "provider_report_display",
+        ]
 
     def has_add_permission(self, request):
         return False
@@ -426,6 +447,12 @@ class CallAdmin(admin.ModelAdmin):
             ((key, json.dumps(value)) for key, value in sorted(obj.metrics.items())),
         )
         return format_html("<table>{}</table>", rows)
+
+    @admin.display(description=_("report"))
+    def provider_report_display(self, obj):
+        if not obj or not obj.provider_report:
+            return "—"
+        return format_html("<pre>{}</pre>", json.dumps(obj.provider_report, indent=2))
 
     def get_urls(self):
         return [

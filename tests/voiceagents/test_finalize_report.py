@@ -85,3 +85,14 @@ def test_an_unknown_conversation_is_logged_not_raised(fake, fetch_on, caplog):
         finalize_call(call.pk)
     assert Call.objects.get(pk=call.pk).provider_report == {}
     assert "conv_unknown not found" in caplog.text
+
+
+def test_the_call_page_shows_the_conversation_id_and_the_report(fake, fetch_on, admin_client):
+    call = convai_call(fake)
+    finalize_call(call.pk)
+    page = admin_client.get(f"/admin/voiceagents/call/{call.pk}/change/").content.decode()
+    assert "conv_01" in page
+    first_key = next(iter(REPORT))
+    assert f"&quot;{first_key}&quot;" in page  # the report, as indented JSON
+    listing = admin_client.get("/admin/voiceagents/call/?q=conv_01").content.decode()
+    assert str(call.pk) in listing

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('voiceagents', '0007_agent_remote_agents_call_provider_report'),
+        ("voiceagents", "0007_agent_remote_agents_call_provider_report"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='agent',
-            name='model',
-            field=models.CharField(blank=True, help_text="Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview; ElevenLabs: the ElevenLabs agent's own). For ElevenLabs this is the voice model, e.g. 'eleven_flash_v2_5'. Any model name the vendor accepts is passed through.", max_length=100, verbose_name='model'),
+            model_name="agent",
+            name="model",
+            field=models.CharField(
+                blank=True,
+                help_text="Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview; ElevenLabs: the ElevenLabs agent's own). For ElevenLabs this is the voice model, e.g. 'eleven_flash_v2_5'. Any model name the vendor accepts is passed through.",
+                max_length=100,
+                verbose_name="model",
+            ),
         ),
     ]
