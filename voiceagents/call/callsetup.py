@@ -160,6 +160,8 @@ def _provider_config(
         first_message=agent.rendered_first_message(variables),
         tools=builtin_tools(agent.transfer_allowlist or ()),
         variables={**(agent.variables or {}), **variables},
+        http_timeout=float(get_setting("HTTP_TIMEOUT", cast=float)),
+        agent=agent.slug,
     )
 
 

@@ -400,6 +400,10 @@ class CallSession:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
             await self._quietly(self.provider.close(), "closing the provider")
+            try:
+                self.metrics.carrier.update(self.provider.report())
+            except Exception:
+                self.log.exception("reading the provider's figures failed")
             now = self.loop.time()
             self.turns.close(self.call_ms(now))
             await self._quietly(self.writer.close(), "writing the transcript")

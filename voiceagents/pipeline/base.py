@@ -57,6 +57,14 @@ class SpeechStarted(SttEvent):
 
 
 @dataclass(frozen=True)
+class SpeechEnded(SttEvent):
+    """The caller stopped speaking, ``audio_ms`` into the audio sent. Only from a stage that
+    declares ``reports_speech_end`` (one that runs its own voice activity detector)."""
+
+    audio_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class Transcript(SttEvent):
     """Text of the caller's speech.
 
@@ -107,6 +115,9 @@ class Stage:
 
 
 class SpeechToText(Stage):
+    #: It yields ``SpeechEnded`` (so sustained speech without words can confirm a barge-in).
+    reports_speech_end: bool = False
+
     def __init__(self, config: StageConfig, context: StageContext):
         super().__init__(config, context)
         #: Format of the audio ``send_audio`` takes; set by ``open`` (the carrier's format

@@ -79,6 +79,10 @@ class ProviderConfig:
     #: The agent's variables and the call's (``caller_number``, ``called_number``), for vendors
     #: that fill placeholders themselves (ElevenLabs' dynamic variables).
     variables: Mapping[str, Any] = field(default_factory=dict)
+    #: Seconds for each REST request a provider makes during the call (``HTTP_TIMEOUT``).
+    http_timeout: float = 10.0
+    #: The agent's slug (the pipeline's reply handlers get it).
+    agent: str = ""
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -283,3 +287,7 @@ class VoiceProvider:
     async def close(self) -> None:
         """Close the connection; idempotent."""
         raise self._unimplemented("close")
+
+    def report(self) -> dict[str, Any]:
+        """Provider-specific figures for the call's metrics, read when the call ends."""
+        return {}

@@ -118,5 +118,11 @@ PIPELINE_OPTIONS = OptionSchema(
         "stt_options": Option((dict,), "Extra STT request parameters, passed through."),
         "tts_model": Option((str,), "TTS model, e.g. 'eleven_flash_v2_5' or 'gpt-4o-mini-tts'."),
         "tts_options": Option((dict,), "Extra TTS request parameters, passed through."),
+        "reply_timeout": Option(
+            (float,), "Seconds the reply may take to start before the apology is said (8)."
+        ),
+        "apology": Option(
+            (str,), "Said when the reply fails or is too slow, e.g. 'Sorry, say that again?'"
+        ),
     }
 )
