@@ -4,7 +4,8 @@ Whisper does not listen to a stream: it transcribes files. So this stage finds t
 utterances itself with the audio core's voice activity detector and sends each one, as a small
 WAV file, in a request of its own (see docs/stages/whisper.md):
 
-- the VAD's ``start`` is reported at once as ``SpeechStarted`` (for barge-in);
+- the VAD's ``start`` is reported at once as ``SpeechStarted`` and its ``end`` as ``SpeechEnded``
+  (for barge-in: speech that lasts confirms one, speech that stops early does not);
 - at its ``end`` (``endpointing_ms`` of silence, 600 by default) the utterance is cut, from
   ``PRE_ROLL_MS`` before the start (the VAD needs ``MIN_SPEECH_MS`` of voice to be sure, and
   soft onsets come before that) to ``TAIL_MS`` after the end, and transcribed in a background
@@ -43,7 +44,7 @@ from ..exceptions import (
     ProviderProtocolError,
     VoiceAgentsError,
 )
-from .base import SpeechStarted, SpeechToText, SttEvent, Transcript, UtteranceEnd
+from .base import SpeechEnded, SpeechStarted, SpeechToText, SttEvent, Transcript, UtteranceEnd
 from .openai_rest import VENDOR, api_error, auth_headers
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class _PassingFailure(Exception):
 class WhisperSTT(SpeechToText):
     id = "whisper"
     name = "OpenAI Whisper"
+    reports_speech_end = True
 
     def __init__(self, config, context):
         super().__init__(config, context)
@@ -154,6 +156,9 @@ class WhisperSTT(SpeechToText):
             if event.kind == "start":
                 self._speech_started(event.at_ms)
             elif self._utterance_start is not None:
+                # At once, before the transcription: a speech that ended unconfirmed (a cough)
+                # interrupts nothing.
+                self._events.put_nowait(SpeechEnded(audio_ms=round(event.at_ms)))
                 end = min(self._received, self._offset(event.at_ms + TAIL_MS))
                 self._cut(end, end_of_turn=True)
                 self._utterance_start = None

@@ -21,7 +21,13 @@ from voiceagents.exceptions import (
     ProviderAPIError,
     ProviderConnectionError,
 )
-from voiceagents.pipeline.base import SpeechStarted, StageContext, Transcript, UtteranceEnd
+from voiceagents.pipeline.base import (
+    SpeechEnded,
+    SpeechStarted,
+    StageContext,
+    Transcript,
+    UtteranceEnd,
+)
 from voiceagents.pipeline.whisper import MAX_UTTERANCE_MS, WhisperSTT
 from voiceagents.providers.base import StageConfig
 
@@ -60,8 +66,21 @@ async def feed(stt: WhisperSTT, *parts: np.ndarray) -> bytes:
     return data
 
 
-async def take(events, count: int) -> list:
-    return [await asyncio.wait_for(anext(events), WAIT) for _ in range(count)]
+async def next_event(events):
+    """The next event that is not a ``SpeechEnded`` (tested on its own below)."""
+    while isinstance(event := await asyncio.wait_for(anext(events), WAIT), SpeechEnded):
+        pass
+    return event
+
+
+async def take(events, count: int, *, speech_ends: bool = False) -> list:
+    """The next ``count`` events; ``SpeechEnded`` ones are skipped unless ``speech_ends``."""
+    taken = []
+    while len(taken) < count:
+        event = await asyncio.wait_for(anext(events), WAIT)
+        if speech_ends or not isinstance(event, SpeechEnded):
+            taken.append(event)
+    return taken
 
 
 async def until(condition) -> None:
@@ -283,9 +302,9 @@ async def test_a_wrong_key_is_raised_out_of_events(fake):
     await stt.open()
     events = stt.events()
     await feed(stt, quiet(8000, 0.3), speech(8000, 0.8), quiet(8000, 0.8))
-    assert isinstance(await asyncio.wait_for(anext(events), WAIT), SpeechStarted)
+    assert isinstance(await next_event(events), SpeechStarted)
     with pytest.raises(ProviderAPIError, match="Incorrect API key provided") as caught:
-        await asyncio.wait_for(anext(events), WAIT)
+        await next_event(events)
     await stt.close()
     assert caught.value.status_code == 401
     assert caught.value.vendor == "openai"
@@ -299,7 +318,7 @@ async def test_a_refused_request_is_fatal(fake):
     await feed(stt, quiet(8000, 0.3), speech(8000, 0.8), quiet(8000, 0.8))
     await take(events, 1)
     with pytest.raises(ProviderAPIError, match="Invalid model whisper-9") as caught:
-        await asyncio.wait_for(anext(events), WAIT)
+        await next_event(events)
     await stt.close()
     assert caught.value.status_code == 400
 
@@ -340,7 +359,7 @@ async def test_repeated_failures_end_the_stage(fake):
     got = []
     with pytest.raises(ProviderConnectionError):
         while True:
-            got.append(await asyncio.wait_for(anext(events), WAIT))
+            got.append(await next_event(events))
     await stt.close()
     assert [type(e) for e in got].count(UtteranceEnd) == 2
 
@@ -352,11 +371,11 @@ async def test_close_cancels_pending_requests_and_ends_events(fake):
     await stt.open()
     events = stt.events()
     await utterance(stt, fake, quiet(8000, 0.3), speech(8000, 0.8), quiet(8000, 0.8))
-    assert isinstance(await asyncio.wait_for(anext(events), WAIT), SpeechStarted)
+    assert isinstance(await next_event(events), SpeechStarted)
     await asyncio.wait_for(stt.close(), WAIT)
     await stt.close()
     with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(anext(events), WAIT)
+        await next_event(events)
     gate.set()
     await stt.send_audio(quiet(8000, 0.02).tobytes())  # ignored after close
 
@@ -377,3 +396,17 @@ async def test_silero_without_its_package_names_the_extra(fake, monkeypatch):
     with pytest.raises(ImproperlyInstalled, match=r"django-voiceagents\[vad\]"):
         await stt.open()
     await stt.close()
+
+
+async def test_the_end_of_speech_is_reported_before_its_transcript(fake):
+    fake.transcripts.append("Hello.")
+    stt = make_stt(fake.transcriptions_url)
+    assert stt.reports_speech_end
+    await stt.open()
+    events = stt.events()
+    await utterance(stt, fake, quiet(8000, 0.3), speech(8000, 0.8), quiet(8000, 0.8))
+    got = await take(events, 3, speech_ends=True)
+    await stt.close()
+    assert [type(e) for e in got] == [SpeechStarted, SpeechEnded, Transcript]
+    started, ended, _ = got
+    assert ended.audio_ms - started.audio_ms == pytest.approx(800, abs=100)
