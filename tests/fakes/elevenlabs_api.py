@@ -17,7 +17,18 @@ and async call sessions can both reach it). It answers like ElevenLabs does
   ``conversation_url`` is set by the test (a fake conversation socket's URL); issued signatures
   are kept in ``signatures`` so that socket can check them;
 * ``GET /v1/convai/conversations/{id}`` answers what the test put in ``conversations[id]``;
-* ``GET /v1/voices`` lists the premade voices.
+* ``GET /v1/voices`` lists the premade voices;
+* ``POST /v1/text-to-speech/{voice_id}/stream?output_format=`` streams speech: a chunked ``200``
+  whose body is raw audio in the requested format (by default a 1 kHz tone whose length follows
+  the text's, see ``tts_audio``), sent ``tts_chunk_size`` bytes at a time with ``tts_chunk_delay``
+  seconds between chunks. An unknown voice id is
+  ``404 {"detail": {"status": "voice_not_found", ...}}``; an ``output_format`` that is not one
+  of ElevenLabs' literals, or a body without ``text``, is a FastAPI-style ``422``. ElevenLabs'
+  compressed formats (``mp3_*``, the default, and ``opus_*``) are valid but the fake does not
+  encode them: it refuses them with ``400 {"detail": {"status": "fake_format_not_supported"}}``.
+  Each request is recorded in ``tts_requests`` with the bytes sent and whether the client went
+  away before the end; ``tts_gate`` holds the stream after its first chunk until the test sets
+  it, and ``tts_drop_after`` cuts the connection in the middle of the body.
 
 The voice table below is written out here on purpose, not imported from
 ``voiceagents.providers.elevenlabs_voices``: a shared mistake would otherwise make both sides agree.
@@ -28,7 +39,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import secrets
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -75,6 +89,35 @@ AUDIO_FORMATS = (
     "ulaw_8000",
 )
 
+#: Every ``output_format`` literal of the text-to-speech endpoints (the SDK's list).
+TTS_OUTPUT_FORMATS = (
+    "mp3_22050_32",
+    "mp3_24000_48",
+    "mp3_44100_32",
+    "mp3_44100_64",
+    "mp3_44100_96",
+    "mp3_44100_128",
+    "mp3_44100_192",
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_32000",
+    "pcm_44100",
+    "pcm_48000",
+    "ulaw_8000",
+    "alaw_8000",
+    "opus_48000_32",
+    "opus_48000_64",
+    "opus_48000_96",
+    "opus_48000_128",
+    "opus_48000_192",
+)
+#: ElevenLabs' default when ``output_format`` is not given.
+TTS_DEFAULT_FORMAT = "mp3_44100_128"
+#: The formats the fake can produce: raw µ-law at 8 kHz and 16-bit little-endian PCM.
+TTS_RAW_FORMATS = ("ulaw_8000",) + tuple(f for f in TTS_OUTPUT_FORMATS if f.startswith("pcm_"))
+
 DEFAULT_CONVERSATION_URL = "ws://127.0.0.1:9/v1/convai/conversation"
 
 
@@ -85,6 +128,31 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     json: object = None
+
+
+@dataclass
+class TtsRequest:
+    """One ``POST /v1/text-to-speech/{voice_id}/stream`` as the fake saw and answered it."""
+
+    voice_id: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: object
+    #: The client's (host, port): equal ports mean a reused connection.
+    client: tuple[str, int]
+    status: int = 0
+    #: The audio bytes written to the client so far, and the number of chunks (a chunk counts
+    #: from just before it is written).
+    sent: bytearray = field(default_factory=bytearray)
+    chunks: int = 0
+    #: The whole body went out (terminating chunk included).
+    completed: bool = False
+    #: The client closed the connection before the end of the body.
+    disconnected: bool = False
+    #: The fake cut the connection on purpose (``tts_drop_after``).
+    dropped: bool = False
+    #: Set when the fake stops answering this request, whatever the reason.
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 @dataclass
@@ -213,6 +281,20 @@ class FakeElevenLabsAPI:
         self.conversation_url = DEFAULT_CONVERSATION_URL
         #: Sign URLs for any agent id, not only the ones created here (operator-supplied agents).
         self.accept_any_agent = False
+        #: Text-to-speech requests, oldest first.
+        self.tts_requests: list[TtsRequest] = []
+        #: Audio to speak instead of the tone: bytes, or a callable (text, output_format) → bytes.
+        self.tts_audio = None
+        #: Tone length per character of text, and its cap, in milliseconds.
+        self.tts_ms_per_char = 60
+        self.tts_max_ms = 10_000
+        #: Bytes per HTTP chunk of the audio body, and seconds between chunks.
+        self.tts_chunk_size = 1600
+        self.tts_chunk_delay = 0.0
+        #: When set to a ``threading.Event``, each stream waits for it after its first chunk.
+        self.tts_gate: threading.Event | None = None
+        #: Cut the connection after this many chunks (a vendor dropping mid-stream).
+        self.tts_drop_after: int | None = None
         self._scripts: deque[_Script] = deque()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -229,6 +311,10 @@ class FakeElevenLabsAPI:
 
             def log_message(self, *args):
                 pass
+
+        # HTTP/1.1: keep-alive connections (a client reuses them across requests) and chunked
+        # streaming bodies, like the real API. Every other answer carries a Content-Length.
+        Handler.protocol_version = "HTTP/1.1"
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
@@ -299,6 +385,11 @@ class FakeElevenLabsAPI:
             else:
                 self._answer(request, script.status, script.body)
             return
+        parts = [part for part in split.path.split("/") if part]
+        if record.method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "text-to-speech"]:
+            if parts[3] == "stream":
+                self._tts(request, record, parts[2])
+                return
         status, answer = self._route(record)
         self._answer(request, status, answer)
 
@@ -380,6 +471,135 @@ class FakeElevenLabsAPI:
         query = urlencode({"agent_id": agent_id, "conversation_signature": signature})
         return 200, {"signed_url": f"{self.conversation_url}?{query}"}
 
+    # -- text-to-speech ------------------------------------------------------------------------------
+
+    def tts_audio_for(self, text: str, output_format: str) -> bytes:
+        """The audio the fake speaks for ``text`` in one of ``TTS_RAW_FORMATS``."""
+        if callable(self.tts_audio):
+            return self.tts_audio(text, output_format)
+        if self.tts_audio is not None:
+            return bytes(self.tts_audio)
+        ms = max(20, min(len(text) * self.tts_ms_per_char, self.tts_max_ms))
+        rate = int(output_format.split("_")[1])
+        return tone(rate, ms, mulaw=output_format == "ulaw_8000")
+
+    def _tts(self, request: BaseHTTPRequestHandler, record: Request, voice_id: str) -> None:
+        tts = TtsRequest(
+            voice_id,
+            record.query,
+            record.headers,
+            record.json,
+            request.client_address[:2],
+        )
+        with self._lock:
+            self.tts_requests.append(tts)
+        try:
+            status, answer = self._tts_check(tts)
+            tts.status = status
+            if status != 200:
+                self._answer(request, status, answer)
+                return
+            self._stream(request, tts, self.tts_audio_for(record.json["text"], answer))
+        finally:
+            tts.done.set()
+
+    def _tts_check(self, tts: TtsRequest) -> tuple[int, object]:
+        """The error answer for a request ElevenLabs would refuse, else ``(200, output_format)``."""
+        fmt = tts.query.get("output_format", TTS_DEFAULT_FORMAT)
+        if fmt not in TTS_OUTPUT_FORMATS:
+            choices = ", ".join(f"'{value}'" for value in TTS_OUTPUT_FORMATS)
+            return 422, {
+                "detail": [
+                    {
+                        "type": "enum",
+                        "loc": ["query", "output_format"],
+                        "msg": f"Input should be {choices}",
+                        "input": fmt,
+                    }
+                ]
+            }
+        body = tts.json
+        if not isinstance(body, dict):
+            return 422, {
+                "detail": [_error([], "dict_type", "Input should be a valid dictionary", body)]
+            }
+        if not isinstance(body.get("text"), str):
+            return 422, {"detail": [_error(["text"], "missing", "Field required", body)]}
+        if tts.voice_id not in VOICES.values():
+            return 404, {
+                "detail": {
+                    "status": "voice_not_found",
+                    "message": f"A voice with the voice_id {tts.voice_id} was not found.",
+                }
+            }
+        if fmt not in TTS_RAW_FORMATS:
+            return 400, {
+                "detail": {
+                    "status": "fake_format_not_supported",
+                    "message": f"The fake API does not encode {fmt}.",
+                }
+            }
+        return 200, fmt
+
+    def _stream(self, request: BaseHTTPRequestHandler, tts: TtsRequest, audio: bytes) -> None:
+        """Send ``audio`` as a chunked body, noticing a client that goes away."""
+        sock = request.connection
+        content_type = "audio/basic" if tts.query["output_format"] == "ulaw_8000" else "audio/pcm"
+        request.send_response(200)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Transfer-Encoding", "chunked")
+        request.send_header("request-id", secrets.token_hex(8))
+        request.end_headers()
+        size = max(1, self.tts_chunk_size)
+        try:
+            for start in range(0, len(audio), size):
+                if start and self._client_gone(sock, self.tts_chunk_delay):
+                    tts.disconnected = True
+                    break
+                chunk = audio[start : start + size]
+                # Counted before writing: the test may read the count as soon as the bytes land.
+                tts.sent += chunk
+                tts.chunks += 1
+                request.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                if tts.chunks == self.tts_drop_after:
+                    tts.dropped = True
+                    sock.shutdown(socket.SHUT_RDWR)
+                    break
+                if tts.chunks == 1 and self.tts_gate is not None:
+                    if self._hold(sock, self.tts_gate):
+                        tts.disconnected = True
+                        break
+            else:
+                request.wfile.write(b"0\r\n\r\n")
+                tts.completed = True
+        except OSError:
+            tts.disconnected = True
+        if not tts.completed:
+            request.close_connection = True
+
+    @staticmethod
+    def _client_gone(sock: socket.socket, wait: float) -> bool:
+        """Whether the client closed its end, waiting up to ``wait`` seconds to find out.
+
+        An HTTP client sends nothing while it reads a response, so a readable socket means
+        end-of-file (or a reset).
+        """
+        readable, _, _ = select.select([sock], [], [], max(0.0, wait))
+        if not readable:
+            return False
+        try:
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _hold(self, sock: socket.socket, gate: threading.Event, limit: float = 30.0) -> bool:
+        """Wait for the test to open ``gate`` (at most ``limit`` s); True if the client left."""
+        deadline = time.monotonic() + limit
+        while not gate.is_set() and time.monotonic() < deadline:
+            if self._client_gone(sock, 0.01):
+                return True
+        return False
+
     @staticmethod
     def _answer(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
         data = json.dumps(body).encode()
@@ -404,3 +624,24 @@ def _voice_list() -> list[dict]:
         {"voice_id": voice_id, "name": name, "category": "premade"}
         for name, voice_id in VOICES.items()
     ]
+
+
+def tone(rate: int, ms: int, *, mulaw: bool = False, hz: int = 1000) -> bytes:
+    """``ms`` of a ``hz`` sine at half scale: PCM16 little-endian, or G.711 µ-law bytes."""
+    count = rate * ms // 1000
+    samples = [round(16384 * math.sin(2 * math.pi * hz * n / rate)) for n in range(count)]
+    if mulaw:
+        return bytes(_ulaw(sample) for sample in samples)
+    return b"".join(sample.to_bytes(2, "little", signed=True) for sample in samples)
+
+
+def _ulaw(sample: int) -> int:
+    """G.711 µ-law code of a 16-bit sample (the classic reference encoder, written out here so
+    that the fake does not share the audio core's tables)."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = 7
+    while exponent and not magnitude & (0x80 << exponent):
+        exponent -= 1
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | exponent << 4 | mantissa) & 0xFF
