@@ -81,6 +81,7 @@ providers.register(
         ),
         options=PIPELINE_OPTIONS,
         stages=tuple(STAGES),
+        runtime="voiceagents.providers.pipeline.PipelineProvider",
     )
 )
 

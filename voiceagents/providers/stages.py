@@ -10,6 +10,11 @@ from ..registry import Registry
 from .specs import StageSpec
 
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+#: The voices of OpenAI's speech endpoint (the older tts-1 models take a subset).
+OPENAI_TTS_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
+    "verse", "marin", "cedar",
+)  # fmt: skip
 
 stt_stages: Registry[StageSpec] = Registry("speech-to-text provider")
 reply_stages: Registry[StageSpec] = Registry("reply model provider")
@@ -42,6 +47,7 @@ stt_stages.register(
         vendor="deepgram",
         default_url="wss://api.deepgram.com/v1/listen",
         default_model="nova-3",
+        runtime="voiceagents.pipeline.deepgram.DeepgramSTT",
     )
 )
 stt_stages.register(
@@ -51,6 +57,7 @@ stt_stages.register(
         vendor="openai",
         default_url="https://api.openai.com/v1/audio/transcriptions",
         default_model="whisper-1",
+        runtime="voiceagents.pipeline.whisper.WhisperSTT",
     )
 )
 reply_stages.register(
@@ -61,6 +68,7 @@ reply_stages.register(
         default_url="https://api.openai.com/v1/chat/completions",
         default_model="gpt-4o-mini",
         suggested_models=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"),
+        runtime="voiceagents.pipeline.openai_chat.OpenAIChatReply",
     )
 )
 tts_stages.register(
@@ -68,10 +76,12 @@ tts_stages.register(
         id="elevenlabs",
         name="ElevenLabs",
         vendor="elevenlabs",
-        default_url="wss://api.elevenlabs.io/v1/text-to-speech",
+        # The REST root: each sentence is one streamed POST /v1/text-to-speech/{voice}/stream.
+        default_url="https://api.elevenlabs.io",
         default_model="eleven_flash_v2_5",
         default_voice="rachel",
         suggested_voices=("rachel", "adam"),
+        runtime="voiceagents.pipeline.elevenlabs_tts.ElevenLabsTTS",
         voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
     )
 )
@@ -83,6 +93,7 @@ tts_stages.register(
         default_url="https://api.openai.com/v1/audio/speech",
         default_model="gpt-4o-mini-tts",
         default_voice="alloy",
-        suggested_voices=OPENAI_VOICES,
+        suggested_voices=OPENAI_TTS_VOICES,
+        runtime="voiceagents.pipeline.openai_tts.OpenAITTS",
     )
 )
