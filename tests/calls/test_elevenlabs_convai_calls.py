@@ -16,6 +16,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from tests.calls.harness import ended_call
+from tests.calls.lines import Line
 from tests.fakes.elevenlabs_api import API_KEY, FakeElevenLabsAPI
 from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI, ScriptedReply
 from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms
@@ -56,87 +57,41 @@ def _to_elevenlabs(agent_pk, api_url: str, fields: dict) -> Agent:
     return agent
 
 
-class Line:
-    """One carrier leg: ``await line.call(**agent_fields)`` → ``(call_id, caller)``."""
+def configure(el_api):
+    """How a ``Line`` turns its call's agent into an ElevenLabs ConvAI one."""
 
-    def __init__(self, name, harness, streams, el_api, codec=""):
-        self.name, self.harness, self.streams, self.el_api = name, harness, streams, el_api
-        self.codec = codec
-        #: Bytes per ms of caller audio on the leg.
-        self.bytes_per_ms = 32 if codec == "L16" else 8
+    async def to_elevenlabs(agent_pk, fields):
+        await sync_to_async(_to_elevenlabs)(agent_pk, el_api.url, fields)
 
-    async def call(self, **agent_fields):
-        from voiceagents.models import Call
+    return to_elevenlabs
 
-        if self.codec == "L16":
-            incoming = await self.harness._ring("L16")
-        else:
-            incoming = await self.harness.new_call()
-        call = await Call.objects.aget(pk=incoming.call_id)
-        await sync_to_async(_to_elevenlabs)(call.agent_id, self.el_api.url, agent_fields)
-        if self.codec == "L16":
-            _, caller, _ = await self._start_l16(incoming)
-        else:
-            _, caller, _ = await self.streams.call(self.harness, incoming)
-        return incoming.call_id, caller
 
-    async def _start_l16(self, incoming):
-        from tests.fakes import telnyx as fake_telnyx
+def agent_audio(line: Line, samples: np.ndarray) -> bytes:
+    """Samples as the ElevenLabs agent synced for this leg speaks them."""
+    if line.codec == "L16":
+        return samples.astype("<i2").tobytes()
+    return ulaw_encode(samples.astype(np.int16))
 
-        accepted, transport = await self.streams.open(self.harness, incoming)
-        assert accepted
-        caller = fake_telnyx.FakeTelnyxCaller(
-            transport.send,
-            transport.receive,
-            call_control_id=incoming.carrier_call_id,
-            bytes_per_ms=32,
-        )
-        self.streams._opened[-1] = (transport.communicator, caller)
-        await caller.connected(incoming.token)
-        await caller.start(incoming.extra["client_state"], encoding="L16", sample_rate=16000)
-        return incoming, caller, transport
 
-    def agent_audio(self, samples: np.ndarray) -> bytes:
-        """Samples as the ElevenLabs agent synced for this leg speaks them."""
-        if self.codec == "L16":
-            return samples.astype("<i2").tobytes()
-        return ulaw_encode(samples.astype(np.int16))
-
-    def caller_audio(self, samples: np.ndarray) -> bytes:
-        if self.codec == "L16":
-            return samples.astype(">i2").tobytes()  # Telnyx L16: network byte order
-        return ulaw_encode(samples.astype(np.int16))
-
-    def heard(self, data: bytes) -> np.ndarray:
-        """What the caller received, as samples."""
-        if self.codec == "L16":
-            return np.frombuffer(data[: len(data) // 2 * 2], dtype=">i2").astype(np.float64)
-        return ulaw_decode(bytes(data)).astype(np.float64)
-
-    @property
-    def rate(self) -> int:
-        return 16000 if self.codec == "L16" else 8000
-
-    @property
-    def el_format(self) -> str:
-        return "pcm_16000" if self.codec == "L16" else "ulaw_8000"
+def el_format(line: Line) -> str:
+    return "pcm_16000" if line.codec == "L16" else "ulaw_8000"
 
 
 @pytest.fixture(params=["twilio", "telnyx-pcmu", "telnyx-l16"])
 def line(request, streams, el_api, el):
     carrier, _, codec = request.param.partition("-")
     harness = request.getfixturevalue(f"{carrier}_harness")
-    return Line(request.param, harness, streams, el_api, codec.upper())
+    return Line(request.param, harness, streams, configure(el_api), codec.upper())
 
 
 @pytest.fixture
 def twilio_line(twilio_harness, streams, el_api, el):
-    return Line("twilio", twilio_harness, streams, el_api)
+    return Line("twilio", twilio_harness, streams, configure(el_api))
 
 
 @pytest.fixture
 def telnyx_line(telnyx_harness, streams, el_api, el):
-    return Line("telnyx-pcmu", telnyx_harness, streams, el_api, "PCMU")
+    return Line("telnyx-pcmu", telnyx_harness, streams, configure(el_api), "PCMU")
 
 
 def sine(ms: int, rate: int, freq: float = 1000.0, amplitude: float = 8000.0) -> np.ndarray:
@@ -165,10 +120,10 @@ async def transcript(call_id) -> list[TranscriptEntry]:
 
 
 async def test_a_whole_call_on_every_leg(line, el, el_api):
-    greeting = line.agent_audio(sine(400, line.rate))
+    greeting = agent_audio(line, sine(400, line.rate))
     el.replies += [
         ScriptedReply(greeting, "Hello from Acme!"),
-        ScriptedReply(line.agent_audio(sine(200, line.rate, 500.0)), "Tomorrow works."),
+        ScriptedReply(agent_audio(line, sine(200, line.rate, 500.0)), "Tomorrow works."),
     ]
     call_id, caller = await line.call()
 
@@ -176,8 +131,8 @@ async def test_a_whole_call_on_every_leg(line, el, el_api):
     # Provisioned on first use, for this leg's format, with the admin's agent.
     (created,) = el_api.of("POST", "/v1/convai/agents/create")
     config = created.json["conversation_config"]
-    assert config["asr"]["user_input_audio_format"] == line.el_format
-    assert config["tts"]["agent_output_audio_format"] == line.el_format
+    assert config["asr"]["user_input_audio_format"] == el_format(line)
+    assert config["tts"]["agent_output_audio_format"] == el_format(line)
     assert config["tts"]["voice_id"] == RACHEL
 
     agent = init["conversation_config_override"]["agent"]

@@ -183,6 +183,18 @@ class VoiceActivityDetector:
         #: True between a ``start`` and its ``end``.
         self.speaking = False
 
+    @property
+    def position_ms(self) -> float:
+        """How much audio has been scored so far."""
+        return self._position_ms
+
+    @property
+    def pause_ms(self) -> float:
+        """During speech, how long the current pause has lasted (0 while the voice goes on)."""
+        if not self.speaking or self._run_start is None:
+            return 0.0
+        return self._position_ms - self._run_start
+
     def process(self, chunk: bytes | bytearray | memoryview | np.ndarray) -> list[VADEvent]:
         """Feed PCM16 bytes (or int16 samples) at the detector's rate; returns new events."""
         if isinstance(chunk, np.ndarray):

@@ -25,6 +25,11 @@ from typing import Any
 from ..audio.formats import AudioFormat
 from ..providers.base import StageConfig
 
+#: Speech without a pause for this long is ``SpeechSustained``: enough to interrupt the agent.
+SUSTAINED_SPEECH_MS = 400
+#: A pause shorter than this does not break a run of speech (syllables have gaps).
+SUSTAINED_PAUSE_MS = 100
+
 
 @dataclass(frozen=True)
 class StageContext:
@@ -57,9 +62,18 @@ class SpeechStarted(SttEvent):
 
 
 @dataclass(frozen=True)
+class SpeechSustained(SttEvent):
+    """The caller's speech has gone on without a pause for a while (``SUSTAINED_SPEECH_MS``),
+    ``audio_ms`` into the audio sent: it is not a cough or a click. From stages that run their
+    own voice activity detector (Whisper); a streaming service's words say the same sooner."""
+
+    audio_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class SpeechEnded(SttEvent):
-    """The caller stopped speaking, ``audio_ms`` into the audio sent. Only from a stage that
-    declares ``reports_speech_end`` (one that runs its own voice activity detector)."""
+    """The caller stopped speaking, ``audio_ms`` into the audio sent (from stages that run their
+    own voice activity detector)."""
 
     audio_ms: int | None = None
 
@@ -115,9 +129,6 @@ class Stage:
 
 
 class SpeechToText(Stage):
-    #: It yields ``SpeechEnded`` (so sustained speech without words can confirm a barge-in).
-    reports_speech_end: bool = False
-
     def __init__(self, config: StageConfig, context: StageContext):
         super().__init__(config, context)
         #: Format of the audio ``send_audio`` takes; set by ``open`` (the carrier's format

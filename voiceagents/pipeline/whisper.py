@@ -4,8 +4,9 @@ Whisper does not listen to a stream: it transcribes files. So this stage finds t
 utterances itself with the audio core's voice activity detector and sends each one, as a small
 WAV file, in a request of its own (see docs/stages/whisper.md):
 
-- the VAD's ``start`` is reported at once as ``SpeechStarted`` and its ``end`` as ``SpeechEnded``
-  (for barge-in: speech that lasts confirms one, speech that stops early does not);
+- the VAD's ``start`` is reported at once as ``SpeechStarted``, speech that goes on without a
+  pause for ``SUSTAINED_SPEECH_MS`` as ``SpeechSustained`` and the VAD's ``end`` as
+  ``SpeechEnded`` (for barge-in: sustained speech confirms one, a cough does not);
 - at its ``end`` (``endpointing_ms`` of silence, 600 by default) the utterance is cut, from
   ``PRE_ROLL_MS`` before the start (the VAD needs ``MIN_SPEECH_MS`` of voice to be sure, and
   soft onsets come before that) to ``TAIL_MS`` after the end, and transcribed in a background
@@ -44,7 +45,17 @@ from ..exceptions import (
     ProviderProtocolError,
     VoiceAgentsError,
 )
-from .base import SpeechEnded, SpeechStarted, SpeechToText, SttEvent, Transcript, UtteranceEnd
+from .base import (
+    SUSTAINED_PAUSE_MS,
+    SUSTAINED_SPEECH_MS,
+    SpeechEnded,
+    SpeechStarted,
+    SpeechSustained,
+    SpeechToText,
+    SttEvent,
+    Transcript,
+    UtteranceEnd,
+)
 from .openai_rest import VENDOR, api_error, auth_headers
 
 logger = logging.getLogger(__name__)
@@ -84,10 +95,11 @@ class _PassingFailure(Exception):
 class WhisperSTT(SpeechToText):
     id = "whisper"
     name = "OpenAI Whisper"
-    reports_speech_end = True
 
     def __init__(self, config, context):
         super().__init__(config, context)
+        #: Where the current speech began (ms), until it is reported sustained.
+        self._speech_at: float | None = None
         self._client: httpx.AsyncClient | None = None
         self._vad: VoiceActivityDetector | None = None
         self._rate = 0
@@ -159,9 +171,19 @@ class WhisperSTT(SpeechToText):
                 # At once, before the transcription: a speech that ended unconfirmed (a cough)
                 # interrupts nothing.
                 self._events.put_nowait(SpeechEnded(audio_ms=round(event.at_ms)))
+                self._speech_at = None
                 end = min(self._received, self._offset(event.at_ms + TAIL_MS))
                 self._cut(end, end_of_turn=True)
                 self._utterance_start = None
+        vad = self._vad
+        if (
+            self._speech_at is not None
+            and vad.speaking
+            and vad.position_ms - self._speech_at >= SUSTAINED_SPEECH_MS
+            and vad.pause_ms < SUSTAINED_PAUSE_MS
+        ):
+            self._events.put_nowait(SpeechSustained(audio_ms=round(self._speech_at)))
+            self._speech_at = None  # once per utterance
         if self._utterance_start is None:
             # Nobody speaks: keep only what a coming start may reach back to (trimmed in
             # batches, not on every frame).
@@ -173,6 +195,7 @@ class WhisperSTT(SpeechToText):
             self._utterance_start = self._received
 
     def _speech_started(self, at_ms: float) -> None:
+        self._speech_at = at_ms
         # Never before what was already sent: the previous utterance's tail is not sent twice.
         self._utterance_start = max(self._audio_start, self._offset(at_ms - PRE_ROLL_MS))
         self._events.put_nowait(SpeechStarted(audio_ms=round(at_ms)))

@@ -14,8 +14,8 @@ providers do, so the call core treats it the same way (docs/providers/pipeline.m
   goes on.
 - **Barge-in, confirmed.** A speech start from the STT interrupts nothing by itself (a cough, a
   breath, the agent's own echo): the caller's speech counts once it has words (an interim or final
-  transcript) or, with an STT that reports where speech ends, once it has lasted
-  ``BARGE_IN_SUSTAIN_MS``. Then ``CallerSpeechStarted`` goes to the session, which clears the
+  transcript) or, with an STT that runs its own voice detector, once it has gone on without a
+  pause (``SpeechSustained``). Then ``CallerSpeechStarted`` goes to the session, which clears the
   carrier and calls ``interrupt(heard_ms)``: the reply's LLM and TTS requests are cancelled, and
   its text is cut to the sentences the caller heard (``AgentTranscript(corrected=True)``), which is
   also what the reply handler's history shows, marked interrupted.
@@ -42,6 +42,7 @@ from ..pipeline.base import (
     ReplyGenerator,
     SpeechEnded,
     SpeechStarted,
+    SpeechSustained,
     SpeechToText,
     StageContext,
     TextToSpeech,
@@ -67,9 +68,6 @@ from .stages import STAGES
 
 logger = logging.getLogger(__name__)
 
-#: Caller speech without words interrupts the agent once it has lasted this long (only with an
-#: STT that reports where speech ends: otherwise words alone confirm a barge-in).
-BARGE_IN_SUSTAIN_MS = 400
 #: Seconds the reply stage may take to produce its first text (the ``reply_timeout`` option).
 DEFAULT_REPLY_TIMEOUT = 8.0
 #: Said when the reply stage fails or times out (the ``apology`` option).
@@ -158,7 +156,6 @@ class PipelineProvider(VoiceProvider):
         self._finals: list[str] = []
         self._speech_at: int | None = None
         self._confirmed = False
-        self._confirm_timer: asyncio.TimerHandle | None = None
         #: Caller text a dropped reply never answered: prefixed to the next turn.
         self._unanswered = ""
         # Audio sent to the STT (ms) and the wall clock, to place STT audio times in real time.
@@ -185,8 +182,6 @@ class PipelineProvider(VoiceProvider):
         if self._closed:
             return
         self._closed = True
-        if self._confirm_timer is not None:
-            self._confirm_timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -244,6 +239,8 @@ class PipelineProvider(VoiceProvider):
         async for event in self.stt.events():
             if isinstance(event, SpeechStarted):
                 self._speech_started(event)
+            elif isinstance(event, SpeechSustained):
+                self._confirm()
             elif isinstance(event, SpeechEnded):
                 self._speech_ended()
             elif isinstance(event, Transcript):
@@ -266,25 +263,15 @@ class PipelineProvider(VoiceProvider):
             self._caller_turn = f"c{self._caller_turns}"
 
     def _speech_started(self, event: SpeechStarted) -> None:
+        """A speech onset: nothing is interrupted until it is confirmed (words, or speech that
+        goes on: ``SpeechSustained``)."""
         self._new_caller_turn()
         if self._speech_at is None:
             self._speech_at = event.audio_ms
-        if self._confirmed or not self.stt_reports_speech_end:
-            return
-        if self._confirm_timer is None:
-            loop = asyncio.get_running_loop()
-            self._confirm_timer = loop.call_later(BARGE_IN_SUSTAIN_MS / 1000, self._confirm)
-
-    @property
-    def stt_reports_speech_end(self) -> bool:
-        return self.stt.reports_speech_end
 
     def _speech_ended(self) -> None:
         """Speech ended: unconfirmed (a cough), nothing happened; confirmed, the next speech
         must be confirmed again (its words, if any, may still be on their way)."""
-        if self._confirm_timer is not None:
-            self._confirm_timer.cancel()
-            self._confirm_timer = None
         self._confirmed = False
         if not self._finals:
             self._speech_at = None
@@ -305,9 +292,6 @@ class PipelineProvider(VoiceProvider):
     def _confirm(self) -> None:
         """The caller is speaking for real: the session may barge in; a reply not yet audible
         is dropped (the next one answers everything they said)."""
-        if self._confirm_timer is not None:
-            self._confirm_timer.cancel()
-            self._confirm_timer = None
         if self._confirmed:
             return
         self._confirmed = True
@@ -329,9 +313,6 @@ class PipelineProvider(VoiceProvider):
         self._caller_turn = ""
         self._confirmed = False
         self._speech_at = None
-        if self._confirm_timer is not None:
-            self._confirm_timer.cancel()
-            self._confirm_timer = None
         if not text:
             return
         self._emit(CallerTranscript(turn, text))

@@ -24,6 +24,7 @@ from voiceagents.exceptions import (
 from voiceagents.pipeline.base import (
     SpeechEnded,
     SpeechStarted,
+    SpeechSustained,
     StageContext,
     Transcript,
     UtteranceEnd,
@@ -66,19 +67,23 @@ async def feed(stt: WhisperSTT, *parts: np.ndarray) -> bytes:
     return data
 
 
+#: Barge-in events, tested on their own below; the other tests skip them.
+BARGE_IN_EVENTS = (SpeechSustained, SpeechEnded)
+
+
 async def next_event(events):
-    """The next event that is not a ``SpeechEnded`` (tested on its own below)."""
-    while isinstance(event := await asyncio.wait_for(anext(events), WAIT), SpeechEnded):
+    """The next event that is not a barge-in one (``SpeechSustained``, ``SpeechEnded``)."""
+    while isinstance(event := await asyncio.wait_for(anext(events), WAIT), BARGE_IN_EVENTS):
         pass
     return event
 
 
 async def take(events, count: int, *, speech_ends: bool = False) -> list:
-    """The next ``count`` events; ``SpeechEnded`` ones are skipped unless ``speech_ends``."""
+    """The next ``count`` events; barge-in ones are skipped unless ``speech_ends``."""
     taken = []
     while len(taken) < count:
         event = await asyncio.wait_for(anext(events), WAIT)
-        if speech_ends or not isinstance(event, SpeechEnded):
+        if speech_ends or not isinstance(event, BARGE_IN_EVENTS):
             taken.append(event)
     return taken
 
@@ -398,15 +403,26 @@ async def test_silero_without_its_package_names_the_extra(fake, monkeypatch):
     await stt.close()
 
 
-async def test_the_end_of_speech_is_reported_before_its_transcript(fake):
+async def test_sustained_speech_and_its_end_are_reported_before_the_transcript(fake):
     fake.transcripts.append("Hello.")
     stt = make_stt(fake.transcriptions_url)
-    assert stt.reports_speech_end
     await stt.open()
     events = stt.events()
     await utterance(stt, fake, quiet(8000, 0.3), speech(8000, 0.8), quiet(8000, 0.8))
+    got = await take(events, 4, speech_ends=True)
+    await stt.close()
+    assert [type(e) for e in got] == [SpeechStarted, SpeechSustained, SpeechEnded, Transcript]
+    started, sustained, ended, _ = got
+    assert sustained.audio_ms == started.audio_ms
+    assert ended.audio_ms - started.audio_ms == pytest.approx(800, abs=100)
+
+
+async def test_a_short_burst_is_never_sustained(fake):
+    fake.transcripts.append("")
+    stt = make_stt(fake.transcriptions_url)
+    await stt.open()
+    events = stt.events()
+    await utterance(stt, fake, quiet(8000, 0.3), speech(8000, 0.15), quiet(8000, 0.8))
     got = await take(events, 3, speech_ends=True)
     await stt.close()
-    assert [type(e) for e in got] == [SpeechStarted, SpeechEnded, Transcript]
-    started, ended, _ = got
-    assert ended.audio_ms - started.audio_ms == pytest.approx(800, abs=100)
+    assert [type(e) for e in got] == [SpeechStarted, SpeechEnded, UtteranceEnd]
