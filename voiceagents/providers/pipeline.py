@@ -68,6 +68,8 @@ from .stages import STAGES
 
 logger = logging.getLogger(__name__)
 
+#: A sentence's likely duration while its audio is still arriving (about 14 characters a second).
+SPOKEN_MS_PER_CHAR = 70.0
 #: Seconds the reply stage may take to produce its first text (the ``reply_timeout`` option).
 DEFAULT_REPLY_TIMEOUT = 8.0
 #: Said when the reply stage fails or times out (the ``apology`` option).
@@ -82,8 +84,9 @@ class _Reply:
 
     turn_id: str
     task: asyncio.Task | None = None
-    #: (sentence, audio start ms, audio end ms) in the turn's own audio.
-    sentences: list[tuple[str, float, float]] = field(default_factory=list)
+    #: [sentence, audio start ms, audio end ms, complete] in the turn's own audio; the end of a
+    #: sentence still being synthesized is its audio so far.
+    sentences: list[list] = field(default_factory=list)
     audio_ms: float = 0.0
     started_audio: bool = False
     done: bool = False
@@ -98,12 +101,15 @@ class _Reply:
     first_audio_at: float | None = None
 
     def text(self) -> str:
-        return " ".join(sentence for sentence, _, _ in self.sentences)
+        return " ".join(sentence for sentence, *_ in self.sentences)
 
     def heard_text(self, heard_ms: float) -> str:
-        """The sentences the caller heard, the last one cut at the word reached."""
+        """The sentences the caller heard, the last one cut at the word reached (by its share
+        of the sentence's audio; for a sentence still being synthesized, of its likely length)."""
         heard = []
-        for sentence, start, end in self.sentences:
+        for sentence, start, end, complete in self.sentences:
+            if not complete:
+                end = max(end, start + len(sentence) * SPOKEN_MS_PER_CHAR)
             if start >= heard_ms:
                 break
             if end <= heard_ms or end <= start:
@@ -156,6 +162,11 @@ class PipelineProvider(VoiceProvider):
         self._finals: list[str] = []
         self._speech_at: int | None = None
         self._confirmed = False
+        #: Clear from a confirmed caller speech until the session has handled it (and called
+        #: ``interrupt`` if the agent was audible): a reply asked meanwhile waits, so that its
+        #: history shows the interruption.
+        self._barge_in_settled = asyncio.Event()
+        self._barge_in_settled.set()
         #: Caller text a dropped reply never answered: prefixed to the next turn.
         self._unanswered = ""
         # Audio sent to the STT (ms) and the wall clock, to place STT audio times in real time.
@@ -225,6 +236,9 @@ class PipelineProvider(VoiceProvider):
                     f"the pipeline failed: {item!r}", vendor=self.id, call_id=self.config.call_id
                 ) from item
             yield item
+            if isinstance(item, CallerSpeechStarted):
+                # The session has handled it: interrupted the agent, or found nothing playing.
+                self._barge_in_settled.set()
 
     # -- caller audio (hot path) ------------------------------------------------------------------
 
@@ -304,6 +318,7 @@ class PipelineProvider(VoiceProvider):
         audible = self._audible
         if not self.interruptions and audible is not None and not audible.done:
             return  # the agent is speaking and may not be cut off
+        self._barge_in_settled.clear()
         self._emit(CallerSpeechStarted(self._caller_turn, self._speech_at))
 
     def _end_caller_turn(self, audio_end_ms: int | None) -> None:
@@ -373,6 +388,7 @@ class PipelineProvider(VoiceProvider):
 
     async def _generated(self, fields: Mapping[str, Any]) -> AsyncIterator[str]:
         """The reply stage's text, or the apology when it fails or is too slow to start."""
+        await self._barge_in_settled.wait()
         stream = self.replier.reply(self._event(fields))
         try:
             try:
@@ -427,7 +443,8 @@ class PipelineProvider(VoiceProvider):
             if after is not None:
                 await asyncio.gather(after, return_exceptions=True)
             while (sentence := await sentences.get()) is not None:
-                start_ms = reply.audio_ms
+                entry = [sentence, reply.audio_ms, reply.audio_ms, False]
+                reply.sentences.append(entry)
                 requested = loop.time()
                 async for audio in self.tts.synthesize(sentence):
                     if not audio:
@@ -441,14 +458,16 @@ class PipelineProvider(VoiceProvider):
                         self._emit(AgentTurnStarted(reply.turn_id))
                         await self.stt.agent_speaking(True)
                     reply.audio_ms += self.output_format.duration_ms(len(audio))
+                    entry[2] = reply.audio_ms
                     self._emit(AgentAudio(reply.turn_id, base64.b64encode(audio).decode("ascii")))
-                reply.sentences.append((sentence, start_ms, reply.audio_ms))
+                entry[3] = True
             await writer  # its error, if any
         finally:
             if not writer.done():
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
         reply.done = True
+        reply.sentences = [entry for entry in reply.sentences if entry[2] > entry[1]]
         if reply.sentences:
             self._emit(AgentTranscript(reply.turn_id, reply.text()))
             reply.history_entry = {"role": "agent", "text": reply.text(), "interrupted": False}

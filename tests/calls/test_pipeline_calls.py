@@ -1,0 +1,395 @@
+"""Calls answered by the pipeline (STT → on_message → TTS) over Twilio and Telnyx L16.
+
+Every stage speaks its vendor's protocol to a loopback fake: Deepgram's socket, OpenAI's audio
+and chat endpoints, ElevenLabs' text-to-speech stream. The carrier side is the real media
+consumer and session, as for every provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+import voiceagents
+from tests.calls.harness import ended_call
+from tests.calls.lines import Line
+from tests.fakes import deepgram as fake_deepgram
+from tests.fakes import elevenlabs_api as fake_elevenlabs
+from tests.fakes import openai_audio as fake_openai_audio
+from tests.fakes import openai_chat as fake_openai_chat
+from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms, voiced
+from voiceagents.audio.g711 import ulaw_decode
+from voiceagents.models import Agent, CallEvent, CallStatus, Credential, TranscriptEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Every event the test handlers got, in order.
+HANDLED: list[dict] = []
+
+
+@voiceagents.reply_handler("pipeline-tests-echo")
+async def heard_you(event):
+    """The seed's complete pipeline example."""
+    HANDLED.append(event)
+    return f"I heard you say: {event['text']}"
+
+
+@voiceagents.reply_handler("pipeline-tests-sync")
+def sync_reply(event):
+    HANDLED.append(event)
+    return f"Sync answer to {event.get('text') or event.get('digit')}."
+
+
+@voiceagents.reply_handler("pipeline-tests-stream")
+async def streamed_reply(event):
+    HANDLED.append(event)
+    yield "First part of the answer. "
+    yield "Second part of the answer."
+
+
+@voiceagents.reply_handler("pipeline-tests-long")
+async def long_reply(event):
+    HANDLED.append(event)
+    return (
+        "This is a long answer that goes on for a while. It has several sentences in it. "
+        "The caller will not hear all of them, because they will cut in."
+    )
+
+
+@voiceagents.reply_handler("pipeline-tests-broken")
+async def broken_reply(event):
+    HANDLED.append(event)
+    raise RuntimeError("the database is on fire")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_handled():
+    HANDLED.clear()
+
+
+# -- the fakes and the agent -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def deepgram():
+    async with fake_deepgram.FakeDeepgram() as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai_audio():
+    with fake_openai_audio.FakeOpenAIAudio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def chat():
+    with fake_openai_chat.FakeOpenAIChat() as fake:
+        yield fake
+
+
+@pytest.fixture
+def elevenlabs():
+    with fake_elevenlabs.FakeElevenLabsAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def stage_urls(voiceagents_settings, deepgram, openai_audio, chat, elevenlabs):
+    """Each stage's ``<ID>_URL`` setting points at its fake."""
+    voiceagents_settings.update(
+        DEEPGRAM_URL=deepgram.url,
+        WHISPER_URL=openai_audio.transcriptions_url,
+        OPENAI_TTS_URL=openai_audio.speech_url,
+        OPENAI_CHAT_URL=chat.url,
+        ELEVENLABS_URL=elevenlabs.url,
+    )
+
+
+def _credential(vendor: str, secret: str) -> Credential:
+    credential = Credential(vendor=vendor, label=f"{vendor} {secret[-4:]}")
+    credential.secret = secret
+    credential.save()
+    return credential
+
+
+def _to_pipeline(agent_pk, fields: dict) -> Agent:
+    """The call's agent, answering with the pipeline: each stage with its own key."""
+    agent = Agent.objects.get(pk=agent_pk)
+    stt = fields.pop("stt", "deepgram")
+    tts = fields.pop("tts", "elevenlabs")
+    agent.provider = "pipeline"
+    agent.credential = None
+    agent.stt_provider = stt
+    agent.stt_credential = (
+        _credential("deepgram", "dg-test-key")
+        if stt == "deepgram"
+        else _credential("openai", fake_openai_audio.API_KEY)
+    )
+    agent.tts_provider = tts
+    agent.tts_credential = (
+        _credential("elevenlabs", fake_elevenlabs.API_KEY)
+        if tts == "elevenlabs"
+        else _credential("openai", fake_openai_audio.API_KEY)
+    )
+    agent.reply_handler = "pipeline-tests-echo"
+    if "reply_prompt" in fields:
+        agent.reply_handler = ""
+        agent.reply_credential = _credential("openai", fake_openai_chat.API_KEY)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    agent.full_clean()
+    agent.save()
+    return agent
+
+
+async def to_pipeline(agent_pk, fields):
+    await sync_to_async(_to_pipeline)(agent_pk, dict(fields))
+
+
+@pytest.fixture
+def twilio(twilio_harness, streams, stage_urls):
+    return Line("twilio", twilio_harness, streams, to_pipeline)
+
+
+@pytest.fixture
+def telnyx_l16(telnyx_harness, streams, stage_urls):
+    return Line("telnyx-l16", telnyx_harness, streams, to_pipeline, "L16")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+async def wait_for(predicate, timeout: float = 8.0):
+    async with asyncio.timeout(timeout):
+        while not (result := predicate()):
+            await asyncio.sleep(0.01)
+    return result
+
+
+def tts_texts(elevenlabs, openai_audio) -> list[str]:
+    """Every text sent to either TTS fake, in order of the fakes' records."""
+    texts = [r.json.get("text", "") for r in elevenlabs.tts_requests]
+    texts += [r.json.get("input", "") for r in openai_audio.speech_requests]
+    return texts
+
+
+async def say(line: Line, caller, stt: str, text: str, deepgram, openai_audio, *, ms=600):
+    """The caller says ``text``: the STT fake will transcribe the next burst of speech so."""
+    if stt == "deepgram":
+        deepgram.transcribe_next(text)
+    else:
+        openai_audio.transcripts.append(text)
+    speech = np.concatenate((voiced(line.rate, ms / 1000), np.zeros(line.rate * 9 // 10)))
+    await caller.stream_audio(line.caller_audio(speech), realtime=False)
+
+
+def assert_clean_tone(samples: np.ndarray, rate: int, freq: float = 1000.0) -> None:
+    assert abs(peak_frequency(samples, rate) - freq) < 3
+    amplitude, residual = fit_tone(samples, freq, rate)
+    assert db(amplitude / np.sqrt(2) / max(rms(residual), 1e-9)) > 25, "the tone is not clean"
+
+
+async def transcript(call_id) -> list[tuple]:
+    return [
+        (e.role, e.text, e.interrupted)
+        async for e in TranscriptEntry.objects.filter(call_id=call_id).order_by("seq")
+    ]
+
+
+# -- whole calls ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stt", ["deepgram", "whisper"])
+@pytest.mark.parametrize("tts", ["elevenlabs", "openai_tts"])
+async def test_a_whole_call_on_twilio(twilio, stt, tts, deepgram, openai_audio, elevenlabs):
+    call_id, caller = await twilio.call(stt=stt, tts=tts)
+    # The first message is spoken although a reply handler is set, and is in the transcript.
+    await wait_for(lambda: "Hello from Acme!" in tts_texts(elevenlabs, openai_audio))
+    await wait_for(lambda: len(caller.media_in) >= 4000)
+    await asyncio.sleep(1.2)  # let the greeting play out (no barge-in)
+    heard_before = len(caller.media_in)
+
+    await say(twilio, caller, stt, "book a table for two", deepgram, openai_audio)
+    await wait_for(
+        lambda: "I heard you say: book a table for two" in tts_texts(elevenlabs, openai_audio)
+    )
+    await wait_for(lambda: len(caller.media_in) >= heard_before + 4000)
+    reply = bytes(caller.media_in[heard_before + 800 : heard_before + 4000])
+    if tts == "elevenlabs":
+        # ulaw_8000 from ElevenLabs reaches Twilio byte for byte.
+        request = elevenlabs.tts_requests[-1]
+        assert request.query["output_format"] == "ulaw_8000"
+        assert reply in elevenlabs.tts_audio_for(request.json["text"], "ulaw_8000")
+    else:
+        # OpenAI's 24 kHz PCM arrives as 8 kHz μ-law with the tone's frequency kept.
+        assert_clean_tone(ulaw_decode(reply).astype(np.float64), 8000)
+    await asyncio.sleep(0.3)
+    await caller.stop()
+
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.COMPLETED and call.provider == "pipeline"
+    assert await transcript(call_id) == [
+        ("agent", "Hello from Acme!", False),
+        ("caller", "book a table for two", False),
+        ("agent", "I heard you say: book a table for two", False),
+    ]
+    (event,) = HANDLED
+    assert event["text"] == "book a table for two" and event["type"] == "message"
+    assert event["history"] == [
+        {"role": "agent", "text": "Hello from Acme!", "interrupted": False},
+        {"role": "caller", "text": "book a table for two", "interrupted": False},
+    ]
+    assert event["call_id"] == call_id and event["language"] == "en"
+    (turn,) = call.metrics["pipeline_turns"]
+    assert set(turn) >= {"reply_first_text_ms", "tts_first_byte_ms", "first_audio_ms"}
+
+
+@pytest.mark.parametrize(("stt", "tts"), [("deepgram", "elevenlabs"), ("whisper", "openai_tts")])
+async def test_a_whole_call_on_telnyx_l16(telnyx_l16, stt, tts, deepgram, openai_audio, elevenlabs):
+    call_id, caller = await telnyx_l16.call(stt=stt, tts=tts)
+    await wait_for(lambda: len(caller.media_in) >= 16000)
+    await asyncio.sleep(1.2)
+    if stt == "deepgram":
+        assert deepgram.stream.params["encoding"] == "linear16"
+        assert deepgram.stream.params["sample_rate"] == "16000"
+    heard_before = len(caller.media_in)
+    await say(telnyx_l16, caller, stt, "hello there", deepgram, openai_audio)
+    await wait_for(lambda: "I heard you say: hello there" in tts_texts(elevenlabs, openai_audio))
+    await wait_for(lambda: len(caller.media_in) >= heard_before + 16000)
+    reply = telnyx_l16.heard(bytes(caller.media_in[heard_before + 3200 : heard_before + 16000]))
+    assert_clean_tone(reply, 16000)
+    if stt == "whisper":
+        (request,) = openai_audio.transcriptions
+        assert request.rate == 16000
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.COMPLETED
+    assert ("caller", "hello there", False) in await transcript(call_id)
+
+
+# -- the reply stage ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "spoken"),
+    [
+        ("pipeline-tests-sync", ["Sync answer to one two."]),
+        ("pipeline-tests-stream", ["First part of the answer.", "Second part of the answer."]),
+    ],
+)
+async def test_registered_handlers_answer(twilio, handler, spoken, deepgram, elevenlabs):
+    call_id, caller = await twilio.call(reply_handler=handler, first_message="")
+    await say(twilio, caller, "deepgram", "one two", deepgram, None)
+    await wait_for(lambda: [r.json["text"] for r in elevenlabs.tts_requests] == spoken)
+    await caller.stop()
+    await ended_call(call_id)
+    assert HANDLED and HANDLED[0]["text"] == "one two"
+
+
+async def test_the_admin_llm_prompt_answers_sentence_by_sentence(
+    twilio, deepgram, chat, elevenlabs
+):
+    chat.script(
+        "Sure, a table for two. ", "What time would suit you? ", "We open at six.", delay=0.3
+    )
+    call_id, caller = await twilio.call(
+        reply_prompt="You take bookings for {company}.", first_message=""
+    )
+    await say(twilio, caller, "deepgram", "a table for two please", deepgram, None)
+    # The first sentence is being spoken before the model has finished writing.
+    await wait_for(lambda: elevenlabs.tts_requests)
+    assert chat.completed == 0
+    await wait_for(lambda: len(elevenlabs.tts_requests) == 3)
+    assert [r.json["text"] for r in elevenlabs.tts_requests] == [
+        "Sure, a table for two.",
+        "What time would suit you?",
+        "We open at six.",
+    ]
+    (body,) = chat.bodies
+    assert body["stream"] is True
+    assert body["messages"][0] == {"role": "system", "content": "You take bookings for Acme."}
+    assert body["messages"][-1] == {"role": "user", "content": "a table for two please"}
+    await caller.stop()
+    await ended_call(call_id)
+
+
+async def test_a_failing_handler_is_apologised_for_and_the_call_goes_on(
+    twilio, deepgram, elevenlabs
+):
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-broken", first_message="")
+    await say(twilio, caller, "deepgram", "anything", deepgram, None)
+    await wait_for(lambda: elevenlabs.tts_requests)
+    assert elevenlabs.tts_requests[0].json["text"].startswith("Sorry, I had a problem")
+    await say(twilio, caller, "deepgram", "still there?", deepgram, None)
+    await wait_for(lambda: len(HANDLED) == 2)
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.COMPLETED
+    errors = [e.data async for e in CallEvent.objects.filter(call_id=call_id, kind="error")]
+    assert any("the database is on fire" in e.get("message", "") for e in errors)
+
+
+async def test_dtmf_reaches_on_message_and_the_timeline(twilio, deepgram, elevenlabs):
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-sync", first_message="")
+    await deepgram.connected.wait()  # the pipeline is open
+    await asyncio.sleep(0.1)
+    await caller.dtmf("7")
+    await wait_for(lambda: HANDLED)
+    assert HANDLED[0]["type"] == "dtmf" and HANDLED[0]["digit"] == "7"
+    await wait_for(
+        lambda: [r.json["text"] for r in elevenlabs.tts_requests] == ["Sync answer to 7."]
+    )
+    await caller.stop()
+    await ended_call(call_id)
+    assert await CallEvent.objects.filter(call_id=call_id, kind="dtmf").aexists()
+
+
+# -- barge-in -------------------------------------------------------------------------------------
+
+
+async def test_barge_in_clears_cancels_the_tts_and_truncates_the_turn(twilio, deepgram, elevenlabs):
+    elevenlabs.tts_chunk_size = 800  # 100 ms of μ-law per chunk, slower than it plays
+    elevenlabs.tts_chunk_delay = 0.15
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-long", first_message="")
+    await say(twilio, caller, "deepgram", "tell me something", deepgram, None)
+    await wait_for(lambda: len(caller.media_in) >= 8000)  # a second of the long answer
+    await say(twilio, caller, "deepgram", "stop please", deepgram, None, ms=500)
+    await wait_for(lambda: caller.clears >= 1)
+    cut = elevenlabs.tts_requests[0]
+    await asyncio.to_thread(cut.done.wait, 10)
+    assert cut.disconnected, "the TTS stream was not closed"
+    await wait_for(lambda: len(HANDLED) == 2)
+    await caller.stop()
+    await ended_call(call_id)
+    rows = await transcript(call_id)
+    agent_rows = [r for r in rows if r[0] == "agent"]
+    first = agent_rows[0]
+    assert first[2] is True, "the interrupted turn is not flagged"
+    assert 0 < len(first[1]) < len("This is a long answer that goes on for a while.") + 40
+    # The handler's history shows the interruption with what the caller heard.
+    history = HANDLED[1]["history"]
+    assert history[1] == {"role": "agent", "text": first[1], "interrupted": True}
+    assert history[2] == {"role": "caller", "text": "stop please", "interrupted": False}
+
+
+async def test_a_short_noise_does_not_interrupt(twilio, openai_audio, elevenlabs):
+    elevenlabs.tts_chunk_size = 800
+    elevenlabs.tts_chunk_delay = 0.15
+    call_id, caller = await twilio.call(
+        stt="whisper", reply_handler="pipeline-tests-long", first_message=""
+    )
+    await say(twilio, caller, "whisper", "tell me something", None, openai_audio)
+    await wait_for(lambda: len(caller.media_in) >= 8000)
+    openai_audio.transcripts.append("")  # the noise has no words
+    burst = np.concatenate((voiced(8000, 0.15), np.zeros(8000)))
+    await caller.stream_audio(twilio.caller_audio(burst), realtime=False)
+    await wait_for(lambda: len(openai_audio.transcriptions) == 2)
+    await asyncio.sleep(0.3)
+    assert caller.clears == 0
+    await caller.stop()
+    await ended_call(call_id)
+    assert all(not interrupted for _, _, interrupted in await transcript(call_id))
