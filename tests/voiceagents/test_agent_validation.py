@@ -259,3 +259,19 @@ def test_telnyx_public_keys_must_be_ed25519_keys_one_per_line():
     )
     row.data = {"webhook_public_key": f"{good}\n{good}"}
     row.full_clean()
+
+
+def test_an_unknown_reply_handler_is_refused_with_the_registered_names():
+    credential("deepgram")
+    credential("elevenlabs")
+    errors = errors_of(
+        agent(
+            provider="pipeline",
+            stt_provider="deepgram",
+            tts_provider="elevenlabs",
+            reply_handler="no-such-handler",
+        )
+    )
+    assert list(errors) == ["reply_handler"]
+    assert "no-such-handler" in errors["reply_handler"][0]
+    assert "validation-test-echo" in errors["reply_handler"][0]  # a registered one is listed

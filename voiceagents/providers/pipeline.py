@@ -37,7 +37,7 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from ..exceptions import ProviderConnectionError, VoiceAgentsError
+from ..exceptions import ProviderAPIError, ProviderConnectionError, VoiceAgentsError
 from ..pipeline.base import (
     ReplyGenerator,
     SpeechEnded,
@@ -181,9 +181,19 @@ class PipelineProvider(VoiceProvider):
             for stage in (self.stt, self.replier, self.tts):
                 await stage.open()
                 opened.append(stage)
-        except BaseException:
+        except BaseException as err:
             for stage in opened:
                 await stage.close()
+            if isinstance(err, ProviderAPIError):
+                # A refusal at connection time (a wrong key): the call cannot start.
+                raise ProviderConnectionError(
+                    f"{stage.name or stage.id} refused the connection: "
+                    f"{err.args[0] if err.args else err}",
+                    vendor=stage.id,
+                    call_id=self.config.call_id,
+                    status_code=err.status_code,
+                    response=err.response,
+                ) from err
             raise
         self.input_format = self.stt.input_format
         self.output_format = self.tts.output_format
