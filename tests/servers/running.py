@@ -38,12 +38,15 @@ def seed(
     openai_url: str | None = None,
     calls: int = 0,
     elevenlabs_url: str | None = None,
+    pipeline: dict | None = None,
 ) -> list[dict]:
     args = [sys.executable, "-m", "tests.servers.seed", "--calls", str(calls)]
     if openai_url:
         args += ["--openai-url", openai_url]
     if elevenlabs_url:
         args += ["--elevenlabs-url", elevenlabs_url]
+    if pipeline:
+        args += ["--pipeline", json.dumps(pipeline)]
     done = subprocess.run(
         args, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
     )

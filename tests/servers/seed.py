@@ -15,12 +15,16 @@ import os
 import secrets
 
 AUTH_TOKEN = "servers-twilio-auth-token-0123456789"
-#: Matches tests/fakes/elevenlabs_api.py's key (written out: this module runs in the server's env).
+#: The fakes' keys (written out: this module runs in the server's environment, not the tests').
 ELEVENLABS_API_KEY = "sk_test_elevenlabs_0123456789abcdef"
+DEEPGRAM_API_KEY = "dg-test-key"
+OPENAI_CHAT_API_KEY = "sk-test-openai-chat-0123456789abcdef"
 OUR_NUMBER = "+15550000002"
 
 
-def seed(openai_url: str, calls: int, elevenlabs_url: str = "") -> list[dict]:
+def seed(
+    openai_url: str, calls: int, elevenlabs_url: str = "", pipeline: dict | None = None
+) -> list[dict]:
     from django.core.management import call_command
 
     from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
@@ -48,6 +52,8 @@ def seed(openai_url: str, calls: int, elevenlabs_url: str = "") -> list[dict]:
         Agent.objects.filter(pk=number.agent_id).update(
             provider="elevenlabs_convai", credential=elevenlabs, voice="rachel"
         )
+    if pipeline and number.agent.provider != "pipeline":
+        _to_pipeline(number.agent_id, pipeline)
     made = []
     for _ in range(calls):
         call = Call.objects.create(
@@ -64,17 +70,44 @@ def seed(openai_url: str, calls: int, elevenlabs_url: str = "") -> list[dict]:
     return made
 
 
+def _to_pipeline(agent_pk, urls: dict) -> None:
+    """The number's agent answers with the pipeline: Deepgram → an LLM prompt → ElevenLabs TTS,
+    each stage's credential pointing at its fake (``urls``: ``deepgram``, ``chat``, ``tts``)."""
+    from voiceagents.models import Agent, Credential
+
+    def credential(vendor, secret, url):
+        made = Credential(vendor=vendor, label=f"{vendor} (pipeline)", api_base_url=url)
+        made.secret = secret
+        made.save()
+        return made
+
+    agent = Agent.objects.get(pk=agent_pk)
+    agent.provider = "pipeline"
+    agent.stt_provider = "deepgram"
+    agent.stt_credential = credential("deepgram", DEEPGRAM_API_KEY, urls["deepgram"])
+    agent.reply_prompt = "You answer the phone for the servers test."
+    agent.reply_credential = credential("openai", OPENAI_CHAT_API_KEY, urls["chat"])
+    agent.tts_provider = "elevenlabs"
+    agent.tts_credential = credential("elevenlabs", ELEVENLABS_API_KEY, urls["tts"])
+    agent.full_clean()
+    agent.save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--openai-url", default="ws://127.0.0.1:9/v1/realtime")
     parser.add_argument("--calls", type=int, default=0)
     parser.add_argument("--elevenlabs-url", default="")
+    parser.add_argument(
+        "--pipeline", default="", help='JSON {"deepgram": URL, "chat": URL, "tts": URL}'
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()
-    for call in seed(args.openai_url, args.calls, args.elevenlabs_url):
+    pipeline = json.loads(args.pipeline) if args.pipeline else None
+    for call in seed(args.openai_url, args.calls, args.elevenlabs_url, pipeline):
         print(json.dumps(call), flush=True)
 
 

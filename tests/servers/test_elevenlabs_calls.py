@@ -8,44 +8,30 @@ its own in a thread, and the server process reaches it over loopback as it would
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import sqlite3
-import threading
-import time
-
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from tests.fakes.elevenlabs_api import FakeElevenLabsAPI
 from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI, ScriptedReply
-from voiceagents.call import streamtokens
 
+from .calls import LoopThread, call_row, run_call
 from .running import SERVERS, seed, server_env, start_server
-from .test_stream_refusals import TWILIO, twilio_headers, twilio_start
 
 GREETING = bytes([0x2A]) * 1600  # 200 ms of μ-law
 
 
-class FakeElevenLabsThread:
-    """Both fakes, the socket one on its own event loop in a daemon thread."""
+class FakeElevenLabsThread(LoopThread):
+    """Both fakes, the socket one on the thread's event loop."""
 
     def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        super().__init__()
         self.api = FakeElevenLabsAPI().__enter__()
         self.convai = FakeElevenLabsConvAI(self.api)
         self.run(self.convai.__aenter__())
 
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
     def close(self):
         self.run(self.convai.__aexit__(None, None, None))
         self.api.__exit__(None, None, None)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.stop()
 
 
 @pytest.fixture
@@ -53,46 +39,6 @@ def elevenlabs():
     fakes = FakeElevenLabsThread()
     yield fakes
     fakes.close()
-
-
-def call_row(tmp_path, call_id: str) -> dict:
-    """The call's row in the server's own SQLite database, once it has ended."""
-    deadline = time.monotonic() + 10
-    while True:
-        with sqlite3.connect(tmp_path / "db.sqlite3") as db:
-            db.row_factory = sqlite3.Row
-            row = dict(
-                db.execute(
-                    "select status, end_reason, error, provider_session_id from voiceagents_call "
-                    "where id = ?",
-                    (call_id.replace("-", ""),),
-                ).fetchone()
-            )
-        if row["status"] in ("completed", "failed") or time.monotonic() > deadline:
-            return row
-        time.sleep(0.05)
-
-
-def run_call(port: int, call: dict, *, hang_up_after: bytes | None) -> tuple[bytes, int | None]:
-    """Play Twilio: start the stream, read agent audio until ``hang_up_after`` has arrived (then
-    send ``stop``) or the server closes; the audio received and the close code."""
-    received = bytearray()
-    token = streamtokens.mint(call["call_id"])
-    with connect(f"ws://127.0.0.1:{port}{TWILIO}", additional_headers=twilio_headers()) as ws:
-        ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        ws.send(json.dumps(twilio_start(call["call_id"], token, call["call_sid"])))
-        stream_sid = None
-        try:
-            while True:
-                frame = json.loads(ws.recv(timeout=10))
-                stream_sid = frame.get("streamSid", stream_sid)
-                if frame.get("event") == "media":
-                    received += base64.b64decode(frame["media"]["payload"])
-                if hang_up_after is not None and hang_up_after in received:
-                    ws.send(json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {}}))
-                    hang_up_after = None
-        except ConnectionClosed as closed:
-            return bytes(received), closed.rcvd.code if closed.rcvd else None
 
 
 @pytest.mark.parametrize("server", SERVERS)
