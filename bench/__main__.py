@@ -3,7 +3,9 @@ then a short call sweep.
 
 The short sweep runs the production server recommended in the README (uvicorn) over the three
 fake-provider modes at N = 10, 100 and 200 concurrent calls with a 5 s steady window; it takes
-three to four minutes. The full sweep of docs/benchmarks.md is ``python -m bench.calls`` (both
+three to four minutes. Then one short ElevenLabs Conversational AI row: uvicorn, duty mode with
+barge-ins, N = 10 and 100 (under a minute; its raw results go to ``var/bench/calls-elevenlabs.json``
+so that they do not replace the OpenAI ones). The full sweep of docs/benchmarks.md is ``python -m bench.calls`` (both
 servers, N = 1 … 300, 15 s windows; about 20 minutes).
 """
 
@@ -29,13 +31,36 @@ SHORT_SWEEP = [
 ]
 
 
+#: The ElevenLabs row: barge-in → clear is its figure to watch (the sweep's default barge-in
+#: every 5 s applies, as in the OpenAI rows).
+ELEVENLABS_ROW = [
+    "--servers",
+    "uvicorn",
+    "--providers",
+    "elevenlabs_convai",
+    "--modes",
+    "duty",
+    "--levels",
+    "10,100",
+    "--steady",
+    "5",
+    "--retries",
+    "0",
+    "--refine",
+    "0",
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     status = audio.main([])
     print()
     status = status or wsframes.main([])
     print()
-    return status or calls.main(SHORT_SWEEP + argv)
+    status = status or calls.main(SHORT_SWEEP + argv)
+    print()
+    json_path = str(calls.ROOT / "var" / "bench" / "calls-elevenlabs.json")
+    return status or calls.main(ELEVENLABS_ROW + argv + ["--json", json_path])
 
 
 if __name__ == "__main__":

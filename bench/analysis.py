@@ -189,6 +189,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
     bargein_clear: list[float] = []
     bargein_truncate: list[float] = []
     bargein_missed = 0
+    pong: list[float] = []
     failed: dict[str, str] = {}
     webhook: list[float] = []
     send_lag: list[float] = []
@@ -306,6 +307,12 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                 bargein_missed += 1
             if item in truncates and truncates[item] >= t_bi:
                 bargein_truncate.append(truncates[item] - t_bi)
+        # ElevenLabs' ping → the bridge's pong (the OpenAI fake sends no pings).
+        pong.extend(
+            d
+            for t, d in zip(session.get("pong_t", ()), session.get("pong_delay", ()), strict=True)
+            if lo <= t <= hi
+        )
     calls = sum(1 for c in gen["callers"].values() if not c.get("joiner", False))
     stats = gen["stats"]
     a, b = stats.get("window_start", {}), stats.get("window_end", {})
@@ -339,6 +346,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
         "bargein_clear": summarize(bargein_clear),
         "bargein_truncate": summarize(bargein_truncate),
         "bargein_missed": bargein_missed,
+        "pong": summarize(pong),
         "health": summarize([d for d, _ in health]),
         "health_failed": sum(1 for _, s in health if s != 200),
         "server_cpu_s": server_cpu,

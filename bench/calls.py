@@ -7,11 +7,14 @@ provider mode, three processes per level, all on 127.0.0.1:
   core 0 with ``taskset``, with a SQLite database in a temporary directory (seeded by
   ``bench.seed``) and, by default, the channels-redis layer on ``--redis-url`` (the README's
   production setup; ``--no-redis`` for the in-memory layer and eager Celery);
-* the fake OpenAI Realtime server (``bench.fakeprovider``) and the load generator
-  (``bench.loadgen``), pinned to core 1.
+* the fake provider (``bench.fakeprovider``: OpenAI Realtime, or with ``--providers`` also an
+  ElevenLabs Conversational AI agent) and the load generator (``bench.loadgen``), pinned to
+  core 1.
 
 Each level starts a fresh server, ramps the calls up, measures a steady window, stops the calls
-and checks every call's row. A (server, mode) sweep stops at its first failing level: p99 over
+and checks every call's row. With several providers their levels alternate (N = 10 for each,
+then N = 100 for each ...), so that they are compared minutes apart on the same machine. A
+(server, mode, provider) sweep stops at its first failing level: p99 over
 ``--p99-ms`` in either direction, any lost or duplicated frame, or any failed call
 (``bench.analysis.passes``). Tables go to stdout; everything measured goes to ``--json``.
 See docs/benchmarks.md for the definitions and the results.
@@ -38,7 +41,7 @@ import urllib.request
 from pathlib import Path
 
 from . import analysis
-from .seed import AUTH_TOKEN, TO_NUMBER
+from .seed import AUTH_TOKEN, PROVIDERS, TO_NUMBERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://bench.example.test"
@@ -85,6 +88,8 @@ SERVERS["reference"] = [
 ]
 
 MODES = ("echo", "duty", "sink")
+#: Provider id -> the fake provider's ``--protocol``, and the short name of the one-line results.
+PROTOCOLS = {"openai_realtime": "openai", "elevenlabs_convai": "elevenlabs"}
 
 
 def free_port() -> int:
@@ -167,16 +172,16 @@ class Bench:
     # -- setup ----------------------------------------------------------------------------------
 
     def seed(self) -> None:
-        cmd = [
-            self.python,
-            "-m",
-            "bench.seed",
-            "--openai-url",
-            f"ws://127.0.0.1:{self.fake_port}/v1/realtime",
-        ]
-        if self.args.no_record:
-            cmd.append("--no-record")
-        subprocess.run(cmd, cwd=ROOT, env=self.env, check=True)
+        """One agent and number per provider, each pointed at the fake's port."""
+        for provider in self.args.providers:
+            cmd = [self.python, "-m", "bench.seed", "--provider", provider]
+            if provider == "elevenlabs_convai":
+                cmd += ["--elevenlabs-url", f"http://127.0.0.1:{self.fake_port}"]
+            else:
+                cmd += ["--openai-url", f"ws://127.0.0.1:{self.fake_port}/v1/realtime"]
+            if self.args.no_record:
+                cmd.append("--no-record")
+            subprocess.run(cmd, cwd=ROOT, env=self.env, check=True)
         self.flush_redis()
 
     def flush_redis(self) -> None:
@@ -195,10 +200,10 @@ class Bench:
 
     # -- one level ----------------------------------------------------------------------------
 
-    def level(self, server: str, mode: str, calls: int) -> dict:
+    def level(self, server: str, mode: str, calls: int, provider: str = "openai_realtime") -> dict:
         args = self.args
         self.level_no += 1
-        tag = f"{server}-{mode}-{calls}"
+        tag = f"{server}-{mode}-{PROTOCOLS[provider]}-{calls}"
         port = free_port()
         prefix = f"+1999{self.level_no:03d}"
         log = open(self.tmp / f"server-{tag}.log", "wb")  # noqa: SIM115
@@ -212,6 +217,8 @@ class Bench:
                 "bench.fakeprovider",
                 "--port",
                 str(self.fake_port),
+                "--protocol",
+                PROTOCOLS[provider],
                 "--mode",
                 mode,
                 "--barge-in",
@@ -288,7 +295,7 @@ class Bench:
                 "--auth-token",
                 AUTH_TOKEN,
                 "--to-number",
-                TO_NUMBER,
+                TO_NUMBERS[provider],
                 "--number-prefix",
                 prefix,
                 "--calls",
@@ -330,7 +337,14 @@ class Bench:
                 result["failed"] += sum(1 for n in not_completed if n not in result["failures"])
                 for n, status in list(not_completed.items())[:3]:
                     result["failures"].setdefault(n, f"call row {status}")
-            result.update(server=server, mode=mode, n=calls, base_rss=base_rss, ramp=ramp)
+            result.update(
+                server=server,
+                mode=mode,
+                provider=provider,
+                n=calls,
+                base_rss=base_rss,
+                ramp=ramp,
+            )
             ok, why = analysis.passes(result, p99_ms=args.p99_ms)
             result["pass"], result["why"] = ok, why
             return result
@@ -364,24 +378,7 @@ class Bench:
         try:
             for server in args.servers:
                 for mode in args.modes:
-                    held, failed_at = 0, None
-                    for calls in args.levels:
-                        if not self.measure(server, mode, calls):
-                            failed_at = calls
-                            break
-                        held = calls
-                    # Narrow the gap between the last level held and the first failed one.
-                    while args.refine and failed_at is not None and failed_at - held > args.refine:
-                        mid = (
-                            held + failed_at
-                        ) // 2 // args.refine * args.refine or held + args.refine
-                        if mid <= held or mid >= failed_at:
-                            break
-                        if self.measure(server, mode, mid):
-                            held = mid
-                        else:
-                            failed_at = mid
-                    print(f"== {server} / {mode}: largest N that holds: {held}", flush=True)
+                    self.sweep_one(server, mode)
         finally:
             self.flush_redis()
             if not args.keep:
@@ -390,12 +387,49 @@ class Bench:
                 print(f"(kept {self.tmp})")
         return self.results
 
-    def measure(self, server: str, mode: str, calls: int) -> bool:
+    def sweep_one(self, server: str, mode: str) -> None:
+        """The levels of one (server, mode), the providers' runs alternating at each level."""
+        args = self.args
+        held = dict.fromkeys(args.providers, 0)
+        failed_at: dict[str, int | None] = dict.fromkeys(args.providers)
+        for calls in args.levels:
+            for provider in args.providers:
+                if failed_at[provider] is not None:
+                    continue
+                if self.measure(server, mode, calls, provider):
+                    held[provider] = calls
+                else:
+                    failed_at[provider] = calls
+        # Narrow the gap between the last level held and the first failed one.
+        narrowing = [p for p in args.providers if args.refine]
+        while narrowing:
+            for provider in list(narrowing):
+                low, high = held[provider], failed_at[provider]
+                mid = (
+                    (low + high) // 2 // args.refine * args.refine or low + args.refine
+                    if high is not None
+                    else 0
+                )
+                if high is None or high - low <= args.refine or mid <= low or mid >= high:
+                    narrowing.remove(provider)
+                elif self.measure(server, mode, mid, provider):
+                    held[provider] = mid
+                else:
+                    failed_at[provider] = mid
+        for provider in args.providers:
+            print(
+                f"== {server} / {mode} / {provider}: largest N that holds: {held[provider]}",
+                flush=True,
+            )
+
+    def measure(
+        self, server: str, mode: str, calls: int, provider: str = "openai_realtime"
+    ) -> bool:
         """One level: ``--repeat`` runs (fewer once a majority agrees), decided by the majority."""
         args = self.args
         runs: list[dict] = []
         while not decided(runs, args.repeat):
-            runs.append(self.run_once(server, mode, calls))
+            runs.append(self.run_once(server, mode, calls, provider))
             if args.repeat > 1:
                 print(
                     one_line(runs[-1]) + f"  (run {len(runs)} of up to {args.repeat})", flush=True
@@ -410,17 +444,17 @@ class Bench:
         self.save()
         return result["pass"]
 
-    def run_once(self, server: str, mode: str, calls: int) -> dict:
+    def run_once(self, server: str, mode: str, calls: int, provider: str) -> dict:
         """One run (measured again once if another process disturbed a failing run)."""
         args = self.args
         started = time.monotonic()
-        result = self.level(server, mode, calls)
+        result = self.level(server, mode, calls, provider)
         result["seconds"] = round(time.monotonic() - started, 1)
         if not result["pass"] and disturbed(result) and args.retries:
             # Another process shared our cores during the window: measure again.
             print(one_line(result) + "  (disturbed: measuring again)", flush=True)
             first = {k: result[k] for k in ("why", "foreign0", "foreign1")}
-            result = self.level(server, mode, calls)
+            result = self.level(server, mode, calls, provider)
             result["seconds"] = round(time.monotonic() - started, 1)
             result["first_attempt"] = first
         return result
@@ -518,17 +552,38 @@ def _verdict(r: dict, passed: str) -> str:
     return verdict
 
 
+def provider_of(r: dict) -> str:
+    """The level's provider (results saved before there was a choice are OpenAI's)."""
+    return r.get("provider", "openai_realtime")
+
+
 def one_line(r: dict) -> str:
     verdict = _verdict(r, "PASS")
     return (
-        f"{r['server']:>8} {r['mode']:>4} N={r['n']:<4} in p50/p99/max {_f(r['inbound']['p50'])}/"
+        f"{r['server']:>8} {PROTOCOLS.get(provider_of(r), provider_of(r)):>10} {r['mode']:>4} "
+        f"N={r['n']:<4} in p50/p99/max {_f(r['inbound']['p50'])}/"
         f"{_f(r['inbound']['p99'])}/{_f(r['inbound']['max'])} ms  out {_f(r['outbound']['p50'])}/"
         f"{_f(r['outbound']['p99'])}/{_f(r['outbound']['max'])} ms  lost {r['in_lost']}/{r['out_lost']}  "
         f"cpu {_f(r['cpu_per_call_minute'], 3)} s/call-min ({_f(100 * r['server_core'], 0)}% core)  "
         f"rss {r['server_rss'] / 2**20:.0f} MB  health p99 {_f(r['health']['p99'])} ms  "
-        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
+        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  {_bargein(r)}core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
         f"[{r.get('seconds', '?')} s]  {verdict}"
     )
+
+
+def _bargein(r: dict) -> str:
+    """Barge-in → clear, and the ElevenLabs fake's ping → pong, when the level had them."""
+    out = ""
+    clear = r.get("bargein_clear") or {}
+    if clear.get("n"):
+        out += (
+            f"barge-in→clear p50/p99/max {_f(clear['p50'])}/{_f(clear['p99'])}/"
+            f"{_f(clear['max'])} ms ({clear['n']}, missed {r.get('bargein_missed', 0)})  "
+        )
+    pong = r.get("pong") or {}
+    if pong.get("n"):
+        out += f"ping→pong p99 {_f(pong['p99'])} ms  "
+    return out
 
 
 def _first_audio(r: dict) -> str:
@@ -567,33 +622,33 @@ def held(levels: list[dict]) -> dict | None:
 
 def tables(results: list[dict]) -> str:
     out = []
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in sorted(results, key=lambda r: r["n"]):
-        groups.setdefault((r["server"], r["mode"]), []).append(r)
+        groups.setdefault((r["server"], r["mode"], provider_of(r)), []).append(r)
     groups = dict(
         sorted(groups.items(), key=lambda kv: [r["server"] for r in results].index(kv[0][0]))
     )
     out.append(
-        "\n| server | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
+        "\n| server | provider | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
         "| barge-in → clear p99 ms | first audio p50 / max ms: the N calls starting 40 a second "
         "| first audio p50 / max ms: calls joining the N live ones |"
     )
-    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for (server, mode), levels in groups.items():
+    out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (server, mode, provider), levels in groups.items():
         best = held(levels)
         out.append(
-            f"| {server} | {mode} | {best['n'] if best else 0} | {_f(best['cpu_per_call_minute'], 3) if best else '–'} "
+            f"| {server} | {provider} | {mode} | {best['n'] if best else 0} | {_f(best['cpu_per_call_minute'], 3) if best else '–'} "
             f"| {_f(rss_slope(levels), 2)} | {_f(best['bargein_clear']['p99']) if best else '–'} "
             f"| {_p50_max(best['first_audio']) if best else '–'} "
             f"| {_p50_max(best.get('first_audio_joining')) if best else '–'} |"
         )
-    for (server, mode), levels in groups.items():
+    for (server, mode, provider), levels in groups.items():
         best = held(levels)
-        out.append(f"\n#### {server}, {mode}: holds N = {best['n'] if best else 0}\n")
+        out.append(f"\n#### {server}, {provider}, {mode}: holds N = {best['n'] if best else 0}\n")
         out.append(
             "| N | in p50 / p95 / p99 / max ms | out p50 / p95 / p99 / max ms | lost in / out | dup | cleared "
             "| failed | CPU-s per call-min | server core | RSS MB | loop lag (healthz) p50 / p99 ms "
-            "| barge-in → clear p50 / p99 ms | → truncate p99 ms | first audio p50 / max ms | all set up after s "
+            "| barge-in → clear p50 / p99 / max ms | → truncate p99 ms | first audio p50 / max ms | all set up after s "
             "| first audio joining p50 / max ms | core 1 | other load core 0 / 1 | result |"
         )
         out.append("|" + " ---: |" * 18 + " --- |")
@@ -605,7 +660,8 @@ def tables(results: list[dict]) -> str:
                 f"| {r['in_lost']} / {r['out_lost']} | {r['in_dup'] + r['out_dup']} | {r['out_cleared']} | {r['failed']} "
                 f"| {_f(r['cpu_per_call_minute'], 3)} | {_f(100 * r['server_core'], 0)} % | {r['server_rss'] / 2**20:.0f} "
                 f"| {_f(r['health']['p50'])} / {_f(r['health']['p99'])} "
-                f"| {_f(r['bargein_clear']['p50'])} / {_f(r['bargein_clear']['p99'])} | {_f(r['bargein_truncate']['p99'])} "
+                f"| {_f(r['bargein_clear']['p50'])} / {_f(r['bargein_clear']['p99'])} / {_f(r['bargein_clear']['max'])} "
+                f"| {_f(r['bargein_truncate']['p99'])} "
                 f"| {_p50_max(r['first_audio'])} | {_f(r.get('setup_s', math.nan))} "
                 f"| {_p50_max(r.get('first_audio_joining'))} | {_f(100 * r['core1'], 0)} % "
                 f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
@@ -623,6 +679,12 @@ def parser() -> argparse.ArgumentParser:
         help=f"comma-separated, of {', '.join(SERVERS)}",
     )
     p.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
+    p.add_argument(
+        "--providers",
+        type=lambda s: s.split(","),
+        default=["openai_realtime"],
+        help=f"comma-separated, of {', '.join(PROVIDERS)}; their levels alternate",
+    )
     p.add_argument(
         "--levels", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LEVELS)
     )
@@ -713,9 +775,15 @@ def main(argv: list[str] | None = None) -> int:
     for server in args.servers:
         if server not in SERVERS:
             raise SystemExit(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
+    for provider in args.providers:
+        if provider not in PROVIDERS:
+            raise SystemExit(f"unknown provider {provider!r}; choose from {', '.join(PROVIDERS)}")
+    if "reference" in args.servers and args.providers != ["openai_realtime"]:
+        raise SystemExit("the reference bridge speaks OpenAI Realtime only")
     print(f"Call benchmark on {machine()}")
     print(
-        f"servers {','.join(args.servers)}; modes {','.join(args.modes)}; levels {args.levels}; "
+        f"servers {','.join(args.servers)}; providers {','.join(args.providers)}; "
+        f"modes {','.join(args.modes)}; levels {args.levels}; "
         f"steady {args.steady} s; barge-in every {args.barge_in} s; recording {'off' if args.no_record else 'on'}; "
         f"channel layer {'redis' if args.redis_url else 'in-memory'}; DB {args.database_url or 'SQLite'}",
         flush=True,

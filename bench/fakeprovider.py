@@ -1,5 +1,9 @@
 """A fake OpenAI Realtime server for load tests, run as its own process (``python -m bench.fakeprovider``).
 
+With ``--protocol elevenlabs`` it is an ElevenLabs Conversational AI agent instead, with the same
+modes, greeting and barge-ins (``bench.fakeelevenlabs``); what follows describes the default,
+``--protocol openai``.
+
 It speaks the GA protocol (docs/providers/openai_realtime.md#wire-protocol) to the bridge's
 provider client, on 127.0.0.1 only, and records when each piece of audio arrived and left, for
 ``bench.analysis``. Modes:
@@ -90,8 +94,8 @@ class FakeRealtime:
         self.cycle = args.talk + args.silence
         self.rng = random.Random(args.seed)
 
-    def new_session(self) -> Session:
-        session = Session(len(self.sessions), monotonic())
+    def new_session(self, cls: type[Session] = Session) -> Session:
+        session = cls(len(self.sessions), monotonic())
         session.phase = self.rng.uniform(0, self.cycle)
         self.sessions.append(session)
         return session
@@ -99,6 +103,7 @@ class FakeRealtime:
     def dump(self, path: str) -> None:
         data = {
             "mode": self.mode,
+            "protocol": self.args.protocol,
             "args": vars(self.args),
             "sessions": {s.key: s.dump() for s in self.sessions},
             "cpu": os.times()[:2],
@@ -382,7 +387,12 @@ class Connection(asyncio.Protocol):
 async def serve(args) -> None:
     loop = asyncio.get_running_loop()
     fake = FakeRealtime(args)
-    server = await loop.create_server(lambda: Connection(fake), "127.0.0.1", args.port)
+    factory = Connection
+    if args.protocol == "elevenlabs":
+        from .fakeelevenlabs import ElevenLabsConnection
+
+        factory = ElevenLabsConnection
+    server = await loop.create_server(lambda: factory(fake), "127.0.0.1", args.port)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     done = asyncio.Event()
@@ -398,8 +408,11 @@ async def serve(args) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Fake OpenAI Realtime server for the call benchmark")
+    p = argparse.ArgumentParser(
+        description="Fake OpenAI Realtime (or ElevenLabs ConvAI) server for the call benchmark"
+    )
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--protocol", choices=("openai", "elevenlabs"), default="openai")
     p.add_argument("--mode", choices=("echo", "duty", "sink"), default="echo")
     p.add_argument("--api-key", default="sk-bench")
     p.add_argument("--turn", type=float, default=4.0, help="echo: seconds per reply")
@@ -408,6 +421,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--greeting-ms", type=int, default=400)
     p.add_argument(
         "--barge-in", type=float, default=0.0, help="seconds between barge-ins (0: none)"
+    )
+    p.add_argument(
+        "--ping-interval", type=float, default=2.0, help="elevenlabs: seconds between pings"
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=600.0)

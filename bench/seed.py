@@ -1,7 +1,10 @@
 """Prepare the database of the server under test: migrate, then one Twilio number and agent.
 
 Run with the server's environment (``DATABASE_URL`` ...): ``python -m bench.seed --openai-url
-ws://127.0.0.1:PORT/v1/realtime``. Idempotent: it updates the rows it finds. The agent's system
+ws://127.0.0.1:PORT/v1/realtime``, or for an ElevenLabs Conversational AI agent
+``python -m bench.seed --provider elevenlabs_convai --elevenlabs-url http://127.0.0.1:PORT``.
+Each provider has its own agent and number (``TO_NUMBERS``), so one database serves both and a
+sweep can alternate between them. Idempotent: it updates the rows it finds. The agent's system
 prompt carries ``{caller_number}``, which is how the fake provider tells calls apart.
 """
 
@@ -14,10 +17,18 @@ import sys
 AUTH_TOKEN = "bench-twilio-auth-token-0123456789"
 ACCOUNT_SID = "AC" + "b" * 32
 OPENAI_KEY = "sk-bench"
+#: The fake's default key; the ElevenLabs fake checks it as ``xi-api-key``.
+ELEVENLABS_KEY = "sk-bench"
+#: An operator-supplied ElevenLabs agent: calls use it as is, nothing is provisioned.
+ELEVENLABS_AGENT_ID = "bench-agent"
 TO_NUMBER = "+15550000001"
+#: The number each provider's bench agent answers.
+TO_NUMBERS = {"openai_realtime": TO_NUMBER, "elevenlabs_convai": "+15550000003"}
+PROVIDERS = tuple(TO_NUMBERS)
 
 
-def seed(openai_url: str, *, record: bool, first_message: str) -> None:
+def seed(url: str, *, record: bool, first_message: str, provider: str = "openai_realtime") -> None:
+    """``url``: the fake's Realtime socket URL (OpenAI) or its API root (ElevenLabs)."""
     from django.core.management import call_command
 
     from voiceagents.models import Agent, Credential, PhoneNumber
@@ -29,39 +40,52 @@ def seed(openai_url: str, *, record: bool, first_message: str) -> None:
     twilio.data = {"account_sid": ACCOUNT_SID}
     twilio.secret = AUTH_TOKEN
     twilio.save()
-    openai = Credential.objects.filter(vendor="openai", label="bench-openai").first() or Credential(
-        vendor="openai", label="bench-openai"
-    )
-    openai.api_base_url = openai_url
-    openai.secret = OPENAI_KEY
-    openai.save()
+    vendor, secret = {
+        "openai_realtime": ("openai", OPENAI_KEY),
+        "elevenlabs_convai": ("elevenlabs", ELEVENLABS_KEY),
+    }[provider]
+    credential = Credential.objects.filter(
+        vendor=vendor, label=f"bench-{vendor}"
+    ).first() or Credential(vendor=vendor, label=f"bench-{vendor}")
+    credential.api_base_url = url
+    credential.secret = secret
+    credential.save()
+    elevenlabs = provider == "elevenlabs_convai"
     agent, _ = Agent.objects.update_or_create(
-        slug="bench",
+        slug="bench-elevenlabs" if elevenlabs else "bench",
         defaults={
-            "name": "Bench agent",
+            "name": "Bench agent (ElevenLabs)" if elevenlabs else "Bench agent",
+            "provider": provider,
             "system_prompt": "Bench agent for caller {caller_number}.",
             "first_message": first_message,
-            "credential": openai,
+            "credential": credential,
+            "remote_agent_id": ELEVENLABS_AGENT_ID if elevenlabs else "",
             "record_calls": record,
             "max_call_duration": 3600,
         },
     )
     PhoneNumber.objects.update_or_create(
-        number=TO_NUMBER, defaults={"carrier": "twilio", "credential": twilio, "agent": agent}
+        number=TO_NUMBERS[provider],
+        defaults={"carrier": "twilio", "credential": twilio, "agent": agent},
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--openai-url", required=True)
+    p.add_argument("--provider", choices=PROVIDERS, default="openai_realtime")
+    p.add_argument("--openai-url", default="", help="openai_realtime: the fake's socket URL")
+    p.add_argument("--elevenlabs-url", default="", help="elevenlabs_convai: the fake's HTTP URL")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--first-message", default="Hello, this is the bench agent.")
     args = p.parse_args(argv)
+    url = args.elevenlabs_url if args.provider == "elevenlabs_convai" else args.openai_url
+    if not url:
+        p.error(f"--provider {args.provider} needs its fake's URL")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "patter_site.settings")
     import django
 
     django.setup()
-    seed(args.openai_url, record=not args.no_record, first_message=args.first_message)
+    seed(url, record=not args.no_record, first_message=args.first_message, provider=args.provider)
     return 0
 
 
