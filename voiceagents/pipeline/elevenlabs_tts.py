@@ -23,6 +23,7 @@ from ..audio.pcm import SampleCarry
 from ..exceptions import ProviderAPIError, ProviderConnectionError, UnsupportedFeature
 from ..providers.elevenlabs_api import vendor_message
 from ..providers.elevenlabs_voices import resolve_voice_id
+from ..transport import tls
 from .base import TextToSpeech
 
 DEFAULT_API_URL = "https://api.elevenlabs.io"
@@ -67,7 +68,7 @@ class ElevenLabsTTS(TextToSpeech):
         base = (self.config.base_url or DEFAULT_API_URL).rstrip("/")
         self._url = f"{base}/v1/text-to-speech/{quote(self.voice_id, safe='')}/stream"
         self._params, self._body = self._request_parts(output_format)
-        self._client = httpx.AsyncClient(
+        self._client = tls.async_client(
             headers={"xi-api-key": self.config.api_key},
             timeout=httpx.Timeout(self.context.http_timeout, connect=self.context.connect_timeout),
         )

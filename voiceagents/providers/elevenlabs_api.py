@@ -13,6 +13,7 @@ from urllib.parse import quote, urljoin
 import httpx
 
 from ..exceptions import ProviderAPIError
+from ..transport import tls
 
 DEFAULT_API_URL = "https://api.elevenlabs.io"
 VENDOR = "elevenlabs"
@@ -66,7 +67,7 @@ class ElevenLabsAPI:
     async def signed_url(self, agent_id: str, *, call_id: str | None = None) -> str:
         """A single-use ``wss://`` URL of a conversation with ``agent_id`` (private agents)."""
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with tls.async_client(timeout=self.timeout) as client:
                 response = await client.get(
                     self._url("/v1/convai/conversation/get-signed-url"),
                     params={"agent_id": agent_id},
@@ -123,7 +124,7 @@ class ElevenLabsAPI:
 
     def _request(self, method: str, path: str, what: str, **kwargs) -> httpx.Response:
         try:
-            with httpx.Client(timeout=self.timeout) as client:
+            with tls.client(timeout=self.timeout) as client:
                 response = client.request(method, self._url(path), headers=self._headers, **kwargs)
         except httpx.HTTPError as err:
             raise ProviderAPIError(

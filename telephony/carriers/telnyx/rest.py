@@ -23,6 +23,7 @@ import httpx
 
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import CarrierAPIError, ConfigurationError
+from voiceagents.transport import tls
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class TelnyxCallControl:
         self, account: TelnyxAccount, *, transport: httpx.AsyncBaseTransport | None = None
     ):
         self.account = account
-        self._client = httpx.AsyncClient(
+        self._client = tls.async_client(
             base_url=account.base_url,
             headers={"Authorization": f"Bearer {account.api_key}", "Accept": "application/json"},
             timeout=account.timeout,

@@ -16,6 +16,7 @@ from websockets.http11 import USER_AGENT
 from websockets.proxy import get_proxy, parse_proxy
 from websockets.uri import WebSocketURI, parse_uri
 
+from ..tls import websocket_context
 from .connection import WebSocketConnection
 
 
@@ -34,7 +35,7 @@ async def connect(
 ) -> WebSocketConnection:
     """Open a ``ws://`` or ``wss://`` connection and complete the opening handshake.
 
-    ``ssl`` is the TLS context for ``wss://`` (default: ``ssl.create_default_context()``).
+    ``ssl`` is the TLS context for ``wss://`` (default: the process-wide one of ``transport.tls``).
     ``proxy``: ``True`` uses the proxy the environment names for the URL, a URL
     (``http://user:pass@host:port``) uses that HTTP(S) proxy, ``None``/``False`` connects directly.
     The rest mirrors ``websockets.asyncio.client.connect``; ``max_buffer`` is how much received
@@ -50,7 +51,7 @@ async def connect(
         proxy = get_proxy(uri)
     if uri.secure:
         if ssl is None:
-            ssl = ssl_module.create_default_context()
+            ssl = websocket_context()
     elif ssl is not None:
         raise ValueError("an ssl context needs a wss:// URL")
     loop = asyncio.get_running_loop()
@@ -99,7 +100,7 @@ async def _connect_through_proxy(
     parsed = parse_proxy(proxy)
     if not parsed.scheme.startswith("http"):
         raise ProxyError(f"{parsed.scheme} proxies are not supported here; use an HTTP(S) proxy")
-    proxy_tls = ssl_module.create_default_context() if parsed.scheme == "https" else None
+    proxy_tls = websocket_context() if parsed.scheme == "https" else None
     transport = await connect_http_proxy(parsed, uri, user_agent_header=USER_AGENT, ssl=proxy_tls)
     connection = factory()
     transport.set_protocol(connection)
