@@ -393,3 +393,38 @@ async def test_a_short_noise_does_not_interrupt(twilio, openai_audio, elevenlabs
     await caller.stop()
     await ended_call(call_id)
     assert all(not interrupted for _, _, interrupted in await transcript(call_id))
+
+
+@voiceagents.reply_handler("pipeline-tests-slow")
+async def slow_reply(event):
+    HANDLED.append(event)
+    await asyncio.sleep(30)
+    return "Too late."
+
+
+async def test_a_handler_too_slow_to_start_is_apologised_for(twilio, deepgram, elevenlabs):
+    call_id, caller = await twilio.call(
+        reply_handler="pipeline-tests-slow",
+        first_message="",
+        provider_options={"reply_timeout": 0.3, "apology": "One moment, that took too long."},
+    )
+    await say(twilio, caller, "deepgram", "are you there", deepgram, None)
+    await wait_for(lambda: elevenlabs.tts_requests)
+    assert [r.json["text"] for r in elevenlabs.tts_requests] == ["One moment, that took too long."]
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.status == CallStatus.COMPLETED
+
+
+async def test_a_speech_start_without_words_does_not_interrupt(twilio, deepgram, elevenlabs):
+    elevenlabs.tts_chunk_size = 800
+    elevenlabs.tts_chunk_delay = 0.15
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-long", first_message="")
+    await say(twilio, caller, "deepgram", "tell me something", deepgram, None)
+    await wait_for(lambda: len(caller.media_in) >= 8000)
+    await deepgram.speech_started(3.0)  # a cough: Deepgram hears a voice onset, no words follow
+    await asyncio.sleep(0.5)
+    assert caller.clears == 0
+    await caller.stop()
+    await ended_call(call_id)
+    assert all(not interrupted for _, _, interrupted in await transcript(call_id))
