@@ -284,3 +284,22 @@ def test_the_reply_prompt_is_filled_from_the_agent_and_call_variables(dummy):
     )
     reply = _start(agent).provider_config.stages["reply"]
     assert reply.instructions == "You answer for Acme; the caller is ."
+
+
+def test_a_blank_reply_model_takes_the_chat_model_setting(dummy, voiceagents_settings):
+    make_credential("openai", secret="sk-openai-key-000000000")
+    dummy_credential(secret="dummy-stt-key-0000000")
+    make_credential("elevenlabs", secret="xi-key-0000000000000")
+    fields = dict(
+        provider="dummy_pipeline",
+        stt_provider="dummy_stt",
+        tts_provider="elevenlabs",
+        reply_prompt="Be brief.",
+    )
+    agent = Agent.objects.create(name="P", slug="p", **fields)
+    assert _start(agent).provider_config.stages["reply"].model == "gpt-4o-mini"  # the spec's
+    voiceagents_settings["OPENAI_CHAT_MODEL"] = "gpt-4.1-mini"
+    other = Agent.objects.create(name="Q", slug="q", **fields)
+    assert _start(other).provider_config.stages["reply"].model == "gpt-4.1-mini"
+    chosen = Agent.objects.create(name="R", slug="r", reply_model="gpt-4o", **fields)
+    assert _start(chosen).provider_config.stages["reply"].model == "gpt-4o"

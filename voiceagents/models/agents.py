@@ -171,8 +171,11 @@ class Agent(models.Model):
     reply_model = models.CharField(
         _("LLM reply model"),
         max_length=100,
-        default="gpt-4o-mini",
-        help_text=_("Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'."),
+        blank=True,
+        help_text=_(
+            "Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'. Blank: the "
+            "LLM provider's default (OpenAI: gpt-4o-mini, or the OPENAI_CHAT_MODEL setting)."
+        ),
     )
     provider_options = models.JSONField(
         _("provider options"),
