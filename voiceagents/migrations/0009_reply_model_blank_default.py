@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('voiceagents', '0008_agent_model_help'),
+        ("voiceagents", "0008_agent_model_help"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='agent',
-            name='reply_model',
-            field=models.CharField(blank=True, help_text="Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'. Blank: the LLM provider's default (OpenAI: gpt-4o-mini, or the OPENAI_CHAT_MODEL setting).", max_length=100, verbose_name='LLM reply model'),
+            model_name="agent",
+            name="reply_model",
+            field=models.CharField(
+                blank=True,
+                help_text="Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'. Blank: the LLM provider's default (OpenAI: gpt-4o-mini, or the OPENAI_CHAT_MODEL setting).",
+                max_length=100,
+                verbose_name="LLM reply model",
+            ),
         ),
     ]
