@@ -70,6 +70,8 @@ SERVERS = {
     "uvicorn-sansio": _uvicorn("--loop", "auto", "--ws", "websockets-sansio"),
     #: A 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
     "uvicorn-switch": _uvicorn("--loop", "auto", app="bench.asgi_switch:application"),
+    #: Logs its garbage collections to BENCH_GC_LOG (bench/asgi_gclog.py), a diagnostic.
+    "uvicorn-gclog": _uvicorn("--loop", "auto", app="bench.asgi_gclog:application"),
     #: The hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
     "uvicorn-before": _uvicorn("--loop", "auto", app="bench.asgi_before:application"),
     "daphne-before": _daphne("bench.asgi_before:application"),
@@ -685,6 +687,9 @@ def tables(results: list[dict]) -> str:
             f"| {_p50_max(best.get('first_audio_joining')) if best else '–'} |"
         )
     for (server, mode, provider), levels in groups.items():
+        if provider == "pipeline":
+            out.append(pipeline_table(server, levels))
+            continue
         best = held(levels)
         out.append(f"\n#### {server}, {provider}, {mode}: holds N = {best['n'] if best else 0}\n")
         out.append(
@@ -709,6 +714,39 @@ def tables(results: list[dict]) -> str:
                 f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
                 f"| {_verdict(r, 'pass')} |"
             )
+    return "\n".join(out)
+
+
+def pipeline_table(server: str, levels: list[dict]) -> str:
+    """The pipeline's levels: added latency per caller turn, and where it went (p99 of each
+    step our code takes between the fake's fixed delays)."""
+    best = held(levels)
+    out = [
+        f"\n#### {server}, pipeline: holds N = {best['n'] if best else 0} "
+        "(added p99 ≤ the limit, every turn answered, caller audio p99 ≤ the relay limit)\n",
+        "| N | added p50 / p99 / max ms (turns) | caller → STT p99 | results → LLM request p99 "
+        "| sentence → TTS request p99 | TTS → caller p99 | fake late p99 | in p99 ms | lost in / out "
+        "| failed | CPU-s per call-min | server core | RSS MB | first audio p50 / max ms "
+        "| other load core 0 / 1 | result |",
+        "|" + " ---: |" * 15 + " --- |",
+    ]
+    for r in levels:
+        a, parts = r["added"], r["added_parts"]
+
+        def p99(name, parts=parts):
+            return _f(parts[name]["p99"])
+
+        out.append(
+            f"| {r['n']} | {_f(a['p50'])} / {_f(a['p99'])} / {_f(a['max'])} ({a['n']}"
+            f"{', ' + str(r['turns_missing']) + ' unanswered' if r['turns_missing'] else ''}) "
+            f"| {p99('inbound')} | {p99('stt_to_llm')} | {p99('llm_to_tts')} "
+            f"| {p99('tts_to_caller')} | {p99('fake_late')} | {_f(r['inbound']['p99'])} "
+            f"| {r['in_lost']} / {r['out_lost']} | {r['failed']} "
+            f"| {_f(r['cpu_per_call_minute'], 3)} | {_f(100 * r['server_core'], 0)} % "
+            f"| {r['server_rss'] / 2**20:.0f} | {_p50_max(r['first_audio'])} "
+            f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
+            f"| {_verdict(r, 'pass')} |"
+        )
     return "\n".join(out)
 
 
