@@ -175,8 +175,12 @@ def _cum_of_frames(count: int, frame_bytes: int = 160) -> list[int]:
     return [frame_bytes * (k + 1) for k in range(count)]
 
 
-def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
-    """One level: the figures of the report, plus per-call detail for debugging."""
+def analyse(gen: dict, fake: dict, *, method: str = "auto", out_margin: float = 0.0) -> dict:
+    """One level: the figures of the report, plus per-call detail for debugging.
+
+    ``out_margin``: agent frames sent in the last seconds of a call's window are not measured
+    (the pipeline's TTS runs ahead of real time, so its last frames may still wait in the pacer
+    when the caller hangs up)."""
     window = gen["window"]
     lo, hi = window
     steady = hi - lo
@@ -267,10 +271,11 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
             ):
                 if resp == reply and t_bi - BARGE_IN_CLEAR_WINDOW <= t <= t_bi and tag >= 0:
                     cleared.add(tag)
+        out_window = (call_window[0], call_window[1] - out_margin)
         m = choose(
             method,
-            _window_tags(session["out_t"], session["out_tag"], call_window),
-            _window_tags(caller["recv_t"], caller["recv_tag"], call_window),
+            _window_tags(session["out_t"], session["out_tag"], out_window),
+            _window_tags(caller["recv_t"], caller["recv_tag"], out_window),
         )
         methods.add(("out", m))
         if m == "tag":
@@ -280,7 +285,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                     session["out_tag"],
                     caller["recv_t"],
                     caller["recv_tag"],
-                    call_window,
+                    out_window,
                     cleared,
                 )
             )
@@ -291,7 +296,7 @@ def analyse(gen: dict, fake: dict, *, method: str = "auto") -> dict:
                     session["out_cum"],
                     caller["recv_t"],
                     caller["recv_cum"],
-                    call_window,
+                    out_window,
                 )
             )
         # Barge-in reaction.
@@ -385,6 +390,99 @@ def passes(level: dict, *, p99_ms: float = 10.0) -> tuple[bool, list[str]]:
         p99 = level[direction]["p99"]
         if level[direction]["n"] and not p99 <= p99_ms:
             why.append(f"{direction} p99 {p99:.1f} ms")
+    for key in ("in_lost", "in_dup", "out_lost", "out_dup"):
+        if level[key]:
+            why.append(f"{key} {level[key]}")
+    if level["failed"]:
+        why.append(f"{level['failed']} failed calls")
+    if level["inbound"]["n"] == 0:
+        why.append("no inbound audio matched")
+    return not why, why
+
+
+#: A caller turn whose reply has not reached the caller this long after the end of its speech
+#: counts as a missing reply (the fixed delays are a fraction of it).
+PIPELINE_REPLY_TIMEOUT = 1.5
+
+
+def analyse_pipeline(gen: dict, fake: dict, level: dict) -> dict:
+    """Add the pipeline figures to ``level`` (``analyse``'s result), per caller turn.
+
+    A turn counts when its last voiced frame was sent inside a caller's measured window and at
+    least ``PIPELINE_REPLY_TIMEOUT`` before its end. **Added latency** = the reply's first agent
+    frame reaching the caller − that last voiced frame leaving the caller − the fake's fixed
+    delays (STT + LLM + TTS). It splits into what our code did between the fake's answers:
+    caller frame → Deepgram, Results → chat request, first sentence → TTS request, first TTS
+    chunk → caller; the rest (``fake_late``) is the fake answering later than its delays.
+    """
+    args = fake["args"]
+    fixed = (args["stt_delay"] + args["llm_delay"] + args["tts_delay"]) / 1000
+    lo, hi = gen["window"]
+    sessions = {s["key"]: s for s in fake["sessions"].values()}
+    added: list[float] = []
+    parts: dict[str, list[float]] = {
+        "inbound": [],
+        "stt_to_llm": [],
+        "llm_to_tts": [],
+        "tts_to_caller": [],
+        "fake_late": [],
+    }
+    missing = 0
+    for number, caller in gen["callers"].items():
+        session = sessions.get(number)
+        if session is None or caller.get("joiner"):
+            continue
+        end = min(hi, (caller["stop_sent"] or math.inf) - HANGUP_MARGIN) - PIPELINE_REPLY_TIMEOUT
+        received: dict[int, float] = {}
+        for t, tag in zip(caller["recv_t"], caller["recv_tag"], strict=True):
+            if tag >= 0 and tag not in received:
+                received[tag] = t
+        sent_t = caller["sent_t"]
+        for turn in session["turns"]:
+            k = turn["end_tag"]
+            if not 0 <= k < len(sent_t) or not lo <= sent_t[k] <= end:
+                continue
+            spoke = sent_t[k]
+            heard = received.get(turn.get("first_tag", -1))
+            if heard is None:
+                missing += 1
+                continue
+            added.append(heard - spoke - fixed)
+            try:
+                parts["inbound"].append(turn["end_recv"] - spoke)
+                parts["stt_to_llm"].append(turn["chat_req"] - turn["results_sent"])
+                parts["llm_to_tts"].append(turn["tts_req"] - turn["first_text_sent"])
+                parts["tts_to_caller"].append(heard - turn["tts_first_sent"])
+                parts["fake_late"].append(
+                    (turn["results_sent"] - turn["end_recv"])
+                    + (turn["first_text_sent"] - turn["chat_req"])
+                    + (turn["tts_first_sent"] - turn["tts_req"])
+                    - fixed
+                )
+            except KeyError:
+                pass  # a reply the fake could not name: counted in "added" only
+    level["added"] = summarize(added)
+    level["added_parts"] = {name: summarize(values) for name, values in parts.items()}
+    level["turns"] = len(added)
+    level["turns_missing"] = missing
+    level["fixed_ms"] = fixed * 1000
+    return level
+
+
+def passes_pipeline(level: dict, *, added_ms: float = 20.0, p99_ms: float = 10.0):
+    """Pipeline criterion: added latency p99 ≤ ``added_ms``, every turn answered, caller audio
+    relayed to the STT as in the other modes (inbound p99 ≤ ``p99_ms``, nothing lost), no
+    failed call. Agent audio is not judged on latency: the TTS sends it faster than real time
+    and the pacer holds it on purpose; it must all arrive."""
+    why = []
+    if not level["turns"]:
+        why.append("no caller turn answered")
+    elif not level["added"]["p99"] <= added_ms:
+        why.append(f"added p99 {level['added']['p99']:.1f} ms")
+    if level["turns_missing"]:
+        why.append(f"{level['turns_missing']} turns unanswered")
+    if level["inbound"]["n"] and not level["inbound"]["p99"] <= p99_ms:
+        why.append(f"inbound p99 {level['inbound']['p99']:.1f} ms")
     for key in ("in_lost", "in_dup", "out_lost", "out_dup"):
         if level[key]:
             why.append(f"{key} {level[key]}")

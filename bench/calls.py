@@ -70,6 +70,8 @@ SERVERS = {
     "uvicorn-sansio": _uvicorn("--loop", "auto", "--ws", "websockets-sansio"),
     #: A 0.5 ms GIL switch interval (bench/asgi_switch.py), a candidate setting.
     "uvicorn-switch": _uvicorn("--loop", "auto", app="bench.asgi_switch:application"),
+    #: Logs its garbage collections to BENCH_GC_LOG (bench/asgi_gclog.py), a diagnostic.
+    "uvicorn-gclog": _uvicorn("--loop", "auto", app="bench.asgi_gclog:application"),
     #: The hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
     "uvicorn-before": _uvicorn("--loop", "auto", app="bench.asgi_before:application"),
     "daphne-before": _daphne("bench.asgi_before:application"),
@@ -89,7 +91,13 @@ SERVERS["reference"] = [
 
 MODES = ("echo", "duty", "sink")
 #: Provider id -> the fake provider's ``--protocol``, and the short name of the one-line results.
-PROTOCOLS = {"openai_realtime": "openai", "elevenlabs_convai": "elevenlabs"}
+PROTOCOLS = {
+    "openai_realtime": "openai",
+    "elevenlabs_convai": "elevenlabs",
+    "pipeline": "pipeline",
+}
+#: The pipeline has no fake modes: its callers talk in turns and the fake answers each one.
+PIPELINE_MODE = "turns"
 
 
 def free_port() -> int:
@@ -177,6 +185,8 @@ class Bench:
             cmd = [self.python, "-m", "bench.seed", "--provider", provider]
             if provider == "elevenlabs_convai":
                 cmd += ["--elevenlabs-url", f"http://127.0.0.1:{self.fake_port}"]
+            elif provider == "pipeline":
+                cmd += ["--pipeline-url", f"http://127.0.0.1:{self.fake_port}"]
             else:
                 cmd += ["--openai-url", f"ws://127.0.0.1:{self.fake_port}/v1/realtime"]
             if self.args.no_record:
@@ -210,6 +220,7 @@ class Bench:
         fake_out = self.tmp / f"fake-{tag}.pickle"
         gen_out = self.tmp / f"gen-{tag}.pickle"
         fake = server_proc = None
+        pipeline = provider == "pipeline"
         try:
             fake_cmd = [
                 self.python,
@@ -220,14 +231,20 @@ class Bench:
                 "--protocol",
                 PROTOCOLS[provider],
                 "--mode",
-                mode,
+                "sink" if pipeline else mode,
                 "--barge-in",
-                str(args.barge_in if mode != "sink" else 0),
+                str(args.barge_in if mode not in ("sink", PIPELINE_MODE) else 0),
                 "--out",
                 str(fake_out),
                 "--max-seconds",
                 "900",
             ]
+            if pipeline:
+                fake_cmd += [
+                    *("--stt-delay", str(args.stt_delay)),
+                    *("--llm-delay", str(args.llm_delay)),
+                    *("--tts-delay", str(args.tts_delay)),
+                ]
             fake = subprocess.Popen(
                 pinned(args.load_core, fake_cmd), cwd=ROOT, stdout=subprocess.PIPE, text=True
             )
@@ -315,6 +332,8 @@ class Bench:
                 "--out",
                 str(gen_out),
             ]
+            if pipeline:
+                gen_cmd += ["--caller-talk", args.caller_talk]
             subprocess.run(
                 pinned(args.load_core, gen_cmd),
                 cwd=ROOT,
@@ -329,7 +348,9 @@ class Bench:
                 gen = pickle.load(f)
             with open(fake_out, "rb") as f:
                 fake_data = pickle.load(f)
-            result = analysis.analyse(gen, fake_data)
+            result = analysis.analyse(gen, fake_data, out_margin=1.0 if pipeline else 0.0)
+            if pipeline:
+                analysis.analyse_pipeline(gen, fake_data, result)
             rows = self.call_rows(prefix)
             not_completed = {n: s for n, s in rows.items() if s != "completed"}
             result["db_not_completed"] = len(not_completed)
@@ -345,7 +366,12 @@ class Bench:
                 base_rss=base_rss,
                 ramp=ramp,
             )
-            ok, why = analysis.passes(result, p99_ms=args.p99_ms)
+            if pipeline:
+                ok, why = analysis.passes_pipeline(
+                    result, added_ms=args.added_ms, p99_ms=args.p99_ms
+                )
+            else:
+                ok, why = analysis.passes(result, p99_ms=args.p99_ms)
             result["pass"], result["why"] = ok, why
             return result
         finally:
@@ -566,7 +592,7 @@ def one_line(r: dict) -> str:
         f"{_f(r['outbound']['p99'])}/{_f(r['outbound']['max'])} ms  lost {r['in_lost']}/{r['out_lost']}  "
         f"cpu {_f(r['cpu_per_call_minute'], 3)} s/call-min ({_f(100 * r['server_core'], 0)}% core)  "
         f"rss {r['server_rss'] / 2**20:.0f} MB  health p99 {_f(r['health']['p99'])} ms  "
-        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  {_bargein(r)}core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
+        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  {_bargein(r)}{_added(r)}core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
         f"[{r.get('seconds', '?')} s]  {verdict}"
     )
 
@@ -584,6 +610,24 @@ def _bargein(r: dict) -> str:
     if pong.get("n"):
         out += f"ping→pong p99 {_f(pong['p99'])} ms  "
     return out
+
+
+def _added(r: dict) -> str:
+    """The pipeline's added latency per caller turn, and where it went."""
+    added = r.get("added") or {}
+    if not added.get("n"):
+        return ""
+    parts = r.get("added_parts") or {}
+    split = " + ".join(
+        f"{name} {_f((parts.get(name) or {}).get('p50', math.nan))}"
+        for name in ("inbound", "stt_to_llm", "llm_to_tts", "tts_to_caller")
+    )
+    late = (parts.get("fake_late") or {}).get("p99", math.nan)
+    return (
+        f"added p50/p99/max {_f(added['p50'])}/{_f(added['p99'])}/{_f(added['max'])} ms "
+        f"({added['n']} turns, {r.get('turns_missing', 0)} unanswered; p50 {split}; "
+        f"fake late p99 {_f(late)})  "
+    )
 
 
 def _first_audio(r: dict) -> str:
@@ -643,6 +687,9 @@ def tables(results: list[dict]) -> str:
             f"| {_p50_max(best.get('first_audio_joining')) if best else '–'} |"
         )
     for (server, mode, provider), levels in groups.items():
+        if provider == "pipeline":
+            out.append(pipeline_table(server, levels))
+            continue
         best = held(levels)
         out.append(f"\n#### {server}, {provider}, {mode}: holds N = {best['n'] if best else 0}\n")
         out.append(
@@ -667,6 +714,39 @@ def tables(results: list[dict]) -> str:
                 f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
                 f"| {_verdict(r, 'pass')} |"
             )
+    return "\n".join(out)
+
+
+def pipeline_table(server: str, levels: list[dict]) -> str:
+    """The pipeline's levels: added latency per caller turn, and where it went (p99 of each
+    step our code takes between the fake's fixed delays)."""
+    best = held(levels)
+    out = [
+        f"\n#### {server}, pipeline: holds N = {best['n'] if best else 0} "
+        "(added p99 ≤ the limit, every turn answered, caller audio p99 ≤ the relay limit)\n",
+        "| N | added p50 / p99 / max ms (turns) | caller → STT p99 | results → LLM request p99 "
+        "| sentence → TTS request p99 | TTS → caller p99 | fake late p99 | in p99 ms | lost in / out "
+        "| failed | CPU-s per call-min | server core | RSS MB | first audio p50 / max ms "
+        "| other load core 0 / 1 | result |",
+        "|" + " ---: |" * 15 + " --- |",
+    ]
+    for r in levels:
+        a, parts = r["added"], r["added_parts"]
+
+        def p99(name, parts=parts):
+            return _f(parts[name]["p99"])
+
+        out.append(
+            f"| {r['n']} | {_f(a['p50'])} / {_f(a['p99'])} / {_f(a['max'])} ({a['n']}"
+            f"{', ' + str(r['turns_missing']) + ' unanswered' if r['turns_missing'] else ''}) "
+            f"| {p99('inbound')} | {p99('stt_to_llm')} | {p99('llm_to_tts')} "
+            f"| {p99('tts_to_caller')} | {p99('fake_late')} | {_f(r['inbound']['p99'])} "
+            f"| {r['in_lost']} / {r['out_lost']} | {r['failed']} "
+            f"| {_f(r['cpu_per_call_minute'], 3)} | {_f(100 * r['server_core'], 0)} % "
+            f"| {r['server_rss'] / 2**20:.0f} | {_p50_max(r['first_audio'])} "
+            f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
+            f"| {_verdict(r, 'pass')} |"
+        )
     return "\n".join(out)
 
 
@@ -708,6 +788,20 @@ def parser() -> argparse.ArgumentParser:
         "--barge-in", type=float, default=5.0, help="seconds between barge-ins per call (0: none)"
     )
     p.add_argument("--p99-ms", type=float, default=10.0)
+    p.add_argument(
+        "--added-ms",
+        type=float,
+        default=20.0,
+        help="pipeline: the largest p99 added latency per caller turn that passes",
+    )
+    p.add_argument("--stt-delay", type=float, default=150.0, help="pipeline: the fake STT's ms")
+    p.add_argument("--llm-delay", type=float, default=200.0, help="pipeline: the fake LLM's ms")
+    p.add_argument("--tts-delay", type=float, default=100.0, help="pipeline: the fake TTS's ms")
+    p.add_argument(
+        "--caller-talk",
+        default="1.5,3",
+        help="pipeline: SPEAK,PAUSE seconds of each caller's turns",
+    )
     p.add_argument(
         "--refine",
         type=int,
@@ -778,13 +872,23 @@ def main(argv: list[str] | None = None) -> int:
     for provider in args.providers:
         if provider not in PROVIDERS:
             raise SystemExit(f"unknown provider {provider!r}; choose from {', '.join(PROVIDERS)}")
+    if "pipeline" in args.providers:
+        if len(args.providers) > 1:
+            raise SystemExit("the pipeline runs alone (--providers pipeline): it has no modes")
+        args.modes = [PIPELINE_MODE]
     if "reference" in args.servers and args.providers != ["openai_realtime"]:
         raise SystemExit("the reference bridge speaks OpenAI Realtime only")
     print(f"Call benchmark on {machine()}")
+    talk = f"barge-in every {args.barge_in} s"
+    if args.providers == ["pipeline"]:
+        talk = (
+            f"callers talk {args.caller_talk} s; fake delays STT {args.stt_delay:g} + LLM "
+            f"{args.llm_delay:g} + TTS {args.tts_delay:g} ms"
+        )
     print(
         f"servers {','.join(args.servers)}; providers {','.join(args.providers)}; "
         f"modes {','.join(args.modes)}; levels {args.levels}; "
-        f"steady {args.steady} s; barge-in every {args.barge_in} s; recording {'off' if args.no_record else 'on'}; "
+        f"steady {args.steady} s; {talk}; recording {'off' if args.no_record else 'on'}; "
         f"channel layer {'redis' if args.redis_url else 'in-memory'}; DB {args.database_url or 'SQLite'}",
         flush=True,
     )

@@ -1,8 +1,10 @@
 """A fake OpenAI Realtime server for load tests, run as its own process (``python -m bench.fakeprovider``).
 
 With ``--protocol elevenlabs`` it is an ElevenLabs Conversational AI agent instead, with the same
-modes, greeting and barge-ins (``bench.fakeelevenlabs``); what follows describes the default,
-``--protocol openai``.
+modes, greeting and barge-ins (``bench.fakeelevenlabs``); with ``--protocol pipeline`` it is the
+three services of a pipeline agent (Deepgram, chat completions, ElevenLabs TTS) answering caller
+turns after fixed delays (``bench.fakepipeline``; the modes do not apply). What follows describes
+the default, ``--protocol openai``.
 
 It speaks the GA protocol (docs/providers/openai_realtime.md#wire-protocol) to the bridge's
 provider client, on 127.0.0.1 only, and records when each piece of audio arrived and left, for
@@ -93,6 +95,8 @@ class FakeRealtime:
         self.sessions: list[Session] = []
         self.cycle = args.talk + args.silence
         self.rng = random.Random(args.seed)
+        #: Sessions by caller number (the pipeline fake's chat and TTS requests name the call).
+        self.by_key: dict[str, Session] = {}
 
     def new_session(self, cls: type[Session] = Session) -> Session:
         session = cls(len(self.sessions), monotonic())
@@ -392,6 +396,10 @@ async def serve(args) -> None:
         from .fakeelevenlabs import ElevenLabsConnection
 
         factory = ElevenLabsConnection
+    elif args.protocol == "pipeline":
+        from .fakepipeline import PipelineConnection
+
+        factory = PipelineConnection
     server = await loop.create_server(lambda: factory(fake), "127.0.0.1", args.port)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
@@ -412,7 +420,7 @@ def parser() -> argparse.ArgumentParser:
         description="Fake OpenAI Realtime (or ElevenLabs ConvAI) server for the call benchmark"
     )
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--protocol", choices=("openai", "elevenlabs"), default="openai")
+    p.add_argument("--protocol", choices=("openai", "elevenlabs", "pipeline"), default="openai")
     p.add_argument("--mode", choices=("echo", "duty", "sink"), default="echo")
     p.add_argument("--api-key", default="sk-bench")
     p.add_argument("--turn", type=float, default=4.0, help="echo: seconds per reply")
@@ -425,6 +433,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ping-interval", type=float, default=2.0, help="elevenlabs: seconds between pings"
     )
+    # The pipeline fake's fixed delays (ms) and its replies (bench.fakepipeline).
+    p.add_argument("--stt-delay", type=float, default=150.0, help="pipeline: end of speech → final")
+    p.add_argument(
+        "--llm-delay", type=float, default=200.0, help="pipeline: request → 1st sentence"
+    )
+    p.add_argument("--llm-rest", type=float, default=100.0, help="pipeline: 1st → 2nd sentence")
+    p.add_argument("--tts-delay", type=float, default=100.0, help="pipeline: request → 1st audio")
+    p.add_argument("--tts-chunk-ms", type=int, default=100, help="pipeline: audio per TTS chunk")
+    p.add_argument("--tts-speed", type=float, default=2.0, help="pipeline: TTS × real time")
+    p.add_argument("--sentence-ms", type=int, default=800, help="pipeline: audio per sentence")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=600.0)
     p.add_argument("--out", default="")

@@ -47,11 +47,14 @@ from html import unescape
 from urllib.parse import urlencode, urlsplit
 
 from . import tagging, wire
+from .fakepipeline import SILENT, UTTERANCE_END, VOICED, caller_tail
 
 monotonic = time.monotonic
 ACCOUNT_SID = "AC" + "b" * 32
 _MEDIA_HEAD = b'{"event":"media"'
 _PAYLOAD_KEY = b'"payload":"'
+#: Seconds of silence a talking caller (``--caller-talk``) keeps before its turns: the greeting.
+TALK_START = 1.5
 
 
 def twilio_signature(url: str, params: dict[str, str], token: str) -> str:
@@ -134,6 +137,8 @@ class Caller(asyncio.Protocol):
         self.marks_echoed = 0
         self.clears: list[float] = []
         self.other_events: dict[str, int] = {}
+        self._schedule: tuple[int, int, int] | None = None
+        self._tails: tuple[str, ...] = ()
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -221,20 +226,57 @@ class Caller(asyncio.Protocol):
         self._media_fmt = (
             '{"event":"media","sequenceNumber":"%d","media":{"track":"inbound","chunk":"%d",'
             '"timestamp":"%d","payload":"%s'
-            + tagging.FILLER_B64
+            + ("%s" if self.gen.args.caller_talk else tagging.FILLER_B64)
             + '"},"streamSid":"'
             + self.stream_sid
             + '"}'
         )
         self.began = monotonic()
+        talk = self.gen.args.caller_talk
+        if talk and not self.joiner:
+            self._talk_setup(*talk)
+        elif talk:
+            self._tails = (self._tail_b64(SILENT),)  # joining calls listen only
+            self._schedule = (1, 1, 0)
         self._tick()
+
+    # A pipeline caller talks in turns (``--caller-talk SPEAK,PAUSE``): its frames say what they
+    # are in the byte after the tag (bench.fakepipeline), the last voiced frame of each utterance
+    # marked, and carry the caller's number so that the fake can tell the calls apart.
+
+    def _tail_b64(self, kind: int) -> str:
+        return base64.b64encode(caller_tail(kind, self.number)).decode()
+
+    def _talk_setup(self, speak: float, pause: float) -> None:
+        speak_frames = max(2, round(speak / 0.02))
+        cycle = speak_frames + round(pause / 0.02)
+        # The first utterance after the greeting, the calls' turns spread over the cycle.
+        offset = round(TALK_START / 0.02) + int((self.index * 0.6180339887) % 1.0 * cycle)
+        self._tails = tuple(self._tail_b64(k) for k in (SILENT, VOICED, UTTERANCE_END))
+        self._schedule = (offset, cycle, speak_frames)
+
+    def _tail(self, k: int) -> str:
+        offset, cycle, speak = self._schedule
+        if k < offset:
+            return self._tails[0]
+        p = (k - offset) % cycle
+        return (
+            self._tails[1]
+            if p < speak - 1
+            else self._tails[2]
+            if p == speak - 1
+            else self._tails[0]
+        )
 
     def _tick(self) -> None:
         if self.stopping or self.transport is None or self.transport.is_closing():
             return
         k = self.k
         self.seq += 1
-        text = self._media_fmt % (self.seq, k + 1, k * 20, tagging.tag_b64(k))
+        if self._schedule is None:
+            text = self._media_fmt % (self.seq, k + 1, k * 20, tagging.tag_b64(k))
+        else:
+            text = self._media_fmt % (self.seq, k + 1, k * 20, tagging.tag_b64(k), self._tail(k))
         data = wire.frame(text.encode(), mask=True)
         now = monotonic()
         self.sent_t.append(now)
@@ -548,6 +590,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fake-pid", type=int, default=0)
     p.add_argument("--run-id", default="")
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--caller-talk",
+        type=lambda s: tuple(float(x) for x in s.split(",")),
+        default=(),
+        help="SPEAK,PAUSE seconds: callers talk in turns (the pipeline fake), e.g. 1.5,3",
+    )
     p.add_argument("--no-uvloop", action="store_true")
     return p
 
