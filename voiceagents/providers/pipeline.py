@@ -177,19 +177,20 @@ class PipelineProvider(VoiceProvider):
 
     async def open(self) -> None:
         opened: list = []
+        failing = None
         try:
-            for stage in (self.stt, self.replier, self.tts):
-                await stage.open()
-                opened.append(stage)
+            for failing in (self.stt, self.replier, self.tts):
+                await failing.open()
+                opened.append(failing)
         except BaseException as err:
             for stage in opened:
                 await stage.close()
             if isinstance(err, ProviderAPIError):
                 # A refusal at connection time (a wrong key): the call cannot start.
                 raise ProviderConnectionError(
-                    f"{stage.name or stage.id} refused the connection: "
+                    f"{failing.name or failing.id} refused the connection: "
                     f"{err.args[0] if err.args else err}",
-                    vendor=stage.id,
+                    vendor=failing.id,
                     call_id=self.config.call_id,
                     status_code=err.status_code,
                     response=err.response,
@@ -323,8 +324,13 @@ class PipelineProvider(VoiceProvider):
         reply = self._reply
         if reply is not None and not reply.started_audio and reply.task is not None:
             reply.task.cancel()
-            self._unanswered = " ".join(p for p in (self._unanswered, reply.answers) if p)
             self._reply = None
+            if reply.answers:
+                # Answered together with what the caller says now (one history entry for both).
+                self._unanswered = reply.answers
+                entry = {"role": "caller", "text": reply.answers, "interrupted": False}
+                if entry in self.history:
+                    self.history.remove(entry)
         audible = self._audible
         if not self.interruptions and audible is not None and not audible.done:
             return  # the agent is speaking and may not be cut off
@@ -342,19 +348,26 @@ class PipelineProvider(VoiceProvider):
             return
         self._emit(CallerTranscript(turn, text))
         self._emit(CallerSpeechStopped(turn, audio_end_ms))
-        self.history.append({"role": "caller", "text": text, "interrupted": False})
         asked = " ".join(p for p in (self._unanswered, text) if p)
         self._unanswered = ""
+        entry = {"role": "caller", "text": asked, "interrupted": False}
+        self.history.append(entry)
         now = asyncio.get_running_loop().time()
         # When the caller's speech ended, in loop time: the STT reports it in audio time.
         lag = max(0.0, (self._sent_ms - audio_end_ms) / 1000) if audio_end_ms is not None else 0.0
         self._start_reply(
-            {"type": "message", "text": asked}, answers=asked, asked_at=now, speech_end=now - lag
+            {"type": "message", "text": asked},
+            answers=asked,
+            asked_at=now,
+            speech_end=now - lag,
+            turn_entry=entry,
         )
 
     # -- replying -------------------------------------------------------------------------------
 
-    def _event(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def _event(self, fields: Mapping[str, Any], turn_entry: dict | None) -> dict[str, Any]:
+        """The ``on_message`` event; its ``history`` is the conversation before this turn (the
+        turn itself is ``text``), read when the reply starts so it shows a barge-in just made."""
         variables = self.config.variables
         return {
             "text": "",
@@ -363,7 +376,7 @@ class PipelineProvider(VoiceProvider):
             "caller": variables.get("caller_number", ""),
             "callee": variables.get("called_number", ""),
             "agent": self.config.agent,
-            "history": [dict(entry) for entry in self.history],
+            "history": [dict(entry) for entry in self.history if entry is not turn_entry],
             "language": self.config.language,
         }
 
@@ -375,6 +388,7 @@ class PipelineProvider(VoiceProvider):
         answers: str = "",
         asked_at: float | None = None,
         speech_end: float | None = None,
+        turn_entry: dict | None = None,
     ) -> None:
         """A new agent turn: the reply stage's answer to ``fields``, or ``text`` as it is.
 
@@ -393,13 +407,15 @@ class PipelineProvider(VoiceProvider):
             f"p{self._replies}", answers=answers, asked_at=asked_at, history_at=len(self.history)
         )
         self._reply = reply
-        source = self._generated(fields) if fields is not None else _once(text)
+        source = self._generated(fields, turn_entry) if fields is not None else _once(text)
         reply.task = self._spawn(self._speak(reply, source, speech_end, after), reply.turn_id)
 
-    async def _generated(self, fields: Mapping[str, Any]) -> AsyncIterator[str]:
+    async def _generated(
+        self, fields: Mapping[str, Any], turn_entry: dict | None
+    ) -> AsyncIterator[str]:
         """The reply stage's text, or the apology when it fails or is too slow to start."""
         await self._barge_in_settled.wait()
-        stream = self.replier.reply(self._event(fields))
+        stream = self.replier.reply(self._event(fields, turn_entry))
         try:
             try:
                 first = await asyncio.wait_for(anext(stream), self.reply_timeout)

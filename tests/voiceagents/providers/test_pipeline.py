@@ -4,6 +4,7 @@ the provider contract, and what only the pipeline does."""
 import asyncio
 import base64
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
@@ -192,6 +193,47 @@ async def test_interrupt_after_synthesis_cuts_at_the_word_heard(deepgram, tts):
         assert corrected.text == "One two three four. Five six"
         assert provider.history == [
             {"role": "agent", "text": "One two three four. Five six", "interrupted": True}
+        ]
+    finally:
+        await provider.close()
+
+
+SEEN: list[dict] = []
+
+
+@voiceagents.reply_handler("pipeline-provider-tests-slow")
+async def slow_answer(event):
+    SEEN.append(event)
+    await asyncio.sleep(0.4)  # still writing when the caller goes on talking
+    return f"You said {event['text']}."
+
+
+async def speak(provider, deepgram, text: str) -> None:
+    deepgram.transcribe_next(text)
+    speech = b"\x10\x90" * 2400 + b"\xff" * 4800  # 600 ms of "speech", then silence
+    for start in range(0, len(speech), 160):
+        await provider.send_audio(base64.b64encode(speech[start : start + 160]).decode())
+
+
+async def test_speaking_again_before_the_reply_is_heard_merges_the_turns(deepgram, tts):
+    SEEN.clear()
+    cfg = config(deepgram, tts)
+    stages = dict(cfg.stages, reply=StageConfig(id="", handler="pipeline-provider-tests-slow"))
+    provider = await open_pipeline(replace(cfg, stages=stages))
+    try:
+        events = provider.events()
+        await speak(provider, deepgram, "a table")
+        await take(events, CallerSpeechStopped)
+        await speak(provider, deepgram, "for two")
+        seen = await take(events, AgentTurnFinished)
+        (answer,) = [e for e in seen if isinstance(e, AgentTranscript)]
+        assert answer.text == "You said a table for two."
+        assert [r.json["text"] for r in tts.tts_requests] == ["You said a table for two."]
+        assert [e["text"] for e in SEEN] == ["a table", "a table for two"]
+        assert SEEN[1]["history"] == []  # the first turn is not repeated in the history
+        assert provider.history == [
+            {"role": "caller", "text": "a table for two", "interrupted": False},
+            {"role": "agent", "text": "You said a table for two.", "interrupted": False},
         ]
     finally:
         await provider.close()
