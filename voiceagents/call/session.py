@@ -65,6 +65,8 @@ __all__ = ["PENDING_AUDIO_MS", "RECORDING_RATE", "CallSession", "CarrierLink"]
 
 logger = logging.getLogger(__name__)
 
+#: Keys pressed before the provider is open are kept (up to this many) and passed on after.
+MAX_EARLY_DTMF = 32
 #: Recording sample rate: the phone band; both carriers' audio fits it without loss of content.
 RECORDING_RATE = 8000
 
@@ -108,6 +110,8 @@ class CallSession:
                 agent_format=carrier.carrier_format,
             )
         self._tasks: list[asyncio.Task] = []
+        #: Keys pressed while the provider was still opening.
+        self._early_dtmf: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._ending = False
         self.ended = asyncio.Event()
@@ -176,6 +180,9 @@ class CallSession:
             if self.ctx.first_message and not self.provider.capabilities.speaks_first_message:
                 await self.provider.say(self.ctx.first_message)
             await self.inbound.flush()
+            for digit in self._early_dtmf:
+                await self._pass_dtmf(digit)
+            self._early_dtmf.clear()
             async for event in self.provider.events():
                 await self._handle(event)
         except VoiceAgentsError as err:
@@ -361,10 +368,15 @@ class CallSession:
         self.metrics.dtmf += 1
         self.record_event("dtmf", digit=digit)
         if self.inbound.ready:
-            try:
-                await self.provider.send_dtmf(digit)
-            except VoiceAgentsError as err:
-                self.log.warning("cannot pass DTMF to the provider: %s", err)
+            await self._pass_dtmf(digit)
+        elif len(self._early_dtmf) < MAX_EARLY_DTMF:
+            self._early_dtmf.append(digit)  # passed on once the provider is open
+
+    async def _pass_dtmf(self, digit: str) -> None:
+        try:
+            await self.provider.send_dtmf(digit)
+        except VoiceAgentsError as err:
+            self.log.warning("cannot pass DTMF to the provider: %s", err)
 
     async def say(self, text: str) -> None:
         if self.inbound.ready:
