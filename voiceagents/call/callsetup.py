@@ -174,7 +174,8 @@ def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
     spec = agent.stage_spec(stage)
     if spec is None:
         raise CallRejected(f"stage_not_configured:{stage}")
-    api_key, base_url = _service_account(agent, stage, spec)
+    # A stage that runs here (no vendor, no key) has no account to look up.
+    api_key, base_url = _service_account(agent, stage, spec) if spec.vendor else ("", "")
     return StageConfig(
         id=spec.id,
         api_key=api_key,

@@ -332,11 +332,11 @@ class Agent(models.Model):
                 % {"kind": registry.kind, "names": names},
             )
         elif choice in registry:
-            self._clean_credential(add, stage, f"{stage}_credential", registry.get(choice))
+            spec = registry.get(choice)
+            if spec.vendor:  # a stage that runs here (no vendor) needs no credential
+                self._clean_credential(add, stage, f"{stage}_credential", spec)
             if stage == "tts":
-                self._clean_voice(
-                    add, "tts_voice", registry.get(choice), self.effective_tts_voice()
-                )
+                self._clean_voice(add, "tts_voice", spec, self.effective_tts_voice())
 
     def _clean_voice(self, add, field: str, spec: ServiceSpec, voice: str) -> None:
         """The spec's own voice check (e.g. ElevenLabs names → ids); none: anything passes."""
