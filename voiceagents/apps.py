@@ -8,4 +8,5 @@ class VoiceAgentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, signals  # noqa: F401  (registers checks and signal handlers)
+        # Registers checks, signal handlers and the "demo" reply handler (no imports beyond Django).
+        from . import checks, demo, signals  # noqa: F401

@@ -1,4 +1,9 @@
-"""Create the demo agent (and a superuser when VOICEAGENTS_ADMIN_PASSWORD is set). Idempotent."""
+"""Create the demo agents (and a superuser when VOICEAGENTS_ADMIN_PASSWORD is set). Idempotent.
+
+Two agents: "Demo assistant" on OpenAI Realtime (it needs OPENAI_API_KEY), and "Offline demo", a
+pipeline of the offline voices and the ``demo`` reply handler, which needs no key and no network:
+``manage.py voiceagents_call_simulate --agent "Offline demo" --say "hello"`` calls it.
+"""
 
 import os
 
@@ -11,10 +16,24 @@ from voiceagents.models import Agent, Credential
 OPENAI = "openai"
 
 DEMO_SLUG = "demo"
+OFFLINE_DEMO_SLUG = "offline-demo"
+#: The offline agent: eSpeak NG and PocketSphinx stages (``local``) and the ``demo`` handler.
+OFFLINE_DEMO = {
+    "name": "Offline demo",
+    "provider": "pipeline",
+    "stt_provider": "local",
+    "tts_provider": "local",
+    "tts_voice": "en",
+    "reply_handler": "demo",
+    "first_message": "Hello! This is the offline demo agent. Say something and I will answer.",
+}
 
 
 class Command(BaseCommand):
-    help = "Create a demo agent, an OpenAI credential from OPENAI_API_KEY, and an admin user."
+    help = (
+        "Create the demo agents (OpenAI and offline), an OpenAI credential from OPENAI_API_KEY, "
+        "and an admin user."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default=os.environ.get("VOICEAGENTS_ADMIN_USER", "admin"))
@@ -41,7 +60,17 @@ class Command(BaseCommand):
                 "  No OpenAI credential yet: set OPENAI_API_KEY before `make demo`, or add one "
                 "under Voice agents → Credentials."
             )
+        offline = self._offline_agent()
+        self.stdout.write(
+            f"Offline demo agent: {offline.name} (no key needed; try: .venv/bin/python manage.py "
+            f'voiceagents_call_simulate --agent "{offline.name}" --say "hello")'
+        )
         self._superuser(username)
+
+    def _offline_agent(self) -> Agent:
+        """The "Offline demo" agent, created once; later edits in the admin are kept."""
+        agent, _ = Agent.objects.get_or_create(slug=OFFLINE_DEMO_SLUG, defaults=OFFLINE_DEMO)
+        return agent
 
     def _openai_credential(self):
         key = os.environ.get("OPENAI_API_KEY")
