@@ -7,14 +7,23 @@ subclass, so a new carrier is one line here (or one ``media_route`` in a project
 
 from django.urls import path
 
+from .carriers.browser.media import BrowserMediaConsumer, session_stack
 from .carriers.telnyx.media import TelnyxMediaConsumer
 from .carriers.twilio.media import TwilioMediaConsumer
 
 
-def media_route(consumer_class):
-    """The URL route of ``consumer_class``'s media stream."""
+def media_route(consumer_class, wrap=None):
+    """The URL route of ``consumer_class``'s media stream (``wrap``: ASGI middleware around it)."""
     carrier = consumer_class.carrier_id
-    return path(f"telephony/{carrier}/media/", consumer_class.as_asgi(), name=f"{carrier}_media")
+    app = consumer_class.as_asgi()
+    if wrap is not None:
+        app = wrap(app)
+    return path(f"telephony/{carrier}/media/", app, name=f"{carrier}_media")
 
 
-websocket_urlpatterns = [media_route(TwilioMediaConsumer), media_route(TelnyxMediaConsumer)]
+websocket_urlpatterns = [
+    media_route(TwilioMediaConsumer),
+    media_route(TelnyxMediaConsumer),
+    # The staff's browser: its session cookie says who calls (only this route reads it).
+    media_route(BrowserMediaConsumer, wrap=session_stack),
+]

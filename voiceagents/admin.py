@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -89,7 +89,7 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "system_prompt"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PhoneNumberInline]
-    readonly_fields = ["remote_status"]
+    readonly_fields = ["remote_status", "test_call"]
     actions = ["sync_to_elevenlabs"]
 
     def get_fieldsets(self, request, obj=None):
@@ -101,7 +101,7 @@ class AgentAdmin(admin.ModelAdmin):
         return [(None, main), *self.fieldsets[1:]]
 
     fieldsets = [
-        (None, {"fields": ["name", "slug", "enabled", "provider", "credential"]}),
+        (None, {"fields": ["name", "slug", "enabled", "provider", "credential", "test_call"]}),
         (
             _("Conversation"),
             {
@@ -211,6 +211,22 @@ class AgentAdmin(admin.ModelAdmin):
             _("%(agent)s: in sync with ElevenLabs (%(agents)s).")
             % {"agent": agent, "agents": synced},
             messages.SUCCESS,
+        )
+
+    @admin.display(description=_("Test call"))
+    def test_call(self, obj):
+        """A link to the browser test call (telephony's ``browser`` carrier), once saved."""
+        if obj is None or not obj.pk:
+            return _("Save the agent first.")
+        try:
+            url = reverse("telephony:browser_call", args=[obj.pk])
+        except NoReverseMatch:  # the telephony app's URLs are not installed
+            return "—"
+        return format_html(
+            '<a class="button" href="{}" id="test-call-link">{}</a> {}',
+            url,
+            _("Test call"),
+            _("Talk to this agent from your browser, with your microphone."),
         )
 
     @admin.display(description=_("ElevenLabs agents"))

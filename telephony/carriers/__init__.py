@@ -113,7 +113,16 @@ TELNYX = CarrierSpec(
     consumer="telephony.carriers.telnyx.media.TelnyxMediaConsumer",
 )
 
+# The staff's browser as the phone (an admin test call): no account, so no vendor.
+BROWSER = CarrierSpec(
+    id="browser",
+    name="Browser test call",
+    vendor="",
+    consumer="telephony.carriers.browser.media.BrowserMediaConsumer",
+)
+
 vendors.register(TWILIO_VENDOR)
 vendors.register(TELNYX_VENDOR)
 carriers.register(TWILIO)
 carriers.register(TELNYX)
+carriers.register(BROWSER)
