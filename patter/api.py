@@ -174,8 +174,9 @@ class Patter:
         agent answering it; later starts update those rows. ``on_message`` is the pipeline's
         reply handler: called with the event dict (``event["text"]`` is what the caller said),
         it returns (or yields) the text to speak. ``host`` is loopback by default: a tunnel
-        such as ngrok forwards ``webhook_url`` to it. Returns when the server shuts down
-        (Ctrl-C); cancelling the task stops the server too.
+        such as ngrok forwards ``webhook_url`` to it. Ctrl-C (or SIGTERM) shuts the server
+        down gracefully, then uvicorn passes the signal on (``asyncio.run`` raises the usual
+        ``KeyboardInterrupt``); cancelling the task stops the server too.
         """
         from .server import serve
 
