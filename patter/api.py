@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from voiceagents.providers import providers
+from voiceagents.providers.stages import stt_stages, tts_stages
 
 
 @dataclass(frozen=True)
@@ -80,21 +82,26 @@ class Patter:
 
     # -- factories (seed: "STT Providers", "TTS Providers") ---------------------------------
 
+    # The stage ids are the pipeline registries' own; the default voices are their specs'
+    # ("rachel" for ElevenLabs, "alloy" for OpenAI TTS, as the seed documents).
+
     @staticmethod
     def deepgram(api_key: str, language: str = "en") -> STT:
-        return STT("deepgram", _require_key(api_key, "deepgram"), language)
+        return STT(stt_stages.get("deepgram").id, _require_key(api_key, "deepgram"), language)
 
     @staticmethod
     def whisper(api_key: str, language: str = "en") -> STT:
-        return STT("whisper", _require_key(api_key, "whisper"), language)
+        return STT(stt_stages.get("whisper").id, _require_key(api_key, "whisper"), language)
 
     @staticmethod
-    def elevenlabs(api_key: str, voice: str = "rachel") -> TTS:
-        return TTS("elevenlabs", _require_key(api_key, "elevenlabs"), voice)
+    def elevenlabs(api_key: str, voice: str = "") -> TTS:
+        spec = tts_stages.get("elevenlabs")
+        return TTS(spec.id, _require_key(api_key, "elevenlabs"), voice or spec.default_voice)
 
     @staticmethod
-    def openai_tts(api_key: str, voice: str = "alloy") -> TTS:
-        return TTS("openai_tts", _require_key(api_key, "openai_tts"), voice)
+    def openai_tts(api_key: str, voice: str = "") -> TTS:
+        spec = tts_stages.get("openai_tts")
+        return TTS(spec.id, _require_key(api_key, "openai_tts"), voice or spec.default_voice)
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -145,4 +152,44 @@ class Patter:
             variables=dict(variables or {}),
             stt=stt,
             tts=tts,
+        )
+
+    # -- serving calls ---------------------------------------------------------------------
+
+    async def serve(
+        self,
+        agent: AgentConfig,
+        on_message: Callable[..., Any] | None = None,
+        port: int = 8000,
+        *,
+        host: str = "127.0.0.1",
+        log_level: str = "info",
+    ) -> None:
+        """Answer calls to ``phone_number`` with ``agent`` until the server stops.
+
+        Runs the project's web app (admin, carrier webhooks, media streams) under uvicorn on
+        ``host:port`` in the current event loop. Before that it sets Django up (unless the
+        process has settings already: see ``patter.settings``), migrates the database, and
+        stores the carrier and provider keys as credentials, the agent, and the number with the
+        agent answering it; later starts update those rows. ``on_message`` is the pipeline's
+        reply handler: called with the event dict (``event["text"]`` is what the caller said),
+        it returns (or yields) the text to speak. ``host`` is loopback by default: a tunnel
+        such as ngrok forwards ``webhook_url`` to it. Ctrl-C (or SIGTERM) shuts the server
+        down gracefully, then uvicorn passes the signal on (``asyncio.run`` raises the usual
+        ``KeyboardInterrupt``); cancelling the task stops the server too.
+        """
+        from .server import serve
+
+        await serve(self, agent, on_message, host=host, port=port, log_level=log_level)
+
+    async def call(self, to: str, agent: AgentConfig | None = None, **options: Any) -> None:
+        """Outbound calls are not built yet.
+
+        Placing a call needs the carrier's call-creation API (Twilio's ``Calls`` resource,
+        Telnyx's ``Dial``) and an outbound path in the call session; neither exists in this
+        version, so this raises instead of pretending to dial.
+        """
+        raise NotImplementedError(
+            f"phone.call(to={to!r}): outbound calls are not supported yet (no carrier dial-out "
+            "in this version); phone.serve() answers inbound calls"
         )

@@ -46,3 +46,41 @@ def test_pipeline_falls_back_to_constructor_keys():
 def test_pipeline_without_stages_or_keys_names_what_is_missing():
     with pytest.raises(ValueError, match="stt and tts"):
         Patter().agent("x", provider="pipeline")
+
+
+def test_stage_defaults_are_the_pipeline_registrys():
+    from voiceagents.providers.stages import tts_stages
+
+    assert Patter.elevenlabs(api_key="el").voice == tts_stages.get("elevenlabs").default_voice
+    assert Patter.elevenlabs(api_key="el", voice="adam").voice == "adam"
+
+
+async def test_outbound_calls_say_they_are_not_built():
+    with pytest.raises(NotImplementedError, match="outbound calls are not supported"):
+        await Patter(twilio_sid="AC", twilio_token="t").call(to="+14155550100")
+
+
+async def test_serving_the_pipeline_needs_on_message():
+    phone = Patter(deepgram_key="dg", elevenlabs_key="el")
+    with pytest.raises(ValueError, match="needs on_message"):
+        await phone.serve(phone.agent("x", provider="pipeline"))
+
+
+async def test_on_message_is_only_for_the_pipeline():
+    phone = Patter(openai_key="sk-x")
+    with pytest.raises(ValueError, match="on_message is for provider='pipeline'"):
+        await phone.serve(phone.agent("x"), on_message=lambda event: "hi")
+
+
+@pytest.mark.parametrize(
+    "given, public",
+    [
+        ("abc.ngrok.app", "https://abc.ngrok.app"),
+        ("https://abc.ngrok.app/", "https://abc.ngrok.app"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ],
+)
+def test_webhook_url_becomes_the_public_url(given, public):
+    from patter.server import public_url
+
+    assert public_url(given) == public
