@@ -156,7 +156,13 @@ def write_wav(path: str | Path, mulaw: bytes) -> None:
         wav.writeframes(g711.ulaw_decode(mulaw).astype("<i2").tobytes())
 
 
-async def speak(text: str, *, voice: str = "en", language: str = "en") -> bytes:
+#: The caller's offline voice: the one PocketSphinx (the offline speech-to-text) understands best
+#: (docs/stages/local.md), a little slower than eSpeak's default.
+CALLER_VOICE = "en-us+klatt4"
+CALLER_RATE = 150
+
+
+async def speak(text: str, *, voice: str = CALLER_VOICE, language: str = "en") -> bytes:
     """``text`` spoken by the offline text-to-speech stage (eSpeak NG), as μ-law 8 kHz."""
     try:
         from .pipeline.base import StageContext
@@ -169,7 +175,11 @@ async def speak(text: str, *, voice: str = "en", language: str = "en") -> bytes:
         ) from err
     tts = LocalTTS(
         StageConfig(id="local", voice=voice, language=language),
-        StageContext(call_id="simulator", carrier_format=MULAW_8K),
+        StageContext(
+            call_id="simulator",
+            carrier_format=MULAW_8K,
+            options={"tts_options": {"rate": CALLER_RATE}},
+        ),
     )
     try:
         await tts.open()

@@ -7,6 +7,7 @@ OpenAI are in ``tests/calls``.
 
 import asyncio
 import base64
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -130,3 +131,18 @@ async def test_without_local_vad_caller_audio_alone_never_barges_in(tmp_path):
         await wait_until(lambda: len(fake.audio_in) >= 2 * len(speech) - 640)
         assert carrier.clears == 0 and fake.stops == []
         await session.end("hangup")
+
+
+async def test_caller_audio_after_the_end_is_ignored(tmp_path):
+    call = await sync_to_async(make_call)(status=CallStatus.IN_PROGRESS)
+    async with FakeDummyVendor() as fake:
+        carrier = MemoryCarrier()
+        recorded = replace(context(call, fake.url, tmp_path), record=True)
+        session = CallSession(recorded, carrier, DummyVoiceProvider(dummy_config(fake.url)))
+        session.start()
+        await session.end("caller_hangup", by_carrier=True)
+        frame = b"\xff" * 160
+        # A media frame that crossed the caller's stop: the recorder is closed, nothing fails.
+        await session.caller_audio(base64.b64encode(frame).decode(), frame, None)
+    call = await Call.objects.aget(pk=call.pk)
+    assert call.status == CallStatus.COMPLETED

@@ -213,6 +213,8 @@ class CallSession:
 
     async def caller_audio(self, payload: str, audio: bytes, timestamp_ms: int | None) -> None:
         """One carrier media frame: ``payload`` is its base64 text, ``audio`` the decoded bytes."""
+        if self._ending:
+            return  # a frame sent after the stream's end (after ``stop``): nothing to do with it
         self.metrics.frames_in += 1
         if self.recorder is not None:
             self.recorder.write_caller(audio, timestamp_ms)

@@ -146,7 +146,9 @@ class Command(BaseCommand):
             "--out", default="agent.wav", help="WAV file for the agent's audio (%(default)s)."
         )
         parser.add_argument(
-            "--voice", default="en", help="The offline voice that speaks --say (%(default)s)."
+            "--voice",
+            default=simulator.CALLER_VOICE,
+            help="The offline voice that speaks --say (%(default)s).",
         )
         parser.add_argument(
             "--answer-timeout",
