@@ -48,7 +48,7 @@ from ..exceptions import (
     ProviderProtocolError,
     VoiceAgentsError,
 )
-from ..transport.websocket import WebSocketConnection, connect
+from ..transport.websocket import connect
 from .base import (
     AgentAudio,
     AgentTranscript,
@@ -61,16 +61,15 @@ from .base import (
     ProviderErrorEvent,
     ProviderEvent,
     ToolCall,
-    VoiceProvider,
 )
 from .elevenlabs_agents import format_for
 from .elevenlabs_api import ElevenLabsAPI
 from .elevenlabs_voices import resolve_voice_id
+from .options import deep_merged
+from .socket import CLOSE_TIMEOUT, SocketProvider, close_summary
 
 logger = logging.getLogger(__name__)
 
-#: Seconds our close handshake may take before the socket is aborted (call teardown waits on it).
-CLOSE_TIMEOUT = 2.0
 #: An agent turn's audio is small; a generous cap still refuses a runaway frame.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -98,7 +97,7 @@ def audio_format(literal: str) -> AudioFormat:
     raise ValueError(f"unknown ElevenLabs audio format {literal!r}")
 
 
-class ElevenLabsConvAIProvider(VoiceProvider):
+class ElevenLabsConvAIProvider(SocketProvider):
     id = "elevenlabs_convai"
     name = "ElevenLabs Conversational AI"
     capabilities = ProviderCapabilities(
@@ -107,7 +106,6 @@ class ElevenLabsConvAIProvider(VoiceProvider):
 
     def __init__(self, config):
         super().__init__(config)
-        self._ws: WebSocketConnection | None = None
         #: Server messages read by ``open`` after the metadata, handed to ``events`` first.
         self._early: list[dict] = []
         self._turns = 0
@@ -184,7 +182,7 @@ class ElevenLabsConvAIProvider(VoiceProvider):
         tts: dict[str, Any] = {"voice_id": resolve_voice_id(config.voice)}
         if config.model:
             tts["model_id"] = config.model
-        override = _merged(
+        override = deep_merged(
             {"agent": agent, "tts": tts}, config.options.get("conversation_config_override") or {}
         )
         variables = {
@@ -219,7 +217,7 @@ class ElevenLabsConvAIProvider(VoiceProvider):
             await self._close_quietly()
             raise ProviderConnectionError(
                 "ElevenLabs ended the conversation as it was being set up "
-                f"({_close_summary(err)}); check that the agent allows the overrides we send "
+                f"({close_summary(err)}); check that the agent allows the overrides we send "
                 "(prompt, first message, language, voice) and the dynamic variables it needs",
                 vendor=self.id,
                 call_id=self.config.call_id,
@@ -262,25 +260,6 @@ class ElevenLabsConvAIProvider(VoiceProvider):
         logger.debug("call %s: ElevenLabs conversation %s", self.config.call_id, self.session_id)
 
     # -- sending -------------------------------------------------------------------------------
-
-    async def _send(self, message: dict) -> None:
-        await self._send_text(json.dumps(message))
-
-    async def _send_text(self, text: str) -> None:
-        ws = self._ws
-        if ws is None:
-            raise ProviderConnectionError(
-                "not connected", vendor=self.id, call_id=self.config.call_id
-            )
-        try:
-            if ws.writing_paused:
-                await ws.send(text)  # the socket is backed up: wait for it to drain
-            else:
-                ws.write(text)  # the hot path (50 frames/s): no await, straight to the socket
-        except ConnectionClosed as err:
-            raise ProviderConnectionError(
-                "ElevenLabs connection closed", vendor=self.id, call_id=self.config.call_id
-            ) from err
 
     async def send_audio(self, payload_b64: str) -> None:
         # Base64 needs no JSON escaping: build the frame without json.dumps (hot path).
@@ -329,25 +308,10 @@ class ElevenLabsConvAIProvider(VoiceProvider):
             }
         )
 
-    async def close(self) -> None:
-        await self._close_quietly()
-
-    async def _close_quietly(self) -> None:
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 1)
-            except (TimeoutError, OSError, ConnectionClosed):
-                pass
-
     # -- receiving -----------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[ProviderEvent]:
-        ws = self._ws
-        if ws is None:
-            raise ProviderConnectionError(
-                "not connected", vendor=self.id, call_id=self.config.call_id
-            )
+        ws = self._connected_ws()
         early, self._early = self._early, []
         for message in early:
             for event in await self._map(message):
@@ -367,7 +331,7 @@ class ElevenLabsConvAIProvider(VoiceProvider):
             if self._ws is None:
                 return  # we closed it
             raise ProviderConnectionError(
-                f"ElevenLabs closed the conversation ({_close_summary(err)})",
+                f"ElevenLabs closed the conversation ({close_summary(err)})",
                 vendor=self.id,
                 call_id=self.config.call_id,
             ) from err
@@ -502,20 +466,3 @@ def _int(value) -> int | None:
 def _variable(value):
     """ElevenLabs dynamic variables are strings, numbers or booleans."""
     return value if isinstance(value, str | int | float | bool) else json.dumps(value)
-
-
-def _merged(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _close_summary(err: ConnectionClosed) -> str:
-    close = err.rcvd or err.sent
-    if close is None:
-        return "no close frame"
-    return f"code {close.code}: {close.reason}" if close.reason else f"code {close.code}"

@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ..audio.formats import MULAW_8K, PCM16_24K
 from ..exceptions import ProviderConnectionError, ProviderProtocolError
-from ..transport.websocket import WebSocketConnection, connect
+from ..transport.websocket import connect
 from .base import (
     AgentAudio,
     AgentTranscript,
@@ -39,8 +39,9 @@ from .base import (
     ProviderErrorEvent,
     ProviderEvent,
     ToolCall,
-    VoiceProvider,
 )
+from .options import deep_merged
+from .socket import CLOSE_TIMEOUT, SocketProvider, close_summary
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 RECOVERABLE_ERROR_TYPES = frozenset({"invalid_request_error"})
 #: Realtime events can carry up to 15 MiB of audio; keep a margin for the JSON around it.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-#: Seconds our close handshake may take before the socket is aborted (call teardown waits on it).
-CLOSE_TIMEOUT = 2.0
 
 #: With ``turn_detection = "none"``.
 WITHOUT_TURN_DETECTION = ProviderCapabilities(
@@ -63,7 +62,7 @@ _AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
 _TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_transcript.done"}
 
 
-class OpenAIRealtimeProvider(VoiceProvider):
+class OpenAIRealtimeProvider(SocketProvider):
     id = "openai_realtime"
     name = "OpenAI Realtime"
     capabilities = ProviderCapabilities(server_turn_detection=True, truncation=True)
@@ -74,7 +73,6 @@ class OpenAIRealtimeProvider(VoiceProvider):
             # OpenAI then reports no caller speech: the session detects it, and we end the
             # caller's turn when it stops (local_speech).
             self.capabilities = WITHOUT_TURN_DETECTION
-        self._ws: WebSocketConnection | None = None
         # The item and response of the last audio yielded: what a barge-in interrupts.
         self._audio_item = ""
         self._audio_response = ""
@@ -170,29 +168,9 @@ class OpenAIRealtimeProvider(VoiceProvider):
             session["tools"] = tools
         if "max_output_tokens" in options:
             session["max_output_tokens"] = options["max_output_tokens"]
-        _merge(session, options.get("session") or {})
-        return session
+        return deep_merged(session, options.get("session") or {})
 
     # -- sending -------------------------------------------------------------------------------
-
-    async def _send(self, event: dict) -> None:
-        await self._send_text(json.dumps(event))
-
-    async def _send_text(self, text: str) -> None:
-        ws = self._ws
-        if ws is None:
-            raise ProviderConnectionError(
-                "not connected", vendor=self.id, call_id=self.config.call_id
-            )
-        try:
-            if ws.writing_paused:
-                await ws.send(text)  # the socket is backed up: wait for it to drain
-            else:
-                ws.write(text)  # the hot path (50 audio frames/s): no await, straight to the socket
-        except ConnectionClosed as err:
-            raise ProviderConnectionError(
-                "OpenAI Realtime connection closed", vendor=self.id, call_id=self.config.call_id
-            ) from err
 
     async def send_audio(self, payload_b64: str) -> None:
         # Base64 needs no JSON escaping: build the frame without json.dumps (hot path).
@@ -274,26 +252,10 @@ class OpenAIRealtimeProvider(VoiceProvider):
         )
         await self._send({"type": "response.create"})
 
-    async def close(self) -> None:
-        await self._close_quietly()
-
-    async def _close_quietly(self) -> None:
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            try:
-                # close() is bounded by CLOSE_TIMEOUT; the wait_for is a safety net.
-                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT + 1)
-            except (TimeoutError, OSError, ConnectionClosed):
-                pass
-
     # -- receiving -----------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[ProviderEvent]:
-        ws = self._ws
-        if ws is None:
-            raise ProviderConnectionError(
-                "not connected", vendor=self.id, call_id=self.config.call_id
-            )
+        ws = self._connected_ws()
         try:
             async for message in ws:
                 try:
@@ -310,7 +272,7 @@ class OpenAIRealtimeProvider(VoiceProvider):
             if self._ws is None:
                 return  # we closed it
             raise ProviderConnectionError(
-                f"OpenAI Realtime closed the connection ({_close_summary(err)})",
+                f"OpenAI Realtime closed the connection ({close_summary(err)})",
                 vendor=self.id,
                 call_id=self.config.call_id,
             ) from err
@@ -391,18 +353,3 @@ def _turn_detection(kind: str) -> dict | None:
     if kind == "none":
         return None
     return {"type": kind, "create_response": True, "interrupt_response": True}
-
-
-def _merge(target: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
-
-
-def _close_summary(err: ConnectionClosed) -> str:
-    frame = err.rcvd
-    if frame is None:
-        return "no close frame"
-    return f"code {frame.code}: {frame.reason}" if frame.reason else f"code {frame.code}"

@@ -21,6 +21,18 @@ _JSON_TYPE_NAMES = {
 }
 
 
+def deep_merged(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, nested objects key by key (neither is changed): how
+    pass-through options extend what a provider sends."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class Option:
     """One provider option: its JSON type(s), allowed values where ours to decide, and help."""
