@@ -23,7 +23,7 @@ from ..audio.formats import PCM16_16K
 from ..exceptions import ConfigurationError
 from .base import SpeechToText, SttEvent, Transcript, UtteranceEnd
 from .local_packages import require, worker
-from .utterances import Utterance, UtteranceSegmenter, create_utterance_vad
+from .utterances import EventQueue, Utterance, UtteranceSegmenter, create_utterance_vad
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ SAMPLE_RATE = 16000
 
 #: The thread every PocketSphinx call runs on.
 _worker = worker("pocketsphinx")
-
-_CLOSED = object()
 
 
 class _Recognizer:
@@ -81,7 +79,7 @@ class LocalSTT(SpeechToText):
         super().__init__(config, context)
         self._segmenter: UtteranceSegmenter | None = None
         self._utterances: asyncio.Queue = asyncio.Queue()
-        self._events: asyncio.Queue = asyncio.Queue()
+        self._events = EventQueue()
         self._decoding: asyncio.Task | None = None
         self._closed = False
 
@@ -114,7 +112,7 @@ class LocalSTT(SpeechToText):
             # An utterance already on the worker thread finishes there; its text is dropped.
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._events.put_nowait(_CLOSED)
+        self._events.close()
 
     async def send_audio(self, audio: bytes) -> None:
         if self._segmenter is None or self._closed:
@@ -145,13 +143,5 @@ class LocalSTT(SpeechToText):
             elif utterance.end_of_turn:
                 self._events.put_nowait(UtteranceEnd(audio_ms=utterance.end_ms))
 
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            item = await self._events.get()
-            if item is _CLOSED:
-                self._events.put_nowait(_CLOSED)  # a later events() ends too
-                return
-            if isinstance(item, BaseException):
-                self._events.put_nowait(item)  # a later events() raises it too
-                raise item
-            yield item
+    def events(self) -> AsyncIterator[SttEvent]:
+        return self._events.stream()

@@ -18,7 +18,8 @@ piece comes with ``end_of_turn=False`` and the utterance goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,3 +157,25 @@ class UtteranceSegmenter:
 
     def _ms(self, offset: int) -> int:
         return round(offset * 500 / self._rate)
+
+
+_CLOSED = object()
+
+
+class EventQueue(asyncio.Queue):
+    """A stage's events on their way to ``events()``: ``put_nowait`` an event or an exception
+    (raised there), ``close()`` to end it. The end and a failure stay for any later reader."""
+
+    def close(self) -> None:
+        self.put_nowait(_CLOSED)
+
+    async def stream(self) -> AsyncIterator[SttEvent]:
+        while True:
+            item = await self.get()
+            if item is _CLOSED:
+                self.put_nowait(_CLOSED)  # a later events() ends too
+                return
+            if isinstance(item, BaseException):
+                self.put_nowait(item)  # a later events() raises it too
+                raise item
+            yield item

@@ -52,6 +52,7 @@ from .openai_rest import VENDOR, api_error, auth_headers
 from .utterances import (  # noqa: F401
     DEFAULT_ENDPOINTING_MS,
     MAX_UTTERANCE_MS,
+    EventQueue,
     Utterance,
     UtteranceSegmenter,
     create_utterance_vad,
@@ -67,8 +68,6 @@ MIN_REQUEST_MS = 100
 MAX_CONSECUTIVE_FAILURES = 3
 #: Statuses worth another try with the next utterance; any other refusal is fatal.
 _PASSING_STATUSES = frozenset({408, 409, 429})
-
-_CLOSED = object()
 
 
 class _PassingFailure(Exception):
@@ -91,7 +90,7 @@ class WhisperSTT(SpeechToText):
         self._rate = 0
         #: Transcriptions (and ready results) in utterance order.
         self._pending: deque[asyncio.Future] = deque()
-        self._events: asyncio.Queue = asyncio.Queue()
+        self._events = EventQueue()
         self._failures = 0
         self._failed = False
         self._closed = False
@@ -131,7 +130,7 @@ class WhisperSTT(SpeechToText):
                 await client.aclose()
             except Exception:  # noqa: BLE001 - close() never raises
                 pass
-        self._events.put_nowait(_CLOSED)
+        self._events.close()
 
     # -- caller audio (the hot path) --------------------------------------------------------------
 
@@ -246,16 +245,8 @@ class WhisperSTT(SpeechToText):
 
     # -- events -----------------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[SttEvent]:
-        while True:
-            item = await self._events.get()
-            if item is _CLOSED:
-                self._events.put_nowait(_CLOSED)  # a later events() ends too
-                return
-            if isinstance(item, BaseException):
-                self._events.put_nowait(item)  # a later events() raises it too
-                raise item
-            yield item
+    def events(self) -> AsyncIterator[SttEvent]:
+        return self._events.stream()
 
 
 def wav_bytes(pcm: bytes, rate: int) -> bytes:
