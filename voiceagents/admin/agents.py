@@ -1,0 +1,230 @@
+"""Admin of agents: one voice architecture each, its conversation, stages and call settings."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.urls import NoReverseMatch, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from ..exceptions import ProvisioningError
+from ..forms import AgentForm
+from ..models import Agent, PhoneNumber
+from ..providers import providers
+from ..providers.elevenlabs_agents import PROVIDER_ID as ELEVENLABS_CONVAI
+from ..providers.elevenlabs_agents import sync_agent
+from .common import _spec_list
+
+
+class PhoneNumberInline(admin.TabularInline):
+    model = PhoneNumber
+    fields = ["number", "carrier", "enabled"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
+    list_display = ["name", "slug", "provider", "enabled", "language", "updated_at"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["name", "slug", "system_prompt"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [PhoneNumberInline]
+    readonly_fields = ["remote_status", "test_call"]
+    actions = ["sync_to_elevenlabs"]
+
+    def get_fieldsets(self, request, obj=None):
+        """The static fieldsets; the first describes every registered voice architecture."""
+        main = {
+            **self.fieldsets[0][1],
+            "description": _spec_list((spec.name, spec.description) for spec in providers),
+        }
+        return [(None, main), *self.fieldsets[1:]]
+
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "enabled", "provider", "credential", "test_call"]}),
+        (
+            _("Conversation"),
+            {
+                "fields": [
+                    "system_prompt",
+                    "first_message",
+                    "variables",
+                    "language",
+                    "model",
+                    "voice",
+                ],
+                "description": _(
+                    'Like the seed\'s phone.agent(system_prompt="You are a helpful assistant.", '
+                    'voice="alloy"). Placeholders such as {company} are filled from the variables.'
+                ),
+            },
+        ),
+        (
+            _("Pipeline"),
+            {
+                "fields": [
+                    ("stt_provider", "stt_credential", "stt_language"),
+                    ("tts_provider", "tts_credential", "tts_voice"),
+                    "reply_handler",
+                    ("reply_prompt",),
+                    ("reply_provider", "reply_model", "reply_credential"),
+                ],
+                "description": _(
+                    'provider="pipeline": a speech-to-text stage (stt=Patter.deepgram(...)), an '
+                    "on_message reply handler or an LLM prompt, and a text-to-speech stage "
+                    '(tts=Patter.elevenlabs(voice="rachel")). A stage without a chosen credential '
+                    "uses the agent's credential when it is of the stage's vendor, else the "
+                    "vendor's default credential."
+                ),
+            },
+        ),
+        (
+            _("Calls"),
+            {
+                "fields": [
+                    "provider_options",
+                    "record_calls",
+                    "max_call_duration",
+                    "transfer_allowlist",
+                ]
+            },
+        ),
+        (
+            _("ElevenLabs Conversational AI"),
+            {
+                "fields": ["remote_agent_id", "remote_status"],
+                "description": _(
+                    "Only for the ElevenLabs Conversational AI voice architecture. Leave the "
+                    "remote agent ID blank and we create the ElevenLabs agent (one per audio "
+                    "format your carriers need) and update it whenever you save this page."
+                ),
+            },
+        ),
+    ]
+
+    def save_model(self, request, obj, form, change):
+        """Save, then bring the agent's ElevenLabs agents up to date (a refusal never undoes the
+        save: it is shown, and stored on the agent)."""
+        super().save_model(request, obj, form, change)
+        if _elevenlabs_managed(obj) and obj.remote_agents:
+            self._sync(request, obj, force=False)
+
+    @admin.action(description=_("Sync to ElevenLabs"), permissions=["change"])
+    def sync_to_elevenlabs(self, request, queryset):
+        """Create or update the ElevenLabs agents of the selected ElevenLabs agents."""
+        skipped = 0
+        for agent in queryset:
+            if _elevenlabs_managed(agent):
+                self._sync(request, agent, force=True)  # reports its own outcome
+            else:
+                skipped += 1
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d agent was skipped: only ElevenLabs Conversational AI agents "
+                    "without a remote agent ID of their own are synced.",
+                    "%(count)d agents were skipped: only ElevenLabs Conversational AI agents "
+                    "without a remote agent ID of their own are synced.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+
+    def _sync(self, request, agent, *, force: bool) -> None:
+        try:
+            sync_agent(agent, force=force)
+        except ProvisioningError as err:
+            self.message_user(
+                request,
+                _("%(agent)s: ElevenLabs sync failed: %(error)s")
+                % {"agent": agent, "error": err.args[0]},
+                messages.ERROR,
+            )
+            return
+        synced = ", ".join(
+            f"{fmt} → {entry['agent_id']}" for fmt, entry in agent.remote_agents.items()
+        )
+        self.message_user(
+            request,
+            _("%(agent)s: in sync with ElevenLabs (%(agents)s).")
+            % {"agent": agent, "agents": synced},
+            messages.SUCCESS,
+        )
+
+    @admin.display(description=_("Test call"))
+    def test_call(self, obj):
+        """A link to the browser test call (telephony's ``browser`` carrier), once saved."""
+        if obj is None or not obj.pk:
+            return _("Save the agent first.")
+        try:
+            url = reverse("telephony:browser_call", args=[obj.pk])
+        except NoReverseMatch:  # the telephony app's URLs are not installed
+            return "—"
+        return format_html(
+            '<a class="button" href="{}" id="test-call-link">{}</a> {}',
+            url,
+            _("Test call"),
+            _("Talk to this agent from your browser, with your microphone."),
+        )
+
+    @admin.display(description=_("ElevenLabs agents"))
+    def remote_status(self, obj):
+        if obj is None or not obj.pk:
+            return "—"
+        if obj.provider != ELEVENLABS_CONVAI:
+            return _("Not used: this agent has another voice architecture.")
+        if obj.remote_agent_id:
+            status = format_html("{}", _("Your own agent (above), used as is."))
+        elif obj.remote_agents:
+            status = format_html(
+                "<ul>{}</ul>",
+                format_html_join(
+                    "",
+                    "<li>{}: <code>{}</code></li>",
+                    ((fmt, entry.get("agent_id", "")) for fmt, entry in obj.remote_agents.items()),
+                ),
+            )
+        else:
+            status = format_html(
+                "{}",
+                _(
+                    "None yet: created at the first call, or with the "
+                    "“Sync to ElevenLabs” action of the agent list."
+                ),
+            )
+        synced = (
+            format_html(
+                "<p>{} {}</p>",
+                _("Last synced:"),
+                date_format(localtime(obj.remote_synced_at), "DATETIME_FORMAT"),
+            )
+            if obj.remote_synced_at
+            else ""
+        )
+        error = (
+            format_html(
+                '<p style="color: var(--error-fg, #ba2121)"><strong>{}</strong> {}</p>',
+                _("Last sync failed:"),
+                obj.remote_sync_error,
+            )
+            if obj.remote_sync_error
+            else ""
+        )
+        return format_html("{}{}{}", status, synced, error)
+
+
+def _elevenlabs_managed(agent) -> bool:
+    """An ElevenLabs ConvAI agent whose ElevenLabs agents we create and keep in sync."""
+    return agent.provider == ELEVENLABS_CONVAI and not agent.remote_agent_id
