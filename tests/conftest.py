@@ -23,3 +23,11 @@ async def media_streams():
     opened = Streams()
     yield opened
     await opened.aclose()
+
+
+@pytest.fixture
+def browser_settings(settings):
+    """live_server speaks plain http: cookies marked Secure would never come back."""
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    return settings

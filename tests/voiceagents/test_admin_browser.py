@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import urlencode
-
 import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in
 from tests.voiceagents.factories import (
     add_transcript,
     attach_recording,
@@ -17,17 +15,7 @@ from tests.voiceagents.factories import (
     make_credential,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SECRET = "sk-BROW-SERS-ECRE-T9xq-Lm4P"
-PASSWORD = "correct-horse-battery-staple"
 #: Resolves with the element's duration once the browser has fetched and parsed the audio.
 LOAD_METADATA = """el => new Promise((resolve, reject) => {
     el.addEventListener("loadedmetadata", () => resolve(el.duration), {once: true});
@@ -36,24 +24,9 @@ LOAD_METADATA = """el => new Promise((resolve, reject) => {
     el.load();
 })"""
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is absent")
-
-
-@pytest.fixture
-def browser_settings(settings):
-    # live_server speaks plain http: cookies marked Secure would never come back.
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    return settings
 
 
 def test_superuser_sees_the_call_transcript_and_player_and_never_the_secret_in_a_browser(
@@ -72,7 +45,6 @@ def test_superuser_sees_the_call_transcript_and_player_and_never_the_secret_in_a
     )
     wav = attach_recording(call)
     call_path = reverse("admin:voiceagents_call_change", args=[call.pk])
-    call_url = live_server.url + call_path
     recording_url = reverse("admin:voiceagents_call_recording", args=[call.pk])
     credential_url = live_server.url + reverse(
         "admin:voiceagents_credential_change", args=[credential.pk]
@@ -81,20 +53,12 @@ def test_superuser_sees_the_call_transcript_and_player_and_never_the_secret_in_a
 
     try:
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
+            browser = launch(playwright)
             try:
                 page = browser.new_page()
                 page.set_default_timeout(10_000)
 
-                page.goto(
-                    f"{live_server.url}{reverse('admin:login')}?{urlencode({'next': call_path})}"
-                )
-                page.fill("#id_username", "root")
-                page.fill("#id_password", PASSWORD)
-                page.click("input[type=submit]")
-                page.wait_for_url(call_url)
+                log_in(page, live_server.url, "root", call_path)
 
                 rows = page.locator("#transcript-group tr.form-row")
                 sync_api.expect(rows).to_have_count(3)

@@ -24,20 +24,16 @@ from django.test import Client
 from django.urls import reverse
 
 import voiceagents
+from tests.browser import CHROMIUM
+from tests.browser import launch as launch_chromium
 from tests.fakes import deepgram as fake_deepgram
 from tests.fakes import elevenlabs_api as fake_elevenlabs
 from tests.integration.conftest import free_port
 from tests.voiceagents.audio.signals import voiced
 from voiceagents.models import Agent, Call, CallStatus, Credential
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+#: On top of tests/browser.py's: play without a gesture, take the fake microphone without asking.
+MEDIA_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
@@ -70,14 +66,6 @@ async def heard_you(event):
 
 
 # -- the server, the fakes and the microphone ---------------------------------------------------
-
-
-@pytest.fixture
-def browser_settings(settings):
-    # Plain http: cookies marked Secure would never come back.
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    return settings
 
 
 @pytest.fixture
@@ -183,10 +171,8 @@ def pipeline_agent(voiceagents_settings, recordings_dir, deepgram, elevenlabs) -
 
 
 def launch(playwright, microphone: Path):
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM),
-        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}"],
-        headless=True,
+    return launch_chromium(
+        playwright, *MEDIA_ARGS, f"--use-file-for-fake-audio-capture={microphone}"
     )
 
 
