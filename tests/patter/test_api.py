@@ -14,13 +14,16 @@ def test_keys_are_not_in_reprs():
     assert "dg_secret" not in repr(Patter.deepgram(api_key="dg_secret"))
 
 
-def test_realtime_is_the_default_with_seed_model_and_voice():
+def test_realtime_is_the_default_with_a_current_model_and_the_seed_voice():
     agent = Patter(openai_key="sk-x").agent(system_prompt="You are a helpful assistant.")
     assert (agent.provider, agent.model, agent.voice) == (
         "openai_realtime",
-        "gpt-4o-mini-realtime-preview",
+        "gpt-realtime-mini",
         "alloy",
     )
+    # The seed's own default name is still taken (calls send its current equivalent).
+    seed = Patter(openai_key="sk-x").agent("x", model="gpt-4o-mini-realtime-preview", voice="nova")
+    assert (seed.model, seed.voice) == ("gpt-4o-mini-realtime-preview", "nova")
 
 
 def test_realtime_needs_an_openai_key():

@@ -227,11 +227,35 @@ def test_variables_fill_prompt_and_first_message_but_leave_other_braces():
     assert row.rendered_first_message({"company": "Override"}) == "Hi, this is Override!"
 
 
-def test_voice_and_model_defaults_follow_the_seed():
+def test_voice_and_model_defaults_follow_the_seed_with_current_names():
     assert agent().effective_voice() == "alloy"
-    assert agent().effective_model() == "gpt-4o-mini-realtime-preview"
+    # The seed's default model is retired: a new agent gets its current equivalent.
+    assert agent().effective_model() == "gpt-realtime-mini"
     assert agent(provider="elevenlabs_convai").effective_voice() == "rachel"
-    assert agent(voice="nova").effective_voice() == "nova"
+    assert agent(tts_provider="openai_tts").effective_tts_voice() == "alloy"
+    assert agent(tts_provider="elevenlabs").effective_tts_voice() == "rachel"
+
+
+def test_seed_names_realtime_no_longer_takes_are_kept_and_replaced_at_call_time(
+    voiceagents_settings,
+):
+    seed = agent(model="gpt-4o-mini-realtime-preview", voice="nova")
+    seed.clean_fields()  # still accepted
+    assert seed.spec.voice_error(seed.voice) is None
+    assert (seed.effective_model(), seed.effective_voice()) == ("gpt-realtime-mini", "marin")
+    assert {agent(voice=v).effective_voice() for v in ("fable", "onyx")} == {"ballad", "cedar"}
+    assert [str(note) for note in seed.spec.replacement_notes(seed.model, seed.voice)] == [
+        "OpenAI Realtime no longer takes the model “gpt-4o-mini-realtime-preview”: calls use "
+        "“gpt-realtime-mini”.",
+        "OpenAI Realtime no longer takes the voice “nova”: calls use “marin”.",
+    ]
+    assert agent(voice="marin").spec.replacement_notes("", "marin") == []
+    # A retired name configured by setting is replaced, and noted, the same way.
+    voiceagents_settings["OPENAI_REALTIME_MODEL"] = "gpt-4o-realtime-preview"
+    assert agent().effective_model() == "gpt-realtime"
+    assert len(agent().spec.replacement_notes()) == 1
+    # The pipeline's OpenAI TTS stage does take these voices: nothing is replaced there.
+    assert agent(tts_provider="openai_tts", tts_voice="nova").effective_tts_voice() == "nova"
     assert agent(tts_provider="openai_tts").effective_tts_voice() == "alloy"
     assert agent(tts_provider="elevenlabs").effective_tts_voice() == "rachel"
 

@@ -18,7 +18,7 @@ from .options import (
     PIPELINE_OPTIONS,
 )
 from .specs import ProviderSpec, ServiceSpec, StageSpec
-from .stages import OPENAI_VOICES, STAGES
+from .stages import OPENAI_REALTIME_VOICES, STAGES
 
 __all__ = ["ProviderSpec", "ServiceSpec", "StageSpec", "STAGES", "providers", "build_provider"]
 
@@ -36,14 +36,16 @@ providers.register(
         name="OpenAI Realtime",
         vendor="openai",
         default_url="wss://api.openai.com/v1/realtime",
-        default_model="gpt-4o-mini-realtime-preview",
+        default_model="gpt-realtime-mini",
         default_voice="alloy",
-        suggested_models=(
-            "gpt-4o-mini-realtime-preview",
-            "gpt-4o-realtime-preview",
-            "gpt-realtime",
-        ),
-        suggested_voices=OPENAI_VOICES,
+        suggested_models=("gpt-realtime-mini", "gpt-realtime"),
+        suggested_voices=OPENAI_REALTIME_VOICES,
+        # The seed's default model and its TTS-only voices: still accepted, sent as these.
+        replaced_models={
+            "gpt-4o-mini-realtime-preview": "gpt-realtime-mini",
+            "gpt-4o-realtime-preview": "gpt-realtime",
+        },
+        replaced_voices={"fable": "ballad", "onyx": "cedar", "nova": "marin"},
         description=_(
             "Lowest latency: one speech-to-speech socket. Twilio audio (G.711 µ-law 8 kHz) "
             "passes through untouched."

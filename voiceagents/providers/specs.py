@@ -8,9 +8,11 @@ default can be overridden per deployment with a setting keyed by the spec's id, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy as _
 
 from ..conf import get_setting
 from .options import OptionSchema
@@ -41,16 +43,45 @@ class ServiceSpec:
     #: when the vendor cannot take that voice (ElevenLabs: a name that is neither in its premade
     #: table nor shaped like a voice id). Empty: any voice passes through.
     voice_validator: str = ""
+    #: Names the seed (or an older release) uses that the vendor no longer takes → the current
+    #: equivalent sent instead at call time. Agents keep the name they were saved with; the
+    #: admin says what is sent (``replacement_notes``).
+    replaced_models: Mapping[str, str] = field(default_factory=dict)
+    replaced_voices: Mapping[str, str] = field(default_factory=dict)
 
     def resolve_url(self, override: str = "") -> str:
         """``override`` (a credential's base URL), else the ``<ID>_URL`` setting, else the default."""
         return override or str(get_setting("URL", vendor=self.id, default=self.default_url))
 
+    def configured(self, kind: str, chosen: str = "") -> str:
+        """The ``kind`` ('model' or 'voice') named: the chosen one, else the setting or default."""
+        default = self.default_model if kind == "model" else self.default_voice
+        return chosen or str(get_setting(kind.upper(), vendor=self.id, default=default))
+
     def resolve_model(self, chosen: str = "") -> str:
-        return chosen or str(get_setting("MODEL", vendor=self.id, default=self.default_model))
+        """The model sent at call time: the configured one, a retired name replaced."""
+        model = self.configured("model", chosen)
+        return self.replaced_models.get(model, model)
 
     def resolve_voice(self, chosen: str = "") -> str:
-        return chosen or str(get_setting("VOICE", vendor=self.id, default=self.default_voice))
+        """The voice sent at call time: the configured one, a retired name replaced."""
+        voice = self.configured("voice", chosen)
+        return self.replaced_voices.get(voice, voice)
+
+    def replacement_notes(self, model: str = "", voice: str = "") -> list[str]:
+        """A sentence for each configured name that calls replace, for the agent's page."""
+        notes = []
+        for kind, label, table, chosen in (
+            ("model", _("model"), self.replaced_models, model),
+            ("voice", _("voice"), self.replaced_voices, voice),
+        ):
+            name = self.configured(kind, chosen)
+            if name in table:
+                notes.append(
+                    _("%(service)s no longer takes the %(kind)s “%(old)s”: calls use “%(new)s”.")
+                    % {"service": self.name, "kind": label, "old": name, "new": table[name]}
+                )
+        return notes
 
     def voice_error(self, voice: str) -> str | None:
         """Why ``voice`` cannot be used, per ``voice_validator``; None when it can."""

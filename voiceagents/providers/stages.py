@@ -9,7 +9,10 @@ from __future__ import annotations
 from ..registry import Registry
 from .specs import StageSpec
 
-OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+#: The voices of OpenAI Realtime (``marin`` and ``cedar`` are the ones OpenAI recommends).
+OPENAI_REALTIME_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+)  # fmt: skip
 #: The voices of OpenAI's speech endpoint (the older tts-1 models take a subset).
 OPENAI_TTS_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
