@@ -15,10 +15,25 @@ import base64
 import itertools
 import json
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
+
+
+#: Model names the service no longer serves (the seed's default among them): refused at connect.
+RETIRED_MODELS = frozenset(
+    {
+        "gpt-4o-mini-realtime-preview",
+        "gpt-4o-realtime-preview",
+        "gpt-4o-realtime-preview-2024-10-01",
+    }
+)
+#: The GA Realtime voices; ``fable``, ``onyx`` and ``nova`` are TTS-endpoint voices and refused.
+REALTIME_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"}
+)
 
 
 @dataclass
@@ -127,6 +142,13 @@ class FakeOpenAIRealtime:
             )
             await connection.close(4000, "invalid_request_error.beta_api_shape_disabled")
             return
+        model = parse_qs(urlsplit(connection.request.path).query).get("model", [""])[0]
+        if model in RETIRED_MODELS:
+            await self.send(
+                _invalid_request("model_not_found", f"The model `{model}` does not exist."), session
+            )
+            await connection.close(4000, "invalid_request_error.model_not_found")
+            return
         if self.created_delay:
             await asyncio.sleep(self.created_delay)
         await self.send(
@@ -152,6 +174,17 @@ class FakeOpenAIRealtime:
     async def _on_event(self, session: FakeSession, event: dict):
         kind = event.get("type")
         if kind == "session.update":
+            voice = ((event.get("session") or {}).get("audio") or {}).get("output", {}).get("voice")
+            if isinstance(voice, str) and voice not in REALTIME_VOICES:
+                await self.send(
+                    _invalid_request(
+                        "invalid_value",
+                        f"Invalid value: '{voice}'.",
+                        param="session.audio.output.voice",
+                    ),
+                    session,
+                )
+                return
             _merge(session.config, event.get("session", {}))
             await self.send({"type": "session.updated", "session": session.config}, session)
             self.session_ready.set()
@@ -354,6 +387,18 @@ class FakeOpenAIRealtime:
 
     async def drop(self, code: int = 1011, reason: str = "internal error"):
         await self.session.connection.close(code, reason)
+
+
+def _invalid_request(code: str, message: str, param: str | None = None) -> dict:
+    return {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "code": code,
+            "message": message,
+            "param": param,
+        },
+    }
 
 
 def _merge(target: dict, update: dict):
