@@ -25,13 +25,13 @@ install-dev: $(VENV)/.installed-dev
 
 # Carrier webhooks are refused without a public URL. Unless the environment or .env names one (a
 # tunnel), the demo server's own address serves: the simulated caller (voiceagents_call_simulate)
-# reaches it directly.
+# reaches it directly. Every command of the demo gets it, so none warns that it is missing.
 DEMO_ENV = $(if $(VOICEAGENTS_PUBLIC_URL)$(shell grep -s '^VOICEAGENTS_PUBLIC_URL=' .env),,VOICEAGENTS_PUBLIC_URL=http://127.0.0.1:$(PORT))
 
 demo: install
 	mkdir -p var
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py voiceagents_demo
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input
+	$(DEMO_ENV) $(BIN)/python manage.py voiceagents_demo
 	@echo "Admin: http://127.0.0.1:$(PORT)/admin/   Health: http://127.0.0.1:$(PORT)/healthz/"
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.http.request import split_domain_port, validate_host
 
 from voiceagents.conf import get_setting
 
@@ -41,6 +42,33 @@ def check_public_url(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_public_url_host_allowed(app_configs, **kwargs):
+    """The carriers' webhooks come to PUBLIC_URL's host: Django must accept it (ALLOWED_HOSTS)."""
+    public_url = get_setting("PUBLIC_URL")
+    if not public_url:
+        return []
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return []  # telephony.E001 says so
+    domain, _ = split_domain_port(parts.netloc.rpartition("@")[2])
+    # What HttpRequest.get_host() accepts: with DEBUG and no ALLOWED_HOSTS, local names only.
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    if domain and validate_host(domain, allowed):
+        return []
+    return [
+        Error(
+            f"The host of VOICEAGENTS['PUBLIC_URL'] ({domain or parts.netloc!r}) is not in "
+            "ALLOWED_HOSTS, so Django refuses every carrier webhook to it "
+            "(DisallowedHost, HTTP 400) and no call can come in.",
+            hint=f"Add {domain or parts.netloc!r} to ALLOWED_HOSTS.",
+            id="telephony.E004",
+        )
+    ]
 
 
 @register()

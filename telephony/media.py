@@ -221,14 +221,30 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             for name in ("call_id", "token", "stream_id", "carrier_call_id")
             if not getattr(start, name)
         ]
-        if missing:
-            await self.refuse(closecodes.BAD_START, f"start without {', '.join(missing)}")
-            return
-        unusable = self.codec.bind(start)
+        unusable = f"start without {', '.join(missing)}" if missing else None
+        if unusable is None:
+            unusable = self.codec.bind(start)
+            unusable = unusable and f"start with an {unusable}"
         if unusable:
-            await self.refuse(closecodes.BAD_START, f"start with an {unusable}")
+            await self.refuse(closecodes.BAD_START, unusable)
+            await self.refused_after_start(start, unusable)
             return
         await self.after_start(start, await self.begin_call(start))
+
+    async def refused_after_start(self, start: Start, why: str) -> None:
+        """A ``start`` refused as unusable: if it still proves to be its call's (valid token,
+        same carrier call, no stream yet), the call fails and the carrier's clean-up runs."""
+        if not (start.call_id and start.token and start.carrier_call_id):
+            return
+        failed = await database_sync_to_async(callsetup.fail_refused_stream)(
+            start.call_id,
+            start.token,
+            start.carrier_call_id,
+            "bad_start",
+            f"The {self.carrier_id} media stream was refused: {why}.",
+        )
+        if failed:
+            await self.after_start(start, False)
 
     async def prepare_start(self, start: Start) -> tuple[int, str] | None:
         """Complete ``start`` from the handshake, or return ``(close code, why)`` to refuse it."""
@@ -252,6 +268,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             await self.refuse(closecodes.FORBIDDEN, str(err))
             return False
         except callsetup.CallRejected as err:
+            # Recorded on the call (failed, with the reason) unless it had ended already.
             logger.info("call %s: stream refused: %s", call_id, err.reason)
             await self.refuse(closecodes.CALL_UNAVAILABLE)
             return False

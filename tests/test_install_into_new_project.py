@@ -1,10 +1,14 @@
 """The README's "Installing into an existing project" snippets work in a brand-new Django project.
 
-A fresh ``django-admin startproject mysite`` gets exactly the three marked README blocks
-(``install:settings``, ``install:urls``, ``install:asgi``) and nothing else; then, in
-subprocesses whose working directory is the new project (so nothing is imported from this
-repository's root, only from the installed distribution), ``migrate`` and ``check`` succeed, the
-admin pages of our models and ``/healthz/`` answer 200, and ``mysite.asgi.application`` imports.
+A fresh ``django-admin startproject mysite`` gets exactly the marked README blocks
+(``install:settings``, ``install:urls``, ``install:asgi``, then ``install:safety`` and
+``install:beat``) and nothing else; in subprocesses whose working directory is the new project
+(so nothing is imported from this repository's root, only from the installed distribution):
+before ``install:safety``, ``check`` fails on the PUBLIC_URL host (``telephony.E004``) and warns
+that recordings would land in the project (``voiceagents.W003``); after it ``migrate`` and
+``check`` succeed, serving MEDIA_URL the way Django's docs show for development makes ``check``
+warn (``voiceagents.W004``), the admin pages of our models and ``/healthz/`` answer 200,
+``mysite.asgi.application`` imports and the beat schedule names registered tasks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
-MARKERS = ("install:settings", "install:urls", "install:asgi")
+MARKERS = ("install:settings", "install:urls", "install:asgi", "install:safety", "install:beat")
 TIMEOUT = 60
 
 _BLOCK = r"<!--\s*{marker}\s*-->\s*\n```python[ \t]*\n(?P<code>.*?)\n```"
@@ -58,7 +62,9 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str], *, returncode: int = 0
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
@@ -68,7 +74,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
         timeout=TIMEOUT,
         stdin=subprocess.DEVNULL,
     )
-    if proc.returncode != 0:
+    if proc.returncode != returncode:
         pytest.fail(
             f"`{' '.join(args)}` in {cwd} exited {proc.returncode}\n"
             f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
@@ -107,6 +113,15 @@ SMOKE_SCRIPT = textwrap.dedent(
     from channels.testing import HttpCommunicator
     from mysite.asgi import application
     from telephony.routing import websocket_urlpatterns
+
+    from celery import current_app
+    import voiceagents.tasks
+
+    beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert beat_tasks == {
+        "voiceagents.reconcile_stale_calls", "voiceagents.prune_processed_webhook_events"
+    }, beat_tasks
+    assert beat_tasks <= set(current_app.tasks), sorted(current_app.tasks)
 
     setup_test_environment()  # lets django.test.Client's "testserver" host through ALLOWED_HOSTS
     assert isinstance(application, ProtocolTypeRouter), application
@@ -152,11 +167,39 @@ def test_readme_install_snippets_work_in_a_new_project(tmp_path):
         fh.write("\n# --- README install:urls ---\n" + snippets["install:urls"])
     (package / "asgi.py").write_text(snippets["install:asgi"], encoding="utf-8")
 
+    # Without install:safety: the webhooks' host is refused, recordings would land in the project.
+    check = _run(["manage.py", "check"], project, env, returncode=1)
+    output = check.stdout + check.stderr
+    assert "telephony.E004" in output and "'voice.example.com'" in output, output
+    assert f"voiceagents.W003) Call recordings would be stored in {project.resolve()}" in output
+
+    settings_py = package / "settings.py"
+    with settings_py.open("a", encoding="utf-8") as fh:
+        fh.write("\n# --- README install:safety ---\n" + snippets["install:safety"])
+        fh.write("\n# --- README install:beat ---\n" + snippets["install:beat"])
     _run(["manage.py", "migrate", "--no-input", "-v", "0"], project, env)
     assert (project / "db.sqlite3").is_file(), "migrate did not create the project's own SQLite"
     check = _run(["manage.py", "check"], project, env)
     # The README's settings give a clean check: no warning from our apps in a plain project.
-    assert "System check identified no issues" in check.stdout, check.stdout + check.stderr
+    assert "System check identified no issues (0 silenced)" in check.stdout, (
+        check.stdout + check.stderr
+    )
+
+    # Serving MEDIA_URL as Django's docs show for development serves the recordings to anyone.
+    urls_py = package / "urls.py"
+    readme_urls = urls_py.read_text(encoding="utf-8")
+    settings_py.write_text(
+        settings_py.read_text(encoding="utf-8") + 'MEDIA_URL = "media/"\n', encoding="utf-8"
+    )
+    urls_py.write_text(
+        readme_urls + "from django.conf import settings\n"
+        "from django.conf.urls.static import static\n"
+        "urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)\n",
+        encoding="utf-8",
+    )
+    check = _run(["manage.py", "check"], project, env)
+    assert "voiceagents.W004" in check.stdout + check.stderr, check.stdout + check.stderr
+    urls_py.write_text(readme_urls, encoding="utf-8")
 
     script = f"REPO_ROOT = {str(REPO_ROOT)!r}\n" + SMOKE_SCRIPT
     proc = _run(["manage.py", "shell", "--no-imports", "-c", script], project, env)

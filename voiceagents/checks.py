@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.files.storage import DefaultStorage, FileSystemStorage, storages
+from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from . import crypto
@@ -132,3 +137,70 @@ def check_registries(app_configs, **kwargs):
                     )
                 )
     return errors
+
+
+#: Where a recording would be stored (``recording_upload_to``'s shape); only its URL is computed.
+SAMPLE_RECORDING = "voiceagents/recordings/2000/01/01/sample.wav"
+#: Views that serve files to anyone: what ``django.conf.urls.static.static()`` installs.
+PUBLIC_FILE_VIEWS = ("django.views.static.serve", "django.contrib.staticfiles.views.serve")
+
+
+def recording_storage():
+    """The storage that ``Call.recording`` saves to (the default storage unless changed)."""
+    from .models import Call
+
+    storage = Call._meta.get_field("recording").storage
+    return storages["default"] if isinstance(storage, DefaultStorage) else storage
+
+
+@register(Tags.security)
+def check_recordings_outside_project(app_configs, **kwargs):
+    """Recordings written into the project's directory end up in backups, images and git."""
+    storage = recording_storage()
+    if not isinstance(storage, FileSystemStorage):
+        return []
+    location = Path(storage.location).resolve()  # no MEDIA_ROOT: the working directory
+    base_dir = getattr(settings, "BASE_DIR", None)
+    projects = {Path.cwd().resolve(), *([Path(base_dir).resolve()] if base_dir else [])}
+    inside = next((p for p in projects if location.is_relative_to(p)), None)
+    if inside is None:
+        return []
+    return [
+        Warning(
+            f"Call recordings would be stored in {location}, inside the project directory "
+            f"{inside}: where they can be committed to git, copied into images and backups.",
+            hint="Set MEDIA_ROOT to a directory outside the project that only the server can "
+            "read (e.g. /var/lib/<project>/media), or give STORAGES['default'] a private "
+            "storage (a bucket without public access).",
+            id="voiceagents.W003",
+        )
+    ]
+
+
+@register(Tags.security)
+def check_recordings_not_served_publicly(app_configs, **kwargs):
+    """Recordings are served by the admin's permission-checked view, never as public media."""
+    try:
+        url = recording_storage().url(SAMPLE_RECORDING)
+    except Exception:  # noqa: BLE001 - a storage without URLs serves nothing
+        return []
+    parts = urlsplit(url)
+    public_host = urlsplit(get_setting("PUBLIC_URL") or "").hostname
+    if parts.scheme and parts.hostname != public_host:
+        return []  # another server's URL: its access rules are not ours to see
+    try:
+        match = resolve(parts.path if parts.path.startswith("/") else "/" + parts.path)
+    except Resolver404:
+        return []
+    view = f"{match.func.__module__}.{match.func.__name__}"
+    if view not in PUBLIC_FILE_VIEWS:
+        return []
+    return [
+        Warning(
+            f"Call recordings are served to anyone who has their URL: {parts.path} is "
+            f"answered by {view} (MEDIA_URL served by the project's URLconf).",
+            hint="Remove static(settings.MEDIA_URL, ...) from your urls.py: staff listen to "
+            "recordings on the call's admin page, which checks their permission.",
+            id="voiceagents.W004",
+        )
+    ]

@@ -1,14 +1,23 @@
 import pytest
+from django.conf.urls.static import static
 from django.core.checks import run_checks
+from django.test import override_settings
 
-from telephony.checks import check_public_url
+from telephony.checks import check_public_url, check_public_url_host_allowed
 from voiceagents.checks import (
     check_channel_layer_for_production,
     check_credentials_key,
+    check_recordings_not_served_publicly,
+    check_recordings_outside_project,
     check_registries,
     check_reply_handlers,
     check_signature_verification,
 )
+
+# A URLconf that serves MEDIA_URL as the Django docs show for development (static() adds the
+# pattern only with DEBUG on); used by @pytest.mark.urls(__name__) below.
+with override_settings(DEBUG=True):
+    urlpatterns = static("/media/", document_root="/nowhere")
 
 
 def ids(messages):
@@ -98,3 +107,98 @@ def test_a_carrier_whose_media_consumer_cannot_be_imported_is_an_error():
     finally:
         carriers.unregister("stray")
     assert ids(messages) == ["voiceagents.E005"]
+
+
+@pytest.mark.parametrize(
+    ("public_url", "debug", "allowed_hosts", "expected"),
+    [
+        (None, False, [], []),
+        ("https://voice.example.com", False, ["voice.example.com"], []),
+        ("https://voice.example.com:8443", False, ["voice.example.com"], []),
+        ("https://VOICE.example.com", False, [".example.com"], []),
+        ("https://voice.example.com", False, ["*"], []),
+        ("https://voice.example.com", False, ["other.example.com"], ["telephony.E004"]),
+        ("https://voice.example.com", False, [], ["telephony.E004"]),
+        # DEBUG with an empty ALLOWED_HOSTS lets local names through, nothing else.
+        ("https://voice.example.com", True, [], ["telephony.E004"]),
+        ("http://localhost:8000", True, [], []),
+        ("http://127.0.0.1:8000", True, [], []),
+        ("http://[::1]:8000", True, [], []),
+        ("http://127.0.0.1:8000", False, [], ["telephony.E004"]),
+        ("voice.example.com", False, [], []),  # not a URL: telephony.E001's business
+    ],
+)
+def test_the_public_url_host_must_be_allowed(
+    settings, voiceagents_settings, public_url, debug, allowed_hosts, expected
+):
+    voiceagents_settings["PUBLIC_URL"] = public_url
+    settings.DEBUG = debug
+    settings.ALLOWED_HOSTS = allowed_hosts
+    messages = check_public_url_host_allowed(None)
+    assert ids(messages) == expected
+    if expected:
+        assert "DisallowedHost" in messages[0].msg
+        assert "'voice.example.com'" in messages[0].hint or "'127.0.0.1'" in messages[0].hint
+
+
+def test_the_public_url_host_check_agrees_with_django_on_a_request(
+    settings, voiceagents_settings, rf
+):
+    from django.core.exceptions import DisallowedHost
+
+    voiceagents_settings["PUBLIC_URL"] = "https://voice.example.com"
+    settings.DEBUG = True
+    for allowed, expected in (([], ["telephony.E004"]), (["voice.example.com"], [])):
+        settings.ALLOWED_HOSTS = allowed
+        request = rf.post("/telephony/twilio/voice/", HTTP_HOST="voice.example.com")
+        try:
+            request.get_host()
+            accepted = True
+        except DisallowedHost:
+            accepted = False
+        assert accepted == (expected == [])
+        assert ids(check_public_url_host_allowed(None)) == expected
+
+
+def test_recordings_inside_the_project_directory_warn(settings, tmp_path, monkeypatch):
+    project = tmp_path / "mysite"
+    (project / "media").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    settings.BASE_DIR = tmp_path / "elsewhere"
+    settings.MEDIA_ROOT = ""  # startproject's default: files land in the working directory
+    messages = check_recordings_outside_project(None)
+    assert ids(messages) == ["voiceagents.W003"]
+    assert str(project) in messages[0].msg and "MEDIA_ROOT" in messages[0].hint
+    monkeypatch.chdir(tmp_path)
+    settings.BASE_DIR = project
+    settings.MEDIA_ROOT = str(project / "media")
+    assert ids(check_recordings_outside_project(None)) == ["voiceagents.W003"]
+    monkeypatch.chdir(project)
+    settings.MEDIA_ROOT = str(tmp_path / "recordings")
+    assert check_recordings_outside_project(None) == []
+
+
+def test_recordings_in_a_storage_that_is_not_a_directory_do_not_warn(settings, tmp_path):
+    settings.MEDIA_ROOT = ""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    assert check_recordings_outside_project(None) == []
+
+
+@pytest.mark.urls(__name__)
+def test_recordings_served_as_public_media_warn(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    settings.MEDIA_URL = "/media/"
+    messages = check_recordings_not_served_publicly(None)
+    assert ids(messages) == ["voiceagents.W004"]
+    assert "/media/voiceagents/recordings/" in messages[0].msg
+    settings.MEDIA_URL = "/private-media/"  # not served by this URLconf
+    assert check_recordings_not_served_publicly(None) == []
+
+
+def test_recordings_are_not_public_in_the_example_project(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    assert settings.MEDIA_URL
+    assert check_recordings_not_served_publicly(None) == []

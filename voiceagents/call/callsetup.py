@@ -53,11 +53,15 @@ class CallContext:
 
 
 class CallRejected(Exception):
-    """The stream may not run (token spent, call over, agent gone); ``reason`` says why."""
+    """The stream may not run (call over, agent gone, mode unavailable).
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
+    ``reason`` is the call's ``end_reason``; ``detail`` says it to the operator (``error``).
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
         self.reason = reason
+        self.detail = detail
 
 
 def start_call(
@@ -66,8 +70,10 @@ def start_call(
     """Spend the stream token, mark the call in progress and snapshot its configuration.
 
     Raises WebhookValidationFailure for a replayed token and CallRejected when the call cannot
-    run; the caller closes the stream before any provider socket opens.
+    run; the caller closes the stream before any provider socket opens. A rejected call is
+    recorded as failed with its reason in the same transaction: nobody will talk to the caller.
     """
+    rejected = None
     with transaction.atomic():
         if not streamtokens.spend(call_id):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
@@ -82,28 +88,32 @@ def start_call(
             raise WebhookValidationFailure(
                 "stream does not belong to the carrier call of its token", call_id=call_id
             )
-        if call.status in FINAL_STATUSES:
-            raise CallRejected("call_already_ended")
-        agent = call.agent
-        if agent is None or not agent.enabled:
-            raise CallRejected("agent_unavailable")
-        spec = providers.find(agent.provider)
-        if spec is None or not spec.runtime:
-            raise CallRejected(f"provider_not_available:{agent.provider}")
-        config = _provider_config(call, agent, spec, carrier_format)
-        now = timezone.now()
-        previous = call.status
-        call.status = CallStatus.IN_PROGRESS
-        call.answered_at = call.answered_at or now
-        call.stream_id = stream_id[:128]
-        call.provider = agent.provider
-        call.save(update_fields=["status", "answered_at", "stream_id", "provider"])
-        CallEvent.objects.create(
-            call=call,
-            kind=CallEventKind.STATUS,
-            at_ms=0,
-            data={"from": previous, "to": CallStatus.IN_PROGRESS, "reason": "stream_started"},
-        )
+        try:
+            agent, spec, config = _runnable(call, carrier_format)
+        except CallRejected as err:
+            rejected = err
+            if not call.stream_id:
+                # The refused stream is the call's (its token is spent): the carrier's code may
+                # still hang the call up through it (Telnyx).
+                call.stream_id = stream_id[:128]
+                call.save(update_fields=["stream_id"])
+            fail_before_start(call.pk, err.reason, err.detail)
+        else:
+            now = timezone.now()
+            previous = call.status
+            call.status = CallStatus.IN_PROGRESS
+            call.answered_at = call.answered_at or now
+            call.stream_id = stream_id[:128]
+            call.provider = agent.provider
+            call.save(update_fields=["status", "answered_at", "stream_id", "provider"])
+            CallEvent.objects.create(
+                call=call,
+                kind=CallEventKind.STATUS,
+                at_ms=0,
+                data={"from": previous, "to": CallStatus.IN_PROGRESS, "reason": "stream_started"},
+            )
+    if rejected is not None:
+        raise rejected
     return CallContext(
         call_id=str(call.pk),
         carrier=call.carrier,
@@ -127,6 +137,29 @@ async def provision(context: CallContext) -> dict:
     provisioner = import_string(context.provisioner)
     overrides = await provisioner(context.agent_id, context.provider_config.carrier_format)
     return dict(overrides or {})
+
+
+def _runnable(
+    call: Call, carrier_format: AudioFormat
+) -> tuple[Agent, ProviderSpec, ProviderConfig]:
+    """The call's agent, its provider's spec and configuration; CallRejected if it cannot run."""
+    if call.status in FINAL_STATUSES:
+        raise CallRejected("call_already_ended", f"The call had already ended ({call.status}).")
+    agent = call.agent
+    if agent is None:
+        raise CallRejected("no_agent", "The call's agent was deleted before the call connected.")
+    if not agent.enabled:
+        raise CallRejected(
+            "agent_disabled", f"The agent {agent.name!r} was disabled before the call connected."
+        )
+    spec = providers.find(agent.provider)
+    if spec is None or not spec.runtime:
+        raise CallRejected(
+            "provider_not_available",
+            f"The agent's voice architecture {agent.provider!r} cannot take calls on this "
+            "server: it is not registered, or it has no runtime.",
+        )
+    return agent, spec, _provider_config(call, agent, spec, carrier_format)
 
 
 def _default_tmp() -> str:
@@ -173,7 +206,10 @@ def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
         return StageConfig(id="", handler=agent.reply_handler)
     spec = agent.stage_spec(stage)
     if spec is None:
-        raise CallRejected(f"stage_not_configured:{stage}")
+        raise CallRejected(
+            "stage_not_configured",
+            f"The agent {agent.name!r} has no {stage} service chosen: its pipeline cannot run.",
+        )
     # A stage that runs here (no vendor, no key) has no account to look up.
     api_key, base_url = _service_account(agent, stage, spec) if spec.vendor else ("", "")
     return StageConfig(
@@ -211,12 +247,53 @@ def _service_account(agent: Agent, role: str, spec: ServiceSpec) -> tuple[str, s
     return str(api_key), spec.resolve_url(credential.api_base_url if credential else "")
 
 
-def fail_before_start(call_id, reason: str, error: str = "") -> None:
-    """Record that a stream was refused after authenticating (agent gone, misconfiguration)."""
-    now = timezone.now()
-    Call.objects.filter(pk=call_id).exclude(status__in=FINAL_STATUSES).update(
-        status=CallStatus.FAILED, ended_at=now, end_reason=reason[:100], error=error
+def fail_before_start(call_id, reason: str, error: str = "") -> bool:
+    """Record that a call failed before its agent was connected (refused, misconfigured); logged.
+
+    False, and nothing changed, when the call had ended already.
+    """
+    return _fail_live_call(Call.objects.filter(pk=call_id), reason, error)
+
+
+def fail_refused_stream(
+    call_id, token: str, carrier_call_id: str, reason: str, error: str = ""
+) -> bool:
+    """A stream whose ``start`` was refused although it carried the call's valid token: nobody
+    will talk to the caller, so the call fails with ``reason``.
+
+    Nothing changes for a forged or expired token, for another carrier call, or for a call
+    whose stream already started (a replayed ``start`` must not end the real conversation).
+    """
+    try:
+        streamtokens.check(call_id, token)
+    except WebhookValidationFailure:
+        return False
+    calls = Call.objects.filter(
+        pk=call_id, carrier_call_id=carrier_call_id, stream_token_used_at__isnull=True
     )
+    return _fail_live_call(calls, reason, error)
+
+
+def _fail_live_call(calls, reason: str, error: str) -> bool:
+    with transaction.atomic():
+        call = calls.select_for_update().first()
+        if call is None or call.status in FINAL_STATUSES:
+            return False
+        previous = call.status
+        call.status = CallStatus.FAILED
+        call.ended_at = timezone.now()
+        if call.answered_at is not None:
+            call.duration = call.ended_at - call.answered_at
+        call.end_reason = reason[:100]
+        call.error = error
+        call.save(update_fields=["status", "ended_at", "duration", "end_reason", "error"])
+        CallEvent.objects.create(
+            call=call,
+            kind=CallEventKind.STATUS,
+            data={"from": previous, "to": CallStatus.FAILED, "reason": reason},
+        )
+    logger.warning("call %s failed before its agent was connected: %s (%s)", call.pk, reason, error)
+    return True
 
 
 def finish_call(

@@ -185,6 +185,26 @@ def existing_outbound_call(event: TwilioCallEvent) -> Call | None:
     return call
 
 
+def fail_unconnectable(call: Call) -> None:
+    """Fail a live call whose agent was removed or disabled since its first webhook."""
+    reason = lifecycle.NO_AGENT if call.agent is None else lifecycle.AGENT_DISABLED
+    with transaction.atomic():
+        locked = Call.objects.select_for_update().get(pk=call.pk)
+        previous = locked.status
+        error = (
+            "The agent was disabled or removed after the call came in; the caller heard an apology."
+        )
+        if not lifecycle.fail(locked, reason, error, timezone.now()):
+            return
+        locked.save(update_fields=["status", "ended_at", "end_reason", "error"])
+        CallEvent.objects.create(
+            call=locked,
+            kind=CallEventKind.STATUS,
+            data={"from": previous, "to": locked.status, "reason": reason},
+        )
+    logger.warning("Twilio call %s (%s) refused: %s", call.carrier_call_id, call.pk, reason)
+
+
 class TwilioVoiceWebhookView(TwilioWebhookView):
     """Incoming call: connect it to the number's agent over a media stream, or apologise."""
 
@@ -194,6 +214,9 @@ class TwilioVoiceWebhookView(TwilioWebhookView):
         else:
             call, _ = record_inbound_call(event)
         if not lifecycle.can_connect(call):
+            if call is not None and not call.is_final:
+                # A repeated webhook after its agent went away: no stream will end this call.
+                fail_unconnectable(call)
             document = twiml.apology()
         else:
             # A fresh token on every request: a retried webhook may mean the first answer was lost.

@@ -110,6 +110,9 @@ class Command(BaseCommand):
         "speak the --say texts or play the --wav files, print the conversation, save the "
         "agent's audio."
     )
+    # A client of the running server, which checked its own settings: this terminal's (no
+    # PUBLIC_URL, as a rule) would only print warnings about a server it is not.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--agent", required=True, help="The agent's name or slug.")
