@@ -73,6 +73,15 @@ def test_switching_architecture_shows_only_its_sections_and_its_services_voices(
                 heights[mode] = page.evaluate("document.documentElement.scrollHeight")
                 save_screenshot(page, f"agent-form-{mode}")
 
+            # A reply handler answers instead of an LLM: the prompt rows go while none is written.
+            prompt_row = page.locator(".form-row.field-reply_prompt")
+            sync_api.expect(prompt_row).to_be_visible()
+            page.select_option("#id_reply_handler", "demo")
+            sync_api.expect(prompt_row).to_be_hidden()
+            sync_api.expect(page.locator(".form-row.field-reply_provider")).to_be_hidden()
+            page.select_option("#id_reply_handler", "")
+            sync_api.expect(prompt_row).to_be_visible()
+
             # Realtime: its own voices, no "Other…"; the key note of its vendor only.
             page.select_option("#id_provider", "openai_realtime")
             voice = page.locator("#id_voice")
