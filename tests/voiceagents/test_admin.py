@@ -809,11 +809,15 @@ def test_valid_openai_realtime_agent_post_saves(admin_client):
     assert agent.rendered_first_message() == "Hi, thanks for calling Acme Dental!"
 
 
-def test_openai_realtime_agent_without_an_openai_credential_is_an_error_on_that_field(
+def test_openai_realtime_agent_with_another_vendors_credential_is_an_error_on_that_field(
     admin_client,
 ):
-    response = post_agent_add(admin_client)
+    deepgram = make_credential("deepgram")
+
+    response = post_agent_add(admin_client, credential=str(deepgram.pk))
 
     assert response.status_code == 200
-    assert list(response.context["adminform"].form.errors) == ["credential"]
+    assert response.context["adminform"].form.errors == {
+        "credential": ["OpenAI Realtime needs a credential from OpenAI, not from Deepgram."]
+    }
     assert not Agent.objects.exists()

@@ -37,11 +37,34 @@ def agent(**fields):
 
 pytestmark = pytest.mark.django_db
 
+#: The vendors' key variables: each test says which ones it sets.
+KEY_VARIABLES = ("OPENAI_API_KEY", "ELEVENLABS_API_KEY", "DEEPGRAM_API_KEY")
 
-def test_realtime_without_openai_credential_names_the_field():
-    errors = errors_of(agent())
-    assert list(errors) == ["credential"]
-    assert "OpenAI Realtime needs a credential from OpenAI" in errors["credential"][0]
+
+@pytest.fixture(autouse=True)
+def no_key_variables(monkeypatch):
+    for name in KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_realtime_without_any_openai_key_saves_and_says_calls_will_fail():
+    row = agent()
+    row.full_clean()  # configuring an agent before its key is no mistake
+    assert row.key_source("provider").kind == "none"
+    assert row.missing_keys() == [
+        "OpenAI Realtime has no OpenAI key: calls will fail until you add a credential from "
+        "OpenAI or set OPENAI_API_KEY."
+    ]
+
+
+def test_realtime_key_from_settings_or_the_environment(voiceagents_settings, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    assert agent().key_source("provider").text == "using OPENAI_API_KEY from the environment"
+    voiceagents_settings["OPENAI_API_KEY"] = "sk-from-settings"
+    assert agent().key_source("provider").text == "using OPENAI_API_KEY from settings.VOICEAGENTS"
+    assert agent().missing_keys() == []
+    voiceagents_settings["OPENAI_API_KEY"] = ""  # blank in settings: the environment is not read
+    assert agent().key_source("provider").kind == "none"
 
 
 def test_realtime_with_a_chosen_openai_credential_is_valid():
@@ -60,13 +83,14 @@ def test_realtime_refuses_a_credential_of_another_vendor():
     ]
 
 
-def test_convai_without_elevenlabs_credential_names_the_field():
+def test_convai_without_an_elevenlabs_key_warns_about_elevenlabs_only():
     credential("openai", default=True)  # irrelevant for ConvAI
-    errors = errors_of(agent(provider="elevenlabs_convai"))
-    assert list(errors) == ["credential"]
-    assert (
-        "ElevenLabs Conversational AI needs a credential from ElevenLabs" in errors["credential"][0]
-    )
+    row = agent(provider="elevenlabs_convai")
+    row.full_clean()
+    assert row.missing_keys() == [
+        "ElevenLabs Conversational AI has no ElevenLabs key: calls will fail until you add a "
+        "credential from ElevenLabs or set ELEVENLABS_API_KEY."
+    ]
 
 
 def test_pipeline_without_stt_tts_or_reply_handler_names_each_field():
@@ -90,18 +114,20 @@ def test_pipeline_falls_back_to_account_deepgram_and_elevenlabs_credentials():
     assert pipeline.credential_for("tts").vendor == "elevenlabs"
 
 
-def test_pipeline_without_any_deepgram_credential_names_stt_credential():
+def test_pipeline_without_any_deepgram_key_warns_about_the_speech_to_text_stage():
     credential("elevenlabs")
-    errors = errors_of(
-        agent(
-            provider="pipeline",
-            stt_provider="deepgram",
-            tts_provider="elevenlabs",
-            reply_handler="validation-test-echo",
-        )
+    row = agent(
+        provider="pipeline",
+        stt_provider="deepgram",
+        tts_provider="elevenlabs",
+        reply_handler="validation-test-echo",
     )
-    assert list(errors) == ["stt_credential"]
-    assert "Deepgram" in errors["stt_credential"][0]
+    row.full_clean()
+    assert [role for role, _spec in row.key_roles()] == ["stt", "tts"]  # a handler needs no key
+    assert row.missing_keys() == [
+        "Deepgram (streaming) has no Deepgram key: calls will fail until you add a credential "
+        "from Deepgram or set DEEPGRAM_API_KEY."
+    ]
 
 
 def test_whisper_uses_an_openai_credential():
@@ -147,18 +173,20 @@ def test_unknown_reply_handler_lists_registered_names():
     assert "validation-test-echo" in errors["reply_handler"][0]
 
 
-def test_llm_prompt_reply_needs_an_openai_credential():
+def test_llm_prompt_reply_uses_an_openai_key(monkeypatch):
     credential("deepgram")
     credential("elevenlabs")
-    errors = errors_of(
-        agent(
-            provider="pipeline",
-            stt_provider="deepgram",
-            tts_provider="elevenlabs",
-            reply_prompt="Be kind.",
-        )
+    row = agent(
+        provider="pipeline",
+        stt_provider="deepgram",
+        tts_provider="elevenlabs",
+        reply_prompt="Be kind.",
     )
-    assert list(errors) == ["reply_credential"]
+    row.full_clean()
+    assert [m.split(" has ")[0] for m in row.missing_keys()] == ["OpenAI Chat Completions"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert row.missing_keys() == []
+    assert row.key_source("reply").text == "using OPENAI_API_KEY from the environment"
 
 
 def test_handler_and_prompt_together_are_refused():

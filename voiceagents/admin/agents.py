@@ -13,10 +13,9 @@ from django.utils.translation import ngettext
 from ..exceptions import ProvisioningError
 from ..forms import AgentForm
 from ..models import Agent, PhoneNumber
-from ..providers import providers
+from ..providers import STAGES, providers
 from ..providers.elevenlabs_agents import PROVIDER_ID as ELEVENLABS_CONVAI
 from ..providers.elevenlabs_agents import sync_agent
-from .common import _spec_list
 
 
 class PhoneNumberInline(admin.TabularInline):
@@ -42,80 +41,84 @@ class AgentAdmin(admin.ModelAdmin):
     readonly_fields = ["remote_status", "test_call"]
     actions = ["sync_to_elevenlabs"]
 
-    def get_fieldsets(self, request, obj=None):
-        """The static fieldsets; the first describes every registered voice architecture."""
-        main = {
-            **self.fieldsets[0][1],
-            "description": _spec_list((spec.name, spec.description) for spec in providers),
-        }
-        return [(None, main), *self.fieldsets[1:]]
+    class Media:
+        css = {"all": ["voiceagents/agent_form.css"]}
+        js = ["voiceagents/agent_form.js"]
 
-    fieldsets = [
-        (None, {"fields": ["name", "slug", "enabled", "provider", "credential", "test_call"]}),
-        (
-            _("Conversation"),
-            {
-                "fields": [
-                    "system_prompt",
-                    "first_message",
-                    "variables",
-                    "language",
-                    "model",
-                    "voice",
-                ],
-                "description": _(
-                    'Like the seed\'s phone.agent(system_prompt="You are a helpful assistant.", '
-                    'voice="alloy"). Placeholders such as {company} are filled from the variables.'
+    def get_fieldsets(self, request, obj=None):
+        """Sections for every agent, and one per kind of voice architecture, marked with the
+        architectures it is for: the page's script shows only the chosen one's."""
+        agent = obj or Agent()
+        return [
+            (
+                None,
+                {
+                    "fields": [
+                        ("name", "slug"),
+                        ("provider", "enabled"),
+                        "credential",
+                        # A new agent has no test call and no numbers yet.
+                        *(["test_call"] if obj else []),
+                    ]
+                },
+            ),
+            _mode_fieldset(
+                _("Instructions and voice"),
+                lambda spec: not spec.stages,
+                ["system_prompt", ("model", "voice")],
+                notes=_replacement_notes(agent),
+            ),
+            _mode_fieldset(
+                _("The agent on ElevenLabs"),
+                lambda spec: bool(spec.provisioner),
+                ["remote_agent_id", "remote_status"],
+                _(
+                    "Leave the remote agent ID blank and we create the ElevenLabs agent (one per "
+                    "audio format your carriers need) and update it whenever you save this page."
                 ),
-            },
-        ),
-        (
-            _("Pipeline"),
-            {
-                "fields": [
+            ),
+            _mode_fieldset(
+                _("Pipeline"),
+                lambda spec: bool(spec.stages),
+                [
                     ("stt_provider", "stt_credential", "stt_language"),
                     ("tts_provider", "tts_credential", "tts_voice"),
                     "reply_handler",
-                    ("reply_prompt",),
+                    "reply_prompt",
                     ("reply_provider", "reply_model", "reply_credential"),
                 ],
-                "description": _(
-                    'provider="pipeline": a speech-to-text stage (stt=Patter.deepgram(...)), an '
-                    "on_message reply handler or an LLM prompt, and a text-to-speech stage "
-                    '(tts=Patter.elevenlabs(voice="rachel")). A stage without a chosen credential '
-                    "uses the agent's credential when it is of the stage's vendor, else the "
-                    "vendor's default credential."
+                _(
+                    "Three steps: speech-to-text writes down what the caller says, a reply "
+                    "handler or an LLM prompt answers, text-to-speech speaks the answer."
                 ),
-            },
-        ),
-        (
-            _("Calls"),
-            {
-                "fields": [
-                    "provider_options",
-                    "record_calls",
-                    "max_call_duration",
-                    "transfer_allowlist",
-                ]
-            },
-        ),
-        (
-            _("ElevenLabs Conversational AI"),
-            {
-                "fields": ["remote_agent_id", "remote_status"],
-                "description": _(
-                    "Only for the ElevenLabs Conversational AI voice architecture. Leave the "
-                    "remote agent ID blank and we create the ElevenLabs agent (one per audio "
-                    "format your carriers need) and update it whenever you save this page."
-                ),
-            },
-        ),
-    ]
+                notes=_replacement_notes(agent, stages=True),
+            ),
+            (
+                _("Conversation"),
+                {
+                    "fields": ["first_message", ("language", "variables")],
+                    "description": _(
+                        "Placeholders such as {company} in the instructions, the reply prompt "
+                        "and the first message are filled from the variables."
+                    ),
+                },
+            ),
+            (
+                _("Calls"),
+                {"fields": [("record_calls", "max_call_duration"), "transfer_allowlist"]},
+            ),
+            (_("Advanced"), {"fields": ["provider_options"], "classes": ["collapse"]}),
+        ]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
 
     def save_model(self, request, obj, form, change):
         """Save, then bring the agent's ElevenLabs agents up to date (a refusal never undoes the
         save: it is shown, and stored on the agent)."""
         super().save_model(request, obj, form, change)
+        for message in obj.missing_keys():
+            self.message_user(request, f"{obj}: {message}", messages.WARNING)
         if _elevenlabs_managed(obj) and obj.remote_agents:
             self._sync(request, obj, force=False)
 
@@ -228,3 +231,62 @@ class AgentAdmin(admin.ModelAdmin):
 def _elevenlabs_managed(agent) -> bool:
     """An ElevenLabs ConvAI agent whose ElevenLabs agents we create and keep in sync."""
     return agent.provider == ELEVENLABS_CONVAI and not agent.remote_agent_id
+
+
+def _mode_fieldset(title, uses, fields, description="", notes=""):
+    """A section for the voice architectures ``uses(spec)`` selects, marked with their ids
+    (``va-mode-<id>`` classes) and, for a page without the script, their names."""
+    specs = [spec for spec in providers if uses(spec)]
+    names = ", ".join(str(spec.name) for spec in specs)
+    return (
+        title,
+        {
+            "fields": fields,
+            "classes": ["va-mode", *(f"va-mode-{spec.id}" for spec in specs)],
+            "description": format_html(
+                '<p class="va-for-modes">{}</p>{}{}',
+                _("For %(names)s.") % {"names": names},
+                format_html("<p>{}</p>", description) if description else "",
+                notes,
+            ),
+        },
+    )
+
+
+def _replacement_notes(agent, *, stages: bool = False) -> str:
+    """What calls send instead of a name its vendor no longer takes, for each service of the
+    voice section (or of the pipeline's): the page's script shows the chosen service's."""
+    if stages:
+        notes = [
+            *(
+                n
+                for spec in STAGES["tts"]
+                for n in _replaced(agent, "tts_provider", spec, voice=agent.tts_voice)
+            ),
+            *(
+                n
+                for spec in STAGES["reply"]
+                for n in _replaced(agent, "reply_provider", spec, model=agent.reply_model)
+            ),
+        ]
+    else:
+        notes = [
+            n
+            for spec in providers
+            if not spec.stages
+            for n in _replaced(agent, "provider", spec, model=agent.model, voice=agent.voice)
+        ]
+    if not notes:
+        return ""
+    return format_html(
+        '<ul class="va-notes va-replaced">{}</ul>',
+        format_html_join("", '<li data-controller="{}" data-when="{}">{}</li>', notes),
+    )
+
+
+def _replaced(agent, controller: str, spec, model: str = "", voice: str = ""):
+    """``(controller, service id, note)`` per replaced name: the agent's own names when
+    ``controller`` chooses ``spec``, else the configured defaults."""
+    if getattr(agent, controller) != spec.id:
+        model = voice = ""
+    return [(controller, spec.id, note) for note in spec.replacement_notes(model, voice)]

@@ -1,24 +1,92 @@
-"""The agent form: registry-backed suggestions and reply handler choices."""
+"""The agent form: each service's models and voices as choices, where its keys come from, and
+the fields of the other voice architectures left alone."""
 
 from __future__ import annotations
 
 from django import forms
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from ..handlers import registered_names
 from ..models import Agent
+from ..models.agents import MODE_FIELDS, blank_credential_source, mode_fields
 from ..providers import STAGES, providers
-from .widgets import DatalistTextInput
+from ..vendors import vendors
+from .widgets import ServiceChoiceSelect, ServiceValues
+
+#: Field → (the field choosing its service, the registry of services, 'model' or 'voice',
+#: the "Other…" label). The groups are read per form: entries registered later are offered too.
+SERVICE_FIELDS = {
+    "model": ("provider", providers, "model", _("Another model name…")),
+    "voice": ("provider", providers, "voice", _("Another voice ID or name…")),
+    "tts_voice": ("tts_provider", STAGES["tts"], "voice", _("Another voice ID or name…")),
+    "reply_model": ("reply_provider", STAGES["reply"], "model", _("Another model name…")),
+}
+#: Credential field → the field choosing its service (the voice architecture or a stage).
+CREDENTIAL_FIELDS = {
+    "credential": "provider",
+    "stt_credential": "stt_provider",
+    "tts_credential": "tts_provider",
+    "reply_credential": "reply_provider",
+}
 
 
-def _suggestions(specs, attribute: str) -> list[str]:
-    """The suggested values of every spec, in registry order, once each."""
-    return list(dict.fromkeys(value for spec in specs for value in getattr(spec, attribute)))
+def _service_values(registry, kind: str) -> list[ServiceValues]:
+    """One group per service that chooses a ``kind``; a voice architecture made of pipeline
+    stages has no model or voice of its own."""
+    return [
+        ServiceValues(
+            key=spec.id,
+            name=spec.name,
+            values=tuple(getattr(spec, f"suggested_{kind}s")),
+            default=spec.configured(kind),
+            other=getattr(spec, f"custom_{kind}s"),
+        )
+        for spec in registry
+        if not getattr(spec, "stages", ())
+    ]
+
+
+def _key_note(spec, stage: bool) -> str:
+    """Where ``spec``'s key comes from when its credential field is left blank."""
+    if not spec.vendor:
+        return _("needs no key")
+    source = blank_credential_source(spec.vendor).text
+    if not stage:
+        return _("when blank, %(source)s") % {"source": source}
+    vendor = vendors.get(spec.vendor).name if spec.vendor in vendors else spec.vendor
+    return _("when blank, the credential above if it is from %(vendor)s, else %(source)s") % {
+        "vendor": vendor,
+        "source": source,
+    }
+
+
+def _key_notes(field: str, controller: str) -> str:
+    """Where each service's key comes from when ``field`` is left blank."""
+    registry = providers if controller == "provider" else STAGES[controller.split("_")[0]]
+    stage = field != "credential"
+    return _notes(
+        controller,
+        ((spec, f"{_key_note(spec, stage)}.") for spec in registry if spec.vendor or stage),
+    )
+
+
+def _notes(controller: str, notes) -> str:
+    """A line per ``(spec, text)``, under the spec's name. The page's script shows the line of
+    the service the ``controller`` field chooses; without it every line shows."""
+    return format_html(
+        '<ul class="va-notes">{}</ul>',
+        format_html_join(
+            "",
+            '<li data-controller="{}" data-when="{}"><strong>{}</strong>: {}</li>',
+            ((controller, spec.id, spec.name, text) for spec, text in notes if text),
+        ),
+    )
 
 
 class AgentForm(forms.ModelForm):
     reply_handler = forms.ChoiceField(
-        label=_("reply handler"),
+        label=_("Reply handler"),
         required=False,
         help_text=Agent._meta.get_field("reply_handler").help_text,
     )
@@ -55,26 +123,34 @@ class AgentForm(forms.ModelForm):
             "remote_agent_id",
         ]
         widgets = {
-            "system_prompt": forms.Textarea(attrs={"rows": 6}),
+            "system_prompt": forms.Textarea(attrs={"rows": 5}),
             "first_message": forms.Textarea(attrs={"rows": 2}),
-            "reply_prompt": forms.Textarea(attrs={"rows": 4}),
+            "reply_prompt": forms.Textarea(attrs={"rows": 3}),
+            "variables": forms.Textarea(attrs={"rows": 2}),
+            "transfer_allowlist": forms.Textarea(attrs={"rows": 2}),
+            "provider_options": forms.Textarea(attrs={"rows": 3}),
         }
-
-    #: Text field → (the registry whose suggestions it offers, spec attribute); read per form,
-    #: so entries registered after start-up are offered too.
-    SUGGESTIONS = {
-        "model": (providers, "suggested_models"),
-        "voice": (providers, "suggested_voices"),
-        "tts_voice": (STAGES["tts"], "suggested_voices"),
-        "reply_model": (STAGES["reply"], "suggested_models"),
-    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for name, (specs, attribute) in self.SUGGESTIONS.items():
-            if name in self.fields:
-                field = self.fields[name]
-                field.widget = DatalistTextInput(_suggestions(specs, attribute), field.widget.attrs)
+        # Help texts first: a bound field copies its help text when first built.
+        provider = self.fields["provider"]
+        provider.help_text = format_html(
+            "{}{}",
+            provider.help_text,
+            _notes("provider", ((spec, spec.description) for spec in providers)),
+        )
+        for name, controller in CREDENTIAL_FIELDS.items():
+            field = self.fields[name]
+            # A stage's notes say all its help would (the credential above, else...).
+            shown = field.help_text if name == "credential" else ""
+            field.help_text = format_html("{}{}", shown, _key_notes(name, controller))
+        for name, (controller, registry, kind, other_label) in SERVICE_FIELDS.items():
+            field = self.fields[name]
+            field.widget = ServiceChoiceSelect(
+                _service_values(registry, kind), controller, other_label, field.widget.attrs
+            )
+            field.widget.selected = self[controller].value() or ""
         names = registered_names()
         current = self.instance.reply_handler if self.instance else ""
         if current and current not in names:
@@ -82,3 +158,15 @@ class AgentForm(forms.ModelForm):
         self.fields["reply_handler"].choices = [("", _("— use the LLM prompt —"))] + [
             (name, name) for name in names
         ]
+
+    def clean(self):
+        """The fields of other voice architectures are kept as they were, never refused: their
+        section is hidden while another architecture is chosen."""
+        cleaned = super().clean()
+        spec = providers.find(cleaned.get("provider"))
+        if spec is not None:
+            for name in MODE_FIELDS - mode_fields(spec):
+                if self._errors and name in self._errors:
+                    del self._errors[name]
+                    cleaned[name] = getattr(self.instance, name)
+        return cleaned

@@ -7,20 +7,98 @@ knows a vendor by name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from ..conf import SETTINGS_NAME, get_setting, setting_key
 from ..exceptions import UnknownReplyHandler
 from ..handlers import get_reply_handler, registered_names
 from ..providers import STAGES, provider_choices, providers
 from ..providers.specs import ProviderSpec, ServiceSpec, StageSpec
 from ..providers.stages import reply_choices, stt_choices, tts_choices
 from ..templating import fill_placeholders
-from ..validators import validate_bcp47, validate_e164_list, validate_variables
+from ..validators import (
+    validate_bcp47,
+    validate_e164_list,
+    validate_model_name,
+    validate_variables,
+)
 from ..vendors import vendors
 from .credentials import Credential
+
+#: The fields of each pipeline stage; a voice architecture without that stage ignores them.
+STAGE_FIELDS = {
+    "stt": ("stt_provider", "stt_credential", "stt_language"),
+    "reply": ("reply_handler", "reply_prompt", "reply_provider", "reply_model", "reply_credential"),
+    "tts": ("tts_provider", "tts_credential", "tts_voice"),
+}
+#: The fields of a speech-to-speech provider (one without stages); the pipeline's reply has
+#: its own prompt.
+SPEECH_TO_SPEECH_FIELDS = ("system_prompt", "model", "voice")
+#: The field of a provider whose vendor-side agent we provision: use one of your own instead.
+PROVISIONED_FIELDS = ("remote_agent_id",)
+MODE_FIELDS = frozenset(
+    (
+        *SPEECH_TO_SPEECH_FIELDS,
+        *PROVISIONED_FIELDS,
+        *(f for fs in STAGE_FIELDS.values() for f in fs),
+    )
+)
+
+
+def mode_fields(spec: ProviderSpec) -> frozenset[str]:
+    """The fields (beyond those every agent has) that the voice architecture ``spec`` uses."""
+    fields = [f for stage in spec.stages for f in STAGE_FIELDS.get(stage, ())]
+    if not spec.stages:
+        fields += SPEECH_TO_SPEECH_FIELDS
+    if spec.provisioner:
+        fields += PROVISIONED_FIELDS
+    return frozenset(fields)
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where a service's API key comes from, in the words of the agent's page."""
+
+    #: 'credential' (a chosen or default row), 'settings', 'environment' or 'none'.
+    kind: str
+    text: str
+
+
+def blank_credential_source(vendor: str) -> KeySource:
+    """Where the key of ``vendor`` comes from when no credential is chosen.
+
+    The same order as calls: the vendor's default credential, else ``<VENDOR>_API_KEY`` from
+    ``settings.VOICEAGENTS``, else from the environment.
+    """
+    name = vendors.get(vendor).name if vendor in vendors else vendor
+    default = Credential.objects.default_for(vendor)
+    if default is not None:
+        return KeySource(
+            "credential",
+            _("using the default %(vendor)s credential “%(label)s”")
+            % {"vendor": name, "label": default.label},
+        )
+    key = setting_key("API_KEY", vendor)
+    if get_setting("API_KEY", vendor=vendor, default=""):
+        if key in (getattr(settings, SETTINGS_NAME, None) or {}):
+            return KeySource(
+                "settings", _("using %(key)s from settings.VOICEAGENTS") % {"key": key}
+            )
+        return KeySource("environment", _("using %(key)s from the environment") % {"key": key})
+    return KeySource(
+        "none",
+        _(
+            "no %(vendor)s key: calls will fail until you add a credential from %(vendor)s or "
+            "set %(key)s"
+        )
+        % {"vendor": name, "key": key},
+    )
 
 
 def _credential_field(verbose_name, help_text):
@@ -43,7 +121,7 @@ def _stage_fields(verbose_name, credential_name, choices, help_text, **options):
     )
     credential = _credential_field(
         credential_name,
-        _("Pipeline only. Blank: the agent's credential if of the same vendor, else the default."),
+        _("Blank: the credential above if it is from the same vendor, else that vendor's default."),
     )
     return choice, credential
 
@@ -64,15 +142,15 @@ class Agent(models.Model):
         choices=provider_choices,
         default="openai_realtime",
         help_text=_(
-            "A speech-to-speech provider (one socket, lowest latency), or the pipeline: your own "
-            "speech-to-text → reply → text-to-speech."
+            "One service that listens and speaks (the fastest), or a pipeline you put together: "
+            "speech-to-text, a reply, text-to-speech."
         ),
     )
     credential = _credential_field(
         _("credential"),
         _(
-            "The provider's account (e.g. an OpenAI key for OpenAI Realtime). Blank: the default "
-            "credential of the provider's vendor. Pipeline stages of the same vendor use it too."
+            "The account calls use, e.g. an OpenAI key for OpenAI Realtime. Pipeline steps of "
+            "the same vendor use it too."
         ),
     )
     system_prompt = models.TextField(
@@ -93,27 +171,20 @@ class Agent(models.Model):
         max_length=35,
         default="en",
         validators=[validate_bcp47],
-        help_text=_("BCP-47 language code, e.g. 'en', 'en-GB', 'es'."),
+        help_text=_("The language the agent speaks and understands, e.g. 'en', 'en-GB', 'es'."),
     )
     model = models.CharField(
         _("model"),
         max_length=100,
         blank=True,
-        help_text=_(
-            "Blank: the provider's default (OpenAI Realtime: gpt-4o-mini-realtime-preview; "
-            "ElevenLabs: the ElevenLabs agent's own). For ElevenLabs this is the voice model, "
-            "e.g. 'eleven_flash_v2_5'. Any model name the vendor accepts is passed through."
-        ),
+        validators=[validate_model_name],
+        help_text=_("Blank: the service's default."),
     )
     voice = models.CharField(
         _("voice"),
         max_length=100,
         blank=True,
-        help_text=_(
-            "Blank: the provider's default ('alloy' for OpenAI, 'rachel' for ElevenLabs). "
-            "ElevenLabs takes a voice ID or a premade voice name such as 'rachel'; other "
-            "providers' voice names are passed through."
-        ),
+        help_text=_("Blank: the service's default."),
     )
     variables = models.JSONField(
         _("variables"),
@@ -126,64 +197,62 @@ class Agent(models.Model):
         _("speech-to-text"),
         _("STT credential"),
         stt_choices,
-        _("Pipeline only: the service that transcribes the caller."),
+        _("The service that writes down what the caller says."),
     )
     stt_language = models.CharField(
         _("STT language"),
         max_length=35,
         blank=True,
         validators=[validate_bcp47],
-        help_text=_("Pipeline only. Blank: the agent's language."),
+        help_text=_("Blank: the agent's language."),
     )
     tts_provider, tts_credential = _stage_fields(
         _("text-to-speech"),
         _("TTS credential"),
         tts_choices,
-        _("Pipeline only (resampled for the phone)."),
+        _("The service that speaks the agent's replies."),
     )
     tts_voice = models.CharField(
         _("TTS voice"),
         max_length=100,
         blank=True,
-        help_text=_("Pipeline only. Blank: the text-to-speech provider's default voice."),
+        help_text=_("Blank: the text-to-speech service's default voice."),
     )
     reply_handler = models.CharField(
         _("reply handler"),
         max_length=100,
         blank=True,
         help_text=_(
-            "Pipeline only: a Python callable registered with @voiceagents.reply_handler(name) "
-            "or VOICEAGENTS['REPLY_HANDLERS']. Leave blank to use the LLM prompt below."
+            "Code of your project that writes each reply (your developers register it). Blank: "
+            "an LLM answers with the reply prompt below."
         ),
     )
     reply_prompt = models.TextField(
         _("LLM reply prompt"),
         blank=True,
-        help_text=_("Pipeline only: the system prompt of the LLM that writes each reply."),
+        help_text=_("Instructions for the LLM that writes each reply."),
     )
     reply_provider, reply_credential = _stage_fields(
         _("LLM provider"),
         _("LLM credential"),
         reply_choices,
-        _("Pipeline only: the service that runs the LLM reply prompt."),
+        _("The service that runs the reply prompt."),
         default="openai_chat",
     )
     reply_model = models.CharField(
         _("LLM reply model"),
         max_length=100,
         blank=True,
-        help_text=_(
-            "Pipeline only: the chat model for the LLM prompt, e.g. 'gpt-4o-mini'. Blank: the "
-            "LLM provider's default (OpenAI: gpt-4o-mini, or the OPENAI_CHAT_MODEL setting)."
-        ),
+        validators=[validate_model_name],
+        help_text=_("Blank: the LLM service's default."),
     )
     provider_options = models.JSONField(
         _("provider options"),
         default=dict,
         blank=True,
         help_text=_(
-            'Provider-specific options, e.g. {"turn_detection": "semantic_vad"} for OpenAI '
-            "Realtime. Unknown keys are refused; vendor values are passed through."
+            'Settings of the chosen service, e.g. {"turn_detection": "semantic_vad"} for OpenAI '
+            "Realtime. Unknown names are refused; values are passed to the service as they are."
         ),
     )
     record_calls = models.BooleanField(
@@ -202,17 +271,19 @@ class Agent(models.Model):
         default=list,
         blank=True,
         validators=[validate_e164_list],
-        help_text=_('E.164 numbers calls may be transferred to, e.g. ["+14155550100"].'),
+        help_text=_(
+            "Numbers the agent may transfer callers to, in international format, e.g. "
+            '["+14155550100"].'
+        ),
     )
     remote_agent_id = models.CharField(
         _("remote agent ID"),
         max_length=100,
         blank=True,
         help_text=_(
-            "ElevenLabs Conversational AI only: an agent you already have on ElevenLabs, used as "
-            "is. Its overrides for prompt, first message, language and voice must be enabled, "
-            "and its audio formats set for your carrier. Blank: we create one and keep it in "
-            "sync with this page."
+            "An agent you already have on ElevenLabs, used as is. Its overrides for prompt, "
+            "first message, language and voice must be enabled, and its audio formats set for "
+            "your carrier. Blank: we create one and keep it in sync with this page."
         ),
     )
     #: The vendor agents we created, one per audio format:
@@ -277,7 +348,44 @@ class Agent(models.Model):
             return None
         return chosen if chosen is not None else Credential.objects.default_for(spec.vendor)
 
+    def key_roles(self) -> list[tuple[str, ServiceSpec]]:
+        """The roles ('provider' or a stage) whose service needs a key of its vendor in a call."""
+        spec = providers.find(self.provider)
+        if spec is None:
+            return []
+        roles: list[tuple[str, ServiceSpec | None]] = [("provider", spec)]
+        for stage in spec.stages:
+            if stage != "reply" or not self.reply_handler:  # a handler needs no LLM
+                roles.append((stage, self.stage_spec(stage)))
+        return [(role, service) for role, service in roles if service and service.vendor]
+
+    def key_source(self, role: str) -> KeySource:
+        """Where the key of ``role``'s service comes from in a call (as ``credential_for``)."""
+        service = providers.get(self.provider) if role == "provider" else self.stage_spec(role)
+        credential = self.credential_for(role)
+        if credential is None or credential.vendor != service.vendor:
+            return blank_credential_source(service.vendor)
+        return KeySource(
+            "credential", _("using the credential “%(label)s”") % {"label": credential.label}
+        )
+
+    def missing_keys(self) -> list[str]:
+        """A sentence for each service that has no key: its calls fail until one is added."""
+        return [
+            _("%(service)s has %(source)s.") % {"service": service.name, "source": source.text}
+            for role, service in self.key_roles()
+            if (source := self.key_source(role)).kind == "none"
+        ]
+
     # -- validation -------------------------------------------------------------------------
+
+    def unused_fields(self) -> frozenset[str]:
+        """The fields the chosen voice architecture does not use: kept, never validated."""
+        spec = providers.find(self.provider)
+        return MODE_FIELDS - mode_fields(spec) if spec else frozenset()
+
+    def clean_fields(self, exclude=None):
+        super().clean_fields(exclude={*(exclude or ()), *self.unused_fields()})
 
     def clean(self):
         if self.provider not in providers:
@@ -289,8 +397,10 @@ class Agent(models.Model):
 
         spec = self.spec
         if spec.vendor:
-            self._clean_credential(add, "provider", "credential", spec)
-        self._clean_voice(add, "voice", spec, self.effective_voice())
+            self._clean_credential(add, "credential", spec, self.credential)
+        if not spec.stages:
+            self._clean_model(add, "model", spec, self.model)
+            self._clean_voice(add, "voice", spec, self.voice, self.effective_voice())
         for stage in spec.stages:
             if stage == "reply":
                 self._clean_reply(add)
@@ -301,25 +411,18 @@ class Agent(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def _clean_credential(self, add, role: str, field: str, spec: ServiceSpec) -> None:
+    def _clean_credential(self, add, field: str, spec: ServiceSpec, chosen) -> None:
+        """A chosen credential must be of the service's vendor. None chosen is no error: the
+        vendor's default credential or its settings key serves, and without either the page
+        warns (``missing_keys``) but the agent saves."""
+        if chosen is None or chosen.vendor == spec.vendor:
+            return
         vendor = vendors.get(spec.vendor).name if spec.vendor in vendors else spec.vendor
-        names = {"service": spec.name, "vendor": vendor}
-        credential = self.credential_for(role)
-        if credential is None:
-            add(
-                field,
-                _(
-                    "%(service)s needs a credential from %(vendor)s: choose one here, or mark one "
-                    "of your %(vendor)s credentials as the default."
-                )
-                % names,
-            )
-        elif credential.vendor != spec.vendor:
-            add(
-                field,
-                _("%(service)s needs a credential from %(vendor)s, not from %(other)s.")
-                % {**names, "other": credential.get_vendor_display()},
-            )
+        add(
+            field,
+            _("%(service)s needs a credential from %(vendor)s, not from %(other)s.")
+            % {"service": spec.name, "vendor": vendor, "other": chosen.get_vendor_display()},
+        )
 
     def _clean_stage(self, add, stage: str) -> None:
         registry = STAGES[stage]
@@ -334,12 +437,34 @@ class Agent(models.Model):
         elif choice in registry:
             spec = registry.get(choice)
             if spec.vendor:  # a stage that runs here (no vendor) needs no credential
-                self._clean_credential(add, stage, f"{stage}_credential", spec)
+                chosen = getattr(self, f"{stage}_credential")
+                self._clean_credential(add, f"{stage}_credential", spec, chosen)
             if stage == "tts":
-                self._clean_voice(add, "tts_voice", spec, self.effective_tts_voice())
+                self._clean_voice(
+                    add, "tts_voice", spec, self.tts_voice, self.effective_tts_voice()
+                )
+            if stage == "reply":
+                self._clean_model(add, "reply_model", spec, self.reply_model)
 
-    def _clean_voice(self, add, field: str, spec: ServiceSpec, voice: str) -> None:
-        """The spec's own voice check (e.g. ElevenLabs names → ids); none: anything passes."""
+    def _clean_model(self, add, field: str, spec: ServiceSpec, chosen: str) -> None:
+        """A service that takes only its own models refuses any other name."""
+        if chosen and not spec.custom_models and not _known(chosen, spec, "models"):
+            add(
+                field,
+                _("%(service)s has no model “%(name)s”: choose one of %(known)s.")
+                % {"service": spec.name, "name": chosen, "known": ", ".join(spec.suggested_models)},
+            )
+
+    def _clean_voice(self, add, field: str, spec: ServiceSpec, chosen: str, voice: str) -> None:
+        """A service that takes only its own voices refuses any other name; then the spec's own
+        check of the voice sent (e.g. ElevenLabs names → ids)."""
+        if chosen and not spec.custom_voices and not _known(chosen, spec, "voices"):
+            add(
+                field,
+                _("%(service)s has no voice “%(name)s”: choose one of %(known)s.")
+                % {"service": spec.name, "name": chosen, "known": ", ".join(spec.suggested_voices)},
+            )
+            return
         message = spec.voice_error(voice)
         if message:
             add(field, message)
@@ -363,7 +488,12 @@ class Agent(models.Model):
             add(
                 "reply_handler",
                 _(
-                    "The pipeline needs a reply handler (on_message): choose a registered "
-                    "handler, or write an LLM reply prompt."
+                    "The pipeline needs a reply: choose a reply handler, or write an LLM reply "
+                    "prompt."
                 ),
             )
+
+
+def _known(name: str, spec: ServiceSpec, kind: str) -> bool:
+    """``name`` is one of the spec's suggested ``kind`` ('models', 'voices') or a replaced one."""
+    return name in getattr(spec, f"suggested_{kind}") or name in getattr(spec, f"replaced_{kind}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 
 from ..registry import Registry
+from .elevenlabs_voices import known_voice_names
 from .options import (
     ELEVENLABS_CONVAI_OPTIONS,
     OPENAI_REALTIME_OPTIONS,
@@ -40,6 +41,8 @@ providers.register(
         default_voice="alloy",
         suggested_models=("gpt-realtime-mini", "gpt-realtime"),
         suggested_voices=OPENAI_REALTIME_VOICES,
+        # Realtime refuses any other voice (its speech endpoint's fable, onyx, nova included).
+        custom_voices=False,
         # The seed's default model and its TTS-only voices: still accepted, sent as these.
         replaced_models={
             "gpt-4o-mini-realtime-preview": "gpt-realtime-mini",
@@ -47,8 +50,8 @@ providers.register(
         },
         replaced_voices={"fable": "ballad", "onyx": "cedar", "nova": "marin"},
         description=_(
-            "Lowest latency: one speech-to-speech socket. Twilio audio (G.711 µ-law 8 kHz) "
-            "passes through untouched."
+            "The quickest replies: OpenAI listens and speaks in one step, and the phone audio "
+            "reaches it as it is."
         ),
         options=OPENAI_REALTIME_OPTIONS,
         runtime="voiceagents.providers.openai_realtime.OpenAIRealtimeProvider",
@@ -64,8 +67,11 @@ providers.register(
         default_url="https://api.elevenlabs.io",
         default_voice="rachel",
         suggested_models=("eleven_flash_v2_5", "eleven_turbo_v2_5"),
-        suggested_voices=("rachel", "adam"),
-        description=_("Best voice quality; a voice ID or name such as 'rachel' or 'adam'."),
+        suggested_voices=tuple(known_voice_names()),
+        description=_(
+            "The most natural voices: ElevenLabs listens and speaks, with a voice you choose by "
+            "name or by ID from your voice library."
+        ),
         options=ELEVENLABS_CONVAI_OPTIONS,
         voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
         provisioner="voiceagents.providers.elevenlabs_agents.provision_call",
@@ -78,8 +84,8 @@ providers.register(
         id="pipeline",
         name="Pipeline (STT → reply → TTS)",
         description=_(
-            "Your own speech-to-text, reply (a registered handler or an LLM prompt) and "
-            "text-to-speech; each stage may have its own credential."
+            "Put together your own: a speech-to-text service, a reply (your project's code or an "
+            "LLM prompt) and a text-to-speech voice, each with its own account if you like."
         ),
         options=PIPELINE_OPTIONS,
         stages=tuple(STAGES),

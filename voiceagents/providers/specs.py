@@ -34,9 +34,14 @@ class ServiceSpec:
     default_model: str = ""
     #: Voice used when the agent leaves it blank; the ``<ID>_VOICE`` setting overrides it.
     default_voice: str = ""
-    #: Known values offered as suggestions in the admin; anything else passes through.
+    #: Known values the admin offers as choices.
     suggested_models: tuple[str, ...] = ()
     suggested_voices: tuple[str, ...] = ()
+    #: Whether the vendor takes models or voices beyond the suggested ones (a voice ID of the
+    #: account, a new model name): the admin then offers "Other…". False: only the suggested
+    #: ones (and the ``replaced_*`` names) are accepted.
+    custom_models: bool = True
+    custom_voices: bool = True
     #: One line for the admin: what choosing it means.
     description: str = ""
     #: Dotted path of ``validate(voice)``, raising ``ValueError`` with a message for the admin

@@ -7,6 +7,7 @@ The pipeline provider is composed of one entry of each; an agent names them in
 from __future__ import annotations
 
 from ..registry import Registry
+from .elevenlabs_voices import known_voice_names
 from .specs import StageSpec
 
 #: The voices of OpenAI Realtime (``marin`` and ``cedar`` are the ones OpenAI recommends).
@@ -93,7 +94,7 @@ tts_stages.register(
         default_url="https://api.elevenlabs.io",
         default_model="eleven_flash_v2_5",
         default_voice="rachel",
-        suggested_voices=("rachel", "adam"),
+        suggested_voices=tuple(known_voice_names()),
         runtime="voiceagents.pipeline.elevenlabs_tts.ElevenLabsTTS",
         voice_validator="voiceagents.providers.elevenlabs_voices.validate_voice",
     )
@@ -107,6 +108,7 @@ tts_stages.register(
         default_model="gpt-4o-mini-tts",
         default_voice="alloy",
         suggested_voices=OPENAI_TTS_VOICES,
+        custom_voices=False,
         runtime="voiceagents.pipeline.openai_tts.OpenAITTS",
     )
 )

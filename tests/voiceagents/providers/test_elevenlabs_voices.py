@@ -89,5 +89,5 @@ def test_pipeline_elevenlabs_tts_voice_is_checked_too():
 
 @pytest.mark.django_db
 def test_openai_voices_are_not_checked_against_the_elevenlabs_table():
-    agent = Agent(name="T", slug="t", voice="rachel", credential=credential("openai"))
+    agent = Agent(name="T", slug="t", voice="marin", credential=credential("openai"))
     agent.full_clean()
