@@ -284,7 +284,8 @@ def test_a_refused_secret_is_not_kept(admin_client):
 
 
 def test_a_stored_encrypted_secret_cannot_be_posted_as_a_kept_secret(admin_client):
-    other = make_credential("openai", secret="sk-STOL-ENSE-CRET-xx9Q")
+    # Longer than the kept-secret prefix, so a missing prefix check would leave a secret behind.
+    other = make_credential("openai", secret="sk-STOL-ENSE-CRET-xx9Q-LONG-ERTH-ANPR-EFIX")
 
     response = admin_client.post(add_url(), form_data("openai", kept_secret=other.encrypted_secret))
 
