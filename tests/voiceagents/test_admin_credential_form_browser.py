@@ -95,9 +95,7 @@ def test_the_credential_form_shows_one_vendor_keeps_the_secret_and_tests_the_con
                 browser.close()
 
         basic = base64.b64encode(f"{ACCOUNT_SID}:{TOKEN}".encode()).decode()
-        assert twilio.requests == [
-            (f"/2010-04-01/Accounts/{ACCOUNT_SID}.json", f"Basic {basic}")
-        ]
+        assert twilio.requests == [(f"/2010-04-01/Accounts/{ACCOUNT_SID}.json", f"Basic {basic}")]
 
     assert refused_secret == ""
     assert leaked(refused_html) == []
