@@ -63,7 +63,11 @@ class DataField:
         options = {"label": self.label, "help_text": self.help_text, "required": False}
         if self.choices:
             return forms.ChoiceField(choices=self.choices, initial=self.default, **options)
-        widget = forms.Textarea(attrs={"rows": 3}) if self.multiline else None
+        # The admin's classes for model text fields: wide enough for a whole SID or key.
+        if self.multiline:
+            widget = forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"})
+        else:
+            widget = forms.TextInput(attrs={"class": "vTextField"})
         return forms.CharField(widget=widget, initial=self.default, **options)
 
 

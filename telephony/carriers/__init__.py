@@ -25,6 +25,55 @@ validate_twilio_account_sid = RegexValidator(
     code="invalid_account_sid",
 )
 
+#: An API key SID or the account SID ('SK'/'AC' and 32 hex digits), pasted as the secret.
+_TWILIO_SID = re.compile(r"(SK|AC)[0-9a-fA-F]{32}")
+_TWILIO_AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def validate_twilio_auth_token(value: str) -> None:
+    """A Twilio credential's secret is the account's auth token (32 hex digits): Twilio signs
+    webhooks with it, so an API key ('SK…') and its secret cannot stand in for it."""
+    sid = _TWILIO_SID.fullmatch(value)
+    if sid and sid.group(1) == "SK":
+        raise ValidationError(
+            _(
+                "This is an API key SID ('SK…'). Twilio signs its webhooks with the account's "
+                "auth token: paste the auth token (32 hex digits, under Account Info in the "
+                "Twilio Console)."
+            ),
+            code="api_key_sid",
+        )
+    if sid:
+        raise ValidationError(
+            _(
+                "This is the account SID ('AC…'): put it in Account SID, and the auth token "
+                "(32 hex digits) here."
+            ),
+            code="account_sid",
+        )
+    if not _TWILIO_AUTH_TOKEN.fullmatch(value):
+        raise ValidationError(
+            _(
+                "Enter the auth token as Twilio shows it: 32 hex digits (0-9, a-f). This one "
+                "is %(length)s characters long."
+            ),
+            params={"length": len(value)},
+            code="invalid_auth_token",
+        )
+
+
+def validate_telnyx_api_key(value: str) -> None:
+    """Telnyx API v2 keys start with 'KEY'; v1 keys, which Bearer requests cannot use, do not."""
+    if not value.startswith("KEY"):
+        raise ValidationError(
+            _(
+                "Enter a Telnyx API v2 key: it starts with 'KEY' (Mission Control portal → "
+                "API Keys). Webhook public keys and v1 API keys do not work here."
+            ),
+            code="invalid_api_key",
+        )
+
+
 validate_telnyx_connection_id = RegexValidator(
     re.compile(r"^[0-9]{1,32}$"),
     _("Enter the connection ID as Telnyx shows it: digits only."),
@@ -47,7 +96,9 @@ def validate_telnyx_public_keys(value: str) -> None:
 TWILIO_VENDOR = VendorSpec(
     id="twilio",
     name="Twilio",
-    secret_help=_("The account's auth token."),
+    secret_help=_("The account's auth token (32 hex digits)."),
+    secret_validators=(validate_twilio_auth_token,),
+    connection_check="telephony.carriers.twilio.account.check_connection",
     data_fields=(
         DataField(
             key="account_sid",
@@ -62,7 +113,9 @@ TWILIO_VENDOR = VendorSpec(
 TELNYX_VENDOR = VendorSpec(
     id="telnyx",
     name="Telnyx",
-    secret_help=_("The Telnyx API key (starts 'KEY')."),
+    secret_help=_("The Telnyx API v2 key (starts 'KEY')."),
+    secret_validators=(validate_telnyx_api_key,),
+    connection_check="telephony.carriers.telnyx.account.check_connection",
     data_fields=(
         DataField(
             key="connection_id",

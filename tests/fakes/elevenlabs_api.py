@@ -18,6 +18,8 @@ and async call sessions can both reach it). It answers like ElevenLabs does
   are kept in ``signatures`` so that socket can check them;
 * ``GET /v1/convai/conversations/{id}`` answers what the test put in ``conversations[id]``;
 * ``GET /v1/voices`` lists the premade voices;
+* ``GET /v1/user`` answers the account and its subscription (``user`` holds it), the request a
+  key check makes;
 * ``POST /v1/text-to-speech/{voice_id}/stream?output_format=`` streams speech: a chunked ``200``
   whose body is raw audio in the requested format (by default a 1 kHz tone whose length follows
   the text's, see ``tts_audio``), sent ``tts_chunk_size`` bytes at a time with ``tts_chunk_delay``
@@ -273,6 +275,18 @@ class FakeElevenLabsAPI:
         self.api_key = api_key
         self.requests: list[Request] = []
         self.agents: dict[str, _Agent] = {}
+        #: What ``GET /v1/user`` answers (the shape of ElevenLabs' user object, trimmed).
+        self.user = {
+            "user_id": "user_" + secrets.token_hex(8),
+            "first_name": "Test",
+            "is_new_user": False,
+            "subscription": {
+                "tier": "creator",
+                "status": "active",
+                "character_count": 1200,
+                "character_limit": 100000,
+            },
+        }
         #: Conversation id → the JSON ``GET /v1/convai/conversations/{id}`` answers.
         self.conversations: dict[str, dict] = {}
         #: Signatures handed out in signed URLs, oldest first.
@@ -397,6 +411,8 @@ class FakeElevenLabsAPI:
         parts = [part for part in req.path.split("/") if part]
         if parts[:2] == ["v1", "voices"] and len(parts) == 2 and req.method == "GET":
             return 200, {"voices": _voice_list()}
+        if parts == ["v1", "user"] and req.method == "GET":
+            return 200, copy.deepcopy(self.user)
         if parts[:2] != ["v1", "convai"]:
             return 404, {"detail": "Not Found"}
         rest = parts[2:]

@@ -13,7 +13,9 @@ OpenAI does (docs/stages/openai_tts.md, docs/stages/whisper.md):
 * ``POST /v1/audio/transcriptions`` parses the multipart body with the standard library's
   ``email`` parser, records the form fields and the WAV's parameters, and answers
   ``{"text": ...}`` with the next text of ``transcripts`` (default ``utterance N``), after the
-  next entry of ``delays`` if any (seconds, or a ``threading.Event`` to wait for).
+  next entry of ``delays`` if any (seconds, or a ``threading.Event`` to wait for);
+* ``GET /v1/models`` lists ``models`` as OpenAI does (``{"object": "list", "data": [...]}``),
+  the request a key check makes.
 
 ``fail_next`` and ``drop_next`` script vendor errors and dropped connections.
 """
@@ -40,6 +42,9 @@ TONE_HZ = 1000
 TONE_AMPLITUDE = 8000
 MAX_SPEECH_INPUT = 4096
 
+#: What ``GET /v1/models`` lists.
+MODELS = ("gpt-realtime", "gpt-realtime-mini", "gpt-4o-mini", "gpt-4o-mini-tts", "whisper-1")
+
 INVALID_KEY = {
     "error": {
         "message": "Incorrect API key provided: sk-wrong. You can find your API key at "
@@ -56,6 +61,10 @@ def openai_error(message: str, *, param: str | None = None, code: str | None = N
     return {
         "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
     }
+
+
+def _model(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
 
 
 def speech_pcm(text: str, ms_per_char: float) -> bytes:
@@ -165,6 +174,8 @@ class FakeOpenAIAudio:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 fake._handle(self)
 
+            do_GET = do_POST  # noqa: N815
+
             def log_message(self, *args):
                 pass
 
@@ -218,7 +229,13 @@ class FakeOpenAIAudio:
             else:
                 self._answer(request, script.status, script.body)
             return
-        if path == "/v1/audio/speech":
+        if request.command == "GET" and path == "/v1/models":
+            self._answer(request, 200, {"object": "list", "data": [_model(m) for m in MODELS]})
+        elif request.command == "GET":
+            self._answer(
+                request, 404, openai_error(f"Invalid URL (GET {path})", code="unknown_url")
+            )
+        elif path == "/v1/audio/speech":
             self._speech(request, raw)
         elif path == "/v1/audio/transcriptions":
             self._transcription(request, raw)

@@ -7,7 +7,8 @@
 * ``FakeTelnyxAPI`` is a real HTTP server on 127.0.0.1, port 0, in a thread (so sync Django test
   clients and async tests can both reach it). It records every command and answers like Telnyx:
   ``200 {"data": {"result": "ok"}}``, or a scripted error such as
-  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``.
+  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``. It also
+  answers ``GET /v2/balance`` with ``balance`` (the request a key check makes).
 * ``FakeTelnyxCaller`` plays Telnyx's side of a bidirectional media stream
   (docs/carriers/telnyx.md#media-stream-frames) over any pair of send/receive coroutines:
   ``connected`` (with the auth token), ``start`` with our ``client_state``, ``media`` frames paced
@@ -223,6 +224,17 @@ class FakeTelnyxAPI:
         self._server: ThreadingHTTPServer | None = None
         #: Seconds to wait before answering (to exercise client timeouts).
         self.delay = 0.0
+        #: What ``GET /v2/balance`` answers under ``data`` (Telnyx's example values).
+        self.balance = {
+            "record_type": "balance",
+            "pending": "10.00",
+            "balance": "300.00",
+            "credit_limit": "100.00",
+            "available_credit": "400.00",
+            "currency": "USD",
+        }
+        #: Paths of the GET requests received, in order.
+        self.gets: list[str] = []
 
     def __enter__(self) -> FakeTelnyxAPI:
         fake = self
@@ -230,6 +242,8 @@ class FakeTelnyxAPI:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's naming
                 fake._handle(self)
+
+            do_GET = do_POST  # noqa: N815
 
             def log_message(self, *args):
                 pass
@@ -307,6 +321,9 @@ class FakeTelnyxAPI:
                 },
             )
             return
+        if request.command == "GET":
+            self._get(request)
+            return
         parts = request.path.split("/")
         # /v2/calls/{call_control_id}/actions/{action}
         if len(parts) != 6 or parts[1:3] != ["v2", "calls"] or parts[4] != "actions":
@@ -341,6 +358,18 @@ class FakeTelnyxAPI:
             request.connection.close()
         else:
             self._answer(request, script.status, script.body)
+
+    def _get(self, request: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.gets.append(request.path)
+        if request.path == "/v2/balance":
+            self._answer(request, 200, {"data": dict(self.balance)})
+            return
+        self._answer(
+            request,
+            404,
+            {"errors": [{"code": "10005", "title": "Resource not found", "detail": request.path}]},
+        )
 
     @staticmethod
     def _answer(request: BaseHTTPRequestHandler, status: int, body: dict) -> None:

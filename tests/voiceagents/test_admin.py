@@ -53,11 +53,13 @@ async def echo_reply(event):
 
 #: Distinctive secrets, one per vendor. Every run of five characters crosses a '-', so no
 #: five-character window can turn up by chance in a CSRF token or another alphanumeric value.
+#: The Twilio auth token must be 32 hex digits: upper-case ones, with a letter in every run of
+#: five, so that no window can turn up in the lower-case hex of UUIDs and SIDs.
 SECRETS = {
     "openai": "sk-SECR-ETVA-LUE1-opQ7-Wv9Q",
     "elevenlabs": "xi-SECR-ETVA-LUE2-elZ3-Kp3M",
     "deepgram": "dg-SECR-ETVA-LUE3-dgY5-Hn4R",
-    "twilio": "tw-SECR-ETVA-LUE4-twX8-Jb6T",
+    "twilio": "9F3A1C7E5B2D8F4A6C0E9B3D7F1A5C2E",
     "telnyx": "KEY-SECR-ETVA-LUE5-tnV2-Qd7L",
 }
 

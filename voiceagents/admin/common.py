@@ -12,7 +12,11 @@ def _spec_list(pairs) -> str:
 
 
 class SpecDataAdmin(admin.ModelAdmin):
-    """Admin of a model with per-spec data; its form generates one fieldset per spec."""
+    """Admin of a model with per-spec data; its form generates one fieldset per spec, and
+    ``spec_form.js`` shows only the chosen spec's."""
+
+    class Media:
+        js = ["voiceagents/spec_form.js"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         # The model fields only (the change view passes its fieldsets' fields): the form adds

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import escape
 
 from ..datafields import clean_data
+
+#: Class of every per-spec fieldset; ``spec-data-<spec id>`` names its spec.
+SECTION_CLASS = "spec-data"
 
 
 class SpecDataForm(forms.ModelForm):
@@ -13,15 +17,28 @@ class SpecDataForm(forms.ModelForm):
 
     For a model with ``SpecDataModelMixin``. The form field of a spec's ``DataField`` is named
     ``<spec id>__<key>``; every registered spec's fields are on the form (the admin groups them
-    in one fieldset per spec), and only the chosen spec's values are validated and stored.
+    in one fieldset per spec, which ``voiceagents/spec_form.js`` shows only for the chosen
+    spec), and only the chosen spec's values are validated and stored.
     """
+
+    #: The line under each spec's section title, so that without JavaScript every section says
+    #: when it applies; ``%(name)s`` is the spec's name. Subclasses word it for their model.
+    section_note = "Only for %(name)s."
 
     @classmethod
     def data_fieldsets(cls) -> list[tuple[str, dict]]:
-        """One admin fieldset per spec that has data fields."""
+        """One admin fieldset per spec that has data fields, titled and classed by its spec."""
         model = cls._meta.model
         return [
-            (spec.name, {"fields": [f"{spec.id}__{f.key}" for f in model.fields_of(spec)]})
+            (
+                spec.name,
+                {
+                    "fields": [f"{spec.id}__{f.key}" for f in model.fields_of(spec)],
+                    "classes": [SECTION_CLASS, f"{SECTION_CLASS}-{spec.id}"],
+                    # The admin renders descriptions as HTML.
+                    "description": escape(cls.section_note % {"name": spec.name}),
+                },
+            )
             for spec in model.spec_registry
             if model.fields_of(spec)
         ]
@@ -31,6 +48,8 @@ class SpecDataForm(forms.ModelForm):
         instance = self.instance
         chosen = getattr(instance, instance.spec_field_name)
         stored = getattr(instance, instance.data_field_name) or {}
+        # The select whose value spec_form.js follows.
+        self.fields[instance.spec_field_name].widget.attrs["data-spec-select"] = SECTION_CLASS
         for spec in instance.spec_registry:
             for data_field in instance.fields_of(spec):
                 field = self.fields[f"{spec.id}__{data_field.key}"] = data_field.formfield()

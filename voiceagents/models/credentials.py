@@ -34,25 +34,25 @@ class Credential(SpecDataModelMixin, models.Model):
     spec_registry = vendors
     spec_fields_attr = "data_fields"
 
-    vendor = models.CharField(_("vendor"), max_length=20, choices=vendor_choices)
+    vendor = models.CharField(_("Vendor"), max_length=20, choices=vendor_choices)
     label = models.CharField(
-        _("label"), max_length=100, help_text=_("Your name for it, e.g. 'Production OpenAI key'.")
+        _("Label"), max_length=100, help_text=_("Your name for it, e.g. 'Production OpenAI key'.")
     )
     encrypted_secret = models.TextField(
-        _("encrypted secret"),
+        _("Encrypted secret"),
         editable=False,
         help_text=_("Fernet token; the clear secret is never stored."),
     )
     is_default = models.BooleanField(
-        _("default for this vendor"),
+        _("Default"),
         default=False,
         help_text=_(
-            "Used by agents that choose no credential of this vendor (e.g. the pipeline's "
-            "Deepgram and ElevenLabs keys). At most one per vendor."
+            "The vendor's default credential: used by agents that choose no credential of this "
+            "vendor (e.g. the pipeline's Deepgram and ElevenLabs keys). At most one per vendor."
         ),
     )
     data = models.JSONField(
-        _("vendor data"),
+        _("Vendor data"),
         default=dict,
         blank=True,
         help_text=_(
@@ -61,17 +61,18 @@ class Credential(SpecDataModelMixin, models.Model):
         ),
     )
     api_base_url = models.CharField(
-        _("API base URL override"),
+        _("API base URL"),
         max_length=300,
         blank=True,
         validators=[validate_api_base_url],
         help_text=_(
             "Leave blank for the vendor's public API. Set it for a proxy, a regional endpoint or "
-            "a self-hosted gateway, e.g. 'https://eu.api.example.com'."
+            "a self-hosted gateway, e.g. 'https://eu.api.example.com'. Calls and “Test "
+            "connection” both use it."
         ),
     )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("Updated"), auto_now=True)
 
     objects = CredentialQuerySet.as_manager()
 

@@ -22,17 +22,17 @@ class PhoneNumber(SpecDataModelMixin, models.Model):
     spec_fields_attr = "number_fields"
 
     number = models.CharField(
-        _("number"),
+        _("Number"),
         max_length=16,
         unique=True,
         validators=[validate_e164],
         help_text=_("E.164 format, e.g. +14155550100."),
     )
-    label = models.CharField(_("label"), max_length=100, blank=True)
-    carrier = models.CharField(_("carrier"), max_length=20, choices=carrier_choices)
+    label = models.CharField(_("Label"), max_length=100, blank=True)
+    carrier = models.CharField(_("Carrier"), max_length=20, choices=carrier_choices)
     credential = models.ForeignKey(
         Credential,
-        verbose_name=_("carrier credential"),
+        verbose_name=_("Carrier credential"),
         on_delete=models.PROTECT,
         related_name="phone_numbers",
         limit_choices_to=carrier_credentials,
@@ -40,16 +40,16 @@ class PhoneNumber(SpecDataModelMixin, models.Model):
     )
     agent = models.ForeignKey(
         Agent,
-        verbose_name=_("inbound agent"),
+        verbose_name=_("Inbound agent"),
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="phone_numbers",
         help_text=_("Answers inbound calls. Blank: callers hear a short apology."),
     )
-    enabled = models.BooleanField(_("enabled"), default=True)
+    enabled = models.BooleanField(_("Enabled"), default=True)
     carrier_data = models.JSONField(
-        _("carrier data"),
+        _("Carrier data"),
         default=dict,
         blank=True,
         help_text=_(
@@ -57,7 +57,7 @@ class PhoneNumber(SpecDataModelMixin, models.Model):
             "carrier's spec."
         ),
     )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("phone number")
