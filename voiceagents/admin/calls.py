@@ -6,13 +6,14 @@ import json
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .. import ranges
 from ..call.control import send_call_command
 from ..models import Call, CallEvent, TranscriptEntry
 from ..services import LIVE_STATUSES
@@ -204,14 +205,19 @@ class CallAdmin(admin.ModelAdmin):
         ]
 
     def recording_view(self, request, call_id):
-        """Serve a recording to staff who may view calls (recordings are never public media)."""
+        """Serve a recording to staff who may view calls (recordings are never public media),
+        in byte ranges when asked (see ``voiceagents.ranges``)."""
         call = get_object_or_404(Call, pk=call_id)
         if not self.has_view_permission(request, call):
             raise PermissionDenied
         if not call.recording:
             raise Http404("This call has no recording.")
         try:
+            size = call.recording.size
             handle = call.recording.open("rb")
         except FileNotFoundError as err:
             raise Http404("The recording file is missing from storage.") from err
-        return FileResponse(handle, content_type="audio/wav", filename=f"call-{call.pk}.wav")
+        # Byte ranges: a browser seeks in the WAV (a turn of the conversation view) with them.
+        return ranges.file_response(
+            request, handle, size=size, content_type="audio/wav", filename=f"call-{call.pk}.wav"
+        )
