@@ -16,6 +16,7 @@ from tests.voiceagents.factories import (
     make_call,
 )
 from tests.voiceagents.htmltree import parse
+from voiceagents.admin.call_metrics import percentile
 from voiceagents.models import CallEventKind
 
 pytestmark = pytest.mark.django_db
@@ -387,3 +388,17 @@ def test_an_unreadable_recording_gets_a_note_instead_of_a_strip(admin_client, ca
     note = page.by_id("call-recording-section").one("help").text
     assert note.startswith("No level strip: the recording could not be read")
     assert "no level strip" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("values", "p50", "p95"),
+    [
+        ([100, 200, 300, 400], 200, 400),
+        (list(range(1, 21)), 10, 19),
+        ([700], 700, 700),
+        ([], None, None),
+        (["n/a", 300], 300, 300),
+    ],
+)
+def test_percentiles_are_nearest_rank(values, p50, p95):
+    assert (percentile(values, 0.5), percentile(values, 0.95)) == (p50, p95)

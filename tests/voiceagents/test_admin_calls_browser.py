@@ -40,7 +40,11 @@ AWAIT_SEEK = """() => {
         audio.addEventListener("seeked", () => resolve(audio.currentTime), {once: true});
     });
 }"""
-SEEKED = "() => window.seeked"
+#: The position once seeked; fails (rather than hangs) if no seek comes.
+SEEKED = """() => Promise.race([
+    window.seeked,
+    new Promise((_, reject) => setTimeout(() => reject(new Error("the player never seeked")), 10000)),
+])"""
 VIEWPORT = {"width": 1280, "height": 800}
 
 
