@@ -60,14 +60,19 @@ def test_superuser_sees_the_call_transcript_and_player_and_never_the_secret_in_a
 
                 log_in(page, live_server.url, "root", call_path)
 
-                rows = page.locator("#transcript-group tr.form-row")
-                sync_api.expect(rows).to_have_count(3)
-                sync_api.expect(rows.locator("td.field-text")).to_have_text(
-                    ["Hi, this is Acme Dental.", "Can I move my cleaning?", "Of course, which day"]
+                turns = page.locator("#call-conversation li.turn")
+                sync_api.expect(turns).to_have_count(3)
+                sync_api.expect(turns.locator(".speaker")).to_have_text(
+                    ["Agent", "Caller", "Agent"]
                 )
-                sync_api.expect(rows.nth(2).locator("td.field-interrupted img")).to_have_attribute(
-                    "alt", "True"
+                sync_api.expect(turns.locator(".turn-text")).to_have_text(
+                    [
+                        "Hi, this is Acme Dental.",
+                        "Can I move my cleaning?",
+                        "Text kept: Of course, which day",
+                    ]
                 )
+                sync_api.expect(turns.nth(2).locator(".turn-badge")).to_have_text("interrupted")
                 audio = page.locator("audio[controls]")
                 sync_api.expect(audio).to_be_visible()
                 sync_api.expect(audio).to_have_attribute("src", recording_url)

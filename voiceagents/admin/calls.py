@@ -1,4 +1,9 @@
-"""Admin of calls: read-only records with their transcript, timeline, recording and metrics."""
+"""Admin of calls: read-only records, listed to fit a laptop screen, with a conversation view.
+
+The call page shows the call's fields, then (template ``admin/voiceagents/call/change_form.html``)
+the recording with a level strip of both sides, the transcript as a dialogue whose turns seek the
+player, the timeline in sentences and the metrics as labelled figures (``conversation``).
+"""
 
 from __future__ import annotations
 
@@ -6,64 +11,72 @@ import json
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .. import ranges
 from ..call.control import send_call_command
-from ..models import Call, CallEvent, TranscriptEntry
+from ..models import Call
 from ..services import LIVE_STATUSES
+from .call_text import clock_duration, end_reason_text, status_with_reason
+from .conversation import page_context
+
+#: A speaker, for the list's recording column (inline, so it needs no extra request).
+SPEAKER_ICON = (
+    '<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">'
+    '<path fill="currentColor" d="M2 6h3l4-3v10l-4-3H2z"/>'
+    '<path fill="none" stroke="currentColor" stroke-width="1.4" d="M11 5.5a3.5 3.5 0 0 1 0 5'
+    'M12.5 3.5a6 6 0 0 1 0 9"/></svg>'
+)
 
 
-class ReadOnlyInline(admin.TabularInline):
-    """A call's transcript and timeline: part of the call, visible to whoever may view it."""
+class EndReasonFilter(admin.SimpleListFilter):
+    """The end reasons calls really have, in the operator's words."""
 
-    extra = 0
-    can_delete = False
+    title = _("end reason")
+    parameter_name = "end_reason"
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("voiceagents.view_call")
+    def lookups(self, request, model_admin):
+        reasons = (
+            Call.objects.exclude(end_reason="")
+            .order_by("end_reason")
+            .values_list("end_reason", flat=True)
+            .distinct()
+        )
+        return [(reason, end_reason_text(reason)) for reason in reasons]
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class TranscriptInline(ReadOnlyInline):
-    model = TranscriptEntry
-    fields = ["seq", "role", "text", "start_ms", "end_ms", "interrupted"]
-    readonly_fields = fields
-    ordering = ["seq"]
-    verbose_name_plural = _("transcript")
-
-
-class CallEventInline(ReadOnlyInline):
-    model = CallEvent
-    fields = ["kind", "at_ms", "data", "created_at"]
-    readonly_fields = fields
-    verbose_name_plural = _("timeline")
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(end_reason=self.value())
+        return queryset
 
 
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_display = [
-        "created_at",
-        "direction",
-        "from_number",
-        "to_number",
+        "when",
+        "from_to",
+        "agent_name",
+        "status_and_reason",
+        "length",
+        "recording_link",
+    ]
+    list_filter = [
+        "status",
+        EndReasonFilter,
         "agent",
         "carrier",
-        "status",
-        "duration",
-        "has_recording",
+        "direction",
+        ("created_at", admin.DateFieldListFilter),
     ]
-    list_filter = ["status", "direction", "carrier", "agent"]
     search_fields = [
         "from_number",
         "to_number",
@@ -71,7 +84,9 @@ class CallAdmin(admin.ModelAdmin):
         "provider_session_id",
         "transcript__text",
     ]
-    inlines = [TranscriptInline, CallEventInline]
+    search_help_text = _(
+        "A phone number, a carrier or provider call ID, or words said in the call."
+    )
     actions = ["hang_up"]
     fieldsets = [
         (
@@ -91,22 +106,9 @@ class CallAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     ("created_at", "answered_at", "ended_at"),
-                    "duration",
-                    ("end_reason", "error"),
+                    ("length", "recording_length"),
+                    ("end_reason_display", "error"),
                 ]
-            },
-        ),
-        (_("Recording"), {"fields": ["recording_player", "recording_duration"]}),
-        (_("Metrics"), {"fields": ["metrics_display"]}),
-        (
-            _("Provider's report"),
-            {
-                "fields": ["provider_report_display"],
-                "classes": ["collapse"],
-                "description": _(
-                    "What the voice provider kept about the call, fetched after it ended when "
-                    "enabled (ElevenLabs: VOICEAGENTS['ELEVENLABS_CONVAI_FETCH_CONVERSATION'])."
-                ),
             },
         ),
     ]
@@ -116,9 +118,9 @@ class CallAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Call._meta.fields] + [
-            "recording_player",
-            "metrics_display",
-            "provider_report_display",
+            "length",
+            "recording_length",
+            "end_reason_display",
         ]
 
     def has_add_permission(self, request):
@@ -160,38 +162,66 @@ class CallAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.display(boolean=True, description=_("recording"))
-    def has_recording(self, obj):
-        return bool(obj.recording)
+    # -- list columns ----------------------------------------------------------------------------
+
+    @admin.display(description=_("when"), ordering="created_at")
+    def when(self, obj):
+        return date_format(timezone.localtime(obj.created_at), "SHORT_DATETIME_FORMAT")
+
+    @admin.display(description=_("from → to"))
+    def from_to(self, obj):
+        return format_html(
+            '<span title="{}">{} → {}</span>',
+            obj.get_direction_display(),
+            obj.from_number or "?",
+            obj.to_number or "?",
+        )
+
+    @admin.display(description=_("agent"), ordering="agent__name")
+    def agent_name(self, obj):
+        # Not the ``agent`` field itself: the admin keeps foreign keys on one line, and a long
+        # agent name would then push the last columns off a laptop screen.
+        return obj.agent.name if obj.agent else "—"
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_and_reason(self, obj):
+        return status_with_reason(obj)
+
+    @admin.display(description=_("duration"), ordering="duration")
+    def length(self, obj):
+        return clock_duration(obj.duration)
+
+    @admin.display(description=_("recording length"))
+    def recording_length(self, obj):
+        return clock_duration(obj.recording_duration)
+
+    @admin.display(description=_("end reason"))
+    def end_reason_display(self, obj):
+        return end_reason_text(obj.end_reason) or "—"
 
     @admin.display(description=_("recording"))
-    def recording_player(self, obj):
-        if not obj or not obj.recording:
-            return "—"
-        url = reverse("admin:voiceagents_call_recording", args=[obj.pk])
+    def recording_link(self, obj):
+        if not obj.recording:
+            return ""
         return format_html(
-            '<audio controls preload="none" src="{}"></audio><br><a href="{}" download>{}</a>',
-            url,
-            url,
-            _("Download WAV (caller left, agent right)"),
+            '<a href="{}" class="call-recording-link" title="{}" aria-label="{}">{}</a>',
+            reverse("admin:voiceagents_call_recording", args=[obj.pk]),
+            _("Listen to the recording"),
+            _("Recording"),
+            mark_safe(SPEAKER_ICON),  # a constant of this module
         )
 
-    @admin.display(description=_("metrics"))
-    def metrics_display(self, obj):
-        if not obj or not obj.metrics:
-            return "—"
-        rows = format_html_join(
-            "",
-            "<tr><th>{}</th><td>{}</td></tr>",
-            ((key, json.dumps(value)) for key, value in sorted(obj.metrics.items())),
-        )
-        return format_html("<table>{}</table>", rows)
+    # -- the call page ---------------------------------------------------------------------------
 
-    @admin.display(description=_("report"))
-    def provider_report_display(self, obj):
-        if not obj or not obj.provider_report:
-            return "—"
-        return format_html("<pre>{}</pre>", json.dumps(obj.provider_report, indent=2))
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            recording_url = (
+                reverse("admin:voiceagents_call_recording", args=[obj.pk]) if obj.recording else ""
+            )
+            context.update(page_context(obj, recording_url))
+            if obj.provider_report:
+                context["provider_report"] = json.dumps(obj.provider_report, indent=2)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
         return [
@@ -204,14 +234,19 @@ class CallAdmin(admin.ModelAdmin):
         ]
 
     def recording_view(self, request, call_id):
-        """Serve a recording to staff who may view calls (recordings are never public media)."""
+        """Serve a recording to staff who may view calls (recordings are never public media),
+        in byte ranges when asked (see ``voiceagents.ranges``)."""
         call = get_object_or_404(Call, pk=call_id)
         if not self.has_view_permission(request, call):
             raise PermissionDenied
         if not call.recording:
             raise Http404("This call has no recording.")
         try:
+            size = call.recording.size
             handle = call.recording.open("rb")
         except FileNotFoundError as err:
             raise Http404("The recording file is missing from storage.") from err
-        return FileResponse(handle, content_type="audio/wav", filename=f"call-{call.pk}.wav")
+        # Byte ranges: a browser seeks in the WAV (a turn of the conversation view) with them.
+        return ranges.file_response(
+            request, handle, size=size, content_type="audio/wav", filename=f"call-{call.pk}.wav"
+        )

@@ -41,6 +41,18 @@ class Direction(models.TextChoices):
     OUTBOUND = "outbound", _("outbound")
 
 
+def clock(ms: float | None) -> str:
+    """``ms`` from the call start as a clock reading: ``m:ss``, or ``h:mm:ss`` from an hour on."""
+    if ms is None:
+        return ""
+    seconds = int(max(ms, 0) // 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{seconds:02d}"
+    return f"{minutes}:{seconds:02d}"
+
+
 def recording_upload_to(call: Call, filename: str) -> str:
     return f"voiceagents/recordings/{call.created_at:%Y/%m/%d}/{call.pk}.wav"
 
@@ -228,7 +240,9 @@ class CallEvent(models.Model):
         ordering = ["call", "created_at", "pk"]
 
     def __str__(self):
-        return f"{self.get_kind_display()} @ {self.at_ms} ms"
+        if self.at_ms is None:
+            return str(self.get_kind_display())
+        return f"{self.get_kind_display()} at {clock(self.at_ms)}"
 
 
 class ProcessedWebhookEvent(models.Model):
