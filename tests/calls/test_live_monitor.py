@@ -11,6 +11,7 @@ import pytest
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.cache import cache
 
+from voiceagents.call import monitor
 from voiceagents.models import CallStatus, TranscriptEntry
 
 from ..voiceagents.live_monitor import events_until, monitor_socket, next_event, session_cookie
@@ -109,9 +110,11 @@ class SilentLayer(InMemoryChannelLayer):
 
 
 async def test_a_channel_layer_that_never_answers_does_not_hold_up_the_call(
-    harness, streams, fake_openai, settings
+    harness, streams, fake_openai, settings, monkeypatch
 ):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.SilentLayer"}}
+    # No send gives up on its own: only the end's grace period lets the call finish.
+    monkeypatch.setattr(monitor, "SEND_TIMEOUT_S", 3600.0)
     incoming, caller, _ = await live(harness, streams, fake_openai)
     await caller_says(fake_openai, SAID)
     written = TranscriptEntry.objects.filter(call_id=incoming.call_id, text=SAID)
@@ -121,5 +124,6 @@ async def test_a_channel_layer_that_never_answers_does_not_hold_up_the_call(
         await asyncio.sleep(0.05)
     assert await written.aexists()
     await caller.stop()
+    await asyncio.wait_for(caller.closed.wait(), 10)  # the stream is closed once the call ended
     call = await ended_call(incoming.call_id)
     assert call.ended_at is not None and call.status == CallStatus.COMPLETED

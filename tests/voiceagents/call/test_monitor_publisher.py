@@ -90,7 +90,7 @@ async def test_a_stuck_layer_keeps_only_the_newest_events_and_the_end_does_not_w
     publisher.lines(turns)
     assert len(publisher._queue) <= monitor.MAX_QUEUED  # noqa: SLF001 - the bound under test
     with caplog.at_level(logging.INFO):
-        await publisher.close()  # gives up after CLOSE_GRACE_S
+        await asyncio.wait_for(publisher.close(), 5)  # gives up after CLOSE_GRACE_S
     assert publisher.published == 0
     assert publisher.lost == 100
     assert layer.attempts == 1
