@@ -306,12 +306,13 @@ def finish_call(
     recording_path: str | None,
     recording_ms: float | None,
     provider_session_id: str = "",
-) -> None:
+) -> tuple[str, str]:
     """Write the end of the call: status, times, metrics and the recording; queue post-call work.
 
     A carrier status callback may have marked the call final already (it can arrive before the
     stream's ``stop``); its status stands, and so do the end reason and error it recorded
-    (Telnyx's ``call.hangup`` maps ``hangup_cause``); the rest is still written.
+    (Telnyx's ``call.hangup`` maps ``hangup_cause``); the rest is still written. Returns the
+    call's final status and end reason.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -337,6 +338,7 @@ def finish_call(
                 data={"from": previous, "to": call.status, "reason": end_reason},
             )
         transaction.on_commit(lambda: _queue_finalize(call.pk))
+    return call.status, call.end_reason
 
 
 def _attach_recording(call: Call, path: str, duration_ms: float | None) -> None:

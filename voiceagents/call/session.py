@@ -56,6 +56,7 @@ from .callsetup import CallContext
 from .carrier_link import CarrierLink
 from .local_vad import LocalSpeechDetector
 from .metrics import CallMetrics
+from .monitor import MonitorPublisher
 from .playback import Playback
 from .tools import run_tool
 from .transcripts import BackgroundWriter, Turn
@@ -93,7 +94,11 @@ class CallSession:
             mark_interval_ms=context.mark_interval_ms,
             on_frame=self._on_frame,
         )
-        self.writer = BackgroundWriter(context.call_id, self.log, settle=self._settle_turns)
+        #: The call's start, transcript lines and end, for the admin's live monitor.
+        self.monitor = MonitorPublisher(context.call_id, self.log)
+        self.writer = BackgroundWriter(
+            context.call_id, self.log, settle=self._settle_turns, on_ready=self.monitor.lines
+        )
         self.turns = TurnTracker(self.writer)
         #: Set when the provider needs caller speech detected here (see _connected).
         self.speech_detector: LocalSpeechDetector | None = None
@@ -127,6 +132,7 @@ class CallSession:
         self._spawn(self.playback.run(), "playout")
         self.writer.start()
         self._timer = self.loop.call_later(self.ctx.max_duration_s, self._on_max_duration)
+        self.monitor.started(carrier=self.ctx.carrier, provider=self.ctx.provider_id)
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -402,6 +408,7 @@ class CallSession:
             return
         self._ending = True
         self.log.info("ending: %s%s", reason, f" ({error})" if error else "")
+        final_status = ""
         try:
             if self._timer is not None:
                 self._timer.cancel()
@@ -427,7 +434,7 @@ class CallSession:
                     recording_ms = self.recorder.close(self.call_ms(now)).duration_ms
                 except OSError:
                     self.log.exception("cannot finalise the recording")
-            await database_sync_to_async(callsetup.finish_call)(
+            final_status, reason = await database_sync_to_async(callsetup.finish_call)(
                 self.ctx.call_id,
                 failed=failed,
                 end_reason=reason,
@@ -442,6 +449,8 @@ class CallSession:
                 "ending the call failed; finalize_call and reconcile_stale_calls will close it"
             )
         finally:
+            self.monitor.ended(status=final_status, end_reason=reason)
+            await self.monitor.close()
             self.ended.set()
 
     async def _quietly(self, coro, what: str) -> None:

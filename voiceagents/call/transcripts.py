@@ -144,11 +144,18 @@ class BackgroundWriter:
     ``start()`` registers the call with its event loop's shared writer, which writes settled turns
     and events every ``interval`` seconds together with the other calls'; ``close()`` (the call's
     end) writes whatever is left, settled or not, before it returns. ``settle`` is called before
-    each write, so the session can settle turns whose audio has played since the last one.
+    each write, so the session can settle turns whose audio has played since the last one;
+    ``on_ready`` is handed the turns of each write as it begins (the live monitor's lines).
     """
 
     def __init__(
-        self, call_id, log, *, interval: float = 0.25, settle: Callable[[], None] | None = None
+        self,
+        call_id,
+        log,
+        *,
+        interval: float = 0.25,
+        settle: Callable[[], None] | None = None,
+        on_ready: Callable[[list[Turn]], None] | None = None,
     ):
         self.call_id = call_id
         self.log = log
@@ -157,6 +164,7 @@ class BackgroundWriter:
         self.events: list[TimelineEvent] = []
         self.rows_written = 0
         self._settle = settle
+        self._on_ready = on_ready
         self._next_seq = 0
         # Turns not written yet, by seq (so in conversation order).
         self._unwritten: dict[int, Turn] = {}
@@ -228,6 +236,11 @@ class BackgroundWriter:
         # In flight: a turn that changes meanwhile is put back by ``rewrite`` and written again.
         for turn in ready:
             del self._unwritten[turn.seq]
+        if ready and self._on_ready is not None:
+            try:
+                self._on_ready(ready)
+            except Exception:
+                self.log.exception("reporting transcript turns failed")
         return self, ready, events
 
     def _rows(self, turns: list[Turn], events: list[TimelineEvent]) -> Rows:
