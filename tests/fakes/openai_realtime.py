@@ -21,7 +21,6 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-
 #: Model names the service no longer serves (the seed's default among them): refused at connect.
 RETIRED_MODELS = frozenset(
     {

@@ -12,7 +12,7 @@ import voiceagents.vendors
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("voiceagents", "0009_reply_model_blank_default"),
+        ("voiceagents", "0010_agent_form_help"),
     ]
 
     operations = [
