@@ -54,6 +54,10 @@ def test_the_credential_form_shows_one_vendor_keeps_the_secret_and_tests_the_con
                 page.select_option("#id_vendor", "telnyx")
                 expect(telnyx_section).to_be_visible()
                 expect(twilio_section).to_be_hidden()
+                # Of the notes on what each vendor's secret is, only Telnyx's shows.
+                expect(page.locator("[data-spec-notes] li:visible")).to_have_text(
+                    ["Telnyx: The Telnyx API v2 key (starts 'KEY')."]
+                )
                 page.select_option("#id_vendor", "twilio")
                 expect(twilio_section).to_be_visible()
                 expect(telnyx_section).to_be_hidden()

@@ -1,14 +1,8 @@
-"""What the admin pages share: fieldset descriptions and admins of per-spec data."""
+"""What the admin pages share: admins of per-spec data."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.utils.html import format_html, format_html_join
-
-
-def _spec_list(pairs) -> str:
-    """An HTML list of ``(name, text)`` pairs for a fieldset description (escaped)."""
-    return format_html("<ul>{}</ul>", format_html_join("", "<li>{}: {}</li>", pairs))
 
 
 class SpecDataAdmin(admin.ModelAdmin):

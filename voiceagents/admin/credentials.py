@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from ..connection import check_connection
 from ..forms import CredentialForm
+from ..forms.specdata import SECTION_CLASS
 from ..models import Credential
 from ..vendors import vendors
-from .common import SpecDataAdmin, _spec_list
+from .common import SpecDataAdmin
 
 #: The submit button that saves the credential, then tests it (credential/submit_line.html).
 TEST_BUTTON = "_test_connection"
@@ -28,7 +30,16 @@ class CredentialAdmin(SpecDataAdmin):
     actions = ["test_connection"]
 
     def get_fieldsets(self, request, obj=None):
-        secrets = _spec_list((v.name, v.secret_help) for v in vendors if v.secret_help)
+        # One note per vendor; spec_form.js leaves only the chosen vendor's.
+        secrets = format_html(
+            '<ul data-spec-notes="{}">{}</ul>',
+            SECTION_CLASS,
+            format_html_join(
+                "",
+                '<li class="{}-{}">{}: {}</li>',
+                ((SECTION_CLASS, v.id, v.name, v.secret_help) for v in vendors if v.secret_help),
+            ),
+        )
         return [
             (
                 None,

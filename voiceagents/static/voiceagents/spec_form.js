@@ -11,6 +11,12 @@
       // The admin's stylesheet gives fieldsets a display of their own, which beats [hidden].
       section.style.display = hidden ? "none" : "";
     }
+    // Notes listing every vendor (what each one's secret is): keep the chosen one's.
+    for (const note of select.form.querySelectorAll(
+      "[data-spec-notes='" + select.dataset.specSelect + "'] > li"
+    )) {
+      note.hidden = !note.classList.contains(chosen);
+    }
   }
 
   function start() {
