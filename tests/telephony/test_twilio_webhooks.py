@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.fakes import twilio as fake
 from tests.telephony.webhook_cases import *  # noqa: F403  (the contract suite runs here)
@@ -370,6 +371,26 @@ def test_a_final_call_never_goes_back_to_a_live_status(client, ringing_call, fin
         call = _status(client, ringing_call, status, sequence)
         assert call.status == final.replace("-", "_")
         assert call.carrier_status_seq == sequence
+
+
+@pytest.mark.parametrize(
+    "final, reason",
+    [
+        ("completed", "no_media_stream"),
+        ("busy", "busy"),
+        ("no-answer", "no_answer"),
+        ("canceled", "caller_cancelled"),
+        ("failed", "carrier_failed"),
+    ],
+)
+def test_a_call_ended_before_its_stream_started_says_why(client, ringing_call, final, reason):
+    call = _status(client, ringing_call, final, 2)
+    assert (call.status, call.end_reason) == (final.replace("-", "_"), reason)
+
+
+def test_a_call_whose_stream_started_gets_its_reason_from_the_session(client, ringing_call):
+    Call.objects.filter(pk=ringing_call.pk).update(stream_token_used_at=timezone.now())
+    assert _status(client, ringing_call, "completed", 2).end_reason == ""
 
 
 def test_live_statuses_only_move_forward(client, ringing_call):

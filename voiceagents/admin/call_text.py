@@ -30,6 +30,8 @@ END_REASONS = {
     "stream_stopped": gettext_lazy("media stream stopped"),
     "stream_closed": gettext_lazy("media stream closed"),
     "stream_failed": gettext_lazy("media stream failed"),
+    "no_media_stream": gettext_lazy("ended before the media stream started"),
+    "carrier_failed": gettext_lazy("carrier could not connect the call"),
     "answered": gettext_lazy("answered"),
     "caller_cancelled": gettext_lazy("caller gave up"),
     "busy": gettext_lazy("line busy"),

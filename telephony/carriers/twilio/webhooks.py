@@ -271,16 +271,37 @@ def apply_status_callback(event: TwilioCallEvent) -> str:
         previous = call.status
         duration = timedelta(seconds=event.duration) if event.duration is not None else None
         lifecycle.advance(call, status, event.timestamp or timezone.now(), duration=duration)
+        if call.is_final and not call.end_reason and call.stream_token_used_at is None:
+            # No media stream ever started, so no session will say why the call ended: Twilio's
+            # status does (a call whose stream started gets its reason from the session).
+            call.end_reason = NO_STREAM_END_REASONS.get(call.status, "no_media_stream")
         if event.sequence is not None:
             call.carrier_status_seq = event.sequence
         call.save(
-            update_fields=["status", "answered_at", "ended_at", "duration", "carrier_status_seq"]
+            update_fields=[
+                "status",
+                "answered_at",
+                "ended_at",
+                "duration",
+                "end_reason",
+                "carrier_status_seq",
+            ]
         )
         if call.status == previous:
             return "unchanged"
         _status_event(call, previous, event).save()
     logger.info("Twilio call %s (%s): %s -> %s", event.call_sid, call.pk, previous, call.status)
     return "changed"
+
+
+#: ``end_reason`` of a call Twilio ended before its media stream started, by final status.
+#: ``completed``: the caller hung up during the greeting TwiML, or the stream never connected.
+NO_STREAM_END_REASONS = {
+    CallStatus.BUSY: "busy",
+    CallStatus.NO_ANSWER: "no_answer",
+    CallStatus.CANCELED: "caller_cancelled",
+    CallStatus.FAILED: "carrier_failed",
+}
 
 
 class TwilioStatusCallbackView(TwilioWebhookView):
