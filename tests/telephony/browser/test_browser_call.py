@@ -197,12 +197,15 @@ def test_a_member_who_is_not_staff_gets_neither_the_page_nor_the_socket(
             page.set_default_timeout(10_000)
             page.goto(call_page)
             landed = page.url
+            # Logged in, as the login page says (not an anonymous visitor).
+            notice = page.locator("p.errornote").text_content()
             has_button = page.locator("#call-button").count()
             code = page.evaluate(SOCKET_CLOSE_CODE, media_path)
         finally:
             browser.close()
 
     assert landed.startswith(asgi_server + reverse("admin:login"))
+    assert "You are authenticated as bob, but are not authorized" in " ".join(notice.split())
     assert has_button == 0
     assert code == 4001
     assert not Call.objects.exists()
