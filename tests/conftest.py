@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 
 
@@ -31,3 +33,42 @@ def browser_settings(settings):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     return settings
+
+
+@pytest.fixture
+def asgi_server(transactional_db, browser_settings):
+    """The project's ASGI routes (static files included) under uvicorn, in a thread: its URL.
+
+    It runs in this process, so it shares the test database and the handlers a test registers;
+    unlike ``live_server`` it serves the WebSocket routes (media streams, the live monitor).
+    """
+    uvicorn = pytest.importorskip("uvicorn", reason="the uvicorn package is absent")
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.asgi import get_asgi_application
+
+    from telephony.routing import websocket_urlpatterns
+    from tests.integration.conftest import free_port
+
+    application = ProtocolTypeRouter(
+        {
+            "http": ASGIStaticFilesHandler(get_asgi_application()),
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

@@ -13,50 +13,25 @@ Every request's path is recorded in ``paths``.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.http_fake import ThreadedHTTPFake
 
 API_KEY = "dg-test-key-0123456789abcdef0123456789ab"
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that timed out or went away: nothing to report
-
-
-class FakeDeepgramAPI:
+class FakeDeepgramAPI(ThreadedHTTPFake):
     """``with FakeDeepgramAPI() as api:`` then point a credential's API base URL at ``api.url``."""
+
+    methods = ("GET",)
 
     def __init__(self, api_key: str = API_KEY):
         self.api_key = api_key
         self.projects = [{"project_id": str(uuid.uuid4()), "name": "Front desk"}]
         self.paths: list[str] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def __enter__(self) -> FakeDeepgramAPI:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                fake._handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         with self._lock:
@@ -64,20 +39,11 @@ class FakeDeepgramAPI:
         if request.headers.get("Authorization") != f"Token {self.api_key}":
             self._error(request, 401, "INVALID_AUTH", "Invalid credentials.")
         elif request.path == "/v1/projects":
-            self._answer(request, 200, {"projects": list(self.projects)})
+            self.answer_json(request, 200, {"projects": list(self.projects)})
         else:
             self._error(request, 404, "Not Found", f"No such endpoint: {request.path}")
 
     def _error(self, request, status: int, code: str, message: str) -> None:
-        self._answer(
+        self.answer_json(
             request, status, {"err_code": code, "err_msg": message, "request_id": str(uuid.uuid4())}
         )
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)

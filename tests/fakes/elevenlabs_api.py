@@ -49,8 +49,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.fakes.http_fake import ThreadedHTTPFake
 
 API_KEY = "sk_test_elevenlabs_0123456789abcdef"
 
@@ -261,15 +263,13 @@ def _error(loc: list, kind: str, msg: str, value) -> dict:
     return {"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that timed out or went away: nothing to report
-
-
-class FakeElevenLabsAPI:
+class FakeElevenLabsAPI(ThreadedHTTPFake):
     """``with FakeElevenLabsAPI() as api:`` then point a credential's API base URL at ``api.url``."""
+
+    methods = ("GET", "POST", "PATCH", "DELETE")
+    # Keep-alive connections (a client reuses them across requests) and chunked streaming
+    # bodies, like the real API. Every other answer carries a Content-Length.
+    protocol_version = "HTTP/1.1"
 
     def __init__(self, api_key: str = API_KEY):
         self.api_key = api_key
@@ -311,33 +311,6 @@ class FakeElevenLabsAPI:
         self.tts_drop_after: int | None = None
         self._scripts: deque[_Script] = deque()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def __enter__(self) -> FakeElevenLabsAPI:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                fake._handle(self)
-
-            do_POST = do_PATCH = do_DELETE = do_GET  # noqa: N815
-
-            def log_message(self, *args):
-                pass
-
-        # HTTP/1.1: keep-alive connections (a client reuses them across requests) and chunked
-        # streaming bodies, like the real API. Every other answer carries a Content-Length.
-        Handler.protocol_version = "HTTP/1.1"
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # -- scripting and inspection -----------------------------------------------------------------
 
@@ -384,7 +357,7 @@ class FakeElevenLabsAPI:
         with self._lock:
             self.requests.append(record)
         if request.headers.get("xi-api-key") != self.api_key:
-            self._answer(
+            self.answer_json(
                 request,
                 401,
                 {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}},
@@ -397,7 +370,7 @@ class FakeElevenLabsAPI:
                 request.close_connection = True
                 request.connection.close()
             else:
-                self._answer(request, script.status, script.body)
+                self.answer_json(request, script.status, script.body)
             return
         parts = [part for part in split.path.split("/") if part]
         if record.method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "text-to-speech"]:
@@ -405,7 +378,7 @@ class FakeElevenLabsAPI:
                 self._tts(request, record, parts[2])
                 return
         status, answer = self._route(record)
-        self._answer(request, status, answer)
+        self.answer_json(request, status, answer)
 
     def _route(self, req: Request) -> tuple[int, object]:
         parts = [part for part in req.path.split("/") if part]
@@ -513,7 +486,7 @@ class FakeElevenLabsAPI:
             status, answer = self._tts_check(tts)
             tts.status = status
             if status != 200:
-                self._answer(request, status, answer)
+                self.answer_json(request, status, answer)
                 return
             self._stream(request, tts, self.tts_audio_for(record.json["text"], answer))
         finally:
@@ -615,15 +588,6 @@ class FakeElevenLabsAPI:
             if self._client_gone(sock, 0.01):
                 return True
         return False
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
 
 
 def _not_found(agent_id: str) -> dict:

@@ -31,10 +31,12 @@ import time
 import wave
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from tests.fakes.http_fake import ThreadedHTTPFake
 
 API_KEY = "sk-test-openai-0123456789abcdef"
 SPEECH_RATE = 24000
@@ -119,20 +121,15 @@ class _Script:
     body: object = None  # status 0: close the connection without answering
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that went away: recorded where it matters
-
-
-class FakeOpenAIAudio:
+class FakeOpenAIAudio(ThreadedHTTPFake):
     """``with FakeOpenAIAudio() as openai:`` then use ``openai.speech_url`` and
     ``openai.transcriptions_url`` as the stages' base URLs (``openai.url`` is the root)."""
 
+    methods = ("POST", "GET")
+    protocol_version = "HTTP/1.1"  # chunked bodies and keep-alive, as OpenAI answers
+
     def __init__(self, api_key: str = API_KEY):
         self.api_key = api_key
-        self.url = ""
         #: Speech audio per input character, in ms.
         self.ms_per_char = 40.0
         #: Bytes per chunk of a speech body; odd so that chunks split samples.
@@ -155,7 +152,6 @@ class FakeOpenAIAudio:
         self.paths: list[str] = []
         self._scripts: deque[_Script] = deque()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     @property
     def speech_url(self) -> str:
@@ -165,33 +161,14 @@ class FakeOpenAIAudio:
     def transcriptions_url(self) -> str:
         return f"{self.url}/v1/audio/transcriptions"
 
-    def __enter__(self) -> FakeOpenAIAudio:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # chunked bodies and keep-alive, as OpenAI answers
-
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                fake._handle(self)
-
-            do_GET = do_POST  # noqa: N815
-
-            def log_message(self, *args):
-                pass
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
     def __exit__(self, *exc) -> None:
+        # Let held streams and transcriptions finish so the server can shut down.
         if self.hold_after_first_chunk is not None:
             self.hold_after_first_chunk.set()
         for delay in self.delays:
             if isinstance(delay, threading.Event):
                 delay.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().__exit__(*exc)
 
     # -- scripting --------------------------------------------------------------------------------
 
@@ -218,7 +195,7 @@ class FakeOpenAIAudio:
         with self._lock:
             self.paths.append(path)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            self._answer(request, 401, INVALID_KEY)
+            self.answer_json(request, 401, INVALID_KEY)
             return
         with self._lock:
             script = self._scripts.popleft() if self._scripts else None
@@ -227,12 +204,12 @@ class FakeOpenAIAudio:
                 request.close_connection = True
                 request.connection.close()
             else:
-                self._answer(request, script.status, script.body)
+                self.answer_json(request, script.status, script.body)
             return
         if request.command == "GET" and path == "/v1/models":
-            self._answer(request, 200, {"object": "list", "data": [_model(m) for m in MODELS]})
+            self.answer_json(request, 200, {"object": "list", "data": [_model(m) for m in MODELS]})
         elif request.command == "GET":
-            self._answer(
+            self.answer_json(
                 request, 404, openai_error(f"Invalid URL (GET {path})", code="unknown_url")
             )
         elif path == "/v1/audio/speech":
@@ -240,7 +217,7 @@ class FakeOpenAIAudio:
         elif path == "/v1/audio/transcriptions":
             self._transcription(request, raw)
         else:
-            self._answer(
+            self.answer_json(
                 request, 404, openai_error(f"Invalid URL (POST {path})", code="unknown_url")
             )
 
@@ -255,7 +232,7 @@ class FakeOpenAIAudio:
         error = _speech_error(body)
         if error:
             record.done.set()
-            self._answer(request, 400, error)
+            self.answer_json(request, 400, error)
             return
         audio = self.speech_pcm(body["input"])
         request.send_response(200)
@@ -289,7 +266,7 @@ class FakeOpenAIAudio:
         content_type = request.headers.get("Content-Type", "")
         parts = _multipart(content_type, raw)
         if parts is None:
-            self._answer(
+            self.answer_json(
                 request, 400, openai_error("Could not parse multipart form", code="invalid_form")
             )
             return
@@ -315,24 +292,15 @@ class FakeOpenAIAudio:
                     self.transcripts.popleft() if self.transcripts else f"utterance {record.number}"
                 )
         if error:
-            self._answer(request, 400, error)
+            self.answer_json(request, 400, error)
             return
         if isinstance(delay, threading.Event):
             delay.wait(10)
         elif delay:
             time.sleep(delay)
-        self._answer(request, 200, {"text": text})
+        self.answer_json(request, 200, {"text": text})
         with self._lock:
             self.answered.append(record.number)
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
 
 
 def _speech_error(body) -> dict | None:

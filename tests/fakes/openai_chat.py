@@ -29,7 +29,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.http_fake import ThreadedHTTPFake
 
 API_KEY = "sk-test-openai-chat-0123456789abcdef"
 PATH = "/v1/chat/completions"
@@ -72,15 +74,12 @@ class _Failure:
     body: object
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that went away: recorded by the stream itself
-
-
-class FakeOpenAIChat:
+class FakeOpenAIChat(ThreadedHTTPFake):
     """``with FakeOpenAIChat() as chat:`` then use ``chat.url`` as the reply stage's base URL."""
+
+    methods = ("POST",)
+    protocol_version = "HTTP/1.1"
+    url_path = PATH
 
     def __init__(self, api_key: str = API_KEY, model: str = "gpt-4o-mini-2024-07-18"):
         self.api_key = api_key
@@ -93,29 +92,6 @@ class FakeOpenAIChat:
         self._scripts: deque[Script] = deque()
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def __enter__(self) -> FakeOpenAIChat:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                fake._handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # -- scripting and inspection -----------------------------------------------------------------
 
@@ -152,20 +128,20 @@ class FakeOpenAIChat:
         with self._lock:
             self.requests.append(record)
         if request.path != PATH:
-            self._answer(request, 404, _error(f"Invalid URL (POST {request.path})", None))
+            self.answer_json(request, 404, _error(f"Invalid URL (POST {request.path})", None))
             return
         key = _bearer(request.headers.get("Authorization", ""))
         if key != self.api_key:
-            self._answer(request, 401, _bad_key(key))
+            self.answer_json(request, 401, _bad_key(key))
             return
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
         if failure is not None:
-            self._answer(request, failure.status, failure.body)
+            self.answer_json(request, failure.status, failure.body)
             return
         problem = _validate(body)
         if problem:
-            self._answer(request, 400, _error(problem, "invalid_request_error"))
+            self.answer_json(request, 400, _error(problem, "invalid_request_error"))
             return
         with self._lock:
             script = self._scripts.popleft() if self._scripts else Script()
@@ -218,15 +194,6 @@ class FakeOpenAIChat:
     def _done(self) -> None:
         with self._lock:
             self.completed += 1
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
 
 
 class _ClientGone(Exception):

@@ -31,11 +31,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.fakes.http_fake import ThreadedHTTPFake
 
 #: Matches ``VOICEAGENTS['PUBLIC_URL']`` in tests/settings.py.
 PUBLIC_URL = "https://voice.example.test"
@@ -200,28 +202,23 @@ class Command:
     headers: dict
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that timed out or went away: nothing to report
-
-
 @dataclass
 class _Script:
     status: int
     body: dict | None  # None: drop the connection without answering
 
 
-class FakeTelnyxAPI:
+class FakeTelnyxAPI(ThreadedHTTPFake):
     """``with FakeTelnyxAPI() as api:`` then point ``TELNYX_API_URL`` (or a credential) at ``api.url``."""
+
+    methods = ("POST", "GET")
+    url_path = "/v2"
 
     def __init__(self, api_key: str = API_KEY):
         self.api_key = api_key
         self.commands: list[Command] = []
         self._scripts: dict[str, deque[_Script]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         #: Seconds to wait before answering (to exercise client timeouts).
         self.delay = 0.0
         #: What ``GET /v2/balance`` answers under ``data`` (Telnyx's example values).
@@ -235,27 +232,6 @@ class FakeTelnyxAPI:
         }
         #: Paths of the GET requests received, in order.
         self.gets: list[str] = []
-
-    def __enter__(self) -> FakeTelnyxAPI:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                fake._handle(self)
-
-            do_GET = do_POST  # noqa: N815
-
-            def log_message(self, *args):
-                pass
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v2"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # -- scripting and inspection -----------------------------------------------------------------
 
@@ -307,7 +283,7 @@ class FakeTelnyxAPI:
         if self.delay:
             time.sleep(self.delay)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            self._answer(
+            self.answer_json(
                 request,
                 401,
                 {
@@ -327,7 +303,7 @@ class FakeTelnyxAPI:
         parts = request.path.split("/")
         # /v2/calls/{call_control_id}/actions/{action}
         if len(parts) != 6 or parts[1:3] != ["v2", "calls"] or parts[4] != "actions":
-            self._answer(
+            self.answer_json(
                 request,
                 404,
                 {
@@ -340,7 +316,7 @@ class FakeTelnyxAPI:
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
-            self._answer(
+            self.answer_json(
                 request,
                 400,
                 {"errors": [{"code": "10015", "title": "Bad request", "detail": "not JSON"}]},
@@ -352,33 +328,24 @@ class FakeTelnyxAPI:
             scripts = self._scripts.get(command.action)
             script = scripts.popleft() if scripts else None
         if script is None:
-            self._answer(request, 200, {"data": {"result": "ok"}})
+            self.answer_json(request, 200, {"data": {"result": "ok"}})
         elif script.body is None:
             request.close_connection = True
             request.connection.close()
         else:
-            self._answer(request, script.status, script.body)
+            self.answer_json(request, script.status, script.body)
 
     def _get(self, request: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.gets.append(request.path)
         if request.path == "/v2/balance":
-            self._answer(request, 200, {"data": dict(self.balance)})
+            self.answer_json(request, 200, {"data": dict(self.balance)})
             return
-        self._answer(
+        self.answer_json(
             request,
             404,
             {"errors": [{"code": "10005", "title": "Resource not found", "detail": request.path}]},
         )
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
 
 
 # -- media-stream frames (docs/carriers/telnyx.md#media-stream-frames) ------------------------

@@ -15,10 +15,10 @@ Every request's path and ``Authorization`` header are recorded in ``requests``.
 from __future__ import annotations
 
 import base64
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from tests.fakes.http_fake import ThreadedHTTPFake
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
@@ -34,15 +34,10 @@ def twilio_error(code: int, message: str, status: int) -> dict:
     }
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that timed out or went away: nothing to report
-
-
-class FakeTwilioAPI:
+class FakeTwilioAPI(ThreadedHTTPFake):
     """``with FakeTwilioAPI() as api:`` then point ``TWILIO_API_URL`` (or a credential) at ``api.url``."""
+
+    methods = ("GET",)
 
     def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN):
         self.account_sid = account_sid
@@ -52,27 +47,6 @@ class FakeTwilioAPI:
         self.friendly_name = "Acme Dental"
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def __enter__(self) -> FakeTwilioAPI:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                fake._handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         authorization = request.headers.get("Authorization") or ""
@@ -80,13 +54,13 @@ class FakeTwilioAPI:
             self.requests.append((request.path, authorization))
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         if authorization != f"Basic {expected}":
-            self._answer(request, 401, twilio_error(20003, "Authenticate", 401))
+            self.answer_json(request, 401, twilio_error(20003, "Authenticate", 401))
             return
         if request.path != f"/2010-04-01/Accounts/{self.account_sid}.json":
             message = f"The requested resource {request.path} was not found"
-            self._answer(request, 404, twilio_error(20404, message, 404))
+            self.answer_json(request, 404, twilio_error(20404, message, 404))
             return
-        self._answer(request, 200, self._account())
+        self.answer_json(request, 200, self._account())
 
     def _account(self) -> dict:
         uri = f"/2010-04-01/Accounts/{self.account_sid}.json"
@@ -102,12 +76,3 @@ class FakeTwilioAPI:
             "uri": uri,
             "subresource_uris": {"calls": uri.replace(".json", "/Calls.json")},
         }
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)

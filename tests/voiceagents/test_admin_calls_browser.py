@@ -9,7 +9,6 @@ application, since the recording view streams differently under each.
 from __future__ import annotations
 
 import io
-import threading
 import wave
 
 import numpy as np
@@ -18,7 +17,6 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, save_screenshot
-from tests.integration.conftest import free_port
 from tests.voiceagents.factories import (
     add_event,
     add_transcript,
@@ -48,40 +46,11 @@ SEEKED = """() => Promise.race([
 VIEWPORT = {"width": 1280, "height": 800}
 
 
-@pytest.fixture
-def asgi_url(transactional_db, browser_settings):
-    """The project's ASGI application (static files included) under uvicorn, in a thread."""
-    uvicorn = pytest.importorskip("uvicorn", reason="the uvicorn package is absent")
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-    from django.core.asgi import get_asgi_application
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            ASGIStaticFilesHandler(get_asgi_application()),
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
 @pytest.fixture(params=["wsgi", "asgi"])
 def base_url(request, browser_settings):
     if request.param == "wsgi":
         return request.getfixturevalue("live_server").url
-    return request.getfixturevalue("asgi_url")
+    return request.getfixturevalue("asgi_server")
 
 
 def conversation_wav(seconds: int, caller: list, agent: list, rate: int = 8000) -> bytes:

@@ -1,7 +1,7 @@
 """The live monitor in a real browser: Debian's chromium watching a real call, and hanging it up.
 
-The project's ASGI application runs under uvicorn in a thread of this process (the browser test
-call's ``asgi_server``), so it shares the test database. A Twilio call reaches it over a real
+The project's ASGI application runs under uvicorn in a thread of this process (the
+``asgi_server`` fixture), so it shares the test database. A Twilio call reaches it over a real
 WebSocket from the fake Twilio caller, answered by the fake OpenAI Realtime server; both run on
 an event loop of their own thread (``LoopThread``), since this thread runs playwright. The page
 must show the caller's words as the call goes and end the call with its "Hang up" button; a
@@ -14,18 +14,23 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings
-from django.test import Client
 from django.urls import reverse
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.browser import BROWSER_MARKS, PASSWORD, launch, log_in, save_screenshot
+from tests.browser import (
+    BROWSER_MARKS,
+    PASSWORD,
+    SOCKET_CLOSE_CODE,
+    launch,
+    log_in,
+    save_screenshot,
+    session_cookie,
+)
 from tests.calls.conftest import _create_call, signed_headers
 from tests.fakes.openai_realtime import FakeOpenAIRealtime
 from tests.fakes.twilio_stream import FakeTwilioCaller
 from tests.servers.calls import LoopThread
-from tests.telephony.browser.test_browser_call import asgi_server  # noqa: F401 - a fixture
 from voiceagents.models import Call, CallStatus
 from voiceagents.monitor.consumer import FORBIDDEN, SOCKET_PATH
 
@@ -35,11 +40,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 SAID = "I'd like to book a table for two."
 PAGE = reverse("voiceagents:monitor")
-#: Opens the monitor socket from the page and resolves with the close code it gets.
-CLOSE_CODE = """path => new Promise(resolve => {
-    const socket = new WebSocket(`ws://${location.host}${path}`);
-    socket.onclose = event => resolve(event.code);
-})"""
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def caller_says(loop_thread, fake: FakeOpenAIRealtime, text: str) -> None:
 
 
 def test_the_monitor_shows_a_live_calls_words_and_hangs_it_up(
-    asgi_server,  # noqa: F811 - the fixture imported above
+    asgi_server,
     browser_settings,
     recordings_dir,
     loop_thread,
@@ -166,31 +166,30 @@ def test_the_monitor_shows_a_live_calls_words_and_hangs_it_up(
 
 
 def test_a_member_who_is_not_staff_gets_neither_the_page_nor_the_socket(
-    asgi_server,  # noqa: F811 - the fixture imported above
+    asgi_server,
     browser_settings,
     django_user_model,
 ):
     user = django_user_model.objects.create_user("bob", password=PASSWORD, is_staff=False)
-    client = Client()
-    client.force_login(user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    cookie = session_cookie(user, asgi_server)
 
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
         try:
             context = browser.new_context()
-            context.add_cookies(
-                [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": asgi_server}]
-            )
+            context.add_cookies([cookie])
             page = context.new_page()
             page.set_default_timeout(10_000)
             page.goto(asgi_server + PAGE)
             landed = page.url
+            # Logged in, as the login page says (not an anonymous visitor).
+            notice = page.locator("p.errornote").text_content()
             has_monitor = page.locator("#live-monitor").count()
-            code = page.evaluate(CLOSE_CODE, SOCKET_PATH)
+            code = page.evaluate(SOCKET_CLOSE_CODE, SOCKET_PATH)
         finally:
             browser.close()
 
     assert landed.startswith(asgi_server + reverse("admin:login"))
+    assert "You are authenticated as bob, but are not authorized" in " ".join(notice.split())
     assert has_monitor == 0
     assert code == FORBIDDEN

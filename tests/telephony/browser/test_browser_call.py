@@ -15,20 +15,16 @@ import asyncio
 import threading
 import wave
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.urls import reverse
 
 import voiceagents
-from tests.browser import CHROMIUM
+from tests.browser import BROWSER_MARKS, PASSWORD, SOCKET_CLOSE_CODE, log_in, session_cookie
 from tests.browser import launch as launch_chromium
 from tests.fakes import deepgram as fake_deepgram
 from tests.fakes import elevenlabs_api as fake_elevenlabs
-from tests.integration.conftest import free_port
 from tests.voiceagents.audio.signals import voiced
 from voiceagents.models import Agent, Call, CallStatus, Credential
 
@@ -38,26 +34,11 @@ MEDIA_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
-PASSWORD = "correct-horse-battery-staple"
 SAID = "book a table for two"
 REPLY = f"I heard you say: {SAID}"
-#: Opens the media socket from the page and resolves with the close code it gets.
-CLOSE_CODE = """path => new Promise(resolve => {
-    const socket = new WebSocket(`ws://${location.host}${path}`);
-    socket.onclose = event => resolve(event.code);
-})"""
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is absent")
-uvicorn = pytest.importorskip("uvicorn", reason="the uvicorn package is absent")
 
 
 @voiceagents.reply_handler("browser-call-tests-echo")
@@ -65,40 +46,7 @@ async def heard_you(event):
     return f"I heard you say: {event['text']}"
 
 
-# -- the server, the fakes and the microphone ---------------------------------------------------
-
-
-@pytest.fixture
-def asgi_server(transactional_db, browser_settings):
-    """The project's ASGI routes (static files included) under uvicorn, in a thread: its URL."""
-    from channels.routing import ProtocolTypeRouter, URLRouter
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-    from django.core.asgi import get_asgi_application
-
-    from telephony.routing import websocket_urlpatterns
-
-    application = ProtocolTypeRouter(
-        {
-            "http": ASGIStaticFilesHandler(get_asgi_application()),
-            "websocket": URLRouter(websocket_urlpatterns),
-        }
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+# -- the fakes and the microphone ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -194,11 +142,7 @@ def test_a_staff_member_talks_to_the_agent_from_the_admin(
         try:
             page = browser.new_page()
             page.set_default_timeout(20_000)
-            page.goto(f"{asgi_server}{reverse('admin:login')}?{urlencode({'next': agent_path})}")
-            page.fill("#id_username", "ada")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url(asgi_server + agent_path)
+            log_in(page, asgi_server, "ada", agent_path)
 
             page.click("#test-call-link")
             page.wait_for_url(call_page)
@@ -240,9 +184,7 @@ def test_a_member_who_is_not_staff_gets_neither_the_page_nor_the_socket(
     asgi_server, pipeline_agent, microphone, django_user_model
 ):
     user = django_user_model.objects.create_user("bob", password=PASSWORD, is_staff=False)
-    client = Client()
-    client.force_login(user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    cookie = session_cookie(user, asgi_server)
     call_page = asgi_server + reverse("telephony:browser_call", args=[pipeline_agent.pk])
     media_path = "/telephony/browser/media/"
 
@@ -250,19 +192,20 @@ def test_a_member_who_is_not_staff_gets_neither_the_page_nor_the_socket(
         browser = launch(playwright, microphone)
         try:
             context = browser.new_context()
-            context.add_cookies(
-                [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": asgi_server}]
-            )
+            context.add_cookies([cookie])
             page = context.new_page()
             page.set_default_timeout(10_000)
             page.goto(call_page)
             landed = page.url
+            # Logged in, as the login page says (not an anonymous visitor).
+            notice = page.locator("p.errornote").text_content()
             has_button = page.locator("#call-button").count()
-            code = page.evaluate(CLOSE_CODE, media_path)
+            code = page.evaluate(SOCKET_CLOSE_CODE, media_path)
         finally:
             browser.close()
 
     assert landed.startswith(asgi_server + reverse("admin:login"))
+    assert "You are authenticated as bob, but are not authorized" in " ".join(notice.split())
     assert has_button == 0
     assert code == 4001
     assert not Call.objects.exists()
