@@ -367,7 +367,10 @@ async def test_a_conversation_refused_at_set_up_fails_the_call_with_a_readable_r
     assert "is not allowed by config" in page.content.decode()
 
 
-async def test_a_dropped_conversation_fails_the_call_and_keeps_the_transcript(twilio_line, el):
+async def test_a_conversation_dropped_for_good_fails_the_call_and_keeps_the_transcript(
+    twilio_line, el, voiceagents_settings
+):
+    voiceagents_settings["PROVIDER_MAX_FAILURES"] = 1  # no reconnect: the first drop is the last
     el.replies.append(ScriptedReply(bytes([0x12]) * 800, "Hello from Acme!"))
     call_id, caller = await twilio_line.call()
     await wait_for(lambda: len(caller.media_in) >= 800)
@@ -375,7 +378,7 @@ async def test_a_dropped_conversation_fails_the_call_and_keeps_the_transcript(tw
     await asyncio.sleep(0.2)
     await el.drop()
     call = await ended_call(call_id)
-    assert call.status == CallStatus.FAILED and call.end_reason == "provider_error"
+    assert call.status == CallStatus.FAILED and call.end_reason == "provider_lost"
     assert "ElevenLabs closed the conversation" in call.error
     rows = [(e.role, e.text) for e in await transcript(call_id)]
     assert rows == [("agent", "Hello from Acme!"), ("caller", "Hi there")]

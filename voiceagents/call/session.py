@@ -30,12 +30,13 @@ import base64
 import binascii
 import logging
 import os
+from contextlib import aclosing
 
 from channels.db import database_sync_to_async
 
 from ..audio.pacer import PacedFrame
 from ..audio.recorder import CallRecorder
-from ..exceptions import VoiceAgentsError
+from ..exceptions import ProviderConnectionError, VoiceAgentsError
 from ..providers.base import (
     AgentAudio,
     AgentTranscript,
@@ -58,6 +59,7 @@ from .local_vad import LocalSpeechDetector
 from .metrics import CallMetrics
 from .monitor import MonitorPublisher
 from .playback import Playback
+from .reconnect import ProviderKeeper
 from .tools import run_tool
 from .transcripts import BackgroundWriter, Turn
 from .turns import TurnTracker
@@ -120,6 +122,8 @@ class CallSession:
         self._timer: asyncio.TimerHandle | None = None
         self._ending = False
         self.ended = asyncio.Event()
+        #: Reconnects the provider after a drop; renews sessions the vendor limits in length.
+        self.keeper = ProviderKeeper(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,8 +193,16 @@ class CallSession:
             for digit in self._early_dtmf:
                 await self._pass_dtmf(digit)
             self._early_dtmf.clear()
-            async for event in self.provider.events():
-                await self._handle(event)
+            self.keeper.opened()
+            while not self._ending:
+                try:
+                    if not await self._provider_events():
+                        break  # the provider closed normally
+                    await self.keeper.renew()
+                except ProviderConnectionError as err:
+                    # A drop mid-call: reconnect, or the keeper ends the call (provider_lost).
+                    if self._ending or not await self.keeper.recover(err):
+                        return
         except VoiceAgentsError as err:
             self.log.warning("provider failed: %s", err)
             await self.end("provider_error", failed=True, error=str(err))
@@ -199,6 +211,15 @@ class CallSession:
             await self.end(
                 "provider_closed", failed=True, error="The provider closed the connection."
             )
+
+    async def _provider_events(self) -> bool:
+        """Handle the provider's events until it closes (False) or is due for renewal (True)."""
+        async with aclosing(self.provider.events()) as events:
+            async for event in events:
+                await self._handle(event)
+                if self.keeper.renewal_due(event):
+                    return True
+        return False
 
     def _connected(self) -> None:
         """The provider is open: set up the conversions and what its capabilities ask of us."""
