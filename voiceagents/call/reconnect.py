@@ -118,8 +118,10 @@ class ProviderKeeper:
         )
         session.record_event("provider_renewed")
         session.inbound.ready = False
-        await self._go_live(new)
-        await session._quietly(old.close(), "closing the renewed provider")
+        try:
+            await self._go_live(new)
+        finally:
+            await session._quietly(old.close(), "closing the renewed provider")
 
     # -- both ---------------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ authenticated and the call snapshotted (``callsetup.start_call``). It owns every
 and task, and dies with the call. Its work is split between owned collaborators
 (``voiceagents/call/``): ``CallerAudio`` (caller → provider), ``Playback`` (provider → carrier,
 marks, heard position), ``TurnTracker`` (turns by neutral turn id), ``CallMetrics``, the optional
-``LocalSpeechDetector``, the recorder and the transcript writer. The session wires them together:
-it opens the provider, routes its events, runs the barge-in and ends the call.
+``LocalSpeechDetector``, the recorder, the transcript writer and the ``ProviderKeeper``
+(``reconnect``: a provider that drops mid-call is reopened with the conversation so far, one the
+vendor limits in time is renewed). The session wires them together: it opens the provider,
+routes its events, runs the barge-in and ends the call.
 
 The provider speaks the neutral vocabulary of ``providers.base`` (turn ids of its choosing,
 ``interrupt(heard_ms)``) and declares its ``capabilities``; the session adapts to them (a

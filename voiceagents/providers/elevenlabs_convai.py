@@ -178,9 +178,10 @@ class ElevenLabsConvAIProvider(SocketProvider):
         prompt = config.instructions + history_prompt(self.past_turns)
         if prompt:
             agent["prompt"] = {"prompt": prompt}
-        # Reopened mid-call: a short resume line, not the greeting again.
+        # Reopened mid-call: the resume line ('' : the agent waits for the caller), never the
+        # greeting again.
         first_message = self.resume_line if self.past_turns else config.first_message
-        if first_message:
+        if first_message or self.past_turns:
             agent["first_message"] = first_message
         tts: dict[str, Any] = {"voice_id": resolve_voice_id(config.voice)}
         if config.model:
