@@ -81,7 +81,6 @@ class ProviderKeeper:
             session.turns.end_current(session.playback.end_segment())
         await self._play_filler()
         old = session.provider
-        await session._quietly(old.close(), "closing the lost provider")
         while self.failures < self.max_failures:
             try:
                 new = await self._reopen(old, resume_line=self.resume_line)
@@ -92,8 +91,11 @@ class ProviderKeeper:
                 continue
             self.reconnects += 1
             session.record_event("provider_reconnected", attempt=self.failures)
+            # Closing a dead socket may take its close timeout: after the new one is live.
+            session._spawn(self._close(old), "lost-provider")
             await self._go_live(new)
             return True
+        await self._close(old)
         await session.end("provider_lost", failed=True, error=str(error))
         return False
 
@@ -150,6 +152,9 @@ class ProviderKeeper:
         if new.resume_line and not new.capabilities.speaks_first_message:
             await new.say(new.resume_line)
         await inbound.flush()
+
+    async def _close(self, provider: VoiceProvider) -> None:
+        await self.session._quietly(provider.close(), "closing the lost provider")
 
     async def _play_filler(self) -> None:
         if self.filler_ms <= 0:
