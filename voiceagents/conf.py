@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT": 2.0,
     "STALE_CALL_GRACE": 300,
     "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
+    # Provider resilience (voiceagents.call.reconnect).
+    "PROVIDER_MAX_FAILURES": 3,
+    "PROVIDER_RECONNECT_TIMEOUT": 2.0,
+    "RECONNECT_FILLER_MS": 600,
+    "RECONNECT_LINE": "Sorry, the line dropped for a moment. I'm back.",
+    "OPENAI_REALTIME_MAX_SESSION": 55 * 60,
 }
 
 

@@ -367,7 +367,10 @@ async def test_a_conversation_refused_at_set_up_fails_the_call_with_a_readable_r
     assert "is not allowed by config" in page.content.decode()
 
 
-async def test_a_dropped_conversation_fails_the_call_and_keeps_the_transcript(twilio_line, el):
+async def test_a_conversation_dropped_for_good_fails_the_call_and_keeps_the_transcript(
+    twilio_line, el, voiceagents_settings
+):
+    voiceagents_settings["PROVIDER_MAX_FAILURES"] = 1  # no reconnect: the first drop is the last
     el.replies.append(ScriptedReply(bytes([0x12]) * 800, "Hello from Acme!"))
     call_id, caller = await twilio_line.call()
     await wait_for(lambda: len(caller.media_in) >= 800)
@@ -375,7 +378,7 @@ async def test_a_dropped_conversation_fails_the_call_and_keeps_the_transcript(tw
     await asyncio.sleep(0.2)
     await el.drop()
     call = await ended_call(call_id)
-    assert call.status == CallStatus.FAILED and call.end_reason == "provider_error"
+    assert call.status == CallStatus.FAILED and call.end_reason == "provider_lost"
     assert "ElevenLabs closed the conversation" in call.error
     rows = [(e.role, e.text) for e in await transcript(call_id)]
     assert rows == [("agent", "Hello from Acme!"), ("caller", "Hi there")]
@@ -426,3 +429,66 @@ async def test_an_agent_made_in_the_admin_answers_a_call(
     assert call.status == CallStatus.COMPLETED
     rows = [(e.role, e.text) for e in await transcript(incoming.call_id)]
     assert rows == [("agent", "Hello from Acme Dental!")]
+
+
+# -- reconnects (docs/providers/elevenlabs_convai.md#reconnects) ------------------------------
+
+RESUME = "Sorry, the line dropped for a moment. I'm back."
+
+
+async def test_elevenlabs_drop_opens_a_new_conversation_that_knows_the_past_turns(twilio_line, el):
+    el.replies.append(ScriptedReply(bytes([0x12]) * 800, "Hello from Acme!"))
+    el.replies.append(ScriptedReply(bytes([0x23]) * 800, RESUME))
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 800)
+    await el.user_speaks("I lost my card.", reply=False)
+    await asyncio.sleep(0.3)
+    first = el.conversation
+    await el.drop()
+
+    second = await wait_for(
+        lambda: len(el.conversations) > 1 and el.conversation.init and el.conversation
+    )
+    assert second is not first
+    agent = second.init["conversation_config_override"]["agent"]
+    prompt = agent["prompt"]["prompt"]
+    assert prompt.startswith("You work for Acme.")
+    assert "Caller: I lost my card." in prompt and "You: Hello from Acme!" in prompt
+    # The new conversation opens with the resume line, not the greeting again.
+    assert agent["first_message"] == RESUME
+    await wait_for(lambda: bytes([0x23]) * 800 in bytes(caller.media_in))
+    # Caller audio goes to the new conversation.
+    await caller.stream_audio(b"\x55" * 1600, realtime=False)
+    await wait_for(lambda: len(second.audio_in) >= 1600)
+    await el.user_speaks("Can you block it?", reply=False)
+    await asyncio.sleep(0.3)
+    await caller.stop()
+
+    call = await ended_call(call_id)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "caller_hangup")
+    rows = [(e.role, e.text) for e in await transcript(call_id)]
+    assert rows == [
+        ("agent", "Hello from Acme!"),
+        ("caller", "I lost my card."),
+        ("agent", RESUME),
+        ("caller", "Can you block it?"),
+    ]
+    assert call.metrics["provider_reconnects"] == 1
+
+
+async def test_elevenlabs_drops_up_to_the_limit_fail_the_call_as_provider_lost(
+    twilio_line, el, voiceagents_settings
+):
+    voiceagents_settings["PROVIDER_MAX_FAILURES"] = 2
+    el.replies.append(ScriptedReply(bytes([0x12]) * 800, "Hello from Acme!"))
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 800)
+    await el.user_speaks("Hello?", reply=False)
+    await asyncio.sleep(0.2)
+    await el.drop()
+    await wait_for(lambda: len(el.conversations) > 1 and el.conversation.init)
+    await el.drop()
+    call = await ended_call(call_id)
+    assert (call.status, call.end_reason) == (CallStatus.FAILED, "provider_lost")
+    rows = [(e.role, e.text) for e in await transcript(call_id)]
+    assert rows[:2] == [("agent", "Hello from Acme!"), ("caller", "Hello?")]

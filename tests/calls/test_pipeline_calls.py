@@ -430,3 +430,58 @@ async def test_a_speech_start_without_words_does_not_interrupt(twilio, deepgram,
     await caller.stop()
     await ended_call(call_id)
     assert all(not interrupted for _, _, interrupted in await transcript(call_id))
+
+
+# -- reconnects: the Deepgram socket drops --------------------------------------------------
+
+RESUME = "Sorry, the line dropped for a moment. I'm back."
+
+
+async def test_pipeline_stt_drop_reconnects_and_the_reply_stage_keeps_the_history(
+    twilio, deepgram, openai_audio, elevenlabs
+):
+    call_id, caller = await twilio.call(stt="deepgram", tts="elevenlabs")
+    await wait_for(lambda: "Hello from Acme!" in tts_texts(elevenlabs, openai_audio))
+    await wait_for(lambda: len(caller.media_in) >= 4000)
+    await asyncio.sleep(1.2)
+    await say(twilio, caller, "deepgram", "book a table", deepgram, openai_audio)
+    await wait_for(lambda: "I heard you say: book a table" in tts_texts(elevenlabs, openai_audio))
+    await asyncio.sleep(1.0)
+    first = deepgram.stream
+    await deepgram.drop()
+
+    await wait_for(lambda: len(deepgram.streams) > 1)
+    assert deepgram.stream is not first
+    await wait_for(lambda: RESUME in " ".join(tts_texts(elevenlabs, openai_audio)))
+    await played_to_the_end(call_id, RESUME)  # no barge-in on it
+    await say(twilio, caller, "deepgram", "for two", deepgram, openai_audio)
+    await wait_for(lambda: "I heard you say: for two" in tts_texts(elevenlabs, openai_audio))
+    assert np.any(np.frombuffer(deepgram.stream.audio, dtype=np.uint8) != 0xFF)
+    await asyncio.sleep(0.5)
+    await caller.stop()
+
+    call = await ended_call(call_id)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "caller_hangup")
+    # The reply stage of the new pipeline saw the whole conversation before its turn.
+    assert [(h["role"], h["text"]) for h in HANDLED[-1]["history"]] == [
+        ("agent", "Hello from Acme!"),
+        ("caller", "book a table"),
+        ("agent", "I heard you say: book a table"),
+        ("agent", RESUME),
+    ]
+    rows = [(role, text) for role, text, _ in await transcript(call_id)]
+    assert rows == [
+        ("agent", "Hello from Acme!"),
+        ("caller", "book a table"),
+        ("agent", "I heard you say: book a table"),
+        ("agent", RESUME),
+        ("caller", "for two"),
+        ("agent", "I heard you say: for two"),
+    ]
+
+
+async def played_to_the_end(call_id, text: str, timeout: float = 10.0) -> None:
+    """Wait until the agent turn ``text`` is written: it is once it has played to its end."""
+    async with asyncio.timeout(timeout):
+        while not await TranscriptEntry.objects.filter(call_id=call_id, text=text).aexists():
+            await asyncio.sleep(0.05)

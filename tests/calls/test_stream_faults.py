@@ -21,6 +21,12 @@ from .test_malformed_frames import live, streams_both_ways
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _a_provider_drop_ends_the_call(voiceagents_settings):
+    """Exits, not reconnects, are tested here (test_provider_reconnects.py has those)."""
+    voiceagents_settings["PROVIDER_MAX_FAILURES"] = 1
+
+
 @pytest.fixture
 def flaky_layer(settings):
     settings.CHANNEL_LAYERS = FLAKY
@@ -148,5 +154,5 @@ async def test_malformed_frames_are_counted_when_the_call_ends_on_its_own(
     await streams_both_ways(harness, caller, fake_openai)  # the frame was read before this
     await _provider_failed(caller, transport, fake_openai, incoming)
     call = await ended_call(incoming.call_id)
-    assert call.end_reason == "provider_error"
+    assert call.end_reason == "provider_lost"
     assert call.metrics["malformed_frames"] == 1

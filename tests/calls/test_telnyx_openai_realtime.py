@@ -397,12 +397,17 @@ async def test_hangup_webhook_completes_the_call_with_transcript_and_recording(
     assert np.abs(frames[:, 1]).max() > 0  # and the agent's first message on the right
 
 
-async def test_provider_failure_hangs_up_over_rest_and_stays_failed(
-    ring, connect, fake_openai, api, async_client
+async def test_provider_lost_hangs_up_over_rest_and_stays_failed(
+    ring, connect, fake_openai, api, async_client, voiceagents_settings
 ):
+    voiceagents_settings["PROVIDER_MAX_FAILURES"] = 3
     incoming = await ring("L16")
     caller = await answered(connect, incoming)
     await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
+    # Two drops are reconnected; the third failure ends the call.
+    await fake_openai.drop_and_wait_reconnect()
+    await fake_openai.drop_and_wait_reconnect()
+    assert not api.of("hangup")
     await fake_openai.drop(1011, "internal error")
     await caller.wait_closed()
     hangups = await api.wait_for(lambda: api.of("hangup"))
@@ -414,7 +419,7 @@ async def test_provider_failure_hangs_up_over_rest_and_stays_failed(
     call = await wait_final(incoming.call_id)
     await asyncio.sleep(0.2)
     call = await Call.objects.aget(pk=incoming.call_id)
-    assert (call.status, call.end_reason) == (CallStatus.FAILED, "provider_error")
+    assert (call.status, call.end_reason) == (CallStatus.FAILED, "provider_lost")
     assert "1011" in call.error
 
 

@@ -262,8 +262,9 @@ async def test_malformed_frames_are_counted_and_the_call_goes_on(
 
 @pytest.mark.parametrize("how", ["drop", "error"])
 async def test_provider_failure_mid_call_fails_the_call_and_keeps_the_transcript(
-    create_call, connect_caller, fake_openai, how
+    create_call, connect_caller, fake_openai, how, voiceagents_settings
 ):
+    voiceagents_settings["PROVIDER_MAX_FAILURES"] = 1  # a drop is not reconnected
     setup = await create_call()
     _, caller = await connect_caller()
     await caller.connected()
@@ -280,7 +281,7 @@ async def test_provider_failure_mid_call_fails_the_call_and_keeps_the_transcript
 
     call = await ended_call(setup.call.pk)
     assert call.status == CallStatus.FAILED
-    assert call.end_reason == "provider_error"
+    assert call.end_reason == ("provider_error" if how == "error" else "provider_lost")
     assert ("server_error" if how == "error" else "1011") in call.error
     texts = [e.text async for e in TranscriptEntry.objects.filter(call=call).order_by("seq")]
     assert "Hello?" in texts

@@ -387,6 +387,22 @@ class FakeOpenAIRealtime:
     async def drop(self, code: int = 1011, reason: str = "internal error"):
         await self.session.connection.close(code, reason)
 
+    async def drop_and_wait_reconnect(self, timeout: float = 5.0) -> FakeSession:
+        """Drop the current session abnormally; return the one the client opens instead."""
+        count = len(self.sessions)
+        await self.drop(1011, "internal error")
+        await self.wait_for(lambda: len(self.sessions) > count and self.session.config, timeout)
+        return self.session
+
+    def conversation_items(self, session: FakeSession) -> list[tuple[str, str]]:
+        """(role, text) of the messages the client put into ``session``'s conversation."""
+        items = []
+        for event in session.received:
+            item = event.get("item") or {}
+            if event.get("type") == "conversation.item.create" and item.get("type") == "message":
+                items.append((item["role"], " ".join(c.get("text", "") for c in item["content"])))
+        return items
+
 
 def _invalid_request(code: str, message: str, param: str | None = None) -> dict:
     return {

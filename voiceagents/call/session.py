@@ -5,8 +5,10 @@ authenticated and the call snapshotted (``callsetup.start_call``). It owns every
 and task, and dies with the call. Its work is split between owned collaborators
 (``voiceagents/call/``): ``CallerAudio`` (caller → provider), ``Playback`` (provider → carrier,
 marks, heard position), ``TurnTracker`` (turns by neutral turn id), ``CallMetrics``, the optional
-``LocalSpeechDetector``, the recorder and the transcript writer. The session wires them together:
-it opens the provider, routes its events, runs the barge-in and ends the call.
+``LocalSpeechDetector``, the recorder, the transcript writer and the ``ProviderKeeper``
+(``reconnect``: a provider that drops mid-call is reopened with the conversation so far, one the
+vendor limits in time is renewed). The session wires them together: it opens the provider,
+routes its events, runs the barge-in and ends the call.
 
 The provider speaks the neutral vocabulary of ``providers.base`` (turn ids of its choosing,
 ``interrupt(heard_ms)``) and declares its ``capabilities``; the session adapts to them (a
@@ -30,12 +32,13 @@ import base64
 import binascii
 import logging
 import os
+from contextlib import aclosing
 
 from channels.db import database_sync_to_async
 
 from ..audio.pacer import PacedFrame
 from ..audio.recorder import CallRecorder
-from ..exceptions import VoiceAgentsError
+from ..exceptions import ProviderConnectionError, VoiceAgentsError
 from ..providers.base import (
     AgentAudio,
     AgentTranscript,
@@ -58,6 +61,7 @@ from .local_vad import LocalSpeechDetector
 from .metrics import CallMetrics
 from .monitor import MonitorPublisher
 from .playback import Playback
+from .reconnect import ProviderKeeper
 from .tools import run_tool
 from .transcripts import BackgroundWriter, Turn
 from .turns import TurnTracker
@@ -120,6 +124,8 @@ class CallSession:
         self._timer: asyncio.TimerHandle | None = None
         self._ending = False
         self.ended = asyncio.Event()
+        #: Reconnects the provider after a drop; renews sessions the vendor limits in length.
+        self.keeper = ProviderKeeper(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,8 +195,16 @@ class CallSession:
             for digit in self._early_dtmf:
                 await self._pass_dtmf(digit)
             self._early_dtmf.clear()
-            async for event in self.provider.events():
-                await self._handle(event)
+            self.keeper.opened()
+            while not self._ending:
+                try:
+                    if not await self._provider_events():
+                        break  # the provider closed normally
+                    await self.keeper.renew()
+                except ProviderConnectionError as err:
+                    # A drop mid-call: reconnect, or the keeper ends the call (provider_lost).
+                    if self._ending or not await self.keeper.recover(err):
+                        return
         except VoiceAgentsError as err:
             self.log.warning("provider failed: %s", err)
             await self.end("provider_error", failed=True, error=str(err))
@@ -199,6 +213,15 @@ class CallSession:
             await self.end(
                 "provider_closed", failed=True, error="The provider closed the connection."
             )
+
+    async def _provider_events(self) -> bool:
+        """Handle the provider's events until it closes (False) or is due for renewal (True)."""
+        async with aclosing(self.provider.events()) as events:
+            async for event in events:
+                await self._handle(event)
+                if self.keeper.renewal_due(event):
+                    return True
+        return False
 
     def _connected(self) -> None:
         """The provider is open: set up the conversions and what its capabilities ask of us."""

@@ -216,6 +216,17 @@ class ProviderCapabilities:
     #: It speaks ``ProviderConfig.first_message`` itself when the conversation opens (ElevenLabs
     #: takes it with the conversation's set-up); the session does not ``say()`` it.
     speaks_first_message: bool = False
+    #: Seconds after which the vendor ends a session of its own accord (OpenAI Realtime: about
+    #: an hour); the session renews it at a pause between turns before then. ``None``: no limit.
+    max_session_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PastTurn:
+    """One turn of the conversation so far, as text, for a provider reopened mid-call."""
+
+    role: str  # "caller" or "agent"
+    text: str
 
 
 # -- the interface -----------------------------------------------------------------------------
@@ -241,6 +252,26 @@ class VoiceProvider:
         #: The vendor's own id of this conversation (OpenAI session, ElevenLabs conversation),
         #: once known; stored on the call.
         self.session_id: str = ""
+        #: Set by ``restore``: the conversation so far, what to say on reopening, and a prefix
+        #: that keeps this instance's turn ids apart from the ones of the instance it replaces.
+        self.past_turns: tuple[PastTurn, ...] = ()
+        self.resume_line = ""
+        self.turn_prefix = ""
+
+    def restore(
+        self, history: tuple[PastTurn, ...], *, resume_line: str = "", turn_prefix: str = ""
+    ) -> None:
+        """Before ``open``: this provider replaces one that was lost (or renewed) mid-call.
+
+        ``open`` then gives the vendor the conversation so far (as text) after the
+        instructions. ``resume_line`` is what the agent says once reopened ('' for a silent
+        renewal); a provider that ``speaks_first_message`` says it instead of the first message,
+        the others are asked with ``say()`` by the session. Turn ids the provider makes up
+        itself start with ``turn_prefix``.
+        """
+        self.past_turns = tuple(history)
+        self.resume_line = resume_line
+        self.turn_prefix = turn_prefix
 
     def update_options(self, overrides: Mapping[str, Any]) -> None:
         """Before ``open``: options decided at call start (e.g. by the spec's provisioner)."""

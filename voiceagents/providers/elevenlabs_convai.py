@@ -175,10 +175,14 @@ class ElevenLabsConvAIProvider(SocketProvider):
         """``conversation_initiation_client_data``: the overrides and the dynamic variables."""
         config = self.config
         agent: dict[str, Any] = {"language": config.language.split("-")[0].lower()}
-        if config.instructions:
-            agent["prompt"] = {"prompt": config.instructions}
-        if config.first_message:
-            agent["first_message"] = config.first_message
+        prompt = config.instructions + history_prompt(self.past_turns)
+        if prompt:
+            agent["prompt"] = {"prompt": prompt}
+        # Reopened mid-call: the resume line ('' : the agent waits for the caller), never the
+        # greeting again.
+        first_message = self.resume_line if self.past_turns else config.first_message
+        if first_message or self.past_turns:
+            agent["first_message"] = first_message
         tts: dict[str, Any] = {"voice_id": resolve_voice_id(config.voice)}
         if config.model:
             tts["model_id"] = config.model
@@ -387,7 +391,7 @@ class ElevenLabsConvAIProvider(SocketProvider):
                 self._turn_of_event.get(event_id, "") or self._turn or self._last_turn
             )
             self._caller_turns += 1
-            self._caller_turn = f"c{self._caller_turns}"
+            self._caller_turn = f"{self.turn_prefix}c{self._caller_turns}"
             yield CallerSpeechStarted(self._caller_turn, raw=message)
             if self._turn:
                 yield from self._finish_turn(cancelled=True)
@@ -396,7 +400,7 @@ class ElevenLabsConvAIProvider(SocketProvider):
             yield from self._finish_turn()
             if not self._caller_turn:
                 self._caller_turns += 1
-                self._caller_turn = f"c{self._caller_turns}"
+                self._caller_turn = f"{self.turn_prefix}c{self._caller_turns}"
             yield CallerTranscript(self._caller_turn, str(text), raw=message)
             self._caller_turn = ""
         elif kind == "client_tool_call":
@@ -435,7 +439,7 @@ class ElevenLabsConvAIProvider(SocketProvider):
 
     def _start_turn(self, event_id: int | None, message: dict) -> AgentTurnStarted:
         self._turns += 1
-        self._turn = self._last_turn = f"a{self._turns}"
+        self._turn = self._last_turn = f"{self.turn_prefix}a{self._turns}"
         self._turn_event_id = event_id
         self._turn_has_text = False
         return AgentTurnStarted(self._turn, raw=message)
@@ -446,6 +450,20 @@ class ElevenLabsConvAIProvider(SocketProvider):
         self._turn = ""
         self._turn_event_id = None
         self._turn_has_text = False
+
+
+def history_prompt(history) -> str:
+    """The conversation so far, appended to the prompt of a conversation reopened mid-call
+    (ElevenLabs takes no earlier turns on a new conversation: the prompt is where they fit)."""
+    if not history:
+        return ""
+    lines = "\n".join(
+        f"{'Caller' if turn.role == 'caller' else 'You'}: {turn.text}" for turn in history
+    )
+    return (
+        "\n\nThis phone call was cut off for a moment and has just been reconnected; "
+        "do not greet the caller again. The conversation so far:\n" + lines
+    )
 
 
 def _parse(raw) -> dict | None:

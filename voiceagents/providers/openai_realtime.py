@@ -20,11 +20,13 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..audio.formats import MULAW_8K, PCM16_24K
+from ..conf import get_setting
 from ..exceptions import ProviderConnectionError, ProviderProtocolError
 from ..transport.websocket import connect
 from .base import (
@@ -35,6 +37,7 @@ from .base import (
     CallerSpeechStarted,
     CallerSpeechStopped,
     CallerTranscript,
+    PastTurn,
     ProviderCapabilities,
     ProviderErrorEvent,
     ProviderEvent,
@@ -73,6 +76,11 @@ class OpenAIRealtimeProvider(SocketProvider):
             # OpenAI then reports no caller speech: the session detects it, and we end the
             # caller's turn when it stops (local_speech).
             self.capabilities = WITHOUT_TURN_DETECTION
+        # OpenAI ends a session after about an hour: the session renews it before then.
+        self.capabilities = replace(
+            self.capabilities,
+            max_session_s=float(get_setting("OPENAI_REALTIME_MAX_SESSION", cast=float)),
+        )
         # The item and response of the last audio yielded: what a barge-in interrupts.
         self._audio_item = ""
         self._audio_response = ""
@@ -134,6 +142,8 @@ class OpenAIRealtimeProvider(SocketProvider):
         self.session_id = str((created.get("session") or {}).get("id") or "")
         logger.debug("call %s: OpenAI Realtime session %s", self.config.call_id, self.session_id)
         await self._send({"type": "session.update", "session": self.session_config(pcmu)})
+        for turn in self.past_turns:
+            await self._send(history_item(turn))
 
     def session_config(self, pcmu: bool) -> dict:
         options = self.config.options
@@ -347,6 +357,19 @@ class OpenAIRealtimeProvider(SocketProvider):
         return AgentTurnFinished(
             self._turn_of_response.pop(response_id, ""), cancelled, error, raw=event
         )
+
+
+def history_item(turn: PastTurn) -> dict:
+    """A past turn as a conversation item: how a new session learns what was said before."""
+    caller = turn.role == "caller"
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user" if caller else "assistant",
+            "content": [{"type": "input_text" if caller else "output_text", "text": turn.text}],
+        },
+    }
 
 
 def _turn_detection(kind: str) -> dict | None:

@@ -200,6 +200,13 @@ class PipelineProvider(VoiceProvider):
         self.output_format = self.tts.output_format
         self._spawn(self._listen(), "stt")
 
+    def restore(self, history, *, resume_line: str = "", turn_prefix: str = "") -> None:
+        """Reopened mid-call: the reply stage's history starts with the conversation so far."""
+        super().restore(history, resume_line=resume_line, turn_prefix=turn_prefix)
+        self.history = [
+            {"role": turn.role, "text": turn.text, "interrupted": False} for turn in history
+        ]
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -285,7 +292,7 @@ class PipelineProvider(VoiceProvider):
     def _new_caller_turn(self) -> None:
         if not self._caller_turn:
             self._caller_turns += 1
-            self._caller_turn = f"c{self._caller_turns}"
+            self._caller_turn = f"{self.turn_prefix}c{self._caller_turns}"
 
     def _speech_started(self, event: SpeechStarted) -> None:
         """A speech onset: nothing is interrupted until it is confirmed (words, or speech that
@@ -404,7 +411,10 @@ class PipelineProvider(VoiceProvider):
                 previous.task.cancel()
         self._replies += 1
         reply = _Reply(
-            f"p{self._replies}", answers=answers, asked_at=asked_at, history_at=len(self.history)
+            f"{self.turn_prefix}p{self._replies}",
+            answers=answers,
+            asked_at=asked_at,
+            history_at=len(self.history),
         )
         self._reply = reply
         source = self._generated(fields, turn_entry) if fields is not None else _once(text)
