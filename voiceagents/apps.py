@@ -9,4 +9,7 @@ class VoiceAgentsConfig(AppConfig):
 
     def ready(self):
         # Registers checks, signal handlers and the "demo" reply handler (no imports beyond Django).
-        from . import checks, demo, signals  # noqa: F401
+        from . import checks, demo, logsafety, signals  # noqa: F401
+
+        # Before any call runs: vendor libraries log handshake headers (API keys) at DEBUG.
+        logsafety.install()

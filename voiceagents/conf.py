@@ -47,6 +47,10 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT": 2.0,
     "STALE_CALL_GRACE": 300,
     "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
+    # Privacy (docs/privacy.md): full phone numbers in logs, hashed caller numbers, retention.
+    "LOG_PII": False,
+    "HASH_CALLER_NUMBERS": False,
+    "RETENTION_DAYS": None,
 }
 
 
