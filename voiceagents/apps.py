@@ -13,3 +13,10 @@ class VoiceAgentsConfig(AppConfig):
 
         # Before any call runs: vendor libraries log handshake headers (API keys) at DEBUG.
         logsafety.install()
+
+        from django.db.models.signals import pre_save
+
+        from .models import Call
+        from .numberhash import hash_caller_number
+
+        pre_save.connect(hash_caller_number, sender=Call, dispatch_uid="voiceagents.hash_number")
