@@ -1,4 +1,4 @@
-"""No secret and no caller's number in a server's log, even with every logger at DEBUG.
+"""No secret, no caller's number and nothing said in a server's log, even with every logger at DEBUG.
 
 One call in each voice architecture (OpenAI Realtime, ElevenLabs ConvAI, the pipeline) through a
 real daphne and uvicorn process run with ``LOG_LEVEL=DEBUG`` (uvicorn with ``--log-level debug``,
@@ -137,5 +137,7 @@ def test_a_debug_log_of_calls_in_every_mode_holds_no_secret(server, start_proces
         "our number": OUR_NUMBER,
         **{f"stream token {n}": token for n, token in enumerate(tokens)},
     }
+    # What was said is not logged either (it is in the transcript, not the log).
+    secrets.update(caller_said="is anybody there", agent_said="Yes, I am here.")
     leaked = {name: value for name, value in secrets.items() if value in log}
     assert not leaked, f"{leaked} in the {server} log:\n{log}"

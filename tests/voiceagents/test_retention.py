@@ -62,14 +62,3 @@ def test_a_bad_retention_period_is_a_clear_error(settings, value):
     settings.VOICEAGENTS = {**settings.VOICEAGENTS, "RETENTION_DAYS": value}
     with pytest.raises(ConfigurationError, match="RETENTION_DAYS"):
         purge_expired_call_content()
-
-
-def test_the_demo_site_schedules_the_purge_daily():
-    from patter_site import settings as site
-
-    (entry,) = [
-        e
-        for e in site.CELERY_BEAT_SCHEDULE.values()
-        if e["task"] == "voiceagents.purge_expired_call_content"
-    ]
-    assert entry["schedule"] == 86400.0
