@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Mapping
 
 from .conf import get_setting
 
@@ -122,8 +123,27 @@ _guard = _Guard()
 _installed_factory = None
 
 
+def _redacted_arg(value, pii: bool):
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    masked = redact(text, pii=pii)
+    return value if masked == text else masked
+
+
+def _redacted_args(args, pii: bool):
+    if isinstance(args, Mapping):
+        return {name: _redacted_arg(value, pii) for name, value in args.items()}
+    return tuple(_redacted_arg(value, pii) for value in args)
+
+
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
-    """Format ``record``'s message and exception now, masked; arguments are dropped."""
+    """Mask ``record``'s message, arguments and exception text.
+
+    Arguments are masked one by one where that suffices, so formatters that read them (uvicorn's
+    access log) keep working; otherwise (a header name in one argument, its value in the next)
+    the message is stored formatted and masked, without arguments.
+    """
     if _guard.active:  # a log line from inside the redaction (settings, imports)
         return record
     _guard.active = True
@@ -133,9 +153,10 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
             message = record.getMessage()
         except Exception:
             # A broken format string: the handler reports it; only the template is kept.
-            message = str(record.msg)
-        record.msg = redact(message, pii=pii)
-        record.args = None
+            message, record.args = str(record.msg), None
+        masked = redact(message, pii=pii)
+        if masked != message:
+            _mask_message(record, masked, pii)
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info), pii=pii)
         if record.stack_info:
@@ -143,6 +164,19 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     finally:
         _guard.active = False
     return record
+
+
+def _mask_message(record: logging.LogRecord, masked: str, pii: bool) -> None:
+    if record.args and isinstance(record.msg, str) and redact(record.msg, pii=pii) == record.msg:
+        args = _redacted_args(record.args, pii)
+        try:
+            enough = redact(record.msg % args, pii=pii) == record.msg % args
+        except Exception:
+            enough = False
+        if enough:
+            record.args = args
+            return
+    record.msg, record.args = masked, None
 
 
 def install() -> None:

@@ -76,3 +76,15 @@ def test_log_pii_unmasks_numbers(caplog, settings):
     settings.VOICEAGENTS = {**settings.VOICEAGENTS, "LOG_PII": False}
     logging.getLogger("voiceagents.x").info("caller %s", "+14155550100")
     assert [r.getMessage() for r in caplog.records] == ["caller +14155550100", "caller …0100"]
+
+
+def test_arguments_stay_arguments_when_masking_them_is_enough(caplog):
+    """uvicorn's access formatter unpacks ``record.args``: they must keep their shape."""
+    caplog.set_level(logging.DEBUG)
+    args = ("127.0.0.1:5", "GET", "/media/?token=" + TOKEN, "1.1", 101)
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', *args)
+    (record,) = caplog.records
+    assert record.args == ("127.0.0.1:5", "GET", f"/media/?token={MASK}", "1.1", 101)
+    assert TOKEN not in record.getMessage()
+    logging.getLogger("websockets.client").debug("> %s: %s", "xi-api-key", "sk_eleven_123456")
+    assert caplog.records[-1].getMessage() == f"> xi-api-key: {MASK}"
