@@ -4,8 +4,8 @@ Filters on a logger do not see its children's records, and vendor libraries log 
 of their own (``websockets.client`` writes every handshake header at DEBUG; uvicorn hands
 ``uvicorn.error`` to websockets, which then logs the ``Cookie`` of each browser upgrade; httpx
 logs request URLs). So the redaction sits in the ``LogRecord`` factory, which every logger in the
-process goes through once a record is enabled: the message is formatted there, scrubbed, and
-stored without its arguments. ``install()`` is called by the app's ``ready()``.
+process goes through once a record is enabled: its arguments (or, when masking them one by one
+is not enough, its formatted message) are scrubbed there. ``install()`` is called by the app's ``ready()``.
 
 Always masked: credentials in headers (``Authorization``, ``xi-api-key``, ``Cookie``,
 ``Set-Cookie``, signatures), secret query parameters and JSON fields (``token``,
