@@ -133,6 +133,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "voiceagents.prune_processed_webhook_events",
         "schedule": 86400.0,
     },
+    "purge-expired-call-content": {
+        "task": "voiceagents.purge_expired_call_content",
+        "schedule": 86400.0,
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -56,6 +56,7 @@ def test_the_beat_schedule_runs_the_maintenance_tasks(settings):
     assert schedule == {
         "voiceagents.reconcile_stale_calls": 300.0,
         "voiceagents.prune_processed_webhook_events": 86400.0,
+        "voiceagents.purge_expired_call_content": 86400.0,
     }
     assert set(schedule) <= set(current_app.tasks)
 

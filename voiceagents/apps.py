@@ -9,4 +9,14 @@ class VoiceAgentsConfig(AppConfig):
 
     def ready(self):
         # Registers checks, signal handlers and the "demo" reply handler (no imports beyond Django).
-        from . import checks, demo, signals  # noqa: F401
+        from . import checks, demo, logsafety, signals  # noqa: F401
+
+        # Before any call runs: vendor libraries log handshake headers (API keys) at DEBUG.
+        logsafety.install()
+
+        from django.db.models.signals import pre_save
+
+        from .models import Call
+        from .numberhash import hash_caller_number
+
+        pre_save.connect(hash_caller_number, sender=Call, dispatch_uid="voiceagents.hash_number")

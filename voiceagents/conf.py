@@ -53,6 +53,10 @@ DEFAULTS: dict[str, Any] = {
     "RECONNECT_FILLER_MS": 600,
     "RECONNECT_LINE": "Sorry, the line dropped for a moment. I'm back.",
     "OPENAI_REALTIME_MAX_SESSION": 55 * 60,
+    # Privacy (docs/privacy.md): full phone numbers in logs, hashed caller numbers, retention.
+    "LOG_PII": False,
+    "HASH_CALLER_NUMBERS": False,
+    "RETENTION_DAYS": None,
 }
 
 

@@ -29,3 +29,12 @@ def finalize_call(call_id: str) -> str:
 def prune_processed_webhook_events() -> int:
     """Keep the webhook-dedup table small. Schedule it daily with beat."""
     return services.prune_processed_webhook_events()
+
+
+@shared_task(name="voiceagents.purge_expired_call_content")
+def purge_expired_call_content() -> dict:
+    """Delete recordings and transcripts older than ``RETENTION_DAYS``. Schedule it daily."""
+    from . import retention
+
+    purged = retention.purge_expired_call_content()
+    return {"recordings": purged.recordings, "transcript_entries": purged.transcript_entries}

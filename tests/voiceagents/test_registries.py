@@ -282,7 +282,7 @@ def test_the_reply_prompt_is_filled_from_the_agent_and_call_variables(dummy):
         variables={"company": "Acme"},
     )
     reply = _start(agent).provider_config.stages["reply"]
-    assert reply.instructions == "You answer for Acme; the caller is ."
+    assert reply.instructions == 'You answer for Acme; the caller is "".'  # quoted, even empty
 
 
 def test_a_blank_reply_model_takes_the_chat_model_setting(dummy, voiceagents_settings):

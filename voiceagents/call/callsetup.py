@@ -23,7 +23,7 @@ from ..models import FINAL_STATUSES, Agent, Call, CallEvent, CallEventKind, Call
 from ..providers import providers
 from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
-from ..templating import fill_placeholders
+from ..templating import caller_number, fill_placeholders
 from ..tools import builtin_tools
 from . import streamtokens
 
@@ -169,7 +169,9 @@ def _default_tmp() -> str:
 
 
 def _call_variables(call: Call) -> dict:
-    return {"caller_number": call.from_number, "called_number": call.to_number}
+    """The call's own variables. The caller chose the caller ID (any string can be sent as
+    one): it is sanitised, and quoted where a prompt inserts it (``CallerValue``)."""
+    return {"caller_number": caller_number(call.from_number), "called_number": call.to_number}
 
 
 def _provider_config(

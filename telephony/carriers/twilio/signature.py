@@ -204,6 +204,46 @@ def auth_tokens_for(account_sid: str | None) -> list[str]:
     return list(dict.fromkeys(_credential_tokens(rows) + _setting_tokens()))
 
 
+#: Most auth tokens tried on a request that names no account (a JSON body without an
+#: ``AccountSid``): each costs three HMACs, and a deployment holds a handful.
+MAX_TOKENS_TRIED = 50
+
+
+def json_body_account_sid(body: bytes) -> str | None:
+    """The account SID a JSON webhook body names (``AccountSid``, ``account_sid`` or
+    ``accountSid``, at the top level), or None. Only selects which tokens to try."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    for name in ("AccountSid", "account_sid", "accountSid"):
+        value = data.get(name)
+        if isinstance(value, str) and value.startswith("AC"):
+            return value[:64]
+    return None
+
+
+def auth_tokens_for_json(body: bytes) -> list[str]:
+    """Auth tokens that may sign a JSON-body webhook (sync; hits the database).
+
+    Those of the account the body names, as for form posts; when it names none, every token we
+    hold, at most ``MAX_TOKENS_TRIED`` (the signature then picks the right one).
+    """
+    account_sid = json_body_account_sid(body)
+    if account_sid:
+        return auth_tokens_for(account_sid)
+    tokens = all_auth_tokens()
+    if len(tokens) > MAX_TOKENS_TRIED:
+        logger.warning(
+            "A Twilio JSON webhook names no account: only %d of the %d auth tokens are tried",
+            MAX_TOKENS_TRIED,
+            len(tokens),
+        )
+    return tokens[:MAX_TOKENS_TRIED]
+
+
 def all_auth_tokens() -> list[str]:
     """Every Twilio auth token we hold: for the media-stream handshake, which names no account."""
     return list(dict.fromkeys(_credential_tokens(_twilio_credentials()) + _setting_tokens()))

@@ -9,6 +9,7 @@ formats: docs/carriers/twilio.md#voice-webhook, #twiml-answer and #status-callba
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
 
 from voiceagents import services
 from voiceagents.call import streamtokens
@@ -29,6 +31,29 @@ from . import signature, twiml
 logger = logging.getLogger(__name__)
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+JSON_CONTENT_TYPE = "application/json"
+
+
+def _json_fields(body: bytes) -> MultiValueDict:
+    """A verified JSON body's top-level fields, shaped like a form post's (the same names).
+
+    A body that is not a JSON object gives no fields: the view answers 400 (no CallSid).
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        logger.warning("Twilio JSON webhook body is not a JSON object (%d bytes)", len(body))
+        return MultiValueDict()
+    return MultiValueDict(
+        {
+            str(name): [str(value)]
+            for name, value in data.items()
+            if isinstance(value, str | int | float) and not isinstance(value, bool)
+        }
+    )
+
 
 #: Twilio ``CallStatus`` → ours. ``initiated`` (dialling has started) only exists in callbacks.
 STATUS_MAP = {
@@ -108,11 +133,13 @@ class TwilioSignatureMixin:
 
     def verify_twilio_signature(self, request: HttpRequest) -> None:
         is_form = request.content_type == FORM_CONTENT_TYPE
-        account_sid = request.POST.get("AccountSid") if is_form else None
-        scheme = signature.signing_scheme(
-            request.headers.get(signature.SETTINGS_HEADER),
-            lambda: signature.auth_tokens_for(account_sid),
-        )
+        if is_form:
+            account_sid = request.POST.get("AccountSid")
+            tokens = lambda: signature.auth_tokens_for(account_sid)  # noqa: E731
+        else:
+            # A JSON body (``bodySHA256``): its own AccountSid, or every token we hold.
+            tokens = lambda: signature.auth_tokens_for_json(request.body)  # noqa: E731
+        scheme = signature.signing_scheme(request.headers.get(signature.SETTINGS_HEADER), tokens)
         signature.verify_request(
             public_url(request.path, request.META.get("QUERY_STRING", "")),
             request.POST if is_form else None,
@@ -129,6 +156,8 @@ class TwilioWebhookView(TwilioSignatureMixin, CarrierWebhookView):
     verifiers = ("verify_twilio_signature",)
 
     def parse(self, request: HttpRequest) -> TwilioCallEvent:
+        if request.content_type == JSON_CONTENT_TYPE:
+            return TwilioCallEvent.from_form(_json_fields(request.body))
         return TwilioCallEvent.from_form(request.POST)
 
     def handle(self, request: HttpRequest, event: TwilioCallEvent) -> HttpResponse:
