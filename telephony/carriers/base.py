@@ -186,7 +186,7 @@ class CarrierWebhookView(View):
             executor.shutdown(wait=False)
 
     async def answer(self, request: HttpRequest) -> HttpResponse:
-        """Verify, parse, act and respond; in the request's thread, as database work must be."""
+        """Verify, parse, act and respond: ``respond()``, in a thread, as it works with the database."""
         return await sync_to_async(self.respond)(request)
 
     def respond(self, request: HttpRequest) -> HttpResponse:
