@@ -104,6 +104,20 @@ if (
     # psycopg pool keeps a few open for the whole process (the postgres extra installs it).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("pool", True)
 
+if DATABASES["default"].get("ENGINE", "").endswith(".postgresql"):
+    # With the database down, a request waits for a connection up to the pool's timeout (psycopg's
+    # default: 30 s) or, without a pool, for the TCP connect. Both stay under the webhooks' deadline
+    # (VOICEAGENTS_WEBHOOK_DEADLINE, 8 s by default; Twilio gives up at 15 s), so that a webhook
+    # fails in time to answer its apology. libpq's connect_timeout is whole seconds, 2 at least.
+    _webhook_deadline = env.float("VOICEAGENTS_WEBHOOK_DEADLINE", default=8.0)
+    _wait = min(env.float("DATABASE_POOL_TIMEOUT", default=5.0), _webhook_deadline)
+    _postgres_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _postgres_options.setdefault("connect_timeout", max(2, int(_wait)))
+    if _postgres_options.get("pool") is True:
+        _postgres_options["pool"] = {"timeout": _wait}
+    elif isinstance(_postgres_options.get("pool"), dict):
+        _postgres_options["pool"].setdefault("timeout", _wait)
+
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -177,7 +191,7 @@ if not DEBUG:
     )
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     # Load balancers probe over plain HTTP inside the private network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz(/|$)"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)

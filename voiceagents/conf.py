@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_TIMEOUT": 10.0,
     "CONNECT_TIMEOUT": 10.0,
     "HEALTH_CHECK_TIMEOUT": 2.0,
+    # Seconds a carrier webhook may take before the carrier gets an apology or a 503 (Twilio
+    # gives up at 15 s); patter_site keeps the database pool's timeout below it.
+    "WEBHOOK_DEADLINE": 8.0,
     "STALE_CALL_GRACE": 300,
     "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
     # Provider resilience (voiceagents.call.reconnect).

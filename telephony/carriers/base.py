@@ -9,16 +9,29 @@ It fails closed: a request that fails verification gets 403 (and a WARNING on th
 with gets 503 (and an ERROR naming the missing setting) rather than silently accepting the call.
 ``VOICEAGENTS['VERIFY_SIGNATURES'] = False`` skips verification for local development only; the
 ``voiceagents.W001`` system check warns when it is off outside DEBUG.
+
+It answers in time: carriers give up on a webhook after a few seconds (Twilio at 15 s), and a
+caller then hears the carrier's own error. When the work has not answered within
+``VOICEAGENTS['WEBHOOK_DEADLINE']`` seconds, or the database failed it, the carrier gets the view's
+``deadline_response()`` instead: an apology the caller hears, or a status the carrier retries.
+The late work is left to finish on its own, never cancelled halfway through a transaction, in a
+thread of its own: under ASGI, Django's middleware passes the response through the request's
+thread, which the stuck work would otherwise hold until it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIRequest
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -76,6 +89,13 @@ def verification_enabled() -> bool:
     return bool(get_setting("VERIFY_SIGNATURES", cast=bool))
 
 
+def _close_connections() -> None:
+    """This thread's database connections: no ``request_finished`` closes them (it runs elsewhere)."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
 class CarrierWebhookView(View):
     """Base view of every carrier webhook: verify → parse → act → respond.
 
@@ -100,10 +120,76 @@ class CarrierWebhookView(View):
         # Carriers send neither a CSRF token nor a session: the signature is the authentication.
         return csrf_exempt(login_not_required(view))
 
-    def head(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    async def head(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         return HttpResponse()
 
-    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    async def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        """``answer()``, or ``deadline_response()`` when it is late or the database failed it."""
+        deadline = float(get_setting("WEBHOOK_DEADLINE", cast=float))
+        work = asyncio.ensure_future(self._answer_apart(request))
+        done, _ = await asyncio.wait({work}, timeout=deadline)
+        if not done:
+            work.add_done_callback(self._log_late_outcome)
+            logger.error(
+                "%s webhook %s: no answer within WEBHOOK_DEADLINE (%g s), the database may be "
+                "down or slow; answered: %s",
+                self.carrier,
+                request.path,
+                deadline,
+                self.deadline_answer,
+            )
+            return self.deadline_response(request)
+        try:
+            return work.result()
+        except DatabaseError:
+            logger.exception(
+                "%s webhook %s: database error; answered: %s",
+                self.carrier,
+                request.path,
+                self.deadline_answer,
+            )
+            return self.deadline_response(request)
+
+    #: What ``deadline_response()`` tells the carrier, for the log line.
+    deadline_answer = "503, for the carrier to retry"
+
+    def deadline_response(self, request: HttpRequest) -> HttpResponse:
+        """The answer when the work is late or the database failed: 503, which carriers retry."""
+        return HttpResponse(
+            "Service unavailable: try again later", status=503, content_type="text/plain"
+        )
+
+    def _log_late_outcome(self, work: asyncio.Future) -> None:
+        if work.cancelled():
+            return
+        error = work.exception()
+        if error is not None:
+            logger.error("%s webhook: the late work failed too: %r", self.carrier, error)
+        else:
+            logger.warning("%s webhook: the late work finished after the deadline", self.carrier)
+
+    async def _answer_apart(self, request: HttpRequest) -> HttpResponse:
+        """``answer()``, under ASGI in a thread of its own that closes its database connections.
+
+        Under WSGI and Django's test ``Client`` the request's thread already is the caller's own.
+        """
+        if not isinstance(request, ASGIRequest):
+            return await self.answer(request)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.carrier}-webhook")
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                try:
+                    return await self.answer(request)
+                finally:
+                    await sync_to_async(_close_connections)()
+        finally:
+            executor.shutdown(wait=False)
+
+    async def answer(self, request: HttpRequest) -> HttpResponse:
+        """Verify, parse, act and respond: ``respond()``, in a thread, as it works with the database."""
+        return await sync_to_async(self.respond)(request)
+
+    def respond(self, request: HttpRequest) -> HttpResponse:
         rejection = self.run_verifiers(request)
         if rejection is not None:
             return rejection

@@ -31,3 +31,29 @@ def test_healthz_answers_503_when_the_channel_layer_is_down(client, settings, vo
 @pytest.mark.django_db
 def test_healthz_refuses_writes(client):
     assert client.post("/healthz/").status_code == 405
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz/live", "/healthz/live/"])
+def test_liveness_answers_without_any_io(client, path, django_assert_num_queries, settings):
+    # A channel layer nobody answers on: liveness must not care.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
+        }
+    }
+    with django_assert_num_queries(0):
+        response = client.get(path)
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert "sessionid" not in response.cookies
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz/ready", "/healthz/ready/", "/healthz/"])
+def test_readiness_is_what_healthz_always_was(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert client.post(path).status_code == 405

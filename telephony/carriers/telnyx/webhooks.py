@@ -18,7 +18,8 @@ transactions hop to that thread. Under WSGI it works as well, in a per-request e
 Answers: 200 once acted on (or for a repeated event), 400 for a body that is not a Telnyx event,
 403/503 from verification, 503 when Telnyx's API was unreachable (the claim on the event is
 released so that Telnyx's retry is acted on; every command carries a deterministic
-``command_id``, so a retry never acts twice).
+``command_id``, so a retry never acts twice), and 503 too when the database failed or nothing was
+answered within ``WEBHOOK_DEADLINE`` (``CarrierWebhookView``), for Telnyx to retry.
 """
 
 from __future__ import annotations
@@ -82,10 +83,7 @@ class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
     #: The vendor's message of the last command Telnyx refused, for the call's error field.
     refusal = ""
 
-    async def head(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        return HttpResponse()
-
-    async def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    async def answer(self, request: HttpRequest) -> HttpResponse:
         rejection = await sync_to_async(self.run_verifiers)(request)
         if rejection is not None:
             return rejection

@@ -237,6 +237,13 @@ def fail_unconnectable(call: Call) -> None:
 class TwilioVoiceWebhookView(TwilioWebhookView):
     """Incoming call: connect it to the number's agent over a media stream, or apologise."""
 
+    deadline_answer = "the apology TwiML (the caller hears it, then the call ends)"
+
+    def deadline_response(self, request: HttpRequest) -> HttpResponse:
+        # Twilio would give up at 15 s and play its own error; an apology is kinder. Its retry
+        # (same CallSid) could only come after Twilio's own timeout, too late for the caller.
+        return HttpResponse(twiml.apology(), content_type=twiml.CONTENT_TYPE)
+
     def handle_call(self, event: TwilioCallEvent) -> HttpResponse:
         if event.direction.startswith("outbound"):
             call = existing_outbound_call(event)
