@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "CONNECT_TIMEOUT": 10.0,
     "HEALTH_CHECK_TIMEOUT": 2.0,
     "STALE_CALL_GRACE": 300,
+    # Seconds between a server process's heartbeats while it has live calls, and of silence
+    # after which its calls are closed as lost (voiceagents.call.ownership).
+    "HEARTBEAT_INTERVAL": 5.0,
+    "HEARTBEAT_TIMEOUT": 30.0,
     "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
 }
 
