@@ -74,12 +74,14 @@ def recover_lost_calls(now=None) -> int:
 
     now = now or timezone.now()
     timeout = timedelta(seconds=float(get_setting("HEARTBEAT_TIMEOUT", cast=float)))
-    gone = [hb for hb in WorkerHeartbeat.objects.all() if hb.beat_at < now - timeout or _gone(hb)]
     closed = 0
-    for heartbeat in gone:
+    for heartbeat in WorkerHeartbeat.objects.all():
+        certain = _gone(heartbeat)
+        if not certain and heartbeat.beat_at >= now - timeout:
+            continue
         calls = Call.objects.filter(worker=heartbeat.worker, status__in=LIVE_STATUSES)
         for call_id in calls.values_list("pk", flat=True):
-            closed += _close_lost(call_id, heartbeat, now)
+            closed += _close_lost(call_id, heartbeat, now, certain=certain)
         # Only if no call of it went live meanwhile (a heartbeat that was merely late).
         WorkerHeartbeat.objects.filter(pk=heartbeat.pk, beat_at=heartbeat.beat_at).delete()
     if closed:
@@ -91,7 +93,6 @@ def recover_lost_calls(now=None) -> int:
 def _gone(heartbeat) -> bool:
     """Whether ``heartbeat``'s process ran on this host and has stopped (an earlier pid, or one
     reused by this very process after a restart)."""
-
     from .call.ownership import worker_id
 
     if heartbeat.host != socket.gethostname()[:255]:
@@ -107,7 +108,10 @@ def _gone(heartbeat) -> bool:
     return False
 
 
-def _close_lost(call_id, heartbeat, now) -> int:
+def _close_lost(call_id, heartbeat, now, *, certain: bool) -> int:
+    """Close one call of a stopped process. Unless the process is certainly gone (``certain``),
+    a recording still being written is left to ``clean_recording_tmp``: a process that only
+    could not reach the database attaches the whole file itself when the call ends."""
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(pk=call_id).first()
         if call is None or call.status not in LIVE_STATUSES or call.worker != heartbeat.worker:
@@ -123,7 +127,8 @@ def _close_lost(call_id, heartbeat, now) -> int:
         )
         if call.answered_at:
             call.duration = call.ended_at - call.answered_at
-        _attach_partial_recording(call)
+        if certain or _quiet(recording_tmp_path(call.pk), now):
+            _attach_partial_recording(call)
         call.save()
         CallEvent.objects.create(
             call=call,
@@ -136,21 +141,27 @@ def _close_lost(call_id, heartbeat, now) -> int:
 
 def recording_tmp_dir() -> str:
     """Where calls write their recordings until they end (``RECORDING_TMP_DIR``)."""
-
     return str(get_setting("RECORDING_TMP_DIR", default="") or tempfile.gettempdir())
 
 
 def recording_tmp_path(call_id) -> str:
     """The file the call's session records to (see ``CallSession``)."""
-
     return os.path.join(recording_tmp_dir(), f"voiceagents-{call_id}.wav")
+
+
+def _quiet(path: str | Path, now) -> bool:
+    """Whether nothing wrote to ``path`` for ``HEARTBEAT_TIMEOUT`` seconds (True if no file)."""
+    try:
+        age = now.timestamp() - os.stat(path).st_mtime
+    except OSError:
+        return True
+    return age >= float(get_setting("HEARTBEAT_TIMEOUT", cast=float))
 
 
 def _attach_partial_recording(call: Call) -> bool | None:
     """Repair the temporary recording a stopped process left for ``call`` and attach it (not
     saved: the caller saves ``call``), then remove it. True if attached, None if there is no
     file, False if it is kept because it could not be repaired or stored."""
-
     from .audio.recorder import repair_wav
 
     path = recording_tmp_path(call.pk)
@@ -182,17 +193,15 @@ def clean_recording_tmp(now=None) -> int:
     deal with it) and for ``HEARTBEAT_TIMEOUT`` seconds after its last write. A file whose call
     ended without a recording is repaired and attached; any other is removed.
     """
-
     now = now or timezone.now()
-    quiet = float(get_setting("HEARTBEAT_TIMEOUT", cast=float))
     done = 0
     for path in Path(recording_tmp_dir()).glob("voiceagents-*.wav"):
         try:
             call_id = uuid.UUID(path.stem.removeprefix("voiceagents-"))
-            if now.timestamp() - path.stat().st_mtime < quiet:
-                continue
-        except (ValueError, OSError):
-            continue  # not a name we gave, or gone meanwhile
+        except ValueError:
+            continue  # not a name we gave
+        if not _quiet(path, now):
+            continue
         with transaction.atomic():
             call = Call.objects.select_for_update().filter(pk=call_id).first()
             if call is not None and call.status in LIVE_STATUSES:

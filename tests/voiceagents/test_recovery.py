@@ -68,8 +68,10 @@ def test_calls_of_a_silent_process_are_closed_as_lost_with_their_recording(
     lost = live_call("host-a:10:dead")
     TranscriptEntry.objects.create(call=lost, seq=0, role="agent", text="Hello.")
     running = live_call("host-b:11:alive")
-    frames = unfinished_recording(recordings_dir / f"voiceagents-{lost.pk}.wav", 3.0)
+    path = recordings_dir / f"voiceagents-{lost.pk}.wav"
+    frames = unfinished_recording(path, 3.0)
     assert frames > 8000  # three seconds of call: all but the last 1.25 s are on disk
+    os.utime(path, (time.time() - 31,) * 2)  # untouched since the process stopped
 
     assert services.recover_lost_calls() == 1
 
@@ -109,6 +111,28 @@ def test_a_process_gone_from_this_host_is_lost_at_once(voiceagents_settings, rec
         assert calls[worker].status == status, worker
     mine.refresh_from_db()
     assert mine.status == CallStatus.IN_PROGRESS
+
+
+def test_a_recording_still_being_written_is_left_to_its_process(
+    voiceagents_settings, recordings_dir
+):
+    """A process that could not reach the database for a while is not known to be dead: its
+    calls are closed, but the file it is still writing is not taken from under it."""
+    voiceagents_settings["HEARTBEAT_TIMEOUT"] = 30
+    heartbeat("host-a:10:late", age=40)
+    call = live_call("host-a:10:late")
+    path = recordings_dir / f"voiceagents-{call.pk}.wav"
+    unfinished_recording(path, 2.0)  # written just now
+
+    assert services.recover_lost_calls() == 1
+
+    call.refresh_from_db()
+    assert (call.status, call.end_reason, call.recording.name) == ("failed", "lost", "")
+    assert path.exists()
+    os.utime(path, (time.time() - 31,) * 2)  # then the writing stops for good
+    assert services.recover_lost_calls() == 0
+    call.refresh_from_db()
+    assert call.recording and not path.exists()
 
 
 def test_a_call_closed_by_its_session_meanwhile_is_left_alone(recordings_dir):
