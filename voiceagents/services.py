@@ -20,6 +20,8 @@ from .models import FINAL_STATUSES, Call, CallEvent, CallEventKind, CallStatus
 
 logger = logging.getLogger(__name__)
 
+#: The size of the header ``CallRecorder`` writes before any audio.
+_WAV_HEADER = 44
 #: Statuses of calls that some process believes are still live.
 LIVE_STATUSES = (CallStatus.QUEUED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
 
@@ -165,7 +167,13 @@ def _attach_partial_recording(call: Call) -> bool | None:
     from .audio.recorder import repair_wav
 
     path = recording_tmp_path(call.pk)
-    if not os.path.exists(path):
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if size < _WAV_HEADER:
+        # Killed before its header reached the disk (an older version's recorder): no audio.
+        _remove(path, call)
         return None
     try:
         repair_wav(path)
@@ -179,11 +187,15 @@ def _attach_partial_recording(call: Call) -> bool | None:
         )
         return False
     call.recording_duration = timedelta(milliseconds=duration_ms)
+    _remove(path, call)
+    return True
+
+
+def _remove(path: str, call: Call) -> None:
     try:
         os.unlink(path)
     except OSError:
         logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
-    return True
 
 
 def clean_recording_tmp(now=None) -> int:
@@ -211,8 +223,9 @@ def clean_recording_tmp(now=None) -> int:
                 if attached:
                     call.save(update_fields=["recording", "recording_duration"])
                     logger.warning("call %s: attached the recording its process left", call_id)
+                if attached is not False:
                     done += 1
-                continue  # or kept, to try again: it is all there is of the call's audio
+                continue  # else kept, to try again: it is all there is of the call's audio
             try:
                 os.unlink(path)
             except OSError:

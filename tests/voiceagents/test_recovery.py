@@ -182,11 +182,20 @@ def test_orphaned_temporary_recordings_are_attached_or_removed(recordings_dir):
 def test_an_unreadable_orphan_is_kept_not_deleted(recordings_dir, caplog):
     ended = make_call(status=CallStatus.FAILED)
     path = recordings_dir / f"voiceagents-{ended.pk}.wav"
-    path.write_bytes(b"RIFF garbage")
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 8)
     os.utime(path, (time.time() - 120,) * 2)
     services.clean_recording_tmp()
     assert path.exists()
     assert "cannot keep the recording" in caplog.text
+
+
+def test_an_empty_orphan_is_removed(recordings_dir):
+    ended = make_call(status=CallStatus.FAILED)
+    path = recordings_dir / f"voiceagents-{ended.pk}.wav"
+    path.write_bytes(b"")  # an older recorder, killed before anything reached the disk
+    os.utime(path, (time.time() - 120,) * 2)
+    assert services.clean_recording_tmp() == 1
+    assert not path.exists()
 
 
 def test_the_task_and_the_command_run_the_recovery(recordings_dir, capsys):

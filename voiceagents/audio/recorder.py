@@ -191,6 +191,7 @@ class CallRecorder:
         self._data_bytes = 0
         self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the recorder until close()
         self._file.write(_header(sample_rate, 0))
+        self._file.flush()  # a valid (empty) WAV from the start, whenever the process dies
         self._closed = False
         self._full = False
 

@@ -184,6 +184,14 @@ def write_unfinished(path, seconds: float) -> None:
     recorder._file.flush()  # what the OS has of the file when the process dies
 
 
+def test_a_new_recording_is_a_valid_wav_on_disk_at_once(tmp_path):
+    path = tmp_path / "new.wav"
+    recorder = CallRecorder(path, sample_rate=RATE)
+    rate, frames = read_wav(path)  # a kill -9 now leaves an empty recording, not a broken one
+    assert (rate, len(frames)) == (RATE, 0)
+    recorder.close()
+
+
 def test_audio_is_on_disk_within_a_second_and_a_quarter_of_arriving(tmp_path):
     """No close() and no flush by the test: what the file holds is what a kill -9 would leave."""
     path = tmp_path / "live.wav"
