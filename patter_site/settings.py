@@ -142,6 +142,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # For `celery -A patter_site beat` (with REDIS_URL): close calls a crashed process left live, and
 # keep the carrier-webhook dedup table small.
 CELERY_BEAT_SCHEDULE = {
+    "recover-lost-calls": {"task": "voiceagents.recover_lost_calls", "schedule": 60.0},
     "reconcile-stale-calls": {"task": "voiceagents.reconcile_stale_calls", "schedule": 300.0},
     "prune-processed-webhook-events": {
         "task": "voiceagents.prune_processed_webhook_events",

@@ -54,6 +54,7 @@ def test_the_beat_schedule_runs_the_maintenance_tasks(settings):
 
     schedule = {e["task"]: e["schedule"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
     assert schedule == {
+        "voiceagents.recover_lost_calls": 60.0,
         "voiceagents.reconcile_stale_calls": 300.0,
         "voiceagents.prune_processed_webhook_events": 86400.0,
         "voiceagents.purge_expired_call_content": 86400.0,

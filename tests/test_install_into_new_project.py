@@ -119,7 +119,9 @@ SMOKE_SCRIPT = textwrap.dedent(
 
     beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert beat_tasks == {
-        "voiceagents.reconcile_stale_calls", "voiceagents.prune_processed_webhook_events",
+        "voiceagents.recover_lost_calls",
+        "voiceagents.reconcile_stale_calls",
+        "voiceagents.prune_processed_webhook_events",
         "voiceagents.purge_expired_call_content",
     }, beat_tasks
     assert beat_tasks <= set(current_app.tasks), sorted(current_app.tasks)

@@ -49,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
     # gives up at 15 s); patter_site keeps the database pool's timeout below it.
     "WEBHOOK_DEADLINE": 8.0,
     "STALE_CALL_GRACE": 300,
+    # Seconds between a server process's heartbeats while it has live calls, and of silence
+    # after which its calls are closed as lost (voiceagents.call.ownership).
+    "HEARTBEAT_INTERVAL": 5.0,
+    "HEARTBEAT_TIMEOUT": 30.0,
     "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
     # Provider resilience (voiceagents.call.reconnect).
     "PROVIDER_MAX_FAILURES": 3,

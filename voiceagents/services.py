@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import tempfile
+import uuid
+import wave
 from datetime import timedelta
+from pathlib import Path
 
+from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,6 +20,8 @@ from .models import FINAL_STATUSES, Call, CallEvent, CallEventKind, CallStatus
 
 logger = logging.getLogger(__name__)
 
+#: The size of the header ``CallRecorder`` writes before any audio.
+_WAV_HEADER = 44
 #: Statuses of calls that some process believes are still live.
 LIVE_STATUSES = (CallStatus.QUEUED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
 
@@ -51,6 +60,179 @@ def reconcile_stale_calls(now=None) -> int:
     if closed:
         logger.warning("closed %d stale calls", closed)
     return closed
+
+
+def recover_lost_calls(now=None) -> int:
+    """Close the live calls of server processes that stopped, keeping what they recorded.
+
+    A process is gone when its heartbeat is older than ``HEARTBEAT_TIMEOUT`` seconds, or at once
+    when it ran on this host and its pid no longer exists (a restart after ``kill -9``). Its
+    calls fail with the end reason ``lost``, ending at its last heartbeat; the partial recording
+    it left in ``RECORDING_TMP_DIR`` is repaired and attached. Then the temporary directory is
+    tidied (``clean_recording_tmp``). Returns how many calls were closed. Idempotent, and safe
+    to run in several processes at once.
+    """
+    from .models import WorkerHeartbeat
+
+    now = now or timezone.now()
+    timeout = timedelta(seconds=float(get_setting("HEARTBEAT_TIMEOUT", cast=float)))
+    closed = 0
+    for heartbeat in WorkerHeartbeat.objects.all():
+        certain = _gone(heartbeat)
+        if not certain and heartbeat.beat_at >= now - timeout:
+            continue
+        calls = Call.objects.filter(worker=heartbeat.worker, status__in=LIVE_STATUSES)
+        for call_id in calls.values_list("pk", flat=True):
+            closed += _close_lost(call_id, heartbeat, now, certain=certain)
+        # Only if no call of it went live meanwhile (a heartbeat that was merely late).
+        WorkerHeartbeat.objects.filter(pk=heartbeat.pk, beat_at=heartbeat.beat_at).delete()
+    if closed:
+        logger.warning("closed %d call(s) whose server process stopped", closed)
+    clean_recording_tmp(now)
+    return closed
+
+
+def _gone(heartbeat) -> bool:
+    """Whether ``heartbeat``'s process ran on this host and has stopped (an earlier pid, or one
+    reused by this very process after a restart)."""
+    from .call.ownership import worker_id
+
+    if heartbeat.host != socket.gethostname()[:255]:
+        return False
+    if heartbeat.pid == os.getpid():
+        return heartbeat.worker != worker_id()
+    try:
+        os.kill(heartbeat.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: some other user's live process
+        return False
+    return False
+
+
+def _close_lost(call_id, heartbeat, now, *, certain: bool) -> int:
+    """Close one call of a stopped process. Unless the process is certainly gone (``certain``),
+    a recording still being written is left to ``clean_recording_tmp``: a process that only
+    could not reach the database attaches the whole file itself when the call ends."""
+    with transaction.atomic():
+        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        if call is None or call.status not in LIVE_STATUSES or call.worker != heartbeat.worker:
+            return 0  # closed meanwhile, by its session or another recovery
+        previous = call.status
+        call.status = CallStatus.FAILED
+        call.ended_at = min(now, max(heartbeat.beat_at, call.answered_at or call.created_at))
+        call.end_reason = "lost"
+        call.error = (
+            f"The server process running the call ({heartbeat.worker}) stopped; last heartbeat "
+            f"at {heartbeat.beat_at:%Y-%m-%d %H:%M:%S} UTC. Transcript and recording are kept "
+            "up to then."
+        )
+        if call.answered_at:
+            call.duration = call.ended_at - call.answered_at
+        if certain or _quiet(recording_tmp_path(call.pk), now):
+            _attach_partial_recording(call)
+        call.save()
+        CallEvent.objects.create(
+            call=call,
+            kind=CallEventKind.STATUS,
+            data={"from": previous, "to": CallStatus.FAILED, "reason": "lost"},
+        )
+    logger.warning("call %s closed as lost: %s", call.pk, call.error)
+    return 1
+
+
+def recording_tmp_dir() -> str:
+    """Where calls write their recordings until they end (``RECORDING_TMP_DIR``)."""
+    return str(get_setting("RECORDING_TMP_DIR", default="") or tempfile.gettempdir())
+
+
+def recording_tmp_path(call_id) -> str:
+    """The file the call's session records to (see ``CallSession``)."""
+    return os.path.join(recording_tmp_dir(), f"voiceagents-{call_id}.wav")
+
+
+def _quiet(path: str | Path, now) -> bool:
+    """Whether nothing wrote to ``path`` for ``HEARTBEAT_TIMEOUT`` seconds (True if no file)."""
+    try:
+        age = now.timestamp() - os.stat(path).st_mtime
+    except OSError:
+        return True
+    return age >= float(get_setting("HEARTBEAT_TIMEOUT", cast=float))
+
+
+def _attach_partial_recording(call: Call) -> bool | None:
+    """Repair the temporary recording a stopped process left for ``call`` and attach it (not
+    saved: the caller saves ``call``), then remove it. True if attached, None if there is no
+    file, False if it is kept because it could not be repaired or stored."""
+    from .audio.recorder import repair_wav
+
+    path = recording_tmp_path(call.pk)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if size < _WAV_HEADER:
+        # Killed before its header reached the disk (an older version's recorder): no audio.
+        _remove(path, call)
+        return None
+    try:
+        repair_wav(path)
+        with wave.open(path, "rb") as wav:  # what a player will see
+            duration_ms = wav.getnframes() * 1000.0 / wav.getframerate()
+        with open(path, "rb") as handle:
+            call.recording.save(f"{call.pk}.wav", File(handle), save=False)
+    except (OSError, ValueError, EOFError, wave.Error) as err:
+        logger.error(
+            "call %s: cannot keep the recording %s (%s); left in place", call.pk, path, err
+        )
+        return False
+    call.recording_duration = timedelta(milliseconds=duration_ms)
+    _remove(path, call)
+    return True
+
+
+def _remove(path: str, call: Call) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
+
+
+def clean_recording_tmp(now=None) -> int:
+    """Attach or remove temporary recordings no process is writing any more; returns how many.
+
+    A file is left alone while its call is live (its process, or the lost-call recovery, will
+    deal with it) and for ``HEARTBEAT_TIMEOUT`` seconds after its last write. A file whose call
+    ended without a recording is repaired and attached; any other is removed.
+    """
+    now = now or timezone.now()
+    done = 0
+    for path in Path(recording_tmp_dir()).glob("voiceagents-*.wav"):
+        try:
+            call_id = uuid.UUID(path.stem.removeprefix("voiceagents-"))
+        except ValueError:
+            continue  # not a name we gave
+        if not _quiet(path, now):
+            continue
+        with transaction.atomic():
+            call = Call.objects.select_for_update().filter(pk=call_id).first()
+            if call is not None and call.status in LIVE_STATUSES:
+                continue
+            if call is not None and not call.recording:
+                attached = _attach_partial_recording(call)
+                if attached:
+                    call.save(update_fields=["recording", "recording_duration"])
+                    logger.warning("call %s: attached the recording its process left", call_id)
+                if attached is not False:
+                    done += 1
+                continue  # else kept, to try again: it is all there is of the call's audio
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            logger.warning("removed the orphaned temporary recording %s", path)
+        done += 1
+    return done
 
 
 def finalize_call(call_id) -> str:

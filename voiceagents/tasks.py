@@ -10,8 +10,16 @@ from . import services
 
 @shared_task(name="voiceagents.reconcile_stale_calls", ignore_result=False)
 def reconcile_stale_calls() -> int:
-    """Close calls left live by a crashed process. Schedule it every few minutes with beat."""
+    """Close calls left live by a crashed process that had no heartbeat (older versions). Schedule
+    it every few minutes with beat: ``recover_lost_calls`` closes the others within a minute."""
     return services.reconcile_stale_calls()
+
+
+@shared_task(name="voiceagents.recover_lost_calls")
+def recover_lost_calls() -> int:
+    """Close the calls of server processes that stopped and keep their recordings. Schedule it
+    every minute with beat."""
+    return services.recover_lost_calls()
 
 
 @shared_task(

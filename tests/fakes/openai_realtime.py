@@ -368,9 +368,9 @@ class FakeOpenAIRealtime:
             }
         )
 
-    async def respond(self, script: ScriptedResponse):
+    async def respond(self, script: ScriptedResponse, session: FakeSession | None = None):
         """Start a response on the server's own initiative (as server VAD does after a turn)."""
-        session = self.session
+        session = session or self.session
         session.response_tasks.append(asyncio.ensure_future(self._respond_with(session, script)))
 
     async def _respond_with(self, session, script):

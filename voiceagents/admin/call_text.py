@@ -26,6 +26,7 @@ END_REASONS = {
     "provider_ended": gettext_lazy("agent ended the conversation"),
     "internal_error": gettext_lazy("internal error"),
     "stale": gettext_lazy("never ended properly"),
+    "lost": gettext_lazy("server stopped during the call"),
     "stream_started": gettext_lazy("media stream started"),
     "stream_stopped": gettext_lazy("media stream stopped"),
     "stream_closed": gettext_lazy("media stream closed"),

@@ -3,9 +3,11 @@
 Both channels sit on the call clock (milliseconds since the call started), so they stay aligned
 however the audio arrives: gaps become silence, and agent audio that a barge-in ``clear`` dropped
 before it was played is taken back out. To allow that, the most recent ``holdback_ms`` of audio
-stays in memory; everything older is final and goes to the file in blocks of at least
-``flush_bytes``, never per frame. Memory per call is bounded by ``max_buffer_bytes`` (1 MB by
-default) whatever the call length.
+stays in memory; everything older is final and goes to the file once ``flush_ms`` of it (a
+quarter of a second by default) has gathered: a few writes a second, never per frame. So a
+process killed mid-call leaves a file missing at most the last ``holdback_ms + flush_ms``
+(1.25 s) of audio. Memory per call is bounded by ``max_buffer_bytes`` (1 MB by default) whatever the call
+length.
 
 The recorder runs for every frame of every call, so storing a frame is a plain byte copy: audio
 is held as it arrived (G.711 codes, or PCM16 from the converter) and only decoded to samples, a
@@ -160,16 +162,21 @@ class CallRecorder:
         caller_format: AudioFormat | None = None,
         agent_format: AudioFormat | None = None,
         holdback_ms: int = 1000,
-        flush_bytes: int = 256 * 1024,
+        flush_ms: int = 250,
+        flush_bytes: int | None = None,
         max_buffer_bytes: int = 1024 * 1024,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
         self._holdback = sample_rate * holdback_ms // 1000
-        self._flush_frames = max(1, flush_bytes // _FRAME)
+        # ``flush_bytes`` (of stereo PCM16), if given, instead of ``flush_ms``.
+        flush_frames = (
+            sample_rate * flush_ms // 1000 if flush_bytes is None else flush_bytes // _FRAME
+        )
+        self._flush_frames = max(1, flush_frames)
         needed = self._holdback + self._flush_frames
         if max_buffer_bytes // _FRAME <= needed:
-            raise ValueError("max_buffer_bytes must hold holdback_ms plus flush_bytes of audio")
+            raise ValueError("max_buffer_bytes must hold holdback_ms plus flush_ms of audio")
         # One second of slack above what must be held, so 20 ms chunks never force a flush.
         self._capacity = min(max_buffer_bytes // _FRAME, needed + sample_rate)
         own = AudioFormat(Encoding.PCM16, sample_rate)
@@ -184,6 +191,7 @@ class CallRecorder:
         self._data_bytes = 0
         self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the recorder until close()
         self._file.write(_header(sample_rate, 0))
+        self._file.flush()  # a valid (empty) WAV from the start, whenever the process dies
         self._closed = False
         self._full = False
 

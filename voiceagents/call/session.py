@@ -53,7 +53,7 @@ from ..providers.base import (
     ToolCall,
     VoiceProvider,
 )
-from . import callsetup
+from . import callsetup, ownership
 from .caller_audio import PENDING_AUDIO_MS, CallerAudio
 from .callsetup import CallContext
 from .carrier_link import CarrierLink
@@ -137,6 +137,7 @@ class CallSession:
         self._spawn(self._provider_loop(), "provider")
         self._spawn(self.playback.run(), "playout")
         self.writer.start()
+        ownership.hold(self.ctx.call_id)
         self._timer = self.loop.call_later(self.ctx.max_duration_s, self._on_max_duration)
         self.monitor.started(carrier=self.ctx.carrier, provider=self.ctx.provider_id)
 
@@ -472,6 +473,7 @@ class CallSession:
                 "ending the call failed; finalize_call and reconcile_stale_calls will close it"
             )
         finally:
+            ownership.release(self.ctx.call_id)
             self.monitor.ended(status=final_status, end_reason=reason)
             await self.monitor.close()
             self.ended.set()

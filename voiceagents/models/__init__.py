@@ -16,6 +16,7 @@ from .calls import (
     ProcessedWebhookEvent,
     TranscriptEntry,
     TranscriptRole,
+    WorkerHeartbeat,
     recording_upload_to,
 )
 from .credentials import MIN_SECRET_LEN_FOR_HINT, Credential, CredentialQuerySet
@@ -36,5 +37,6 @@ __all__ = [
     "ProcessedWebhookEvent",
     "TranscriptEntry",
     "TranscriptRole",
+    "WorkerHeartbeat",
     "recording_upload_to",
 ]

@@ -149,6 +149,16 @@ class Call(models.Model):
     )
     recording = models.FileField(_("recording"), upload_to=recording_upload_to, blank=True)
     recording_duration = models.DurationField(_("recording duration"), null=True, blank=True)
+    worker = models.CharField(
+        _("server process"),
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text=_(
+            "The server process that ran the call's audio. If that process stops (a crash or a "
+            "restart), the call is closed as lost and its partial recording kept."
+        ),
+    )
 
     class Meta:
         verbose_name = _("call")
@@ -273,3 +283,26 @@ class ProcessedWebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_carrier_display()} {self.event_type} {self.event_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A server process that runs calls, and when it last said it was alive.
+
+    Each process with live calls updates its row every ``HEARTBEAT_INTERVAL`` seconds
+    (``voiceagents.call.ownership``); ``recover_lost_calls`` closes the calls of a process whose
+    row went quiet, or whose process is gone from this host.
+    """
+
+    worker = models.CharField(_("server process"), max_length=100, unique=True)
+    host = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("process ID"))
+    started_at = models.DateTimeField(_("started"), auto_now_add=True)
+    beat_at = models.DateTimeField(_("last heartbeat"), db_index=True)
+    calls = models.PositiveIntegerField(_("live calls"), default=0)
+
+    class Meta:
+        verbose_name = _("server heartbeat")
+        verbose_name_plural = _("server heartbeats")
+
+    def __str__(self):
+        return self.worker

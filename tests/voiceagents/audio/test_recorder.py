@@ -184,6 +184,28 @@ def write_unfinished(path, seconds: float) -> None:
     recorder._file.flush()  # what the OS has of the file when the process dies
 
 
+def test_a_new_recording_is_a_valid_wav_on_disk_at_once(tmp_path):
+    path = tmp_path / "new.wav"
+    recorder = CallRecorder(path, sample_rate=RATE)
+    rate, frames = read_wav(path)  # a kill -9 now leaves an empty recording, not a broken one
+    assert (rate, len(frames)) == (RATE, 0)
+    recorder.close()
+
+
+def test_audio_is_on_disk_within_a_second_and_a_quarter_of_arriving(tmp_path):
+    """No close() and no flush by the test: what the file holds is what a kill -9 would leave."""
+    path = tmp_path / "live.wav"
+    recorder = CallRecorder(path, sample_rate=RATE)  # the defaults a call uses
+    chunk = tone(600, RATE, 0.02, 7000).tobytes()
+    for step in range(5 * 50):  # 5 s of 20 ms frames
+        recorder.write_caller(chunk, at_ms=step * 20)
+        on_disk_ms = (path.stat().st_size - 44) / 4 / RATE * 1000
+        assert (step + 1) * 20 - on_disk_ms <= 1250, step
+    rate, frames = read_wav(path)  # the header is kept up to date too
+    assert rate == RATE and len(frames) >= 3.75 * RATE
+    assert peak_frequency(frames[:, 0], RATE) == pytest.approx(600, abs=2)
+
+
 @pytest.mark.parametrize("cut", [0, 1, 3, 1001])
 def test_a_file_cut_off_mid_write_is_repaired_and_readable(tmp_path, cut):
     path = tmp_path / "crash.wav"
