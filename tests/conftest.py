@@ -31,3 +31,13 @@ def browser_settings(settings):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     return settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_abuse_limits():
+    """Each test starts with empty per-IP and per-process counts (``telephony.limits``)."""
+    from telephony import limits
+
+    limits.reset()
+    yield
+    limits.reset()

@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT": 2.0,
     "STALE_CALL_GRACE": 300,
     "WEBHOOK_EVENT_RETENTION": 7 * 24 * 3600,
+    # Abuse limits (telephony.limits); 0 turns one off.
+    "WEBHOOK_RATE_PER_IP": 600,
+    "MEDIA_CONNECTIONS_PER_IP": 100,
+    "MAX_CALLS_PER_PROCESS": 50,
+    "TRUSTED_PROXY_HEADER": None,
 }
 
 
