@@ -190,7 +190,9 @@ async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
     left = frames[:, 0].astype(float)
     # The caller channel holds the sent tone (timestamps from Twilio place it at 0 ms).
     n = min(len(left), len(caller_sent))
-    assert n >= len(caller_sent) - 8 * 50  # at most 50 ms short (the call ended with the audio)
+    # At most a little short: the call ended with the audio (on an idle machine within 50 ms; a
+    # late fake caller catching up sends timestamps ahead of the call clock, which ends first).
+    assert n >= len(caller_sent) - 8 * 2 * SLACK_MS
     corr = np.dot(left[:n], caller_sent[:n]) / (
         np.linalg.norm(left[:n]) * np.linalg.norm(caller_sent[:n])
     )
