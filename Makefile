@@ -43,7 +43,7 @@ test: install-dev
 test-integration: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 test-integration: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test-integration: install-dev
-	$(BIN)/python -m pytest -m 'not live'
+	$(BIN)/python -m pytest -m 'not live and not bench'
 
 # Audio-core table, then a short concurrent-call sweep (under 5 minutes; see docs/benchmarks.md).
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
@@ -51,6 +51,7 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
 	touch $@
 
 bench: $(VENV)/.installed-bench
+	$(BIN)/python -m pytest -q -m bench tests/bench
 	$(BIN)/python -m bench
 
 lint: install-dev

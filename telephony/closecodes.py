@@ -20,5 +20,7 @@ START_TIMEOUT = 4003
 #: The call cannot run: it is over already, its agent is gone or disabled, or its provider is
 #: not available.
 CALL_UNAVAILABLE = 4004
+#: This process runs ``VOICEAGENTS['MAX_CALLS_PER_PROCESS']`` calls already (``telephony.limits``).
+AT_CAPACITY = 4005
 #: Our side failed: configuration error, provider cannot be built, internal error.
 SERVER_ERROR = 4011

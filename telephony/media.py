@@ -33,7 +33,7 @@ from voiceagents.conf import get_setting
 from voiceagents.exceptions import ConfigurationError, VoiceAgentsError, WebhookValidationFailure
 from voiceagents.providers import build_provider
 
-from . import closecodes
+from . import closecodes, limits
 from .controlplane import ControlListener
 from .frames import (
     Connected,
@@ -89,6 +89,9 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         self.control: ControlListener | None = None
         self._start_timer: asyncio.TimerHandle | None = None
         self._timestamp_limit = -1
+        #: The client IP holding a ``limits`` connection slot, and whether a call slot is held.
+        self._ip: str | None = None
+        self._holds_call = False
         # Bound once per connection, so each frame costs one dict lookup.
         self._frame_handlers = {
             Start: self.on_start,
@@ -121,6 +124,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         """The common tail of every exit: the call ended, the control group left, the timer off."""
         if self._start_timer is not None:
             self._start_timer.cancel()
+        self._release_limits()
         try:
             await self.end_session("stream_closed", by_carrier=True)
         finally:
@@ -173,6 +177,16 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
     # -- handshake and start --------------------------------------------------------------------
 
     async def connect(self):
+        ip = limits.scope_ip(self.scope)
+        if not limits.open_connection(ip):
+            logger.warning(
+                "%s media stream from %s refused: over MEDIA_CONNECTIONS_PER_IP",
+                self.carrier_id,
+                ip,
+            )
+            await self.close()  # before accept: the server answers the upgrade with 403
+            return
+        self._ip = ip
         if not await self.authenticate_handshake():
             logger.warning("%s media stream refused: handshake not authenticated", self.carrier_id)
             await self.close()  # before accept: the server answers the upgrade with 403
@@ -203,6 +217,7 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             logger.warning("%s media stream refused: %s", self.carrier_id, why)
         if not self.closing:
             self.closing = True
+            self._release_call()  # the call is over for this process, whenever the socket goes
             await self.close(code=code)
 
     async def on_start(self, start: Start) -> None:
@@ -229,19 +244,44 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             await self.refuse(closecodes.BAD_START, unusable)
             await self.refused_after_start(start, unusable)
             return
-        await self.after_start(start, await self.begin_call(start))
+        if not limits.start_call():
+            why = f"this process runs {limits.live_calls()} calls already (MAX_CALLS_PER_PROCESS)"
+            await self.refuse(closecodes.AT_CAPACITY, why)
+            await self.refused_after_start(
+                start, why, reason=limits.AT_CAPACITY, error=limits.AT_CAPACITY_ERROR
+            )
+            return
+        self._holds_call = True
+        started = await self.begin_call(start)
+        if not started:
+            self._release_call()
+        await self.after_start(start, started)
 
-    async def refused_after_start(self, start: Start, why: str) -> None:
-        """A ``start`` refused as unusable: if it still proves to be its call's (valid token,
-        same carrier call, no stream yet), the call fails and the carrier's clean-up runs."""
+    def _release_call(self) -> None:
+        if self._holds_call:
+            self._holds_call = False
+            limits.end_call()
+
+    def _release_limits(self) -> None:
+        """Give back this connection's ``limits`` slots, once."""
+        self._release_call()
+        if self._ip is not None:
+            limits.close_connection(self._ip)
+            self._ip = None
+
+    async def refused_after_start(
+        self, start: Start, why: str, *, reason: str = "bad_start", error: str = ""
+    ) -> None:
+        """A ``start`` refused: if it still proves to be its call's (valid token, same carrier
+        call, no stream yet), the call fails with ``reason`` and the carrier's clean-up runs."""
         if not (start.call_id and start.token and start.carrier_call_id):
             return
         failed = await database_sync_to_async(callsetup.fail_refused_stream)(
             start.call_id,
             start.token,
             start.carrier_call_id,
-            "bad_start",
-            f"The {self.carrier_id} media stream was refused: {why}.",
+            reason,
+            error or f"The {self.carrier_id} media stream was refused: {why}.",
         )
         if failed:
             await self.after_start(start, False)

@@ -72,3 +72,13 @@ def asgi_server(transactional_db, browser_settings):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(autouse=True)
+def fresh_abuse_limits():
+    """Each test starts with empty per-IP and per-process counts (``telephony.limits``)."""
+    from telephony import limits
+
+    limits.reset()
+    yield
+    limits.reset()

@@ -26,7 +26,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
 MARKERS = ("install:settings", "install:urls", "install:asgi", "install:safety", "install:beat")
-TIMEOUT = 60
+#: Per command; a busy machine runs `migrate` in a new project for over a minute.
+TIMEOUT = 300
 
 _BLOCK = r"<!--\s*{marker}\s*-->\s*\n```python[ \t]*\n(?P<code>.*?)\n```"
 

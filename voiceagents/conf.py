@@ -64,6 +64,11 @@ DEFAULTS: dict[str, Any] = {
     "LOG_PII": False,
     "HASH_CALLER_NUMBERS": False,
     "RETENTION_DAYS": None,
+    # Abuse limits (telephony.limits); 0 turns one off.
+    "WEBHOOK_RATE_PER_IP": 600,
+    "MEDIA_CONNECTIONS_PER_IP": 100,
+    "MAX_CALLS_PER_PROCESS": 50,
+    "TRUSTED_PROXY_HEADER": None,
 }
 
 

@@ -39,6 +39,8 @@ from django.views.decorators.csrf import csrf_exempt
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
 
+from .. import limits
+
 logger = logging.getLogger(__name__)
 #: Rejected signatures go here, like Django's ``django.security``, so operators can route them.
 security_logger = logging.getLogger("telephony.security")
@@ -119,6 +121,31 @@ class CarrierWebhookView(View):
         view = super().as_view(**initkwargs)
         # Carriers send neither a CSRF token nor a session: the signature is the authentication.
         return csrf_exempt(login_not_required(view))
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs):
+        # Before verification: a flood of forged requests must not cost a signature check each.
+        ip = limits.request_ip(request)
+        if not limits.allow_webhook(ip):
+            security_logger.warning(
+                "Refused %s webhook %s from %s: over WEBHOOK_RATE_PER_IP",
+                self.carrier,
+                request.path,
+                ip,
+            )
+            refused = HttpResponse(
+                "Too many requests",
+                status=429,
+                content_type="text/plain",
+                headers={"Retry-After": "60"},
+            )
+            if self.view_is_async:
+
+                async def answer():
+                    return refused
+
+                return answer()
+            return refused
+        return super().dispatch(request, *args, **kwargs)
 
     async def head(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         return HttpResponse()

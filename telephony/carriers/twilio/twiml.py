@@ -54,3 +54,10 @@ def apology(message: str = DEFAULT_APOLOGY, *, language: str | None = None) -> s
     say.text = message
     ET.SubElement(response, "Hangup")
     return _document(response)
+
+
+def reject_busy() -> str:
+    """Refuse the call unanswered: the caller hears a busy tone, and Twilio bills nothing."""
+    response = ET.Element("Response")
+    ET.SubElement(response, "Reject", reason="busy")
+    return _document(response)

@@ -21,9 +21,10 @@ from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 
 from voiceagents import services
-from voiceagents.call import streamtokens
+from voiceagents.call import callsetup, streamtokens
 from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus, PhoneNumber
 
+from ... import limits
 from .. import TWILIO, lifecycle
 from ..base import CarrierWebhookView, public_url
 from . import signature, twiml
@@ -249,6 +250,11 @@ class TwilioVoiceWebhookView(TwilioWebhookView):
             call = existing_outbound_call(event)
         else:
             call, _ = record_inbound_call(event)
+        if lifecycle.can_connect(call) and limits.at_capacity():
+            # This process runs MAX_CALLS_PER_PROCESS calls already: busy, rather than a bad call.
+            logger.warning("Twilio call %s (%s) refused: at capacity", event.call_sid, call.pk)
+            callsetup.fail_before_start(call.pk, limits.AT_CAPACITY, limits.AT_CAPACITY_ERROR)
+            return HttpResponse(twiml.reject_busy(), content_type=twiml.CONTENT_TYPE)
         if not lifecycle.can_connect(call):
             if call is not None and not call.is_final:
                 # A repeated webhook after its agent went away: no stream will end this call.
