@@ -4,6 +4,5 @@ from .agents import AgentForm
 from .credentials import CredentialForm
 from .numbers import PhoneNumberForm
 from .specdata import SpecDataForm
-from .widgets import DatalistTextInput
 
-__all__ = ["AgentForm", "CredentialForm", "DatalistTextInput", "PhoneNumberForm", "SpecDataForm"]
+__all__ = ["AgentForm", "CredentialForm", "PhoneNumberForm", "SpecDataForm"]
