@@ -65,7 +65,7 @@ if "SECRET_KEY" not in os.environ:
     SECRET_KEY = _secret_key(DATA_DIR / "secret_key")
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_URL = "memory://localhost/"  # a host named, or kombu warns on every start
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
