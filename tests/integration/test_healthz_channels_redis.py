@@ -29,7 +29,9 @@ async def test_healthz_answers_at_once_while_a_consumer_waits_on_the_layer(redis
             elapsed = time.monotonic() - started
             assert response.status_code == 200, response.json()
             assert response.json()["channel_layer"] == "ok"
-            assert elapsed < 1.0
+            # Not a latency bar (HEALTH_CHECK_TIMEOUT would have made it a 503 by 2 s): well
+            # short of the 5 s blocking read the probe used to queue behind.
+            assert elapsed < 4.0
         await layer.send(consumer_channel, {"type": "call.hangup", "reason": "test"})
         message = await asyncio.wait_for(waiting, 5)
         assert message == {"type": "call.hangup", "reason": "test"}

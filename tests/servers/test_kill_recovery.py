@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
+from tests.fakes.twilio import mark as twilio_mark
 from tests.voiceagents.audio.signals import rms, tone
 from voiceagents.audio.g711 import ulaw_encode
 from voiceagents.call import streamtokens
@@ -40,7 +41,9 @@ FRAME = ulaw_encode(tone(440, 8000, 0.02, amplitude=8000))
 
 class Caller(threading.Thread):
     """Twilio's side of one call: the stream's start, then a frame every 20 ms, in real time,
-    until the server goes away (or ``hang_up`` is set: then a ``stop``)."""
+    until the server goes away (or ``hang_up`` is set: then a ``stop``). Marks are echoed as
+    they arrive, as Twilio does once the audio before them has played: the agent's audio comes
+    at the pace of playout, so on arrival is within the server's small lead of "played"."""
 
     def __init__(self, port: int, call: dict):
         super().__init__(daemon=True)
@@ -75,7 +78,9 @@ class Caller(threading.Thread):
                     self.frames_sent += 1
                     try:
                         while True:
-                            ws.recv(timeout=0)  # agent audio and marks: not needed here
+                            message = json.loads(ws.recv(timeout=0))
+                            if message.get("event") == "mark":
+                                ws.send(json.dumps(twilio_mark(sid, message["mark"]["name"])))
                     except TimeoutError:
                         pass
                 ws.send(json.dumps({"event": "stop", "streamSid": sid, "stop": {}}))
@@ -197,7 +202,9 @@ def test_calls_of_a_killed_server_are_closed_as_lost_on_restart(server, start_pr
             frames = wav.getnframes()
             audio = np.frombuffer(wav.readframes(frames), dtype="<i2").reshape(-1, 2)
         recorded_ms = frames / 8
-        assert sent - 1500 <= recorded_ms <= sent + 1000, (recorded_ms, sent)
+        # Data reaches the disk every 0.25 s; the rest of the margin is the frames counted as
+        # sent that a busy machine still held in socket buffers, unread, when the server died.
+        assert sent - 2000 <= recorded_ms <= sent + 1000, (recorded_ms, sent)
         assert timedelta(microseconds=row["recording_duration"]) == timedelta(
             milliseconds=recorded_ms
         )
