@@ -204,3 +204,19 @@ def check_recordings_not_served_publicly(app_configs, **kwargs):
             id="voiceagents.W004",
         )
     ]
+
+
+@register(Tags.security)
+def check_call_webhook_signed(app_configs, **kwargs):
+    """The customer webhook is only ever sent signed: a URL without a secret is a mistake."""
+    if get_setting("CALL_WEBHOOK_URL") and not get_setting("CALL_WEBHOOK_SECRET"):
+        return [
+            Error(
+                "VOICEAGENTS['CALL_WEBHOOK_URL'] is set but CALL_WEBHOOK_SECRET is not: call "
+                "webhooks are signed with it, and none will be sent without it.",
+                hint="Set VOICEAGENTS['CALL_WEBHOOK_SECRET'] (or VOICEAGENTS_CALL_WEBHOOK_SECRET) "
+                "to a long random string and give it to the receiver.",
+                id="voiceagents.E006",
+            )
+        ]
+    return []

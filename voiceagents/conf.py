@@ -69,6 +69,15 @@ DEFAULTS: dict[str, Any] = {
     "MEDIA_CONNECTIONS_PER_IP": 100,
     "MAX_CALLS_PER_PROCESS": 50,
     "TRUSTED_PROXY_HEADER": None,
+    # The customer webhook after each call (voiceagents.call_webhook, docs/call-webhook.md).
+    "CALL_WEBHOOK_URL": None,
+    "CALL_WEBHOOK_SECRET": None,
+    "CALL_WEBHOOK_TIMEOUT": 10.0,
+    "CALL_WEBHOOK_MAX_RETRIES": 8,
+    "CALL_WEBHOOK_RETRY_DELAY": 10.0,
+    "CALL_WEBHOOK_ALLOW_PRIVATE": False,
+    # Seconds a recording link in the webhook works (voiceagents.recording_links).
+    "RECORDING_LINK_TTL": 7 * 24 * 3600,
 }
 
 

@@ -238,8 +238,9 @@ def clean_recording_tmp(now=None) -> int:
 def finalize_call(call_id) -> str:
     """Post-call work after the stream ended. Idempotent; safe when the cleanup was cut short.
 
-    For now it reconciles the call's status and duration: a call whose session never wrote its end
-    (a worker killed during cleanup) but whose carrier reported it over is closed here.
+    It reconciles the call's status and duration (a call whose session never wrote its end, a
+    worker killed during cleanup, but whose carrier reported it over is closed here), fetches the
+    provider's report where configured, and queues the customer webhook (``CALL_WEBHOOK_URL``).
     """
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(pk=call_id).first()
@@ -257,7 +258,24 @@ def finalize_call(call_id) -> str:
             call.save(update_fields=changed)
     # Outside the row lock: this is a request to the vendor.
     fetch_provider_report(call)
+    _queue_call_webhook(call)
     return call.status
+
+
+def _queue_call_webhook(call: Call) -> None:
+    """Queue the customer webhook (``CALL_WEBHOOK_URL``) once the call is final."""
+    if not get_setting("CALL_WEBHOOK_URL") or not call.is_final:
+        return
+    if CallEvent.objects.filter(call=call, kind=CallEventKind.WEBHOOK).exists():
+        return  # finalize_call ran again (a retry): the webhook is on its way or was sent
+    from .call_webhook import record
+    from .tasks import deliver_call_webhook
+
+    record(call.pk, "queued")
+    try:
+        deliver_call_webhook.delay(str(call.pk))
+    except Exception:
+        logger.exception("call %s: cannot queue the call webhook", call.pk)
 
 
 def fetch_provider_report(call: Call) -> bool:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.db import OperationalError
 
 from . import services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="voiceagents.reconcile_stale_calls", ignore_result=False)
@@ -46,3 +50,55 @@ def purge_expired_call_content() -> dict:
 
     purged = retention.purge_expired_call_content()
     return {"recordings": purged.recordings, "transcript_entries": purged.transcript_entries}
+
+
+@shared_task(name="voiceagents.deliver_call_webhook", bind=True, max_retries=None)
+def deliver_call_webhook(self, call_id: str) -> str:
+    """POST the call's record to ``CALL_WEBHOOK_URL``, retried with backoff while the receiver is
+    unreachable or answers 5xx/408/429 (at most ``CALL_WEBHOOK_MAX_RETRIES`` more tries).
+
+    Every outcome is on the call's timeline. With eager Celery (the demo) there is no broker to
+    wait in: a retry runs at once.
+    """
+    retries = self.request.retries
+    while True:
+        outcome = _webhook_attempt(call_id, retries)
+        if isinstance(outcome, str):
+            return outcome
+        if not self.request.is_eager:
+            raise self.retry(countdown=outcome)
+        retries += 1
+
+
+def _webhook_attempt(call_id: str, retries: int) -> str | float:
+    """One delivery: its outcome, or the seconds to wait before the next try."""
+    from . import call_webhook
+    from .conf import get_setting
+
+    attempt = retries + 1
+    try:
+        delivery = call_webhook.deliver(call_id, attempt=attempt)
+    except call_webhook.DeliveryRefused as err:
+        logger.error("call %s: the call webhook is not sent: %s", call_id, err)
+        call_webhook.record(call_id, "refused", attempt=attempt, error=str(err))
+        return "refused"
+    except call_webhook.DeliveryFailed as err:
+        max_retries = int(get_setting("CALL_WEBHOOK_MAX_RETRIES", cast=int))
+        final = not err.retryable or retries >= max_retries
+        call_webhook.record(call_id, "failed", attempt=attempt, error=str(err), final=final)
+        if final:
+            logger.error("call %s: the call webhook failed for good: %s", call_id, err)
+            return "failed"
+        delay = call_webhook.retry_delay(retries)
+        logger.warning(
+            "call %s: the call webhook failed (%s); try %d in %.0f s",
+            call_id,
+            err,
+            attempt + 1,
+            delay,
+        )
+        return delay
+    call_webhook.record(
+        call_id, "delivered", attempt=attempt, status=delivery.status_code, ms=delivery.elapsed_ms
+    )
+    return "delivered"

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import views
+from . import recording_links, views
 from .monitor import views as monitor
 
 app_name = "voiceagents"
@@ -15,4 +15,6 @@ urlpatterns = [
     path("monitor/", monitor.monitor_page, name="monitor"),
     path("monitor/state/", monitor.monitor_state_view, name="monitor_state"),
     path("monitor/calls/<uuid:call_id>/hang-up/", monitor.hang_up, name="monitor_hang_up"),
+    # Signed, expiring links to a recording, sent in the customer webhook (recording_links).
+    path("recordings/<str:token>/", recording_links.recording_link, name="recording_link"),
 ]

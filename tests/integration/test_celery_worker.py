@@ -15,8 +15,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from django.db import connection
 from django.utils import timezone
 
-from voiceagents.models import Agent, Call, CallEvent, CallStatus
-from voiceagents.tasks import reconcile_stale_calls
+from tests.fakes.webhook_receiver import Receiver, verify
+from voiceagents.models import Agent, Call, CallEvent, CallEventKind, CallStatus, TranscriptEntry
+from voiceagents.tasks import deliver_call_webhook, reconcile_stale_calls
 
 from .conftest import ManagedProcess, subprocess_env
 
@@ -44,6 +45,18 @@ def _test_database_url(database_url: str) -> str:
     return urlsplit(database_url)._replace(path="/" + quote(name)).geturl()
 
 
+def _start_worker(start_process, run, queue, redis_url, postgres_database_url, **env):
+    return start_process(
+        "celery-worker",
+        [sys.executable, "-m", "celery", "-A", "patter_site", "worker"]
+        + ["--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"it-{run}@%h", "-l", "INFO"]
+        + ["--without-heartbeat", "--without-gossip", "--without-mingle"],
+        env=subprocess_env(
+            REDIS_URL=redis_url, DATABASE_URL=_test_database_url(postgres_database_url), **env
+        ),
+    )
+
+
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_reconcile_stale_calls_runs_on_a_real_worker(
@@ -65,15 +78,7 @@ def test_reconcile_stale_calls_runs_on_a_real_worker(
         agent=agent, carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS
     )
 
-    worker = start_process(
-        "celery-worker",
-        [sys.executable, "-m", "celery", "-A", "patter_site", "worker"]
-        + ["--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"it-{run}@%h", "-l", "INFO"]
-        + ["--without-heartbeat", "--without-gossip", "--without-mingle"],
-        env=subprocess_env(
-            REDIS_URL=redis_url, DATABASE_URL=_test_database_url(postgres_database_url)
-        ),
-    )
+    worker = _start_worker(start_process, run, queue, redis_url, postgres_database_url)
     result = None
     try:
         result = reconcile_stale_calls.apply_async(queue=queue)
@@ -95,3 +100,52 @@ def test_reconcile_stale_calls_runs_on_a_real_worker(
     assert CallEvent.objects.filter(call=stale, data__reason="stale").count() == 1
     fresh.refresh_from_db()
     assert fresh.status == CallStatus.IN_PROGRESS, "a call within its maximum duration was closed"
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_call_webhook_is_retried_through_the_broker(
+    redis_url, postgres_database_url, start_process
+):
+    """The receiver fails first: the retry waits in Redis (a countdown), then the worker delivers."""
+    run = uuid.uuid4().hex[:12]
+    queue = f"voiceagents-it-{run}"
+    agent = Agent.objects.create(name="Webhook probe", slug=f"hook-{run}")
+    call = Call.objects.create(
+        agent=agent, carrier="twilio", direction="inbound", status=CallStatus.COMPLETED
+    )
+    TranscriptEntry.objects.create(call=call, seq=0, role="agent", text="Hello.")
+    secret = "whsec-integration"
+    with Receiver(500, 200) as receiver:
+        worker = _start_worker(
+            start_process,
+            run,
+            queue,
+            redis_url,
+            postgres_database_url,
+            VOICEAGENTS_CALL_WEBHOOK_URL=receiver.url,
+            VOICEAGENTS_CALL_WEBHOOK_SECRET=secret,
+            VOICEAGENTS_CALL_WEBHOOK_ALLOW_PRIVATE="1",
+            VOICEAGENTS_CALL_WEBHOOK_RETRY_DELAY="1",
+        )
+        try:
+            deliver_call_webhook.apply_async(args=[str(call.pk)], queue=queue)
+            deadline = time.monotonic() + RESULT_TIMEOUT
+            while (
+                len(receiver.requests) < 2
+                or not CallEvent.objects.filter(
+                    call=call, kind=CallEventKind.WEBHOOK, data__outcome="delivered"
+                ).exists()
+            ):
+                worker.check_alive()
+                if time.monotonic() > deadline:
+                    pytest.fail("the webhook was not delivered\n" + worker.describe())
+                time.sleep(0.2)
+        finally:
+            worker.stop()
+            with redis.Redis.from_url(redis_url) as client:
+                client.delete(queue, f"_kombu.binding.{queue}")
+    first, second = receiver.requests
+    assert verify(second, secret)["transcript"][0]["text"] == "Hello."
+    assert second["headers"]["X-VoiceAgents-Delivery-Attempt"] == "2"
+    assert "retry: Retry in 1.0s" in worker.output(), worker.output()

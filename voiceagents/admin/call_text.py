@@ -194,6 +194,30 @@ def _error(data: dict) -> str:
     return text
 
 
+def _webhook(data: dict) -> str:
+    outcome = data.pop("outcome", None)
+    attempt = data.pop("attempt", None)
+    error = data.pop("error", None)
+    final = data.pop("final", None)
+    status = data.pop("status", None)
+    if outcome == "queued":
+        return _("The call webhook was queued")
+    if outcome == "delivered":
+        text = _("The call webhook was delivered (try %(attempt)s, answer %(status)s)") % {
+            "attempt": attempt,
+            "status": status,
+        }
+        ms = data.pop("ms", None)
+        return text + (f" in {seconds(ms)}" if ms is not None else "")
+    if outcome == "refused":
+        return _("The call webhook was not sent: %(error)s") % {"error": error}
+    text = _("The call webhook failed (try %(attempt)s): %(error)s") % {
+        "attempt": attempt,
+        "error": error,
+    }
+    return text + (_("; no more tries") if final else _("; it will be tried again"))
+
+
 #: Carrier events kept on the timeline as "other".
 _CARRIER_EVENTS = {
     "streaming.started": gettext_lazy("The carrier started streaming the call's audio"),
@@ -216,5 +240,6 @@ _DESCRIBERS = {
     CallEventKind.TOOL_CALL: _tool_call,
     CallEventKind.TRANSFER: _transfer,
     CallEventKind.ERROR: _error,
+    CallEventKind.WEBHOOK: _webhook,
     CallEventKind.OTHER: _other,
 }

@@ -228,6 +228,7 @@ class CallEventKind(models.TextChoices):
     TOOL_CALL = "tool_call", _("tool call")
     TRANSFER = "transfer", _("transfer")
     ERROR = "error", _("error")
+    WEBHOOK = "webhook", _("customer webhook")
     OTHER = "other", _("other")
 
 
