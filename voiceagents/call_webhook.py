@@ -91,6 +91,7 @@ def payload(call: Call) -> dict:
             "ended_at": call.ended_at,
             "duration_s": call.duration.total_seconds() if call.duration is not None else None,
             "metrics": call.metrics,
+            "cost": call.cost,
         },
         "transcript": [
             {

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "MEDIA_CONNECTIONS_PER_IP": 100,
     "MAX_CALLS_PER_PROCESS": 50,
     "TRUSTED_PROXY_HEADER": None,
+    # Rates for the calls' cost estimates, merged over voiceagents.costs.DEFAULT_RATES.
+    "COST_RATES": {},
     # The customer webhook after each call (voiceagents.call_webhook, docs/call-webhook.md).
     "CALL_WEBHOOK_URL": None,
     "CALL_WEBHOOK_SECRET": None,

@@ -15,6 +15,7 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from . import costs
 from .conf import get_setting
 from .models import FINAL_STATUSES, Call, CallEvent, CallEventKind, CallStatus
 
@@ -240,7 +241,8 @@ def finalize_call(call_id) -> str:
 
     It reconciles the call's status and duration (a call whose session never wrote its end, a
     worker killed during cleanup, but whose carrier reported it over is closed here), fetches the
-    provider's report where configured, and queues the customer webhook (``CALL_WEBHOOK_URL``).
+    provider's report where configured, stores the cost estimate (``voiceagents.costs``) and queues
+    the customer webhook (``CALL_WEBHOOK_URL``).
     """
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(pk=call_id).first()
@@ -254,6 +256,9 @@ def finalize_call(call_id) -> str:
         if call.duration is None and call.answered_at and call.ended_at:
             call.duration = call.ended_at - call.answered_at
             changed.append("duration")
+        if call.is_final:
+            call.cost = costs.estimate(call)
+            changed.append("cost")
         if changed:
             call.save(update_fields=changed)
     # Outside the row lock: this is a request to the vendor.

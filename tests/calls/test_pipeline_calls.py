@@ -22,7 +22,8 @@ from tests.fakes import openai_audio as fake_openai_audio
 from tests.fakes import openai_chat as fake_openai_chat
 from tests.voiceagents.audio.signals import db, fit_tone, peak_frequency, rms, voiced
 from voiceagents.audio.g711 import ulaw_decode
-from voiceagents.models import Agent, CallEvent, CallStatus, Credential, TranscriptEntry
+from voiceagents.models import Agent, Call, CallEvent, CallStatus, Credential, TranscriptEntry
+from voiceagents.services import finalize_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -485,3 +486,41 @@ async def played_to_the_end(call_id, text: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not await TranscriptEntry.objects.filter(call_id=call_id, text=text).aexists():
             await asyncio.sleep(0.05)
+
+
+# -- usage, for the cost estimate ------------------------------------------------------------
+
+
+async def test_a_pipeline_call_counts_stt_seconds_llm_tokens_and_tts_characters(
+    twilio, deepgram, chat, elevenlabs
+):
+    chat.script("Sure, a table for two. ", "What time would suit you?")
+    call_id, caller = await twilio.call(reply_prompt="You take bookings.", first_message="")
+    await say(twilio, caller, "deepgram", "a table for two please", deepgram, None)
+    await wait_for(lambda: len(elevenlabs.tts_requests) == 2)
+    await wait_for(lambda: chat.completed == 1)
+    sent_ms = caller.timestamp  # ms of audio the caller sent
+    await caller.stop()
+    await ended_call(call_id)
+
+    call = await Call.objects.aget(pk=call_id)
+    usage = {entry["service"]: entry for entry in call.metrics["usage"]}
+    assert usage["reply:openai_chat"] == {
+        "service": "reply:openai_chat",
+        "model": "gpt-4o-mini",
+        "input_tokens": 50,  # the fake's prompt count
+        "output_tokens": 2,  # one per scripted piece
+    }
+    assert usage["tts:elevenlabs"]["characters"] == len("Sure, a table for two.") + len(
+        "What time would suit you?"
+    )
+    assert usage["stt:deepgram"]["audio_seconds"] == pytest.approx(sent_ms / 1000, abs=0.1)
+
+    await sync_to_async(finalize_call)(call_id)
+    await call.arefresh_from_db()
+    amounts = {(i["service"], i["unit"]): i["amount"] for i in call.cost["items"]}
+    assert amounts[("tts:elevenlabs", "character")] == pytest.approx(
+        usage["tts:elevenlabs"]["characters"] * 0.10 / 1000
+    )
+    assert ("stt:deepgram", "second of audio") in amounts
+    assert ("reply:openai_chat", "output token") in amounts

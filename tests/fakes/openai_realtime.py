@@ -45,6 +45,26 @@ class ScriptedResponse:
     chunk: int = 800
     #: Pause between deltas; 0 streams the whole response at once, as OpenAI does (faster than real time).
     interval: float = 0.0
+    #: ``response.done``'s token counts: (input text, input audio, cached input audio, output text,
+    #: output audio), as OpenAI splits them.
+    tokens: tuple[int, int, int, int, int] = (120, 60, 20, 15, 50)
+
+
+def _usage(tokens: tuple[int, int, int, int, int]) -> dict:
+    text_in, audio_in, cached_audio, text_out, audio_out = tokens
+    return {
+        "total_tokens": text_in + audio_in + text_out + audio_out,
+        "input_tokens": text_in + audio_in,
+        "output_tokens": text_out + audio_out,
+        "input_token_details": {
+            "text_tokens": text_in,
+            "audio_tokens": audio_in,
+            "image_tokens": 0,
+            "cached_tokens": cached_audio,
+            "cached_tokens_details": {"text_tokens": 0, "audio_tokens": cached_audio},
+        },
+        "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
+    }
 
 
 @dataclass
@@ -296,7 +316,7 @@ class FakeOpenAIRealtime:
                             "content": [{"type": "output_audio", "transcript": script.transcript}],
                         }
                     ],
-                    "usage": {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5},
+                    "usage": _usage(script.tokens),
                 },
             },
             session,
@@ -358,15 +378,16 @@ class FakeOpenAIRealtime:
             {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
         )
 
-    async def caller_transcript(self, item_id: str, text: str):
-        await self.send(
-            {
-                "type": "conversation.item.input_audio_transcription.completed",
-                "item_id": item_id,
-                "content_index": 0,
-                "transcript": text,
-            }
-        )
+    async def caller_transcript(self, item_id: str, text: str, *, usage: dict | None = None):
+        event = {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item_id,
+            "content_index": 0,
+            "transcript": text,
+        }
+        if usage is not None:
+            event["usage"] = usage
+        await self.send(event)
 
     async def respond(self, script: ScriptedResponse, session: FakeSession | None = None):
         """Start a response on the server's own initiative (as server VAD does after a turn)."""

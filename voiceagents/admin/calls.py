@@ -25,6 +25,7 @@ from .. import ranges
 from ..call.control import send_call_command
 from ..models import Call
 from ..services import LIVE_STATUSES
+from .call_cost import cost_html
 from .call_text import clock_duration, end_reason_text, status_with_reason
 from .conversation import page_context
 
@@ -111,6 +112,7 @@ class CallAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (_("Cost"), {"fields": ["cost_summary"]}),
     ]
 
     def get_queryset(self, request):
@@ -121,6 +123,7 @@ class CallAdmin(admin.ModelAdmin):
             "length",
             "recording_length",
             "end_reason_display",
+            "cost_summary",
         ]
 
     def has_add_permission(self, request):
@@ -194,6 +197,10 @@ class CallAdmin(admin.ModelAdmin):
     @admin.display(description=_("recording length"))
     def recording_length(self, obj):
         return clock_duration(obj.recording_duration)
+
+    @admin.display(description=_("estimated cost"))
+    def cost_summary(self, obj):
+        return cost_html(obj.cost)
 
     @admin.display(description=_("end reason"))
     def end_reason_display(self, obj):

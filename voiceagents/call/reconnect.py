@@ -130,6 +130,7 @@ class ProviderKeeper:
     async def _reopen(self, old: VoiceProvider, *, resume_line: str) -> VoiceProvider:
         generation = self.reconnects + self.renewals + 1
         new = type(old)(replace(old.config, connect_timeout=self.timeout))
+        new.usage = old.usage  # what the call used so far stays counted
         new.restore(self.history(), resume_line=resume_line, turn_prefix=f"r{generation}.")
         try:
             await new.open()

@@ -449,6 +449,8 @@ class CallSession:
                 self.metrics.carrier.update(self.provider.report())
             except Exception:
                 self.log.exception("reading the provider's figures failed")
+            if self.provider.usage:
+                self.metrics.carrier["usage"] = self.provider.usage.report()
             now = self.loop.time()
             self.turns.close(self.call_ms(now))
             await self._quietly(self.writer.close(), "writing the transcript")

@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('voiceagents', '0012_worker_heartbeat'),
+        ("voiceagents", "0012_worker_heartbeat"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='callevent',
-            name='kind',
-            field=models.CharField(choices=[('status', 'status change'), ('dtmf', 'DTMF digit'), ('barge_in', 'barge-in'), ('tool_call', 'tool call'), ('transfer', 'transfer'), ('error', 'error'), ('webhook', 'customer webhook'), ('other', 'other')], max_length=20, verbose_name='kind'),
+            model_name="callevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("status", "status change"),
+                    ("dtmf", "DTMF digit"),
+                    ("barge_in", "barge-in"),
+                    ("tool_call", "tool call"),
+                    ("transfer", "transfer"),
+                    ("error", "error"),
+                    ("webhook", "customer webhook"),
+                    ("other", "other"),
+                ],
+                max_length=20,
+                verbose_name="kind",
+            ),
         ),
     ]

@@ -131,6 +131,16 @@ class Call(models.Model):
         blank=True,
         help_text=_("Frame counts, latencies and barge-ins, written at call end."),
     )
+    cost = models.JSONField(
+        _("cost estimate"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "What the call cost, estimated after it ended: the carrier's minutes and each AI "
+            "service's usage at the rates of VOICEAGENTS['COST_RATES'] (or the carrier's own "
+            "price when it reports one)."
+        ),
+    )
     stream_token_used_at = models.DateTimeField(
         _("media stream authenticated"),
         null=True,

@@ -149,6 +149,10 @@ class SpeechToText(Stage):
 
 
 class ReplyGenerator(Stage):
+    #: The vendor's token counts of the last reply (``prompt_tokens``, ``completion_tokens``), for
+    #: the call's usage; ``None`` for a reply that is not billed by tokens (a Python handler).
+    last_usage: Mapping[str, Any] | None = None
+
     def reply(self, event: Mapping[str, Any]) -> AsyncIterator[str]:
         """The reply to ``event`` (the ``on_message`` event: ``text``, ``history``...), as text
         pieces while they are generated. Closing the iterator early cancels the request."""

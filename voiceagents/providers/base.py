@@ -31,6 +31,7 @@ from typing import Any
 
 from ..audio.formats import AudioFormat
 from ..tools import ToolSpec
+from ..usage import UsageMeter
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,9 @@ class VoiceProvider:
 
     def __init__(self, config: ProviderConfig):
         self.config = config
+        #: What the call used of paid services (tokens, seconds, characters), for its cost; the
+        #: session hands one meter from instance to instance when it reopens a provider.
+        self.usage = UsageMeter()
         #: Format of the audio ``send_audio`` takes; set by ``open``.
         self.input_format: AudioFormat | None = None
         #: Format of ``AgentAudio.payload_b64``; set by ``open``.

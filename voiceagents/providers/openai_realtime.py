@@ -29,6 +29,7 @@ from ..audio.formats import MULAW_8K, PCM16_24K
 from ..conf import get_setting
 from ..exceptions import ProviderConnectionError, ProviderProtocolError
 from ..transport.websocket import connect
+from ..usage import realtime_token_usage
 from .base import (
     AgentAudio,
     AgentTranscript,
@@ -321,6 +322,7 @@ class OpenAIRealtimeProvider(SocketProvider):
                 event.get("item_id", ""), event.get("audio_end_ms"), raw=event
             )
         if kind == "conversation.item.input_audio_transcription.completed":
+            self._count_transcription(event.get("usage"))
             return CallerTranscript(
                 event.get("item_id", ""), event.get("transcript", ""), raw=event
             )
@@ -341,8 +343,33 @@ class OpenAIRealtimeProvider(SocketProvider):
             )
         return None
 
+    def _count_transcription(self, usage) -> None:
+        """The input transcription is billed apart, by tokens or by seconds of audio."""
+        if not isinstance(usage, dict):
+            return
+        model = self.config.options.get("transcription_model", DEFAULT_TRANSCRIPTION_MODEL)
+        if usage.get("type") == "duration":
+            self.usage.add("openai_transcription", model, {"audio_seconds": usage.get("seconds")})
+        else:
+            details = usage.get("input_token_details") or {}
+            self.usage.add(
+                "openai_transcription",
+                model,
+                {
+                    "input_text_tokens": details.get("text_tokens"),
+                    "input_audio_tokens": details.get("audio_tokens")
+                    if details
+                    else usage.get("input_tokens"),
+                    "output_text_tokens": usage.get("output_tokens"),
+                },
+            )
+
     def _response_done(self, event: dict) -> AgentTurnFinished:
         response = event.get("response") or {}
+        if isinstance(response.get("usage"), dict):
+            self.usage.add(
+                "openai_realtime", self.config.model, realtime_token_usage(response["usage"])
+            )
         response_id = response.get("id", "")
         status = response.get("status", "")
         cancelled = status == "cancelled"

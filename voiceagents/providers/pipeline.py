@@ -211,6 +211,10 @@ class PipelineProvider(VoiceProvider):
         if self._closed:
             return
         self._closed = True
+        # Streaming speech-to-text is billed by the seconds of audio sent (for Whisper, which is
+        # sent only the utterances, this is an upper bound). Counted once, here.
+        stt = self.config.stages["stt"]
+        self.usage.add(f"stt:{stt.id}", stt.model, {"audio_seconds": self._sent_ms / 1000})
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -450,6 +454,20 @@ class PipelineProvider(VoiceProvider):
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()
+            self._count_reply_usage()
+
+    def _count_reply_usage(self) -> None:
+        usage, self.replier.last_usage = self.replier.last_usage, None
+        if usage:
+            reply = self.config.stages["reply"]
+            self.usage.add(
+                f"reply:{reply.id}",
+                reply.model,
+                {
+                    "input_tokens": usage.get("prompt_tokens"),
+                    "output_tokens": usage.get("completion_tokens"),
+                },
+            )
 
     async def _speak(
         self, reply: _Reply, source: AsyncIterator[str], speech_end, after: asyncio.Task | None
@@ -481,6 +499,8 @@ class PipelineProvider(VoiceProvider):
             while (sentence := await sentences.get()) is not None:
                 entry = [sentence, reply.audio_ms, reply.audio_ms, False]
                 reply.sentences.append(entry)
+                tts = self.config.stages["tts"]
+                self.usage.add(f"tts:{tts.id}", tts.model, {"characters": len(sentence)})
                 requested = loop.time()
                 async for audio in self.tts.synthesize(sentence):
                     if not audio:
