@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "VERIFY_SIGNATURES": True,
     "CREDENTIALS_KEY": None,
     "REPLY_HANDLERS": {},
+    # Tools agents may be given besides the built-in ones: {"name": "dotted.path"} (voiceagents.tools).
+    "TOOLS": {},
+    "TOOL_TIMEOUT": 10.0,
     "STREAM_TOKEN_TTL": 60,
     # Seconds a media stream may stay open without a valid ``start`` (telephony.media).
     "STREAM_START_TIMEOUT": 5.0,

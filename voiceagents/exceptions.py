@@ -93,6 +93,10 @@ class UnknownReplyHandler(VoiceAgentsError, LookupError):
     """A reply handler name that is not registered."""
 
 
+class UnknownTool(VoiceAgentsError, LookupError):
+    """A tool name that is not registered."""
+
+
 class CredentialDecryptionError(VoiceAgentsError):
     """A stored secret cannot be decrypted with any configured key."""
 

@@ -329,6 +329,28 @@ async def test_a_transfer_outside_the_allowlist_is_refused_without_carrier_actio
     assert event.data["number"] == "+19005550000" and event.data["allowed"] is False
 
 
+async def test_a_registered_tool_is_a_client_tool_run_for_the_agent(twilio_line, el, el_api):
+    import json
+
+    from tests.calls import tools_for_tests
+
+    call_id, caller = await twilio_line.call(tools=["lookup_order"])
+    await el.wait_for(lambda: el.conversations and el.conversation.input_format)
+    (agent,) = el_api.agents.values()
+    tools = agent.as_json()["conversation_config"]["agent"]["prompt"]["tools"]
+    (lookup,) = [tool for tool in tools if tool["name"] == "lookup_order"]
+    assert lookup["type"] == "client" and lookup["expects_response"] is True
+    assert lookup["parameters"]["required"] == ["order_id"]
+    tools_for_tests.seen_contexts.clear()
+    await el.tool_call("lookup_order", {"order_id": "B-2"}, "toolu_L")
+    (result,) = await el.wait_for(el.tool_results)
+    assert result["tool_call_id"] == "toolu_L" and result["is_error"] is False
+    assert json.loads(result["result"])["order"] == "B-2"
+    assert tools_for_tests.seen_contexts[0].call_id == str(call_id)
+    await caller.stop()
+    await ended_call(call_id)
+
+
 async def test_the_agent_ending_the_call_hangs_up_after_its_goodbye(twilio_line, el):
     call_id, caller = await twilio_line.call()
     await el.wait_for(lambda: el.conversations and el.conversation.input_format)

@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 import voiceagents
+from tests.calls import tools_for_tests
 from tests.calls.harness import ended_call
 from tests.calls.lines import Line
 from tests.fakes import deepgram as fake_deepgram
@@ -524,3 +525,81 @@ async def test_a_pipeline_call_counts_stt_seconds_llm_tokens_and_tts_characters(
     )
     assert ("stt:deepgram", "second of audio") in amounts
     assert ("reply:openai_chat", "output token") in amounts
+
+
+# -- tools ----------------------------------------------------------------------------------------
+
+
+async def test_the_llm_calls_a_registered_tool_and_speaks_its_result(
+    twilio, deepgram, chat, elevenlabs
+):
+    import json
+
+    tools_for_tests.seen_contexts.clear()
+    chat.script(
+        "One moment. ",
+        tool_calls=[{"id": "call_A", "name": "lookup_order", "arguments": '{"order_id": "A-17"}'}],
+    )
+    chat.script("Order A-17 has shipped.")
+    call_id, caller = await twilio.call(
+        reply_prompt="You track orders.", first_message="", tools=["lookup_order"]
+    )
+    await say(twilio, caller, "deepgram", "where is my order A-17", deepgram, None)
+    await wait_for(lambda: len(elevenlabs.tts_requests) == 2)
+    assert [r.json["text"] for r in elevenlabs.tts_requests] == [
+        "One moment.",
+        "Order A-17 has shipped.",
+    ]
+    first, second = chat.bodies
+    assert [t["function"]["name"] for t in first["tools"]] == ["end_call", "lookup_order"]
+    assert first["tools"][1]["type"] == "function" and first["tool_choice"] == "auto"
+    assistant, tool = second["messages"][-2:]
+    assert assistant["role"] == "assistant" and assistant["content"] == "One moment. "
+    assert assistant["tool_calls"] == [
+        {
+            "id": "call_A",
+            "type": "function",
+            "function": {"name": "lookup_order", "arguments": '{"order_id": "A-17"}'},
+        }
+    ]
+    assert tool["role"] == "tool" and tool["tool_call_id"] == "call_A"
+    assert json.loads(tool["content"])["status"] == "shipped"
+    assert tools_for_tests.seen_contexts[0].call_id == str(call_id)
+    await caller.stop()
+    call = await ended_call(call_id)
+    # Both requests' tokens are counted (the fake: 50 prompt tokens and one per piece each).
+    usage = {entry["service"]: entry for entry in call.metrics["usage"]}
+    assert usage["reply:openai_chat"]["input_tokens"] == 100
+
+
+async def test_a_failing_tool_is_told_to_the_llm_as_an_error(twilio, deepgram, chat, elevenlabs):
+    chat.script(
+        tool_calls=[{"id": "call_B", "name": "broken_lookup", "arguments": '{"order_id": "A"}'}]
+    )
+    chat.script("Sorry, I cannot look that up right now.")
+    call_id, caller = await twilio.call(
+        reply_prompt="You track orders.", first_message="", tools=["broken_lookup"]
+    )
+    await say(twilio, caller, "deepgram", "where is my order", deepgram, None)
+    await wait_for(lambda: len(chat.bodies) == 2)
+    tool = chat.bodies[1]["messages"][-1]
+    assert tool["role"] == "tool" and tool["content"].startswith("Error: The tool failed")
+    await wait_for(lambda: any("cannot look" in r.json["text"] for r in elevenlabs.tts_requests))
+    await caller.stop()
+    await ended_call(call_id)
+
+
+async def test_the_llm_ends_the_call_after_its_goodbye(twilio, deepgram, chat, elevenlabs):
+    chat.script(
+        "",
+        tool_calls=[{"id": "call_E", "name": "end_call", "arguments": '{"reason": "done"}'}],
+    )
+    chat.script("Goodbye, and thanks for calling!", delay=0.3)
+    call_id, caller = await twilio.call(reply_prompt="You take bookings.", first_message="")
+    await say(twilio, caller, "deepgram", "that's all, bye", deepgram, None)
+    call = await ended_call(call_id, timeout=15)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "agent_hangup")
+    # The goodbye was written, synthesized and played before the hang-up.
+    assert [r.json["text"] for r in elevenlabs.tts_requests] == ["Goodbye, and thanks for calling!"]
+    entries = await transcript(call_id)
+    assert entries[-1] == ("agent", "Goodbye, and thanks for calling!", False)

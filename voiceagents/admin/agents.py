@@ -105,7 +105,7 @@ class AgentAdmin(admin.ModelAdmin):
             ),
             (
                 _("Calls"),
-                {"fields": [("record_calls", "max_call_duration"), "transfer_allowlist"]},
+                {"fields": [("record_calls", "max_call_duration"), "transfer_allowlist", "tools"]},
             ),
             (_("Advanced"), {"fields": ["provider_options"], "classes": ["collapse"]}),
         ]

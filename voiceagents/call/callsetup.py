@@ -24,7 +24,7 @@ from ..providers import providers
 from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
 from ..templating import caller_number, fill_placeholders
-from ..tools import builtin_tools
+from ..tools import ToolContext, agent_tools
 from . import streamtokens
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ class CallContext:
     recording_dir: str
     #: E.164 numbers the agent may transfer calls to (the ``transfer_call`` tool).
     transfer_allowlist: tuple[str, ...] = ()
+    #: The registered tools the agent may use (``voiceagents.tools``), by name, and what they
+    #: are told about the call.
+    tools: tuple[str, ...] = ()
+    tool_context: ToolContext | None = None
     #: The provider spec's provisioner (dotted path), run by ``provision`` before the provider
     #: opens; '' when it has none.
     provisioner: str = ""
@@ -126,6 +130,14 @@ def start_call(
         pacer_lead_ms=int(get_setting("PACER_LEAD_MS", default=80, cast=int)),
         recording_dir=str(get_setting("RECORDING_TMP_DIR", default="") or _default_tmp()),
         transfer_allowlist=tuple(agent.transfer_allowlist or ()),
+        tools=tuple(agent.tools or ()),
+        tool_context=ToolContext(
+            call_id=str(call.pk),
+            agent=agent.slug,
+            caller_number=call.from_number,
+            called_number=call.to_number,
+            variables=dict(config.variables),
+        ),
         provisioner=spec.provisioner,
         agent_id=agent.pk,
     )
@@ -193,7 +205,7 @@ def _provider_config(
         connect_timeout=float(get_setting("CONNECT_TIMEOUT", cast=float)),
         stages={stage: _stage_config(agent, stage, variables) for stage in spec.stages},
         first_message=agent.rendered_first_message(variables),
-        tools=builtin_tools(agent.transfer_allowlist or ()),
+        tools=agent_tools(agent.transfer_allowlist or (), agent.tools or ()),
         variables={**(agent.variables or {}), **variables},
         http_timeout=float(get_setting("HTTP_TIMEOUT", cast=float)),
         agent=agent.slug,

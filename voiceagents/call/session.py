@@ -90,6 +90,8 @@ class CallSession:
         self.loop = asyncio.get_running_loop()
         self.t0 = self.loop.time()
         self.metrics = CallMetrics()
+        #: Agent turns whose audio has started, for an ending that waits for last words.
+        self.agent_turns_started = 0
         self.inbound = CallerAudio(carrier.caller_format, self.metrics)
         self.playback = Playback(
             carrier,
@@ -316,6 +318,7 @@ class CallSession:
     def _start_agent_audio(self, turn_id: str) -> Turn | None:
         if turn_id in self.turns.interrupted:
             return None
+        self.agent_turns_started += 1
         if self.turns.current is None:
             pos = self.playback.pushed_ms()
         else:
@@ -416,12 +419,25 @@ class CallSession:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    async def end_after_playout(self, reason: str, *, grace_s: float = 10.0) -> None:
-        """End the call once the agent audio already sent has played (``grace_s`` at most)."""
-        deadline = self.loop.time() + grace_s
-        while self.loop.time() < deadline and self.playback.is_playing(self.loop.time()):
+    async def end_after_playout(
+        self, reason: str, *, grace_s: float = 10.0, goodbye_start_s: float = 0.0
+    ) -> None:
+        """End the call once the agent has finished speaking and its audio has played
+        (``grace_s`` at most). With ``goodbye_start_s``, an agent that is silent now gets that
+        long to start its last words (the pipeline writes and synthesizes them first)."""
+        now = self.loop.time()
+        deadline = now + grace_s
+        if goodbye_start_s and not self._agent_speaking(now):
+            started, start_by = self.agent_turns_started, now + goodbye_start_s
+            while self.agent_turns_started == started and self.loop.time() < start_by:
+                await asyncio.sleep(0.05)
+        while self.loop.time() < deadline and self._agent_speaking(self.loop.time()):
             await asyncio.sleep(0.05)
         await self.end(reason)
+
+    def _agent_speaking(self, now: float) -> bool:
+        """A turn still receiving audio, or audio not yet played."""
+        return self.turns.current is not None or self.playback.is_playing(now)
 
     async def end(
         self, reason: str, *, failed: bool = False, error: str = "", by_carrier: bool = False

@@ -11,6 +11,7 @@ from ..handlers import registered_names
 from ..models import Agent
 from ..models.agents import MODE_FIELDS, blank_credential_source, mode_fields
 from ..providers import STAGES, providers
+from ..tools import registered_tool_names
 from ..vendors import vendors
 from .widgets import ServiceChoiceSelect, ServiceValues
 
@@ -120,6 +121,7 @@ class AgentForm(forms.ModelForm):
             "record_calls",
             "max_call_duration",
             "transfer_allowlist",
+            "tools",
             "remote_agent_id",
         ]
         widgets = {
@@ -158,6 +160,27 @@ class AgentForm(forms.ModelForm):
         self.fields["reply_handler"].choices = [("", _("— use the LLM prompt —"))] + [
             (name, name) for name in names
         ]
+        self._tools_field()
+
+    def _tools_field(self) -> None:
+        """The registered tools as checkboxes (a name no longer registered stays listed, so that
+        the agent's validation can say what is wrong with it)."""
+        names = registered_tool_names()
+        current = list(self.instance.tools or ()) if self.instance else []
+        names += [name for name in current if name not in names]
+        model_field = self.fields["tools"]
+        self.fields["tools"] = forms.MultipleChoiceField(
+            label=model_field.label,
+            choices=[(name, name) for name in names],
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            help_text=model_field.help_text
+            if names
+            else _(
+                "No tools are registered: decorate a function with @voiceagents.tool (or list "
+                "it in VOICEAGENTS['TOOLS']) and it appears here."
+            ),
+        )
 
     def clean(self):
         """The fields of other voice architectures are kept as they were, never refused: their

@@ -16,12 +16,13 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import SETTINGS_NAME, get_setting, setting_key
-from ..exceptions import UnknownReplyHandler
+from ..exceptions import ConfigurationError, UnknownReplyHandler, UnknownTool
 from ..handlers import get_reply_handler, registered_names
 from ..providers import STAGES, provider_choices, providers
 from ..providers.specs import ProviderSpec, ServiceSpec, StageSpec
 from ..providers.stages import reply_choices, stt_choices, tts_choices
 from ..templating import fill_placeholders
+from ..tools import get_tool
 from ..validators import (
     validate_bcp47,
     validate_e164_list,
@@ -276,6 +277,15 @@ class Agent(models.Model):
             '["+14155550100"].'
         ),
     )
+    tools = models.JSONField(
+        _("tools"),
+        default=list,
+        blank=True,
+        help_text=_(
+            "Functions of your own the agent may use during a call (registered with "
+            "@voiceagents.tool or VOICEAGENTS['TOOLS']), besides hanging up and transferring."
+        ),
+    )
     remote_agent_id = models.CharField(
         _("remote agent ID"),
         max_length=100,
@@ -408,8 +418,19 @@ class Agent(models.Model):
                 self._clean_stage(add, stage)
         for message in spec.options.errors(self.provider_options):
             add("provider_options", message)
+        self._clean_tools(add)
         if errors:
             raise ValidationError(errors)
+
+    def _clean_tools(self, add) -> None:
+        if not isinstance(self.tools, list) or not all(isinstance(n, str) for n in self.tools):
+            add("tools", _("Give a list of tool names."))
+            return
+        for name in self.tools:
+            try:
+                get_tool(name)
+            except (UnknownTool, ConfigurationError) as err:
+                add("tools", str(err))
 
     def _clean_credential(self, add, field: str, spec: ServiceSpec, chosen) -> None:
         """A chosen credential must be of the service's vendor. None chosen is no error: the

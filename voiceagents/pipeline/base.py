@@ -18,7 +18,7 @@ with the vendor's message when it refuses a request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +152,10 @@ class ReplyGenerator(Stage):
     #: The vendor's token counts of the last reply (``prompt_tokens``, ``completion_tokens``), for
     #: the call's usage; ``None`` for a reply that is not billed by tokens (a Python handler).
     last_usage: Mapping[str, Any] | None = None
+    #: Tools an LLM reply stage offers its model, and how it runs one: set by the pipeline
+    #: (``await run_tool(call_id, name, arguments_json)`` → the result text for the model).
+    tools: tuple = ()
+    run_tool: Callable[[str, str, str], Awaitable[str]] | None = None
 
     def reply(self, event: Mapping[str, Any]) -> AsyncIterator[str]:
         """The reply to ``event`` (the ``on_message`` event: ``text``, ``history``...), as text

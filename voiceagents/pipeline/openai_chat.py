@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
 DEFAULT_MODEL = "gpt-4o-mini"
 VENDOR = "openai"
+#: Requests one reply may make because the model called tools (then it ends, said or not).
+MAX_TOOL_ROUNDS = 4
 
 #: The system prompt when the agent has none: it speaks on a phone, so keep it short and plain.
 DEFAULT_INSTRUCTIONS = (
@@ -90,19 +92,84 @@ class OpenAIChatReply(ReplyGenerator):
         ]
 
     def request_body(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        return {
+        return self._body(self.messages(event))
+
+    def _body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": self.config.model or DEFAULT_MODEL,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "messages": self.messages(event),
+            "messages": messages,
         }
+        if self.tools and self.run_tool is not None:
+            # Chat Completions nests each function (Realtime's tools are flat).
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    },
+                }
+                for tool in self.tools
+            ]
+            body["tool_choice"] = "auto"
+        return body
 
     # -- the reply ----------------------------------------------------------------------------------
 
     def reply(self, event: Mapping[str, Any]) -> AsyncIterator[str]:
-        return self._stream(self.request_body(event))
+        return self._converse(self.messages(event))
 
-    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def _converse(self, messages: list[dict[str, Any]]) -> AsyncIterator[str]:
+        """The reply's text; when the model calls tools, each is run and the model asked again
+        with their results (``MAX_TOOL_ROUNDS`` times at most), its text spoken as it comes."""
+        usage: dict[str, int] = {}
+        offered = bool(self.tools) and self.run_tool is not None
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            calls: dict[int, dict[str, str]] | None = {} if offered else None
+            said: list[str] = []
+            self.last_usage = None
+            async for piece in self._stream(self._body(messages), calls):
+                said.append(piece)
+                yield piece
+            for key, value in (self.last_usage or {}).items():
+                if isinstance(value, int):
+                    usage[key] = usage.get(key, 0) + value
+            self.last_usage = usage or None
+            if not calls:
+                return
+            if round_ == MAX_TOOL_ROUNDS:
+                logger.warning(
+                    "call %s: the model still calls tools after %d rounds; its reply ends",
+                    self.context.call_id,
+                    MAX_TOOL_ROUNDS,
+                )
+                return
+            ordered = [calls[index] for index in sorted(calls)]
+            messages = [
+                *messages,
+                {
+                    "role": "assistant",
+                    "content": "".join(said) or None,
+                    "tool_calls": [
+                        {
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": call["arguments"]},
+                        }
+                        for call in ordered
+                    ],
+                },
+            ]
+            for call in ordered:
+                output = await self.run_tool(call["id"], call["name"], call["arguments"])
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+
+    async def _stream(
+        self, body: dict[str, Any], calls: dict[int, dict[str, str]] | None = None
+    ) -> AsyncIterator[str]:
         if self._client is None:
             await self.open()
         url = self.config.base_url or DEFAULT_URL
@@ -142,7 +209,7 @@ class OpenAIChatReply(ReplyGenerator):
                         if content:
                             yield content
                         if delta.get("tool_calls"):
-                            _log_tool_calls(delta["tool_calls"], call_id)
+                            _collect_tool_calls(delta["tool_calls"], calls, call_id)
                         finish_reason = choice.get("finish_reason") or finish_reason
         except httpx.TimeoutException as err:
             raise ProviderConnectionError(
@@ -161,7 +228,7 @@ class OpenAIChatReply(ReplyGenerator):
                 vendor=VENDOR,
                 call_id=call_id,
             )
-        if finish_reason not in (None, "stop"):
+        if finish_reason not in (None, "stop", "tool_calls"):
             logger.info("OpenAI reply of call %s finished with %r", call_id, finish_reason)
 
     def _refused(self, response: httpx.Response) -> ProviderAPIError:
@@ -247,13 +314,25 @@ def _error_message(body: Any) -> str:
     return str(body)[:300]
 
 
-def _log_tool_calls(tool_calls: Any, call_id: str) -> None:
-    # Tools are not offered yet, so the model should not call any; say so once per call it makes.
-    for call in tool_calls if isinstance(tool_calls, list) else ():
-        name = ((call or {}).get("function") or {}).get("name")
-        if name:
-            logger.warning(
-                "OpenAI asked for tool %r in call %s; reply tools are not supported yet, ignored",
-                name,
-                call_id,
-            )
+def _collect_tool_calls(deltas: Any, calls: dict[int, dict[str, str]] | None, call_id: str) -> None:
+    """Tool-call fragments by ``index``: the first carries the id and name, the others pieces of
+    the arguments (joined, parsed by the tool's runner once the model has finished)."""
+    for delta in deltas if isinstance(deltas, list) else ():
+        if not isinstance(delta, dict):
+            continue
+        function = delta.get("function") or {}
+        if calls is None:
+            # No tools were offered, so the model should call none: say so, once per call.
+            if function.get("name"):
+                logger.warning(
+                    "OpenAI asked for tool %r in call %s, but none was offered; ignored",
+                    function["name"],
+                    call_id,
+                )
+            continue
+        entry = calls.setdefault(
+            int(delta.get("index") or 0), {"id": "", "name": "", "arguments": ""}
+        )
+        entry["id"] = delta.get("id") or entry["id"]
+        entry["name"] = function.get("name") or entry["name"]
+        entry["arguments"] += function.get("arguments") or ""

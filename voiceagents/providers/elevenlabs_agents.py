@@ -27,7 +27,7 @@ from django.utils import timezone
 from ..audio.formats import MULAW_8K, PCM16_16K, AudioFormat
 from ..conf import get_setting
 from ..exceptions import ProviderAPIError, ProvisioningError
-from ..tools import builtin_tools
+from ..tools import agent_tools
 from . import providers
 from .elevenlabs_api import VENDOR, ElevenLabsAPI
 from .elevenlabs_voices import resolve_voice_id
@@ -92,7 +92,7 @@ def agent_body(agent, audio_format: str) -> dict[str, Any]:
             "parameters": tool.parameters,
             "expects_response": True,
         }
-        for tool in builtin_tools(agent.transfer_allowlist or ())
+        for tool in agent_tools(agent.transfer_allowlist or (), agent.tools or ())
     ]
     return {
         "name": f"{agent.name} ({audio_format}) · django-voiceagents",

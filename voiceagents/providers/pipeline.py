@@ -62,6 +62,7 @@ from .base import (
     ProviderErrorEvent,
     ProviderEvent,
     StageConfig,
+    ToolCall,
     VoiceProvider,
 )
 from .stages import STAGES
@@ -72,6 +73,9 @@ logger = logging.getLogger(__name__)
 SPOKEN_MS_PER_CHAR = 70.0
 #: Seconds the reply stage may take to produce its first text (the ``reply_timeout`` option).
 DEFAULT_REPLY_TIMEOUT = 8.0
+#: The longest a reply waits for the session to answer one of its tool calls (the session
+#: answers every call within the tool's timeout; this only guards against a lost answer).
+TOOL_ANSWER_TIMEOUT = 60.0
 #: Said when the reply stage fails or times out (the ``apology`` option).
 DEFAULT_APOLOGY = "Sorry, I had a problem with that. Could you say it again?"
 #: The registered-handler adapter (the reply stage of an agent with a ``reply_handler``).
@@ -142,6 +146,10 @@ class PipelineProvider(VoiceProvider):
         self.stt: SpeechToText = _stage("stt", config.stages["stt"], context)
         self.replier: ReplyGenerator = _stage("reply", config.stages["reply"], context)
         self.tts: TextToSpeech = _stage("tts", config.stages["tts"], context)
+        # An LLM reply stage offers the agent's tools; the session runs them (ToolCall events).
+        self.replier.tools = config.tools
+        self.replier.run_tool = self._run_tool
+        self._tool_waiters: dict[str, asyncio.Future[str]] = {}
         options = config.options
         self.reply_timeout = float(options.get("reply_timeout", DEFAULT_REPLY_TIMEOUT))
         #: With the ``interruptions`` option off, the caller cannot cut the agent off.
@@ -579,9 +587,29 @@ class PipelineProvider(VoiceProvider):
             {"type": "dtmf", "digit": digit}, asked_at=asyncio.get_running_loop().time()
         )
 
+    async def _run_tool(self, call_id: str, name: str, arguments: str) -> str:
+        """The reply stage's model called a tool: the session runs it and answers with
+        ``tool_result``, which this waits for (every tool call is answered, failures included)."""
+        future = asyncio.get_running_loop().create_future()
+        self._tool_waiters[call_id] = future
+        self._emit(ToolCall(call_id, name, arguments))
+        try:
+            return await asyncio.wait_for(future, TOOL_ANSWER_TIMEOUT)
+        except TimeoutError:
+            logger.error("call %s: the tool %s was never answered", self.config.call_id, name)
+            return "Error: the tool did not answer."
+        finally:
+            self._tool_waiters.pop(call_id, None)
+
     async def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> None:
-        """The pipeline's reply stage calls no tools yet (tools come with call control)."""
-        logger.warning("call %s: unexpected tool result for %s", self.config.call_id, call_id)
+        future = self._tool_waiters.get(call_id)
+        if future is None or future.done():
+            # The reply that asked was cut off by the caller meanwhile: nobody waits any more.
+            logger.debug(
+                "call %s: tool result %s after its reply ended", self.config.call_id, call_id
+            )
+            return
+        future.set_result(f"Error: {output}" if is_error else output)
 
     def report(self) -> dict[str, Any]:
         """Per-turn timings, for the call's metrics."""
