@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "MEDIA_CONNECTIONS_PER_IP": 100,
     "MAX_CALLS_PER_PROCESS": 50,
     "TRUSTED_PROXY_HEADER": None,
+    # Numbers an operator may transfer any live call to, besides its agent's transfer allowlist
+    # (voiceagents.call.control): a closed list, so a stolen admin session cannot dial anywhere.
+    "TRANSFER_ALLOWED_NUMBERS": [],
 }
 
 
