@@ -380,7 +380,7 @@ class FakeOpenAIRealtime:
     async def function_call(
         self, name: str, arguments: dict | str, call_id: str | None = None
     ) -> str:
-        """The model calls a function (docs/providers/openai_realtime.md#function-calling): a
+        """The model calls a function (docs/providers/openai_realtime.md#events-we-read): a
         response whose one output item is a ``function_call``, its arguments streamed, then
         ``response.done`` with that item. Returns the ``call_id``; the client answers with a
         ``function_call_output`` item (see ``function_outputs``) and ``response.create``."""

@@ -1,4 +1,4 @@
-"""Twilio's REST API for live calls, with async httpx (docs/carriers/twilio.md#rest-live-calls).
+"""Twilio's REST API for live calls, with async httpx (docs/carriers/twilio.md#rest-api).
 
 Updating a live call is ``POST {TWILIO_API_URL}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json``,
 form-encoded, with HTTP Basic auth (account SID, auth token). A ``Twiml`` parameter replaces the
