@@ -136,7 +136,9 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             self._start_timer.cancel()
         self._release_limits()
         try:
-            await self.end_session("stream_closed", by_carrier=True)
+            await self._transfer_settled()
+            reason = "transferred" if self.transferred else "stream_closed"
+            await self.end_session(reason, by_carrier=True)
         finally:
             if self.control is not None:
                 await self.control.stop()
@@ -372,16 +374,19 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             await self.session.dtmf(dtmf.digit)
 
     async def on_stop(self, stop: Stop) -> None:
+        await self._transfer_settled()
+        await self.end_session(self.stop_reason, by_carrier=True)
+        await self.refuse(closecodes.NORMAL)
+
+    async def _transfer_settled(self) -> None:
+        """A transfer's own stream end (Twilio ends the stream as it runs the ``<Dial>``) may come
+        before the carrier's REST answer: wait for that answer, so the call ends as transferred."""
         pending = self._transfer
         if pending is not None and not pending.done():
-            # A transfer's own stop (Twilio ends the stream as it runs the <Dial>) may come
-            # before the REST answer: wait for it, so the call ends as transferred.
             try:
                 await asyncio.wait_for(asyncio.shield(pending), TRANSFER_STOP_WAIT_S)
             except TimeoutError:
                 pass
-        await self.end_session(self.stop_reason, by_carrier=True)
-        await self.refuse(closecodes.NORMAL)
 
     async def on_connected(self, connected: Connected) -> None:
         """The carrier's first frame; nothing to do unless the carrier says otherwise."""

@@ -121,6 +121,21 @@ async def test_an_allowed_transfer_is_carried_out_by_the_carrier(line, carrier, 
         assert carrier.telnyx_api.actions().count("hangup") == 0
 
 
+async def test_twilio_ending_the_stream_before_its_rest_answer_still_ends_it_transferred(
+    twilio_harness, streams, twilio_api, fake_openai
+):
+    line = Line("twilio", twilio_harness, streams, _set_agent)
+    call_id, caller = await line.call(transfer_allowlist=[TARGET])
+    stop_stream_on_update(twilio_api, caller)
+    twilio_api.answer_delay = 0.5  # the stop is read well before the REST answer
+    await fake_openai.wait_for(lambda: fake_openai.session_ready.is_set())
+    await fake_openai.function_call("transfer_call", {"number": TARGET})
+    call = await ended_call(call_id, timeout=10)
+    assert call.end_reason == "transferred"
+    (event,) = await transfer_events(call_id)
+    assert event["done"] is True
+
+
 async def test_a_carrier_refusal_is_told_to_the_model_and_the_call_goes_on(
     line, carrier, fake_openai
 ):

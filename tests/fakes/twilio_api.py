@@ -14,9 +14,10 @@ updates (a transfer's ``<Dial>``).
   call (https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource): the form
   is recorded in ``updates`` and the Call resource answered (``status`` ``in-progress``, or
   ``completed`` for ``Status=completed``); ``Twiml`` and ``Url`` together are refused (``400``,
-  Twilio's ``21205``-style body), an unknown CallSid (see ``calls``) answers ``404``/``20404``, and
-  ``fail_update`` scripts an error answer. ``on_update(call_sid, form)`` runs after an accepted
-  update: a test plays Twilio's side of the stream there (Twilio ends a replaced stream).
+  Twilio's ``21205``-style body), an unknown CallSid (see ``live_calls``) answers ``404``/``20404``, and
+  ``fail_update`` scripts an error answer. ``on_update(call_sid, form)`` runs as an accepted
+  update takes effect, before the answer (``answer_delay`` later): a test plays Twilio's side of
+  the stream there (Twilio ends a replaced stream, maybe before its REST answer arrives).
 
 Every request's path and ``Authorization`` header are recorded in ``requests``.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -62,8 +64,10 @@ class FakeTwilioAPI(ThreadedHTTPFake):
         #: ``(call_sid, form)`` of each accepted or refused call update; form values are lists.
         self.updates: list[tuple[str, dict[str, list[str]]]] = []
         #: CallSids the account has; None: any CallSid is a live call of this account.
-        self.calls: set[str] | None = None
+        self.live_calls: set[str] | None = None
         self.on_update: Callable[[str, dict[str, list[str]]], None] | None = None
+        #: Seconds between an accepted update taking effect (``on_update``) and its answer.
+        self.answer_delay = 0.0
         self._failures: deque[tuple[int, dict]] = deque()
         self._lock = threading.Lock()
 
@@ -129,7 +133,7 @@ class FakeTwilioAPI(ThreadedHTTPFake):
         if failure is not None:
             self.answer_json(request, failure[0], failure[1])
             return
-        if self.calls is not None and sid not in self.calls:
+        if self.live_calls is not None and sid not in self.live_calls:
             message = f"The requested resource {request.path} was not found"
             self.answer_json(request, 404, twilio_error(20404, message, 404))
             return
@@ -137,10 +141,12 @@ class FakeTwilioAPI(ThreadedHTTPFake):
             message = "Twiml and Url cannot both be given"
             self.answer_json(request, 400, twilio_error(21205, message, 400))
             return
-        status = "completed" if form.get("Status") == ["completed"] else "in-progress"
-        self.answer_json(request, 200, self._call(sid, status))
         if self.on_update is not None:
             self.on_update(sid, form)
+        if self.answer_delay:
+            time.sleep(self.answer_delay)
+        status = "completed" if form.get("Status") == ["completed"] else "in-progress"
+        self.answer_json(request, 200, self._call(sid, status))
 
     def _call(self, sid: str, status: str) -> dict:
         return {
