@@ -17,6 +17,13 @@ import pytest
 from tests.calls.conftest import AUTH_TOKEN
 from tests.calls.harness import ended_call
 from tests.calls.lines import Line
+from tests.calls.test_pipeline_calls import (  # noqa: F401 - the pipeline stages' fixtures
+    chat,
+    deepgram,
+    elevenlabs,
+    openai_audio,
+    stage_urls,
+)
 from tests.fakes import telnyx as fake_telnyx
 from tests.fakes.elevenlabs_api import FakeElevenLabsAPI
 from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI, ScriptedReply
@@ -290,3 +297,42 @@ async def test_elevenlabs_a_carrier_refusal_is_told_and_the_call_goes_on(el_line
     assert call.end_reason != "transferred"
     (event,) = await transfer_events(call_id)
     assert event["done"] is False
+
+
+async def test_elevenlabs_an_operator_say_reaches_the_agent(el_line, el):
+    call_id, caller = await el_line.call()
+    await el.wait_for(lambda: el.conversations and el.conversation.input_format)
+    await asend_call_command(call_id, "say", text="Your table is ready.")
+    (message,) = await el.wait_for(
+        lambda: [m for m in el.of_type("user_message") if "Your table is ready." in m["text"]]
+    )
+    assert message["text"].startswith("Say exactly the following to the caller")
+    await caller.stop()
+    await ended_call(call_id)
+
+
+# -- the pipeline: say (its language model is offered no tools yet) -------------------------------
+
+
+async def test_pipeline_an_operator_say_is_synthesised_word_for_word(
+    twilio_harness,
+    streams,
+    stage_urls,  # noqa: F811 - the imported fixtures
+    openai_audio,  # noqa: F811
+    elevenlabs,  # noqa: F811
+):
+    from tests.calls.test_pipeline_calls import to_pipeline, tts_texts
+
+    line = Line("twilio", twilio_harness, streams, to_pipeline)
+    call_id, caller = await line.call()
+    await wait_until(lambda: "Hello from Acme!" in tts_texts(elevenlabs, openai_audio))
+    await asend_call_command(call_id, "say", text="Your table is ready.")
+    await wait_until(lambda: "Your table is ready." in tts_texts(elevenlabs, openai_audio))
+    await caller.stop()
+    await ended_call(call_id)
+
+
+async def wait_until(predicate, timeout: float = 8.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
