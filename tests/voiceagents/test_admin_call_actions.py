@@ -71,7 +71,7 @@ def test_hang_up(admin_client, live_call):
 
 def test_transfer_to_a_number_of_the_agents_list(admin_client, live_call):
     layer, channel = listen(live_call)
-    response = act(admin_client, live_call, "transfer", {"number": "+1 415 555 0123"})
+    response = act(admin_client, live_call, "transfer", {"number": "+1 (415) 555-0123"})
     assert f"Transfer to {TARGET} sent" in page_of(response)
     assert receive(layer, channel) == {
         "type": "call.transfer",

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..call.control import operator_transfer_refusal, send_call_command, transfer_allowed_numbers
+from ..call.tools import normalise_number
 from ..models import Call
 from ..services import LIVE_STATUSES
 
@@ -36,7 +37,7 @@ SAY_MAX_CHARS = 500
 class TransferForm(forms.Form):
     number = forms.CharField(
         label=gettext_lazy("Transfer to"),
-        max_length=16,
+        max_length=32,
         help_text=gettext_lazy("A number on the agent's transfer list, e.g. +14155550100."),
     )
     announcement = forms.CharField(
@@ -51,7 +52,7 @@ class TransferForm(forms.Form):
         self.call = call
 
     def clean_number(self):
-        number = "".join(self.cleaned_data["number"].split())
+        number = normalise_number(self.cleaned_data["number"])
         refusal = operator_transfer_refusal(number, allowed_targets_of_agent(self.call))
         if refusal:
             raise forms.ValidationError(refusal)

@@ -35,6 +35,12 @@ GOODBYE_START_S = 0.5
 _NUMBER_PUNCTUATION = re.compile(r"[\s().-]")
 
 
+def normalise_number(text: str) -> str:
+    """A phone number as written by a model or a person, without spaces, dots, dashes and
+    parentheses (``+1 (415) 555-0123`` → ``+14155550123``); not otherwise checked."""
+    return _NUMBER_PUNCTUATION.sub("", text)
+
+
 async def run_tool(session: CallSession, call: ToolCall) -> None:
     """Run ``call`` for ``session`` and answer the provider."""
     try:
@@ -75,7 +81,7 @@ async def _end_call(session: CallSession, call: ToolCall, arguments: dict) -> No
 
 
 async def _transfer_call(session: CallSession, call: ToolCall, arguments: dict) -> None:
-    number = _NUMBER_PUNCTUATION.sub("", str(arguments.get("number") or ""))
+    number = normalise_number(str(arguments.get("number") or ""))
     allowed = number in session.ctx.transfer_allowlist
     if not allowed:
         session.record_event(
