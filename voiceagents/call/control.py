@@ -1,7 +1,9 @@
 """The control plane: commands to live calls through the channel layer.
 
 Each live call's media consumer joins the group ``call_group(call_id)``; the admin and Celery send
-``hangup``, ``transfer`` and ``say`` there, and whichever process holds the call acts on it.
+``hangup``, ``transfer`` and ``say`` there, and whichever process holds the call acts on it
+(docs/call-control.md). A ``transfer`` is checked with ``operator_transfer_refusal`` by the sender
+and again by the process holding the call.
 """
 
 from __future__ import annotations
