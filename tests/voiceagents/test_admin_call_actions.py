@@ -142,3 +142,31 @@ def test_the_actions_are_post_only_and_csrf_protected(admin_user, live_call):
     url = reverse("admin:voiceagents_call_action", args=[live_call.pk, "hang-up"])
     assert client.get(url).status_code == 405
     assert client.post(url).status_code == 403  # no CSRF token
+
+
+def test_the_timeline_tells_transfers_and_says(admin_client):
+    from tests.voiceagents.factories import add_event, make_call
+    from tests.voiceagents.test_admin_call_page import call_page
+    from voiceagents.models import CallEventKind
+
+    call = make_call()
+    transfer = CallEventKind.TRANSFER
+    add_event(call, transfer, at_ms=1000,
+              data={"number": TARGET, "by": "agent", "allowed": True, "done": True})  # fmt: skip
+    add_event(call, transfer, at_ms=2000,
+              data={"number": TARGET, "by": "operator", "allowed": True, "done": False,
+                    "error": "Telnyx transfer refused: Destination not permitted."})  # fmt: skip
+    add_event(call, transfer, at_ms=3000,
+              data={"number": "+19005550000", "by": "operator", "allowed": False})  # fmt: skip
+    add_event(call, CallEventKind.OTHER, at_ms=4000,
+              data={"action": "say", "by": "operator", "text": "Your table is ready."})  # fmt: skip
+    page, _ = call_page(admin_client, call)
+    rows = page.by_id("call-timeline").all(tag="tr")[1:]
+    assert [[td.text for td in row.all(tag="td")][1] for row in rows] == [
+        f"The agent asked to transfer the call to {TARGET}: transferred",
+        f"An operator asked to transfer the call to {TARGET}: not carried out (Telnyx transfer "
+        "refused: Destination not permitted.)",
+        "An operator asked to transfer the call to +19005550000: refused, not a number transfers may "
+        "go to",
+        "An operator had the agent say: Your table is ready.",
+    ]

@@ -170,7 +170,7 @@ def _transfer(data: dict) -> str:
     done = data.pop("done", None)
     error = data.pop("error", None)
     if data.pop("by", None) == "operator":
-        text = _("An operator transferred the call to %(number)s") % {"number": number}
+        text = _("An operator asked to transfer the call to %(number)s") % {"number": number}
         if allowed is False:
             return text + _(": refused, not a number transfers may go to")
     else:
