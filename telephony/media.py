@@ -26,11 +26,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from voiceagents.audio.formats import AudioFormat
-from voiceagents.call import callsetup, streamtokens
-from voiceagents.call.control import call_group
+from voiceagents.call import callsetup, streamtokens, transfer
+from voiceagents.call.control import call_group, operator_transfer_refusal
 from voiceagents.call.session import CallSession
 from voiceagents.conf import get_setting
-from voiceagents.exceptions import ConfigurationError, VoiceAgentsError, WebhookValidationFailure
+from voiceagents.exceptions import (
+    ConfigurationError,
+    UnsupportedFeature,
+    VoiceAgentsError,
+    WebhookValidationFailure,
+)
 from voiceagents.providers import build_provider
 
 from . import closecodes, limits
@@ -55,6 +60,8 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 #: Malformed frames logged per call at WARNING; the rest are only counted.
 MALFORMED_LOG_LIMIT = 5
+#: Longest wait, on ``stop``, for the answer of a transfer request that was on its way.
+TRANSFER_STOP_WAIT_S = 15.0
 #: How far a carrier's media timestamp may run ahead of the call clock: one far off would make
 #: the recording pad silence up to it.
 MAX_TIMESTAMP_LEAD_MS = 10_000
@@ -89,6 +96,9 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         self.control: ControlListener | None = None
         self._start_timer: asyncio.TimerHandle | None = None
         self._timestamp_limit = -1
+        #: Set while the carrier is asked to transfer the call; its result says whether it went.
+        self._transfer: asyncio.Future | None = None
+        self.transferred = False
         #: The client IP holding a ``limits`` connection slot, and whether a call slot is held.
         self._ip: str | None = None
         self._holds_call = False
@@ -126,7 +136,9 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             self._start_timer.cancel()
         self._release_limits()
         try:
-            await self.end_session("stream_closed", by_carrier=True)
+            await self._transfer_settled()
+            reason = "transferred" if self.transferred else "stream_closed"
+            await self.end_session(reason, by_carrier=True)
         finally:
             if self.control is not None:
                 await self.control.stop()
@@ -362,8 +374,19 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             await self.session.dtmf(dtmf.digit)
 
     async def on_stop(self, stop: Stop) -> None:
+        await self._transfer_settled()
         await self.end_session(self.stop_reason, by_carrier=True)
         await self.refuse(closecodes.NORMAL)
+
+    async def _transfer_settled(self) -> None:
+        """A transfer's own stream end (Twilio ends the stream as it runs the ``<Dial>``) may come
+        before the carrier's REST answer: wait for that answer, so the call ends as transferred."""
+        pending = self._transfer
+        if pending is not None and not pending.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(pending), TRANSFER_STOP_WAIT_S)
+            except TimeoutError:
+                pass
 
     async def on_connected(self, connected: Connected) -> None:
         """The carrier's first frame; nothing to do unless the carrier says otherwise."""
@@ -410,6 +433,28 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         """Our side ends the call: close the stream (Twilio then hangs up)."""
         await self.refuse(self.end_code)
 
+    async def transfer(self, number: str, *, announcement: str = "") -> None:
+        """Hand the caller to ``number`` on the carrier (``carry_out_transfer``).
+
+        Raises ``CarrierAPIError`` when the carrier refuses, ``UnsupportedFeature`` when it has
+        no transfers. Once it went through, the stream's end is the transfer's (``transferred``).
+        """
+        if self.closing or self.call_id is None:
+            raise UnsupportedFeature("The call has ended: there is nothing to transfer")
+        self._transfer = pending = asyncio.get_running_loop().create_future()
+        done = False
+        try:
+            await self.carry_out_transfer(number, announcement)
+            done = True
+            self.transferred = True
+            self.stop_reason = "transferred"
+        finally:
+            pending.set_result(done)
+
+    async def carry_out_transfer(self, number: str, announcement: str) -> None:
+        """The carrier's transfer command; carriers that can transfer override it."""
+        raise UnsupportedFeature(f"{self.carrier_id} calls cannot be transferred")
+
     # -- control plane (voiceagents.call.control) ------------------------------------------------------
 
     async def call_hangup(self, message):
@@ -417,8 +462,39 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         await self.end_session(message.get("reason") or "operator_hangup", by_carrier=False)
 
     async def call_say(self, message):
-        if self.session is not None and message.get("text"):
-            await self.session.say(message["text"])
+        text = str(message.get("text") or "").strip()
+        if self.session is None or not text:
+            logger.info("call %s: say ignored (no session or no text)", self.call_id)
+            return
+        logger.info("call %s: say requested by an operator", self.call_id)
+        self.session.record_event("other", action="say", by="operator", text=text[:500])
+        await self.session.say(text)
 
     async def call_transfer(self, message):
-        logger.warning("call %s: transfer is not available on this carrier yet", self.call_id)
+        """An operator's transfer: checked here too (any process may send it), then carried out
+        in the session's background: the handler runs under the lock the media path takes."""
+        session = self.session
+        if session is None:
+            logger.info("call %s: transfer ignored: no call running here", self.call_id)
+            return
+        number = str(message.get("number") or "")
+        refusal = operator_transfer_refusal(number, session.ctx.transfer_allowlist)
+        if refusal:
+            logger.warning(
+                "call %s: operator transfer to %r refused: %s", self.call_id, number, refusal
+            )
+            session.record_event(
+                "transfer", number=number[:32], by="operator", allowed=False, done=False
+            )
+            return
+        session.background(
+            self._operator_transfer(number, str(message.get("announcement") or "")), "transfer"
+        )
+
+    async def _operator_transfer(self, number: str, announcement: str) -> None:
+        session = self.session
+        refusal = await transfer.carry_out(
+            session, number, by="operator", announcement=announcement, wait=False, allowed=True
+        )
+        if refusal is None:
+            await transfer.end_transferred(session)

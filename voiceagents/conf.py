@@ -83,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
     "CALL_WEBHOOK_ALLOW_PRIVATE": False,
     # Seconds a recording link in the webhook works (voiceagents.recording_links).
     "RECORDING_LINK_TTL": 7 * 24 * 3600,
+    # Numbers an operator may transfer any live call to, besides its agent's transfer allowlist
+    # (voiceagents.call.control): a closed list, so a stolen admin session cannot dial anywhere.
+    "TRANSFER_ALLOWED_NUMBERS": [],
 }
 
 

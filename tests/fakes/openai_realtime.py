@@ -398,6 +398,91 @@ class FakeOpenAIRealtime:
         self.responses.insert(0, script)
         await self._respond(session, {})
 
+    async def function_call(
+        self, name: str, arguments: dict | str, call_id: str | None = None
+    ) -> str:
+        """The model calls a function (docs/providers/openai_realtime.md#events-we-read): a
+        response whose one output item is a ``function_call``, its arguments streamed, then
+        ``response.done`` with that item. Returns the ``call_id``; the client answers with a
+        ``function_call_output`` item (see ``function_outputs``) and ``response.create``."""
+        session = self.session
+        call_id = call_id or self._next_id("call")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        response_id, item_id = self._next_id("resp"), self._next_id("item")
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "name": name,
+            "call_id": call_id,
+            "arguments": "",
+        }
+        ids = {"response_id": response_id, "item_id": item_id, "output_index": 0}
+        await self.send(
+            {"type": "response.created", "response": {"id": response_id, "status": "in_progress"}},
+            session,
+        )
+        await self.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": item,
+            },
+            session,
+        )
+        await self.send(
+            {
+                "type": "response.function_call_arguments.delta",
+                **ids,
+                "call_id": call_id,
+                "delta": text,
+            },
+            session,
+        )
+        await self.send(
+            {
+                "type": "response.function_call_arguments.done",
+                **ids,
+                "call_id": call_id,
+                "name": name,
+                "arguments": text,
+            },
+            session,
+        )
+        done_item = {**item, "status": "completed", "arguments": text}
+        await self.send(
+            {
+                "type": "response.output_item.done",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": done_item,
+            },
+            session,
+        )
+        await self.send(
+            {
+                "type": "response.done",
+                "response": {
+                    "id": response_id,
+                    "status": "completed",
+                    "status_details": None,
+                    "output": [done_item],
+                    "usage": {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5},
+                },
+            },
+            session,
+        )
+        return call_id
+
+    def function_outputs(self) -> list[dict]:
+        """The ``function_call_output`` items the client created, in every session."""
+        return [
+            e["item"]
+            for e in self.events_of("conversation.item.create")
+            if (e.get("item") or {}).get("type") == "function_call_output"
+        ]
+
     async def error(
         self, message: str, code: str = "server_error", error_type: str = "server_error"
     ):

@@ -43,3 +43,20 @@ def test_media_stream_url_follows_the_public_url(voiceagents_settings):
     assert twiml.media_stream_url() == "wss://voice.example.test/telephony/twilio/media/"
     voiceagents_settings["PUBLIC_URL"] = "http://localhost:8000/"
     assert twiml.media_stream_url() == "ws://localhost:8000/telephony/twilio/media/"
+
+
+def test_dial_transfers_to_the_number_with_our_caller_id():
+    root = ET.fromstring(twiml.dial("+14155550123", caller_id="+14155550199"))
+    assert [child.tag for child in root] == ["Dial"]
+    dial = root.find("Dial")
+    assert dial.get("callerId") == "+14155550199"
+    assert dial.get("answerOnBridge") == "true"
+    assert dial.get("timeout") == str(twiml.DIAL_TIMEOUT_S)
+    assert [(n.tag, n.text) for n in dial] == [("Number", "+14155550123")]
+
+
+def test_dial_says_an_announcement_first_escaped():
+    root = ET.fromstring(twiml.dial("+14155550123", caller_id="", announcement="Tom & <Jerry>"))
+    assert [child.tag for child in root] == ["Say", "Dial"]
+    assert root.find("Say").text == "Tom & <Jerry>"
+    assert root.find("Dial").get("callerId") is None

@@ -19,6 +19,7 @@ END_REASONS = {
     "callee_hangup": gettext_lazy("callee hung up"),
     "agent_hangup": gettext_lazy("agent hung up"),
     "operator_hangup": gettext_lazy("hung up from the admin"),
+    "transferred": gettext_lazy("transferred"),
     "hangup": gettext_lazy("hung up"),
     "max_duration": gettext_lazy("time limit reached"),
     "provider_error": gettext_lazy("voice provider error"),
@@ -167,11 +168,19 @@ def _transfer(data: dict) -> str:
     data.pop("call_id", None)
     allowed = data.pop("allowed", None)
     done = data.pop("done", None)
-    text = _("The agent asked to transfer the call to %(number)s") % {"number": number}
-    if allowed is False:
-        text += _(": refused, not on the agent's transfer list")
-    elif done is False:
+    error = data.pop("error", None)
+    if data.pop("by", None) == "operator":
+        text = _("An operator asked to transfer the call to %(number)s") % {"number": number}
+        if allowed is False:
+            return text + _(": refused, not a number transfers may go to")
+    else:
+        text = _("The agent asked to transfer the call to %(number)s") % {"number": number}
+        if allowed is False:
+            return text + _(": refused, not on the agent's transfer list")
+    if done is False:
         text += _(": not carried out")
+        if error:
+            text += f" ({error})"
     elif done:
         text += _(": transferred")
     return text
@@ -227,6 +236,10 @@ _CARRIER_EVENTS = {
 
 
 def _other(data: dict) -> str:
+    if data.get("action") == "say":
+        data.pop("action")
+        data.pop("by", None)
+        return _("An operator had the agent say: %(text)s") % {"text": data.pop("text", "")}
     event = data.pop("carrier_event", None)
     if event:
         return str(_CARRIER_EVENTS.get(event, _("Carrier event %(event)s") % {"event": event}))

@@ -1,6 +1,7 @@
 """Admin of calls: read-only records, listed to fit a laptop screen, with a conversation view.
 
-The call page shows the call's fields, then (template ``admin/voiceagents/call/change_form.html``)
+The call page shows a live call's actions (``call_actions``: hang up, transfer, say), the
+call's fields, then (template ``admin/voiceagents/call/change_form.html``)
 the recording with a level strip of both sides, the transcript as a dialogue whose turns seek the
 player, the timeline in sentences and the metrics as labelled figures (``conversation``).
 """
@@ -25,6 +26,7 @@ from .. import ranges
 from ..call.control import send_call_command
 from ..models import Call
 from ..services import LIVE_STATUSES
+from . import call_actions
 from .call_cost import cost_html
 from .call_text import clock_duration, end_reason_text, status_with_reason
 from .conversation import page_context
@@ -226,6 +228,7 @@ class CallAdmin(admin.ModelAdmin):
                 reverse("admin:voiceagents_call_recording", args=[obj.pk]) if obj.recording else ""
             )
             context.update(page_context(obj, recording_url))
+            context.update(call_actions.action_context(request, obj))
             if obj.provider_report:
                 context["provider_report"] = json.dumps(obj.provider_report, indent=2)
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -236,6 +239,11 @@ class CallAdmin(admin.ModelAdmin):
                 "<uuid:call_id>/recording/",
                 self.admin_site.admin_view(self.recording_view),
                 name="voiceagents_call_recording",
+            ),
+            path(
+                "<uuid:call_id>/actions/<str:action>/",
+                self.admin_site.admin_view(call_actions.call_action),
+                name="voiceagents_call_action",
             ),
             *super().get_urls(),
         ]

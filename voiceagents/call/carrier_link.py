@@ -28,4 +28,9 @@ class CarrierLink(Protocol):
     async def send_clear(self) -> None: ...
 
     async def end_call(self) -> None:
-        """Close the stream from our side (the carrier then hangs up)."""
+        """Close the stream from our side (the carrier then hangs up, unless the call was
+        transferred: then only our stream ends)."""
+
+    async def transfer(self, number: str, *, announcement: str = "") -> None:
+        """Hand the caller to ``number`` on the carrier; raises ``CarrierAPIError`` when the
+        carrier refuses and ``UnsupportedFeature`` when it cannot transfer."""

@@ -16,7 +16,7 @@ provider that ``needs_local_vad`` gets caller speech detected here).
 
 A carrier's media consumer uses only this handle: ``caller_audio``, ``mark_echoed``, ``dtmf``,
 ``say``, ``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``,
-``start`` and ``ended``; the session uses only its ``CarrierLink``.
+``background``, ``start`` and ``ended``; the session uses only its ``CarrierLink``.
 
 Hot path (per 20 ms frame, both directions): no database, no channel layer, no thread hop, no
 settings. Caller audio goes to the recorder's memory buffer and straight to the provider socket;
@@ -142,6 +142,10 @@ class CallSession:
         ownership.hold(self.ctx.call_id)
         self._timer = self.loop.call_later(self.ctx.max_duration_s, self._on_max_duration)
         self.monitor.started(carrier=self.ctx.carrier, provider=self.ctx.provider_id)
+
+    def background(self, coro, name: str) -> None:
+        """Run ``coro`` as one of the call's tasks (cancelled when the call ends)."""
+        self._spawn(coro, name)
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -416,6 +420,8 @@ class CallSession:
     async def say(self, text: str) -> None:
         if self.inbound.ready:
             await self.provider.say(text)
+        else:
+            self.log.warning("say dropped: the provider is not open yet")
 
     # -- the end ----------------------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ which the model reads and talks around. Each call is on the call's timeline.
 - ``end_call``: answered, then the call ends (``end_reason`` ``agent_hangup``) once the agent's
   goodbye has played (a silent agent gets ``GOODBYE_START_S`` to start it), or after
   ``END_CALL_GRACE_S`` at most.
-- ``transfer_call``: only to a number on the agent's transfer allowlist. Carrying out a transfer
-  needs the carriers' transfer commands, which this version does not issue yet: an allowed
-  transfer is answered with an error saying so and recorded, a refused one is logged as such.
+- ``transfer_call``: only to a number on the agent's transfer allowlist; any other number is
+  refused (an error result, logged, on the timeline) without a request to the carrier. An allowed
+  one is carried out on the carrier (``transfer``: the agent's last words play first); the model
+  is answered once the carrier has answered: success, after which our side of the call ends
+  (``end_reason`` ``transferred``), or the carrier's refusal as an error, and the call goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..conf import get_setting
 from ..exceptions import VoiceAgentsError
 from ..providers.base import ToolCall
 from ..tools import get_tool
+from . import transfer
 
 if TYPE_CHECKING:
     from .session import CallSession
@@ -38,6 +41,12 @@ END_CALL_GRACE_S = 10.0
 GOODBYE_START_S = 3.0
 
 _NUMBER_PUNCTUATION = re.compile(r"[\s().-]")
+
+
+def normalise_number(text: str) -> str:
+    """A phone number as written by a model or a person, without spaces, dots, dashes and
+    parentheses (``+1 (415) 555-0123`` → ``+14155550123``); not otherwise checked."""
+    return _NUMBER_PUNCTUATION.sub("", text)
 
 
 async def run_tool(session: CallSession, call: ToolCall) -> None:
@@ -84,12 +93,12 @@ async def _end_call(session: CallSession, call: ToolCall, arguments: dict) -> No
 
 
 async def _transfer_call(session: CallSession, call: ToolCall, arguments: dict) -> None:
-    number = _NUMBER_PUNCTUATION.sub("", str(arguments.get("number") or ""))
+    number = normalise_number(str(arguments.get("number") or ""))
     allowed = number in session.ctx.transfer_allowlist
-    session.record_event(
-        "transfer", number=number, call_id=call.call_id, allowed=allowed, done=False
-    )
     if not allowed:
+        session.record_event(
+            "transfer", number=number, call_id=call.call_id, allowed=False, done=False
+        )
         session.log.warning("transfer to %r refused: not on the agent's allowlist", number)
         await _answer(
             session,
@@ -99,14 +108,21 @@ async def _transfer_call(session: CallSession, call: ToolCall, arguments: dict) 
             error=True,
         )
         return
-    session.log.warning("transfer to %s requested, but transfers are not available yet", number)
-    await _answer(
-        session,
-        call,
-        "Transfers are not available on this line yet. Tell the caller, and offer to help "
-        "another way.",
-        error=True,
+    session.log.info("the agent transfers the call to %s", number)
+    refusal = await transfer.carry_out(
+        session, number, by="agent", call_id=call.call_id, allowed=True
     )
+    if refusal is not None:
+        await _answer(
+            session,
+            call,
+            f"The transfer to {number} did not go through ({refusal}). You are still on the "
+            "line with the caller: tell them, and offer to help another way.",
+            error=True,
+        )
+        return
+    await _answer(session, call, f"The call is now transferred to {number}.")
+    await transfer.end_transferred(session)
 
 
 _BUILTIN = {"end_call": _end_call, "transfer_call": _transfer_call}

@@ -34,7 +34,7 @@ from voiceagents.exceptions import CarrierAPIError, ConfigurationError, WebhookV
 from ... import closecodes
 from ...frames import OTHER_TRACK, Connected, Error, Ignored, Media, Start
 from ...media import MediaStreamConsumer
-from . import calls
+from . import calls, transfer
 from .codecs import StreamCodec, l16_encoding, reported_format
 from .events import ClientState
 from .frames import AUTH_HEADER, MAX_TOKEN_CHARS, TelnyxCodec
@@ -213,12 +213,21 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
     # Clear: Telnyx returns the queued marks at once (the session ignores them); the pending ones
     # stay pending here, so a Telnyx that echoes nothing stays on the pacer's estimate.
 
+    async def carry_out_transfer(self, number: str, announcement: str) -> None:
+        # Telnyx's transfer has no announcement (its audio_url is ringback): the agent speaks first.
+        target = await database_sync_to_async(transfer.transfer_target)(self.call_id)
+        self._target = (target.carrier_call_id, target.account)
+        await transfer.transfer(target, number)
+
     async def end_call(self) -> None:
-        """Our side ends the call: hang it up over REST (closing the stream would not), then close."""
+        """Our side ends the call: hang it up over REST (closing the stream would not), then close.
+
+        A transferred call is not hung up: our leg now carries the caller to the target.
+        """
         if self.closing:
             return
         self.closing = True
-        if self.call_id is not None:
+        if self.call_id is not None and not self.transferred:
             if self._target is None:
                 self._target = await database_sync_to_async(calls.live_call_target)(self.call_id)
             if self._target is not None:

@@ -3,17 +3,21 @@
 The frames are ``frames.TwilioCodec``'s; the stream, its call and its ending are the shared
 ``MediaStreamConsumer``'s. Twilio adds only the handshake: the WebSocket upgrade carries an
 ``X-Twilio-Signature`` over the stream URL. Closing the stream ends the call (``<Hangup/>``
-follows ``<Connect>`` in our TwiML).
+follows ``<Connect>`` in our TwiML); a transfer replaces that TwiML with a ``<Dial>`` over REST
+(``transfer``), which ends the stream and leaves the caller with the target.
 """
 
 from __future__ import annotations
 
 import logging
 
+from channels.db import database_sync_to_async
+
 from voiceagents.audio.formats import MULAW_8K
 from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
 
 from ...media import MediaStreamConsumer
+from . import transfer
 from .frames import TwilioCodec
 from .signature import acheck_stream_handshake
 
@@ -34,3 +38,7 @@ class TwilioMediaConsumer(MediaStreamConsumer):
             logger.error("Twilio media stream refused: %s", err)
             return False
         return True
+
+    async def carry_out_transfer(self, number: str, announcement: str) -> None:
+        target = await database_sync_to_async(transfer.transfer_target)(self.call_id)
+        await transfer.transfer(target, number, announcement=announcement)

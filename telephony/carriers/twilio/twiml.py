@@ -1,8 +1,8 @@
 """TwiML documents we answer Twilio with (docs/carriers/twilio.md#twiml-answer).
 
 Built with ElementTree so every value is XML-escaped: parameter values and spoken text can hold
-``&``, ``<`` or quotes. Two documents: connect the call to our media stream, or apologise and hang
-up.
+``&``, ``<`` or quotes. The documents: connect the call to our media stream, apologise and hang
+up, refuse it busy, or (replacing a live call's TwiML) dial a transfer target.
 """
 
 from __future__ import annotations
@@ -60,4 +60,28 @@ def reject_busy() -> str:
     """Refuse the call unanswered: the caller hears a busy tone, and Twilio bills nothing."""
     response = ET.Element("Response")
     ET.SubElement(response, "Reject", reason="busy")
+    return _document(response)
+
+
+#: Seconds the transfer target may ring before Twilio gives up (``<Dial timeout>``).
+DIAL_TIMEOUT_S = 30
+
+
+def dial(
+    number: str, *, caller_id: str, announcement: str = "", language: str | None = None
+) -> str:
+    """Transfer: optionally say ``announcement``, then dial ``number`` with ``caller_id``.
+
+    ``answerOnBridge`` keeps the caller hearing ringback (not silence) until the target answers.
+    No ``action``: when the dialled leg ends, the document ends and Twilio hangs up.
+    """
+    response = ET.Element("Response")
+    if announcement:
+        say = ET.SubElement(response, "Say", {"language": language} if language else {})
+        say.text = announcement
+    attributes = {"answerOnBridge": "true", "timeout": str(DIAL_TIMEOUT_S)}
+    if caller_id:
+        attributes["callerId"] = caller_id
+    target = ET.SubElement(ET.SubElement(response, "Dial", attributes), "Number")
+    target.text = number
     return _document(response)
