@@ -311,7 +311,42 @@ async def test_elevenlabs_an_operator_say_reaches_the_agent(el_line, el):
     await ended_call(call_id)
 
 
-# -- the pipeline: say (its language model is offered no tools yet) -------------------------------
+# -- the pipeline: its language model's function calling, and say --------------------------------
+
+
+async def test_pipeline_the_llm_transfers_to_an_allowed_number(
+    twilio_harness,
+    streams,
+    stage_urls,  # noqa: F811 - the imported fixtures
+    deepgram,  # noqa: F811
+    chat,  # noqa: F811
+    elevenlabs,  # noqa: F811
+    twilio_api,  # after stage_urls: it replaces VOICEAGENTS with a copy that has them
+):
+    from tests.calls.test_pipeline_calls import say, to_pipeline
+
+    chat.script(
+        "Putting you through. ",
+        tool_calls=[
+            {"id": "call_T", "name": "transfer_call", "arguments": json.dumps({"number": TARGET})}
+        ],
+    )
+    chat.script("", tool_calls=[])  # after the result: nothing more to say
+    line = Line("twilio", twilio_harness, streams, to_pipeline)
+    call_id, caller = await line.call(
+        reply_prompt="You route calls.", first_message="", transfer_allowlist=[TARGET]
+    )
+    stop_stream_on_update(twilio_api, caller)
+    await say(line, caller, "deepgram", "sales please", deepgram, None)
+    call = await ended_call(call_id, timeout=15)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "transferred")
+    ((_, form),) = twilio_api.updates
+    dial = ET.fromstring(form["Twiml"][0]).find("Dial")
+    assert dial.find("Number").text == TARGET
+    first = chat.bodies[0]
+    assert [t["function"]["name"] for t in first["tools"]] == ["end_call", "transfer_call"]
+    # The words before the tool call were spoken before the transfer.
+    assert [r.json["text"] for r in elevenlabs.tts_requests][:1] == ["Putting you through."]
 
 
 async def test_pipeline_an_operator_say_is_synthesised_word_for_word(
