@@ -422,12 +422,14 @@ def test_an_old_call_without_the_new_figures_still_shows_what_it_has(admin_clien
 
 
 def test_a_call_with_nothing_measured_shows_dashes_and_one_without_figures_says_so(admin_client):
-    quiet = make_call(metrics={"barge_ins": 0, "false_interruptions": 0, "duration_ms": 3000})
+    quiet = make_call(metrics={"barge_ins": 0, "false_interruptions": 0})
     page, _ = call_page(admin_client, quiet)
     shown = {label: value for label, (value, _meaning) in quality(page).items()}
     assert shown["Barge-ins"] == "0" and shown["False interruptions"] == "0"
     assert shown["Response time, median"] == "—" and shown["Replies measured"] == "—"
     assert shown["Greeting latency"] == "—"
+
+    assert page.by_id("call-metrics").one("call-empty").text == "No other figures were recorded."
 
     page, _ = call_page(admin_client, make_call())
     assert page.by_id("call-quality").one("call-empty").text.startswith("No quality figures yet")
@@ -526,3 +528,15 @@ def test_an_unreadable_recording_gets_a_note_instead_of_a_strip(admin_client, ca
 )
 def test_percentiles_are_nearest_rank(values, p50, p95):
     assert (percentile(values, 0.5), percentile(values, 0.95)) == (p50, p95)
+
+
+def test_the_calls_list_shows_the_median_reply_under_the_duration(admin_client):
+    make_call(metrics={"response_latency_ms_p50": 840.0, "response_latency_ms": [840.0]})
+    make_call(metrics={"response_latency_ms": [1200, 700, 650]})  # an old call: worked out
+    make_call(metrics={"barge_ins": 0})
+
+    response = admin_client.get(reverse("admin:voiceagents_call_changelist"))
+
+    page = parse(response.content.decode())
+    cells = sorted(cell.text for cell in page.all("field-length_and_reply", tag="td"))
+    assert cells == ["—", "— reply 0.7 s", "— reply 0.8 s"]

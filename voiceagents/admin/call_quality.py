@@ -207,6 +207,17 @@ def quality(metrics: dict | None) -> Quality | None:
     )
 
 
+def response_median(metrics: dict | None) -> str:
+    """The call's median response time ("0.8 s"), stored or worked out; empty when unmeasured."""
+    if not isinstance(metrics, dict):
+        return ""
+    stored = metrics.get("response_latency_ms_p50")
+    if _number(stored) is not None:
+        return _time(stored)
+    latencies = metrics.get("response_latency_ms")
+    return _time(percentile(latencies, 0.5)) if isinstance(latencies, list) else ""
+
+
 def _barge_in_rows(cuts) -> list[BargeInRow]:
     rows = []
     for number, cut in enumerate(cuts if isinstance(cuts, list) else [], start=1):
