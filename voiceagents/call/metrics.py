@@ -119,6 +119,15 @@ class CallMetrics:
         self.network_delay_ms = _rounded(delay_ms)
         self.jitter_ms = _rounded(jitter_ms)
 
+    def live_figures(self) -> dict:
+        """The quality figures so far, for the live monitor (called once per write of turns)."""
+        return {
+            "barge_ins": self.barge_ins,
+            "false_interruptions": self.false_interruptions,
+            "replies": len(self.response_latency_ms),
+            "response_latency_ms_p50": percentile(self.response_latency_ms, 0.5),
+        }
+
     def report(self, duration_ms: int) -> dict:
         """What ``Call.metrics`` stores."""
         report: dict = {name: getattr(self, name) for name in COUNTERS}

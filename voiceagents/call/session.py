@@ -99,7 +99,7 @@ class CallSession:
             on_frame=self._on_frame,
         )
         #: The call's start, transcript lines and end, for the admin's live monitor.
-        self.monitor = MonitorPublisher(context.call_id, self.log)
+        self.monitor = MonitorPublisher(context.call_id, self.log, metrics=self.metrics)
         self.writer = BackgroundWriter(
             context.call_id, self.log, settle=self._settle_turns, on_ready=self.monitor.lines
         )
