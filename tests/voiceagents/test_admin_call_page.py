@@ -359,7 +359,7 @@ def test_the_quality_section_shows_each_figure_with_its_unit_and_meaning(admin_c
             "barge_in_cuts": [
                 {"at_ms": 4100, "heard_ms": 640, "generated_ms": 2000},
                 {"at_ms": 9_800, "heard_ms": 1210, "generated_ms": 1210},
-                {"at_ms": 15_000, "heard_ms": 0, "generated_ms": 300},
+                {"at_ms": 15_000, "heard_ms": 0, "generated_ms": 300, "false": True},
             ],
             "network_delay_ms": 48.3,
             "jitter_ms": 80.0,
@@ -387,9 +387,9 @@ def test_the_quality_section_shows_each_figure_with_its_unit_and_meaning(admin_c
     # Every figure says what it means, in words.
     assert all(len(meaning) > 20 for _value, meaning in quality(page).values())
     assert barge_in_rows(page) == [
-        ["1", "0:04", "0.6 s", "2.0 s", "32%"],
-        ["2", "0:09", "1.2 s", "1.2 s", "100%"],
-        ["3", "0:15", "0.0 s", "0.3 s", "0%"],
+        ["1", "0:04", "0.6 s", "2.0 s", "32%", ""],
+        ["2", "0:09", "1.2 s", "1.2 s", "100%", ""],
+        ["3", "0:15", "0.0 s", "0.3 s", "0%", "false: noise, the agent went on"],
     ]
     titles = [h.text for h in page.by_id("call-quality").all(tag="h3")]
     assert titles[:3] == ["Responsiveness", "Network", "Interruptions"]
@@ -452,7 +452,10 @@ def test_quality_figures_that_are_not_numbers_are_left_blank(admin_client):
     shown = {label: value for label, (value, _meaning) in quality(page).items()}
     assert shown["Barge-ins"] == "—" and shown["Response time, median"] == "—"
     assert shown["Network delay (one way)"] == "—"
-    assert barge_in_rows(page) == [["1", "—", "—", "—", "—"], ["3", "0:01", "0.5 s", "—", "—"]]
+    assert barge_in_rows(page) == [
+        ["1", "—", "—", "—", "—", ""],
+        ["3", "0:01", "0.5 s", "—", "—", ""],
+    ]
 
 
 def test_the_pipeline_turns_are_a_table_and_summed_up(admin_client):

@@ -57,6 +57,8 @@ class BargeInRow:
     generated: str
     #: How much of what was generated the caller heard ("32 %").
     share: str
+    #: The barge-in turned out to be noise and the agent went on.
+    false: bool = False
 
 
 @dataclass
@@ -235,6 +237,7 @@ def _barge_in_rows(cuts) -> list[BargeInRow]:
                 heard=_time(heard),
                 generated=_time(generated),
                 share=share,
+                false=cut.get("false") is True,
             )
         )
     return rows

@@ -74,7 +74,7 @@ class CallMetrics:
         #: How long each barge-in took from the speech start to the carrier's clear being sent.
         self.barge_in_clear_ms: list[float] = []
         #: Each barge-in: when (call ms), how much of the cut reply the caller heard, and how
-        #: much of it the provider had generated (sent to us) by then.
+        #: much of it the provider had generated (sent to us) by then (``None``: not measured).
         self.barge_in_cuts: list[dict] = []
         #: Playback's estimates at the end of the call: the one-way network delay to the
         #: carrier and how long the carrier holds audio before playing it (its jitter buffer).
@@ -105,14 +105,17 @@ class CallMetrics:
         out of ``generated_ms`` received from the provider."""
         self.barge_ins += 1
         self.barge_in_clear_ms.append(clear_ms)
-        if heard_ms is not None or generated_ms is not None:
-            self.barge_in_cuts.append(
-                {"at_ms": at_ms, "heard_ms": heard_ms, "generated_ms": generated_ms}
-            )
+        # One entry per barge-in, even unmeasured, so that a false interruption marks its own.
+        self.barge_in_cuts.append(
+            {"at_ms": at_ms, "heard_ms": heard_ms, "generated_ms": generated_ms}
+        )
 
     def false_interruption(self) -> None:
-        """A barge-in turned out to be noise (no words followed): the agent picked up again."""
+        """The latest barge-in turned out to be noise (no words followed): the agent picked up
+        again. Its cut is marked ``"false": true``."""
         self.false_interruptions += 1
+        if self.barge_in_cuts:
+            self.barge_in_cuts[-1]["false"] = True
 
     def network(self, delay_ms: float | None, jitter_ms: float | None) -> None:
         """Playback's final estimates (``None``: not measured, e.g. no marks echoed)."""

@@ -93,13 +93,17 @@ def test_metrics_report_the_quality_figures():
         metrics.speech_stopped(stopped)
         metrics.agent_heard(heard)
     metrics.barge_in(0.8, at_ms=4100, heard_ms=640, generated_ms=2000)
-    metrics.barge_in(1.5)  # a barge-in measured without its cut (nothing to compare)
+    metrics.barge_in(1.5)  # a barge-in whose cut was not measured
     metrics.false_interruption()
     metrics.network(47.26, float("nan"))  # a NaN estimate is "not measured", not JSON
     report = metrics.report(duration_ms=9000)
     assert report["barge_ins"] == 2 and report["false_interruptions"] == 1
     assert report["barge_in_clear_ms"] == [0.8, 1.5]
-    assert report["barge_in_cuts"] == [{"at_ms": 4100, "heard_ms": 640, "generated_ms": 2000}]
+    # One entry per barge-in; the false interruption marks the latest.
+    assert report["barge_in_cuts"] == [
+        {"at_ms": 4100, "heard_ms": 640, "generated_ms": 2000},
+        {"at_ms": None, "heard_ms": None, "generated_ms": None, "false": True},
+    ]
     assert report["response_latency_ms"] == [900.0, 400.0, 600.0, 1200.0]
     # Nearest rank: every percentile is a latency that happened.
     assert report["response_latency_ms_p50"] == 600.0
