@@ -124,5 +124,6 @@ async def test_a_conversation_with_two_barge_ins_yields_its_quality_figures(
     assert shown["barge_ins"] == "2" and shown["false_interruptions"] == "0"
     assert shown["response_latency_ms_max"] == f"{latencies[0] / 1000:.1f} s"
     rows = quality(metrics).barge_ins
-    assert [row.generated for row in rows][0] == "2.0 s"
+    assert rows[0].generated == "2.00 s"
+    assert rows[0].heard == f"{heard_1 / 1000:.2f} s"
     assert rows[0].share == f"{heard_1 / 2000:.0%}"

@@ -387,9 +387,9 @@ def test_the_quality_section_shows_each_figure_with_its_unit_and_meaning(admin_c
     # Every figure says what it means, in words.
     assert all(len(meaning) > 20 for _value, meaning in quality(page).values())
     assert barge_in_rows(page) == [
-        ["1", "0:04", "0.6 s", "2.0 s", "32%", ""],
-        ["2", "0:09", "1.2 s", "1.2 s", "100%", ""],
-        ["3", "0:15", "0.0 s", "0.3 s", "0%", "false: noise, the agent went on"],
+        ["1", "0:04", "0.64 s", "2.00 s", "32%", ""],
+        ["2", "0:09", "1.21 s", "1.21 s", "100%", ""],
+        ["3", "0:15", "0.00 s", "0.30 s", "0%", "false: noise, the agent went on"],
     ]
     titles = [h.text for h in page.by_id("call-quality").all(tag="h3")]
     assert titles[:3] == ["Responsiveness", "Network", "Interruptions"]
@@ -454,7 +454,7 @@ def test_quality_figures_that_are_not_numbers_are_left_blank(admin_client):
     assert shown["Network delay (one way)"] == "—"
     assert barge_in_rows(page) == [
         ["1", "—", "—", "—", "—", ""],
-        ["3", "0:01", "0.5 s", "—", "—", ""],
+        ["3", "0:01", "0.50 s", "—", "—", ""],
     ]
 
 

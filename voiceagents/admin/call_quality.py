@@ -77,6 +77,13 @@ def _time(value) -> str:
     return "" if value is None else seconds(value)
 
 
+def _precise(value) -> str:
+    """Heard and generated audio to the hundredth of a second ("0.64 s"): a barge-in's
+    accounting is meant to be right within tens of ms, which one decimal would hide."""
+    value = _number(value)
+    return "" if value is None else _("%(seconds)s s") % {"seconds": f"{value / 1000:.2f}"}
+
+
 def _short(value) -> str:
     """A short time in ms ("45 ms"): network figures are tens of ms, seconds would read 0.0."""
     value = _number(value)
@@ -234,8 +241,8 @@ def _barge_in_rows(cuts) -> list[BargeInRow]:
             BargeInRow(
                 number=number,
                 when=clock(at_ms) if at_ms is not None else "",
-                heard=_time(heard),
-                generated=_time(generated),
+                heard=_precise(heard),
+                generated=_precise(generated),
                 share=share,
                 false=cut.get("false") is True,
             )
