@@ -357,7 +357,7 @@ class CallSession:
     async def _interrupt(self, turn: Turn, now: float) -> None:
         # Measure before clearing: the clear forgets what the carrier still had buffered. The
         # turn's audio received so far (its end moves with every chunk) is what was generated.
-        generated = int((turn.end_pos or 0.0) - (turn.start_pos or 0.0))
+        generated = int(max(0.0, (turn.end_pos or 0.0) - (turn.start_pos or 0.0)))
         heard = self.turns.interrupt(turn, self.playback.heard_ms(now), self.call_ms(now))
         await self.playback.clear()
         if self.recorder is not None:
