@@ -4,8 +4,8 @@ Every call publishes to one channel-layer group, ``MONITOR_GROUP``; each open mo
 (``voiceagents.monitor.consumer``) is a member and forwards what it gets to its browser. A call
 publishes ``started`` when its session starts, one ``line`` per transcript turn when the turn is
 ready to be written (never per audio frame; again only if its text or interrupted flag changed;
-with the call's quality figures so far) and ``ended`` with its final status. No audio, and no phone numbers: the page reads those from
-the database.
+with the call's quality figures so far) and ``ended`` with its final status. No audio, and no
+phone numbers: the page reads those from the database.
 
 The channel layer is not part of the call, so publishing is fire-and-forget: events go to a small
 queue that one task per call drains in order, each send bounded by ``SEND_TIMEOUT_S``. When the
