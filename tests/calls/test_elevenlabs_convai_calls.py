@@ -283,6 +283,9 @@ async def test_interruption_clears_the_carrier_and_drops_the_cut_utterance(twili
     (barge_in,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="barge_in")]
     assert 0 < barge_in.data["audio_end_ms"] < 3000
     assert call.metrics["barge_ins"] == 1
+    # The quality figure of the cut: what the provider was told, out of the audio it had sent.
+    (cut,) = call.metrics["barge_in_cuts"]
+    assert cut["heard_ms"] == barge_in.data["audio_end_ms"] <= cut["generated_ms"] <= 3000
     # How long the carrier's clear took after the interruption reached the session (reported,
     # not asserted: timing belongs in benchmarks).
     print("barge_in_clear_ms", call.metrics["barge_in_clear_ms"])

@@ -127,3 +127,44 @@ async def test_a_channel_layer_that_never_answers_does_not_hold_up_the_call(
     await asyncio.wait_for(caller.closed.wait(), 10)  # the stream is closed once the call ended
     call = await ended_call(incoming.call_id)
     assert call.ended_at is not None and call.status == CallStatus.COMPLETED
+
+
+async def test_the_lines_carry_the_calls_quality_figures_so_far(
+    harness, streams, fake_openai, staff_cookie
+):
+    from tests.fakes.openai_realtime import ScriptedResponse
+
+    # A greeting long enough to be cut off (seconds in any output format).
+    fake_openai.responses.append(ScriptedResponse(b"\x7f" * 48_000, "A long greeting."))
+    monitor = monitor_socket(staff_cookie)
+    assert (await monitor.connect(timeout=5))[0]
+    assert (await next_event(monitor))["type"] == "ready"
+    incoming, caller, _ = await live(harness, streams, fake_openai)
+    await asyncio.sleep(0.3)
+    await caller_says(fake_openai, SAID)  # cuts the greeting off
+    lines = [
+        e
+        for e in await events_until(monitor, lambda e: e.get("text") == SAID)
+        if e["type"] == "line"
+    ]
+    assert lines[-1]["figures"] == {
+        "barge_ins": 1,
+        "false_interruptions": 0,
+        "replies": 0,
+        "response_latency_ms_p50": None,
+    }
+    await fake_openai.respond(ScriptedResponse(b"\x7f" * 800, "Sure."))
+    (reply,) = [
+        e
+        for e in await events_until(monitor, lambda e: e.get("text") == "Sure.")
+        if e["type"] == "line"
+    ]
+    figures = reply["figures"]
+    assert (figures["barge_ins"], figures["replies"]) == (1, 1)
+    assert figures["response_latency_ms_p50"] > 0
+
+    await caller.stop()
+    call = await ended_call(incoming.call_id)
+    # The monitor's figures are the call's own, as stored at its end.
+    assert call.metrics["response_latency_ms_p50"] == figures["response_latency_ms_p50"]
+    await monitor.disconnect()

@@ -366,11 +366,16 @@ async def test_barge_in_clears_cancels_the_tts_and_truncates_the_turn(twilio, de
     assert cut.disconnected, "the TTS stream was not closed"
     await wait_for(lambda: len(HANDLED) == 2)
     await caller.stop()
-    await ended_call(call_id)
+    call = await ended_call(call_id)
     rows = await transcript(call_id)
     agent_rows = [r for r in rows if r[0] == "agent"]
     first = agent_rows[0]
     assert first[2] is True, "the interrupted turn is not flagged"
+    # The quality figure of the cut: what the history was cut to, out of the audio synthesised
+    # by then (the TTS streams slower than real time here, so not the whole answer).
+    (barge_in,) = [e async for e in CallEvent.objects.filter(call_id=call_id, kind="barge_in")]
+    (figure,) = call.metrics["barge_in_cuts"]
+    assert 0 < figure["heard_ms"] == barge_in.data["audio_end_ms"] <= figure["generated_ms"]
     assert 0 < len(first[1]) < len("This is a long answer that goes on for a while.") + 40
     # The handler's history shows the interruption with what the caller heard.
     assert HANDLED[1]["text"] == "stop please"

@@ -296,7 +296,7 @@ def test_metrics_are_labelled_figures_with_units(admin_client):
             "caller_audio_dropped_frames": 3,
             "barge_ins": 2,
             "dtmf": 1,
-            "first_agent_audio_ms": 1234.5,
+            "greeting_latency_ms": 1234.5,
             "provider_connect_ms": 310.0,
             "response_latency_ms": [900, 700, 800, 1500, 600],
             "response_latency_ms_avg": 900.0,
@@ -310,12 +310,7 @@ def test_metrics_are_labelled_figures_with_units(admin_client):
     page, _ = call_page(admin_client, call)
 
     shown = figures(page)
-    assert shown["First agent audio"] == "1.2 s"
-    assert shown["Response latency, median (p50)"] == "0.8 s"
-    assert shown["Response latency, p95"] == "1.5 s"
-    assert shown["Response latency, average"] == "0.9 s"
     assert shown["Voice provider connected in"] == "0.3 s"
-    assert shown["Barge-ins"] == "2"
     assert shown["Caller frames dropped"] == "3"
     assert shown["Caller audio frames received"] == "5,120"
     assert shown["Keys pressed"] == "1"
@@ -325,8 +320,142 @@ def test_metrics_are_labelled_figures_with_units(admin_client):
     assert shown["Telnyx frames missing"] == "1"
     # A key nobody taught the page about is still shown, as it is.
     assert shown["mystery_gauge"] == '{"a": 1}'
+    # The quality figures are in their own section, not repeated here.
+    assert "Barge-ins" not in shown and not any("atency" in label for label in shown)
     titles = [h.text for h in page.by_id("call-metrics").all(tag="h3")]
-    assert titles == ["Responsiveness", "Audio", "Conversation", "Carrier", "Other figures"]
+    assert titles == ["Voice provider timings", "Audio", "Conversation", "Carrier", "Other figures"]
+
+
+# -- quality -------------------------------------------------------------------------------------
+
+
+def quality(page) -> dict[str, tuple[str, str]]:
+    """The quality section's figures: label → (value as shown, its meaning)."""
+    section = page.by_id("call-quality")
+    return {
+        row.one(tag="th").text: (row.one("quality-value").text, row.one("quality-meaning").text)
+        for row in section.all("quality-figure")
+    }
+
+
+def barge_in_rows(page) -> list[list[str]]:
+    table = page.by_id("call-quality").one("barge-ins")
+    return [[c.text for c in row.all(tag="td")] for row in table.all(tag="tr")[1:]]
+
+
+def test_the_quality_section_shows_each_figure_with_its_unit_and_meaning(admin_client):
+    call = make_call(
+        metrics={
+            "barge_ins": 3,
+            "false_interruptions": 1,
+            "greeting_latency_ms": 1234.5,
+            "response_latency_ms": [900.0, 700.0, 800.0, 1500.0, 600.0],
+            "response_latency_ms_avg": 900.0,
+            "response_latency_ms_p50": 800.0,
+            "response_latency_ms_p90": 1500.0,
+            "response_latency_ms_p95": 1500.0,
+            "response_latency_ms_max": 1500.0,
+            "barge_in_clear_ms": [1.2, 0.4, 3.0],
+            "barge_in_cuts": [
+                {"at_ms": 4100, "heard_ms": 640, "generated_ms": 2000},
+                {"at_ms": 9_800, "heard_ms": 1210, "generated_ms": 1210},
+                {"at_ms": 15_000, "heard_ms": 0, "generated_ms": 300, "false": True},
+            ],
+            "network_delay_ms": 48.3,
+            "jitter_ms": 80.0,
+            "duration_ms": 20_000,
+        }
+    )
+
+    page, _ = call_page(admin_client, call)
+
+    shown = {label: value for label, (value, _meaning) in quality(page).items()}
+    assert shown == {
+        "Greeting latency": "1.2 s",
+        "Response time, median": "0.8 s",
+        "Response time, 90th percentile": "1.5 s",
+        "Response time, 95th percentile": "1.5 s",
+        "Slowest response": "1.5 s",
+        "Replies measured": "5",
+        "Network delay (one way)": "48 ms",
+        "Jitter buffer": "80 ms",
+        "Barge-ins": "3",
+        "False interruptions": "1",
+        "Barge-in reaction, median": "1.2 ms",
+        "Barge-in reaction, slowest": "3.0 ms",
+    }
+    # Every figure says what it means, in words.
+    assert all(len(meaning) > 20 for _value, meaning in quality(page).values())
+    assert barge_in_rows(page) == [
+        ["1", "0:04", "0.64 s", "2.00 s", "32%", ""],
+        ["2", "0:09", "1.21 s", "1.21 s", "100%", ""],
+        ["3", "0:15", "0.00 s", "0.30 s", "0%", "false: noise, the agent went on"],
+    ]
+    titles = [h.text for h in page.by_id("call-quality").all(tag="h3")]
+    assert titles[:3] == ["Responsiveness", "Network", "Interruptions"]
+
+
+def test_an_old_call_without_the_new_figures_still_shows_what_it_has(admin_client):
+    """Calls ended before the quality figures existed: the old greeting key, no percentiles."""
+    call = make_call(
+        metrics={
+            "barge_ins": 1,
+            "first_agent_audio_ms": 820.0,
+            "response_latency_ms": [640, 910, 700],
+            "response_latency_ms_avg": 750.0,
+            "duration_ms": 9000,
+        }
+    )
+
+    page, _ = call_page(admin_client, call)
+
+    shown = {label: value for label, (value, _meaning) in quality(page).items()}
+    assert shown["Greeting latency"] == "0.8 s"
+    # Worked out from the stored list (nearest rank).
+    assert shown["Response time, median"] == "0.7 s"
+    assert shown["Slowest response"] == "0.9 s"
+    assert shown["Barge-ins"] == "1"
+    # Not measured then: a dash, never a zero.
+    for label in ("False interruptions", "Network delay (one way)", "Jitter buffer"):
+        assert shown[label] == "—"
+    assert not page.by_id("call-quality").all("barge-ins")
+
+
+def test_a_call_with_nothing_measured_shows_dashes_and_one_without_figures_says_so(admin_client):
+    quiet = make_call(metrics={"barge_ins": 0, "false_interruptions": 0})
+    page, _ = call_page(admin_client, quiet)
+    shown = {label: value for label, (value, _meaning) in quality(page).items()}
+    assert shown["Barge-ins"] == "0" and shown["False interruptions"] == "0"
+    assert shown["Response time, median"] == "—" and shown["Replies measured"] == "—"
+    assert shown["Greeting latency"] == "—"
+
+    assert page.by_id("call-metrics").one("call-empty").text == "No other figures were recorded."
+
+    page, _ = call_page(admin_client, make_call())
+    assert page.by_id("call-quality").one("call-empty").text.startswith("No quality figures yet")
+
+
+def test_quality_figures_that_are_not_numbers_are_left_blank(admin_client):
+    """A record edited by hand (or by an older version) must not break the page."""
+    call = make_call(
+        metrics={
+            "barge_ins": "two",
+            "response_latency_ms": "fast",
+            "response_latency_ms_p50": None,
+            "barge_in_cuts": [{"heard_ms": "x"}, 7, {"at_ms": 1000, "heard_ms": 500}],
+            "network_delay_ms": True,
+        }
+    )
+
+    page, _ = call_page(admin_client, call)
+
+    shown = {label: value for label, (value, _meaning) in quality(page).items()}
+    assert shown["Barge-ins"] == "—" and shown["Response time, median"] == "—"
+    assert shown["Network delay (one way)"] == "—"
+    assert barge_in_rows(page) == [
+        ["1", "—", "—", "—", "—", ""],
+        ["3", "0:01", "0.50 s", "—", "—", ""],
+    ]
 
 
 def test_the_pipeline_turns_are_a_table_and_summed_up(admin_client):
@@ -402,3 +531,15 @@ def test_an_unreadable_recording_gets_a_note_instead_of_a_strip(admin_client, ca
 )
 def test_percentiles_are_nearest_rank(values, p50, p95):
     assert (percentile(values, 0.5), percentile(values, 0.95)) == (p50, p95)
+
+
+def test_the_calls_list_shows_the_median_reply_under_the_duration(admin_client):
+    make_call(metrics={"response_latency_ms_p50": 840.0, "response_latency_ms": [840.0]})
+    make_call(metrics={"response_latency_ms": [1200, 700, 650]})  # an old call: worked out
+    make_call(metrics={"barge_ins": 0})
+
+    response = admin_client.get(reverse("admin:voiceagents_call_changelist"))
+
+    page = parse(response.content.decode())
+    cells = sorted(cell.text for cell in page.all("field-length_and_reply", tag="td"))
+    assert cells == ["—", "— reply 0.7 s", "— reply 0.8 s"]

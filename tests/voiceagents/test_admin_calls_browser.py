@@ -137,6 +137,7 @@ def test_the_calls_list_fits_a_1280_px_screen(live_server, browser_settings, rec
                 "(document.querySelector('#changelist .results'))"
             )
             statuses = page.locator("td.field-status_and_reason").all_inner_texts()
+            durations = page.locator("td.field-length_and_reply").all_inner_texts()
             save_screenshot(page, "calls-list")
         finally:
             browser.close()
@@ -146,6 +147,8 @@ def test_the_calls_list_fits_a_1280_px_screen(live_server, browser_settings, rec
     assert len(cells_right) == 2 and max(cells_right) <= visible_right
     assert overflow <= 0
     assert "completed · caller hung up" in statuses
+    # The median reply time of the call that has one (stored as a list only, as old calls are).
+    assert any(d.endswith("reply 0.6 s") for d in durations)
 
 
 def _right(locator) -> float:
@@ -224,3 +227,42 @@ def test_the_conversation_is_readable_without_javascript(
     assert href.endswith("/recording/#t=4.000")
     assert interruption == "The caller cut in after 1.6 s and heard only that much of it."
     assert sentences == ["The caller cut in after hearing 1.6 s of the agent's reply"]
+
+
+def test_the_quality_section_fits_the_screen(live_server, browser_settings, django_user_model):
+    django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    call = make_call(
+        provider="openai_realtime",
+        metrics={
+            "barge_ins": 2,
+            "false_interruptions": 1,
+            "greeting_latency_ms": 910.0,
+            "response_latency_ms": [640.0, 910.0, 720.0],
+            "response_latency_ms_p50": 720.0,
+            "response_latency_ms_p90": 910.0,
+            "response_latency_ms_p95": 910.0,
+            "response_latency_ms_max": 910.0,
+            "barge_in_clear_ms": [0.4, 1.1],
+            "barge_in_cuts": [
+                {"at_ms": 4100, "heard_ms": 640, "generated_ms": 2000},
+                {"at_ms": 9800, "heard_ms": 150, "generated_ms": 900, "false": True},
+            ],
+            "network_delay_ms": 48.0,
+            "jitter_ms": 80.0,
+        },
+    )
+    path = reverse("admin:voiceagents_call_change", args=[call.pk])
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(10_000)
+            log_in(page, live_server.url, "root", path)
+            section = page.locator("#call-quality")
+            sync_api.expect(section.locator("table.barge-ins tbody tr")).to_have_count(2)
+            right = max(_right(table) for table in section.locator("table").all())
+            section.screenshot(path=save_screenshot(page, "call-quality"))
+        finally:
+            browser.close()
+
+    assert right <= VIEWPORT["width"]

@@ -71,7 +71,7 @@ def test_a_row_shows_from_to_status_with_reason_and_duration_as_minutes(
     assert row["from_to"] == "+12025550123 → +14155550100"
     assert row["agent_name"] == "Front desk"
     assert row["status_and_reason"] == "completed · caller hung up"
-    assert row["length"] == "1:11"
+    assert row["length_and_reply"] == "1:11"
     local = timezone.localtime(answered_call.created_at)
     assert row["when"].startswith(local.strftime("%m/%d/%Y"))
 
@@ -99,7 +99,7 @@ def test_the_recording_column_links_to_the_recording_only_when_there_is_one(
 def test_durations_are_minutes_and_seconds_or_hours(admin_client, seconds, shown):
     make_call(duration=None if seconds is None else dt.timedelta(seconds=seconds))
 
-    assert [row["length"] for row in rows(admin_client)] == [shown]
+    assert [row["length_and_reply"] for row in rows(admin_client)] == [shown]
 
 
 def test_a_status_without_end_reason_is_the_status_alone(admin_client):

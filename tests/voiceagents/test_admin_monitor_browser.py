@@ -11,6 +11,7 @@ member who is not staff gets neither the page nor the socket.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from channels.db import database_sync_to_async
@@ -28,7 +29,7 @@ from tests.browser import (
     session_cookie,
 )
 from tests.calls.conftest import _create_call, signed_headers
-from tests.fakes.openai_realtime import FakeOpenAIRealtime
+from tests.fakes.openai_realtime import FakeOpenAIRealtime, ScriptedResponse
 from tests.fakes.twilio_stream import FakeTwilioCaller
 from tests.servers.calls import LoopThread
 from voiceagents.models import Call, CallStatus
@@ -146,6 +147,13 @@ def test_the_monitor_shows_a_live_calls_words_and_hangs_it_up(
                 line = card.locator('.lines li[data-role="caller"]')
                 sync_api.expect(line.locator(".text")).to_have_text(SAID)
                 sync_api.expect(card.locator(".lines li", has_text="Agent")).not_to_have_count(0)
+                # A reply: its line brings the call's quality so far to the card's header.
+                loop_thread.run(fake_openai.respond(ScriptedResponse(b"\x7f" * 800, "Sure.")))
+                sync_api.expect(card.locator(".lines li", has_text="Sure.")).to_have_count(1)
+                sync_api.expect(card.locator("header .figures")).to_have_text(
+                    # (the greeting may have been cut off by the caller's words: timing)
+                    re.compile(r"^reply \d+\.\d s \(median of 1\)( · 1 barge-in)?$")
+                )
                 save_screenshot(page, "live-monitor")
 
                 card.get_by_role("button", name="Hang up").click()

@@ -3,18 +3,22 @@
 The keys are those ``voiceagents.call.metrics.CallMetrics.report`` writes, plus what carriers and
 providers add: the carrier's counters (``malformed_frames``, Telnyx's ``telnyx`` dict) and the
 pipeline's per-turn timings (``pipeline_turns``). Keys this module does not know are still shown,
-plainly, under "Other figures".
+plainly, under "Other figures". The quality figures (latencies, barge-ins, network estimates)
+have a section of their own (``call_quality``) and are left out here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext_lazy as _
 
+from ..call.metrics import percentile
+from .call_quality import QUALITY_KEYS
 from .call_text import clock, seconds
+
+__all__ = ["metric_groups", "percentile"]
 
 
 @dataclass
@@ -39,14 +43,6 @@ class PipelineTurns:
     rows: list[list[str]]
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    """The nearest-rank percentile (``share`` of 0.5 is the median) of ``values``."""
-    numbers = sorted(v for v in values if isinstance(v, int | float))
-    if not numbers:
-        return None
-    return numbers[max(math.ceil(share * len(numbers)) - 1, 0)]
-
-
 def _count(value) -> str:
     return f"{value:,}" if isinstance(value, int) else _plain(value)
 
@@ -60,26 +56,14 @@ def _plain(value) -> str:
 
 
 #: Single figures: key → (group, label, how to show it, hint).
-_RESPONSIVENESS = _("Responsiveness")
+_RESPONSIVENESS = _("Voice provider timings")
 _AUDIO = _("Audio")
 _CONVERSATION = _("Conversation")
 _CARRIER = _("Carrier")
 _KNOWN = {
-    "first_agent_audio_ms": (
-        _RESPONSIVENESS,
-        _("First agent audio"),
-        _ms,
-        _("From the start of the media stream to the first agent audio sent to the carrier."),
-    ),
     "provider_connect_ms": (
         _RESPONSIVENESS,
         _("Voice provider connected in"),
-        _ms,
-        "",
-    ),
-    "response_latency_ms_avg": (
-        _RESPONSIVENESS,
-        _("Response latency, average"),
         _ms,
         "",
     ),
@@ -104,7 +88,6 @@ _KNOWN = {
         _count,
         _("Agent audio that arrived for a reply the caller had already cut off."),
     ),
-    "barge_ins": (_CONVERSATION, _("Barge-ins"), _count, _("Times the caller cut the agent off.")),
     "dtmf": (_CONVERSATION, _("Keys pressed"), _count, ""),
     "provider_errors": (_CONVERSATION, _("Voice provider errors"), _count, ""),
     "marks_sent": (_CARRIER, _("Playback marks sent"), _count, ""),
@@ -115,19 +98,6 @@ _KNOWN = {
         _("Marks the carrier echoed once it had played the audio before them."),
     ),
     "malformed_frames": (_CARRIER, _("Malformed stream messages"), _count, ""),
-}
-#: Lists of times (ms) shown as their median and 95th percentile.
-_SERIES = {
-    "response_latency_ms": (
-        _RESPONSIVENESS,
-        _("Response latency"),
-        _("From the end of the caller's speech to the agent's first audio, per reply."),
-    ),
-    "barge_in_clear_ms": (
-        _RESPONSIVENESS,
-        _("Barge-in reaction"),
-        _("From the caller's speech start to the carrier being told to stop the agent's audio."),
-    ),
 }
 #: Telnyx's stream counters (the ``telnyx`` key).
 _TELNYX = {
@@ -156,12 +126,11 @@ def metric_groups(metrics: dict) -> tuple[list[FigureGroup], PipelineTurns | Non
     other = FigureGroup(str(_("Other figures")))
     pipeline = None
     for key, value in (metrics or {}).items():
+        if key in QUALITY_KEYS:
+            continue  # the "Quality" section shows these (call_quality.py)
         if key in _KNOWN:
             group, label, show, hint = _KNOWN[key]
             groups[group].figures.append(Figure(str(label), show(value), str(hint)))
-        elif key in _SERIES and isinstance(value, list):
-            group, label, hint = _SERIES[key]
-            groups[group].figures.extend(_series(str(label), value, str(hint)))
         elif key == "telnyx" and isinstance(value, dict):
             for name, count in value.items():
                 label = _TELNYX.get(name, f"Telnyx {name.replace('_', ' ')}")

@@ -1,4 +1,5 @@
-"""The call page's conversation view: the dialogue, the timeline, the level strip and the figures.
+"""The call page's conversation view: the dialogue, the timeline, the level strip, the quality
+section and the figures.
 
 Everything here turns stored rows into what the template shows; the template escapes all text
 (transcripts are what callers said, so they are never trusted as markup).
@@ -18,6 +19,7 @@ from django.utils.translation import gettext as _
 from ..audio.levels import channel_levels
 from ..models import CallEvent, TranscriptEntry, TranscriptRole
 from .call_metrics import metric_groups
+from .call_quality import quality
 from .call_text import clock, event_sentence, leftover_text, seconds
 
 logger = logging.getLogger(__name__)
@@ -196,6 +198,7 @@ def page_context(call, recording_url: str) -> dict:
         "levels_note": strip_note,
         "turns": dialogue(entries, call.provider),
         "timeline": timeline(list(call.events.all())),
+        "quality": quality(call.metrics),
         "metric_groups": groups,
         "pipeline_turns": pipeline,
     }

@@ -3,9 +3,9 @@
 Every call publishes to one channel-layer group, ``MONITOR_GROUP``; each open monitor socket
 (``voiceagents.monitor.consumer``) is a member and forwards what it gets to its browser. A call
 publishes ``started`` when its session starts, one ``line`` per transcript turn when the turn is
-ready to be written (never per audio frame; again only if its text or interrupted flag changed)
-and ``ended`` with its final status. No audio, and no phone numbers: the page reads those from
-the database.
+ready to be written (never per audio frame; again only if its text or interrupted flag changed;
+with the call's quality figures so far) and ``ended`` with its final status. No audio, and no
+phone numbers: the page reads those from the database.
 
 The channel layer is not part of the call, so publishing is fire-and-forget: events go to a small
 queue that one task per call drains in order, each send bounded by ``SEND_TIMEOUT_S``. When the
@@ -29,6 +29,7 @@ from collections.abc import Iterable
 
 from channels.layers import get_channel_layer
 
+from .metrics import CallMetrics
 from .transcripts import Turn
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,17 @@ CLOSE_GRACE_S = 0.5
 class MonitorPublisher:
     """One call's events for the live monitor (owned by its ``CallSession``)."""
 
-    def __init__(self, call_id, log: logging.LoggerAdapter | logging.Logger = logger, layer=None):
+    def __init__(
+        self,
+        call_id,
+        log: logging.LoggerAdapter | logging.Logger = logger,
+        layer=None,
+        metrics: CallMetrics | None = None,
+    ):
         self.call_id = str(call_id)
         self.log = log
+        #: The call's counters, read (never written) for the quality figures each line carries.
+        self.metrics = metrics
         self.layer = layer if layer is not None else get_channel_layer()
         #: Events published and events given up (dropped from a full queue, or failed to send).
         self.published = 0
@@ -67,22 +76,31 @@ class MonitorPublisher:
         self._publish({"type": "started", "carrier": carrier, "provider": provider})
 
     def lines(self, turns: Iterable[Turn]) -> None:
-        """Turns about to be written: publish those with text that changed since last time."""
+        """Turns about to be written: publish those with text that changed since last time.
+
+        Each line carries the call's quality figures so far (``figures``): they change at the
+        events that make turns (a reply, a barge-in), and riding on the lines they need no
+        messages of their own.
+        """
+        figures = None
         for turn in turns:
             seen = (turn.text, turn.interrupted)
             if not turn.text or self._lines.get(turn.seq) == seen:
                 continue
             self._lines[turn.seq] = seen
-            self._publish(
-                {
-                    "type": "line",
-                    "seq": turn.seq,
-                    "role": turn.role,
-                    "text": turn.text,
-                    "offset_ms": turn.start_ms,
-                    "interrupted": turn.interrupted,
-                }
-            )
+            if figures is None and self.metrics is not None:
+                figures = self.metrics.live_figures()
+            event = {
+                "type": "line",
+                "seq": turn.seq,
+                "role": turn.role,
+                "text": turn.text,
+                "offset_ms": turn.start_ms,
+                "interrupted": turn.interrupted,
+            }
+            if figures is not None:
+                event["figures"] = figures
+            self._publish(event)
 
     def ended(self, *, status: str, end_reason: str) -> None:
         self._publish({"type": "ended", "status": status, "end_reason": end_reason})

@@ -101,7 +101,7 @@ class CallSession:
             on_frame=self._on_frame,
         )
         #: The call's start, transcript lines and end, for the admin's live monitor.
-        self.monitor = MonitorPublisher(context.call_id, self.log)
+        self.monitor = MonitorPublisher(context.call_id, self.log, metrics=self.metrics)
         self.writer = BackgroundWriter(
             context.call_id, self.log, settle=self._settle_turns, on_ready=self.monitor.lines
         )
@@ -362,12 +362,19 @@ class CallSession:
         await self._interrupt(turn, now)
 
     async def _interrupt(self, turn: Turn, now: float) -> None:
-        # Measure before clearing: the clear forgets what the carrier still had buffered.
+        # Measure before clearing: the clear forgets what the carrier still had buffered. The
+        # turn's audio received so far (its end moves with every chunk) is what was generated.
+        generated = int(max(0.0, (turn.end_pos or 0.0) - (turn.start_pos or 0.0)))
         heard = self.turns.interrupt(turn, self.playback.heard_ms(now), self.call_ms(now))
         await self.playback.clear()
         if self.recorder is not None:
             self.recorder.clear_agent(self.call_ms(now))
-        self.metrics.barge_in(round((self.loop.time() - now) * 1000, 2))
+        self.metrics.barge_in(
+            round((self.loop.time() - now) * 1000, 2),
+            at_ms=self.call_ms(now),
+            heard_ms=heard,
+            generated_ms=generated,
+        )
         self.writer.event(
             "barge_in",
             self.call_ms(now),
@@ -388,8 +395,8 @@ class CallSession:
         if self.recorder is not None:
             self.recorder.write_agent(frame.data, at_ms)
         metrics = self.metrics
-        if metrics.first_agent_audio_ms is None:
-            metrics.first_agent_audio_ms = round((self.loop.time() - self.t0) * 1000, 1)
+        if metrics.greeting_latency_ms is None:
+            metrics.greeting_latency_ms = round((self.loop.time() - self.t0) * 1000, 1)
         if self.turns.heard_from(frame.start_ms, int(at_ms)):
             metrics.agent_heard(self.loop.time())
 
@@ -473,6 +480,10 @@ class CallSession:
                 self.log.exception("reading the provider's figures failed")
             if self.provider.usage:
                 self.metrics.carrier["usage"] = self.provider.usage.report()
+            # Playback's network estimates, when it has them (read once, here).
+            self.metrics.network(
+                getattr(self.playback, "delay_ms", None), getattr(self.playback, "jitter_ms", None)
+            )
             now = self.loop.time()
             self.turns.close(self.call_ms(now))
             await self._quietly(self.writer.close(), "writing the transcript")

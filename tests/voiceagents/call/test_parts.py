@@ -1,6 +1,7 @@
 """CallerAudio, CallMetrics and LocalSpeechDetector."""
 
 import base64
+import json
 
 import numpy as np
 
@@ -80,7 +81,36 @@ def test_metrics_report_leaves_out_what_did_not_happen_and_adds_the_carriers():
     assert report["frames_in"] == 7 and report["duration_ms"] == 1234
     assert report["telnyx"] == {"mark_fallbacks": 2}
     assert report["response_latency_ms"] == [250.0]
-    assert "first_agent_audio_ms" not in report and "barge_in_clear_ms" not in report
+    assert "greeting_latency_ms" not in report and "barge_in_clear_ms" not in report
+    assert "barge_in_cuts" not in report and "network_delay_ms" not in report
+    assert "jitter_ms" not in report
+    assert report["response_latency_ms_p50"] == report["response_latency_ms_max"] == 250.0
+
+
+def test_metrics_report_the_quality_figures():
+    metrics = CallMetrics()
+    for stopped, heard in ((1.0, 1.9), (3.0, 3.4), (5.0, 5.6), (7.0, 8.2)):
+        metrics.speech_stopped(stopped)
+        metrics.agent_heard(heard)
+    metrics.barge_in(0.8, at_ms=4100, heard_ms=640, generated_ms=2000)
+    metrics.barge_in(1.5)  # a barge-in whose cut was not measured
+    metrics.false_interruption()
+    metrics.network(47.26, float("nan"))  # a NaN estimate is "not measured", not JSON
+    report = metrics.report(duration_ms=9000)
+    assert report["barge_ins"] == 2 and report["false_interruptions"] == 1
+    assert report["barge_in_clear_ms"] == [0.8, 1.5]
+    # One entry per barge-in; the false interruption marks the latest.
+    assert report["barge_in_cuts"] == [
+        {"at_ms": 4100, "heard_ms": 640, "generated_ms": 2000},
+        {"at_ms": None, "heard_ms": None, "generated_ms": None, "false": True},
+    ]
+    assert report["response_latency_ms"] == [900.0, 400.0, 600.0, 1200.0]
+    # Nearest rank: every percentile is a latency that happened.
+    assert report["response_latency_ms_p50"] == 600.0
+    assert report["response_latency_ms_p90"] == report["response_latency_ms_p95"] == 1200.0
+    assert report["response_latency_ms_max"] == 1200.0
+    assert report["network_delay_ms"] == 47.3 and "jitter_ms" not in report
+    json.dumps(report, allow_nan=False)
 
 
 def test_local_speech_detector_finds_the_start_and_the_stop_in_carrier_audio():

@@ -1,6 +1,7 @@
 // The live monitor (voiceagents.monitor): keeps the served page current from the monitor socket.
 //
-// The socket sends JSON events: "ready"; "started", "line", "ended" and "skipped" with a call_id.
+// The socket sends JSON events: "ready"; "started", "line", "ended" and "skipped" with a call_id
+// (a line also carries the call's quality figures so far).
 // A call the page does not know yet (a new call, or one whose start was skipped) is fetched from
 // the state URL, which answers with the page's own shapes. The state is fetched again after the
 // socket reconnects and now and then, since events are best effort (a channel layer that is down
@@ -125,6 +126,27 @@
     lines.insertBefore(fresh, later || null);
   }
 
+  // The quality figures a call's lines carry: its median reply time and its barge-ins so far.
+  function drawFigures(element, figures) {
+    let span = element.querySelector("header .figures");
+    if (!span) {
+      span = text("span", "figures", "");
+      span.title = "So far: the median time from the caller stopping to the agent's reply, and " +
+        "how often the caller cut the agent off (false: noise, after which the agent went on)";
+      element.querySelector("header .status").before(span);
+    }
+    const parts = [];
+    if (figures.replies && figures.response_latency_ms_p50 !== null) {
+      const median = (figures.response_latency_ms_p50 / 1000).toFixed(1);
+      parts.push(`reply ${median} s (median of ${figures.replies})`);
+    }
+    if (figures.barge_ins) {
+      const falseOnes = figures.false_interruptions ? `, ${figures.false_interruptions} false` : "";
+      parts.push(`${figures.barge_ins} barge-in${figures.barge_ins === 1 ? "" : "s"}${falseOnes}`);
+    }
+    span.textContent = parts.join(" · ");
+  }
+
   function notice(element, message) {
     element.querySelector(".lines").append(text("li", "notice", message));
   }
@@ -146,6 +168,7 @@
     }
     if (event.type === "line") {
       drawLine(element, event);
+      if (event.figures) drawFigures(element, event.figures);
     } else if (event.type === "ended") {
       setStatus(element, event.status, event.status ? statusLabel(event.status) : "Ended", false, event.end_reason);
     } else if (event.type === "started") {
