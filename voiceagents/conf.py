@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXY_HEADER": None,
     # Rates for the calls' cost estimates, merged over voiceagents.costs.DEFAULT_RATES.
     "COST_RATES": {},
+    # Times finalize_call's follow-up asks the carrier for its record and price (1, 2, 4... min
+    # apart; 0: never ask).
+    "CARRIER_RECORD_TRIES": 5,
     # The customer webhook after each call (voiceagents.call_webhook, docs/call-webhook.md).
     "CALL_WEBHOOK_URL": None,
     "CALL_WEBHOOK_SECRET": None,

@@ -263,8 +263,28 @@ def finalize_call(call_id) -> str:
             call.save(update_fields=changed)
     # Outside the row lock: this is a request to the vendor.
     fetch_provider_report(call)
+    _queue_carrier_record(call)
     _queue_call_webhook(call)
     return call.status
+
+
+def _queue_carrier_record(call: Call) -> None:
+    """Ask the carrier for its record of the call (price, final status) a minute from now: it
+    rates calls some time after they end."""
+    if call.carrier != "twilio" or not call.carrier_call_id:
+        return
+    if int(get_setting("CARRIER_RECORD_TRIES", cast=int)) <= 0:
+        return
+    from .tasks import reconcile_with_carrier
+
+    if reconcile_with_carrier.app.conf.task_always_eager:
+        # Eager Celery (the demo) would ask at once, before the carrier has rated the call, and
+        # could not ask again later: the estimate stands.
+        return
+    try:
+        reconcile_with_carrier.apply_async(args=[str(call.pk)], countdown=60)
+    except Exception:
+        logger.exception("call %s: cannot queue the carrier reconciliation", call.pk)
 
 
 def _queue_call_webhook(call: Call) -> None:

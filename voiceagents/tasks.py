@@ -102,3 +102,17 @@ def _webhook_attempt(call_id: str, retries: int) -> str | float:
         call_id, "delivered", attempt=attempt, status=delivery.status_code, ms=delivery.elapsed_ms
     )
     return "delivered"
+
+
+@shared_task(name="voiceagents.reconcile_with_carrier", bind=True, max_retries=None)
+def reconcile_with_carrier(self, call_id: str) -> str:
+    """Correct the call from the carrier's record and take its price (``carrier_records``); asked
+    again with backoff while the carrier has not rated the call (``CARRIER_RECORD_TRIES``)."""
+    from . import carrier_records
+    from .conf import get_setting
+
+    outcome = carrier_records.reconcile_with_carrier(call_id)
+    tries = int(get_setting("CARRIER_RECORD_TRIES", cast=int))
+    if outcome == "pending" and not self.request.is_eager and self.request.retries + 1 < tries:
+        raise self.retry(countdown=min(3600, 60 * 2**self.request.retries))
+    return outcome

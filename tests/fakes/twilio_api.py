@@ -19,6 +19,10 @@ updates (a transfer's ``<Dial>``).
   update takes effect, before the answer (``answer_delay`` later): a test plays Twilio's side of
   the stream there (Twilio ends a replaced stream, maybe before its REST answer arrives).
 
+* ``GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` answers the Call resource a test
+  put in ``call_records[CallSid]`` (``status``, ``duration`` in whole seconds as a string,
+  ``price`` negative as a string or ``None`` until rated, ``price_unit``), else ``404``/``20404``.
+
 Every request's path and ``Authorization`` header are recorded in ``requests``.
 """
 
@@ -66,6 +70,8 @@ class FakeTwilioAPI(ThreadedHTTPFake):
         #: CallSids the account has; None: any CallSid is a live call of this account.
         self.live_calls: set[str] | None = None
         self.on_update: Callable[[str, dict[str, list[str]]], None] | None = None
+        #: CallSid → fields of its Call resource that ``GET .../Calls/{sid}.json`` answers.
+        self.call_records: dict[str, dict] = {}
         #: Seconds between an accepted update taking effect (``on_update``) and its answer.
         self.answer_delay = 0.0
         self._failures: deque[tuple[int, dict]] = deque()
@@ -91,6 +97,15 @@ class FakeTwilioAPI(ThreadedHTTPFake):
             return
         if request.command == "POST":
             self._update_call(request)
+            return
+        call = self._CALL_PATH.match(request.path)
+        if call is not None and call["account"] == self.account_sid:
+            record = self.call_records.get(call["sid"])
+            if record is None:
+                message = f"The requested resource {request.path} was not found"
+                self.answer_json(request, 404, twilio_error(20404, message, 404))
+                return
+            self.answer_json(request, 200, {**self._call(call["sid"], "completed"), **record})
             return
         if request.path != f"/2010-04-01/Accounts/{self.account_sid}.json":
             message = f"The requested resource {request.path} was not found"

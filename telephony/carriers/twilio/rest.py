@@ -100,3 +100,38 @@ async def update_call(
         return response.json()
     except ValueError:
         return {}
+
+
+def fetch_call(account: TwilioAccount, call_sid: str) -> dict:
+    """``GET .../Calls/{call_sid}.json``: the Call resource (``status``, ``duration`` in seconds,
+    ``price`` — negative, a string, ``null`` until Twilio has rated the call — and
+    ``price_unit``). Synchronous: post-call work runs in Celery."""
+    path = (
+        f"/2010-04-01/Accounts/{quote(account.account_sid, safe='')}"
+        f"/Calls/{quote(call_sid, safe='')}.json"
+    )
+    with tls.client(
+        base_url=account.base_url,
+        auth=(account.account_sid, account.auth_token),
+        headers={"Accept": "application/json"},
+        timeout=account.timeout,
+    ) as client:
+        try:
+            response = client.get(path)
+        except httpx.HTTPError as err:
+            raise CarrierAPIError(
+                f"Twilio call fetch failed: {err.__class__.__name__}", vendor="twilio"
+            ) from err
+    if response.is_error:
+        raise CarrierAPIError(
+            f"Twilio refused the call fetch: {_vendor_message(response)}",
+            vendor="twilio",
+            status_code=response.status_code,
+            response=response,
+        )
+    try:
+        return response.json()
+    except ValueError as err:
+        raise CarrierAPIError(
+            "Twilio answered the call fetch with no JSON", vendor="twilio"
+        ) from err
