@@ -416,6 +416,10 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         logger.info("call %s: hang-up requested (%s)", self.call_id, message.get("reason", ""))
         await self.end_session(message.get("reason") or "operator_hangup", by_carrier=False)
 
+    async def call_amd(self, message):
+        if self.session is not None:
+            self.session.amd_result(str(message.get("answered_by") or ""))
+
     async def call_say(self, message):
         if self.session is not None and message.get("text"):
             await self.session.say(message["text"])

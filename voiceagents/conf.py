@@ -69,6 +69,11 @@ DEFAULTS: dict[str, Any] = {
     "MEDIA_CONNECTIONS_PER_IP": 100,
     "MAX_CALLS_PER_PROCESS": 50,
     "TRUSTED_PROXY_HEADER": None,
+    # Outbound calls (voiceagents.outbound). Seconds the agent holds its first message for the
+    # answering-machine verdict before it speaks as to a person (also the carrier's AMD limit);
+    # seconds the callee's phone rings before the carrier gives up.
+    "OUTBOUND_AMD_TIMEOUT": 30.0,
+    "OUTBOUND_RING_TIMEOUT": 30,
 }
 
 

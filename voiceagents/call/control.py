@@ -2,6 +2,8 @@
 
 Each live call's media consumer joins the group ``call_group(call_id)``; the admin and Celery send
 ``hangup``, ``transfer`` and ``say`` there, and whichever process holds the call acts on it.
+``amd`` (``answered_by=...``) carries an outbound call's answering-machine verdict from the
+carrier's webhook to the call (``voiceagents.outbound.amd_result``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 #: Message types consumers handle (Channels maps "call.hangup" to ``call_hangup``).
-COMMANDS = frozenset({"hangup", "transfer", "say"})
+COMMANDS = frozenset({"hangup", "transfer", "say", "amd"})
 
 
 def call_group(call_id) -> str:

@@ -120,6 +120,9 @@ class AgentForm(forms.ModelForm):
             "record_calls",
             "max_call_duration",
             "transfer_allowlist",
+            "answering_machine_detection",
+            "machine_action",
+            "voicemail_message",
             "remote_agent_id",
         ]
         widgets = {
@@ -128,6 +131,7 @@ class AgentForm(forms.ModelForm):
             "reply_prompt": forms.Textarea(attrs={"rows": 3}),
             "variables": forms.Textarea(attrs={"rows": 2}),
             "transfer_allowlist": forms.Textarea(attrs={"rows": 2}),
+            "voicemail_message": forms.Textarea(attrs={"rows": 2}),
             "provider_options": forms.Textarea(attrs={"rows": 3}),
         }
 
