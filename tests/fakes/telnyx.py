@@ -7,7 +7,9 @@
 * ``FakeTelnyxAPI`` is a real HTTP server on 127.0.0.1, port 0, in a thread (so sync Django test
   clients and async tests can both reach it). It records every command and answers like Telnyx:
   ``200 {"data": {"result": "ok"}}``, or a scripted error such as
-  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``. It also
+  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``. A dial
+  (``POST /v2/calls``) is recorded as a ``dial`` command and answered with a new
+  ``call_control_id``. It also
   answers ``GET /v2/balance`` with ``balance`` (the request a key check makes).
 * ``FakeTelnyxCaller`` plays Telnyx's side of a bidirectional media stream
   (docs/carriers/telnyx.md#media-stream-frames) over any pair of send/receive coroutines:
@@ -301,6 +303,9 @@ class FakeTelnyxAPI(ThreadedHTTPFake):
             self._get(request)
             return
         parts = request.path.split("/")
+        if request.path == "/v2/calls":
+            self._dial(request, raw)
+            return
         # /v2/calls/{call_control_id}/actions/{action}
         if len(parts) != 6 or parts[1:3] != ["v2", "calls"] or parts[4] != "actions":
             self.answer_json(
@@ -334,6 +339,45 @@ class FakeTelnyxAPI(ThreadedHTTPFake):
             request.connection.close()
         else:
             self.answer_json(request, script.status, script.body)
+
+    def _dial(self, request: BaseHTTPRequestHandler, raw: bytes) -> None:
+        """``POST /v2/calls``: recorded as a ``dial`` command under a new ``call_control_id``;
+        ``connection_id``, ``to`` and ``from`` are required (422 otherwise), as at Telnyx."""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.answer_json(
+                request,
+                400,
+                {"errors": [{"code": "10015", "title": "Bad request", "detail": "not JSON"}]},
+            )
+            return
+        ccid = new_call_control_id()
+        with self._lock:
+            self.commands.append(Command(ccid, "dial", body, dict(request.headers)))
+            scripts = self._scripts.get("dial")
+            script = scripts.popleft() if scripts else None
+        missing = [name for name in ("connection_id", "to", "from") if not body.get(name)]
+        if script is not None:
+            self.answer_json(request, script.status, script.body)
+        elif missing:
+            detail = f"The '{missing[0]}' parameter is required."
+            self.answer_json(
+                request,
+                422,
+                {"errors": [{"code": "10015", "title": "Invalid parameter", "detail": detail}]},
+            )
+        else:
+            data = {
+                "call_control_id": ccid,
+                "call_leg_id": str(uuid.uuid4()),
+                "call_session_id": str(uuid.uuid4()),
+                "is_alive": False,
+                "record_type": "call",
+            }
+            self.answer_json(request, 200, {"data": data})
 
     def _get(self, request: BaseHTTPRequestHandler) -> None:
         with self._lock:

@@ -196,7 +196,7 @@ class CallSession:
             started = self.loop.time()
             if self.amd is not None and self.provider.capabilities.speaks_first_message:
                 # This provider greets as it opens: open it once a person is known to listen.
-                if not await self._answered_by_person():
+                if not await self._answered_by_person(opened=False):
                     return
             if self.ctx.provisioner:
                 # Usually no request at all; once per agent change and audio format it creates
@@ -205,7 +205,7 @@ class CallSession:
             await self.provider.open()
             self.metrics.provider_connect_ms = round((self.loop.time() - started) * 1000, 1)
             self._connected()
-            talk = self.amd is None or await self._answered_by_person()
+            talk = self.amd is None or await self._answered_by_person(opened=True)
             if talk:
                 if self.ctx.first_message and not self.provider.capabilities.speaks_first_message:
                     await self.provider.say(self.ctx.first_message)
@@ -254,9 +254,10 @@ class CallSession:
         elif self._amd_verdict is not None:
             self.log.info("late answering-machine verdict %r ignored", answered_by)
 
-    async def _answered_by_person(self) -> bool:
+    async def _answered_by_person(self, *, opened: bool) -> bool:
         """Wait for the AMD verdict; True to go on as with a person. On a machine, leave the
-        voicemail message (then the call ends) or end the call now; False."""
+        voicemail message (then the call ends; only once the provider is ``opened``) or end the
+        call now; False."""
         gate = self.amd
         if self._amd_verdict is None:
             if not gate.decided:
@@ -274,7 +275,7 @@ class CallSession:
         if self._amd_verdict != MACHINE:
             self._muted = False
             return True
-        if self.ctx.machine_action == "voicemail" and self.inbound.ready:
+        if self.ctx.machine_action == "voicemail" and opened:
             self._spawn(self._leave_voicemail(), "voicemail")
         else:
             await self.end("machine_hangup")
