@@ -250,3 +250,61 @@ async def test_telnyx_call_placed_answered_by_a_machine_leaves_the_voicemail(
     call = await ended_call(call.pk)
     assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "voicemail")
     assert call.answered_by == "machine"
+
+
+# -- ElevenLabs Conversational AI: the agent greets as it connects ------------------------------
+
+
+@pytest.fixture
+def el_api():
+    from tests.fakes.elevenlabs_api import FakeElevenLabsAPI
+
+    with FakeElevenLabsAPI() as api:
+        yield api
+
+
+@pytest.fixture
+async def el(el_api):
+    from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI
+
+    async with FakeElevenLabsConvAI(el_api) as fake_el:
+        yield fake_el
+
+
+def _to_elevenlabs(agent_pk, api_url: str) -> None:
+    from tests.fakes.elevenlabs_api import API_KEY
+
+    credential = Credential(vendor="elevenlabs", label="ElevenLabs", api_base_url=api_url)
+    credential.secret = API_KEY
+    credential.save()
+    Agent.objects.filter(pk=agent_pk).update(
+        provider="elevenlabs_convai", credential=credential, voice="rachel", model=""
+    )
+
+
+@pytest.mark.parametrize("answered_by", ["human", "machine_end_beep"])
+async def test_elevenlabs_opens_only_after_the_verdict(
+    outbound, connect_caller, el, el_api, async_client, answered_by
+):
+    from tests.fakes.elevenlabs_convai import ScriptedReply
+
+    setup = await outbound(machine_action="voicemail", voicemail_message=VOICEMAIL)
+    await sync_to_async(_to_elevenlabs)(setup.agent.pk, el_api.url)
+    greeting = bytes([0x66]) * 1600
+    el.replies.append(ScriptedReply(greeting, "Hello from Acme!"))
+    caller = await _started(connect_caller, setup)
+    await asyncio.sleep(0.5)
+    assert el.conversations == []  # it would greet whoever answered
+    await _twilio_amd(async_client, setup.call, answered_by)
+    if answered_by == "human":
+        await el.wait_for(lambda: el.conversations and el.conversation.init, timeout=10)
+        await el.wait_for(lambda: len(caller.media_in) >= len(greeting), timeout=10)
+        await caller.stop()
+        await caller.wait_closed()
+        assert (await ended_call(setup.call.pk)).end_reason == "caller_hangup"
+    else:
+        # No voicemail on this mode (its first message cannot be replaced): hung up, unheard.
+        await caller.wait_closed()
+        call = await ended_call(setup.call.pk)
+        assert call.end_reason == "machine_hangup"
+        assert el.conversations == [] and caller.media_in == b""
