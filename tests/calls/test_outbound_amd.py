@@ -308,3 +308,60 @@ async def test_elevenlabs_opens_only_after_the_verdict(
         call = await ended_call(setup.call.pk)
         assert call.end_reason == "machine_hangup"
         assert el.conversations == [] and caller.media_in == b""
+
+
+# -- the pipeline: the voicemail goes through its TTS --------------------------------------------
+
+
+@pytest.fixture
+async def pipeline_stages(voiceagents_settings):
+    from tests.fakes import deepgram as fake_deepgram
+    from tests.fakes import elevenlabs_api as fake_elevenlabs
+
+    async with fake_deepgram.FakeDeepgram() as deepgram:
+        with fake_elevenlabs.FakeElevenLabsAPI() as tts:
+            voiceagents_settings.update(DEEPGRAM_URL=deepgram.url, ELEVENLABS_URL=tts.url)
+            yield deepgram, tts
+
+
+def _to_pipeline(agent_pk) -> None:
+    from tests.fakes import elevenlabs_api as fake_elevenlabs
+
+    def credential(vendor: str, secret: str) -> Credential:
+        made = Credential(vendor=vendor, label=f"{vendor} key")
+        made.secret = secret
+        made.save()
+        return made
+
+    agent = Agent.objects.get(pk=agent_pk)
+    agent.provider = "pipeline"
+    agent.credential = None
+    agent.stt_provider = "deepgram"
+    agent.stt_credential = credential("deepgram", "dg-test-key")
+    agent.tts_provider = "elevenlabs"
+    agent.tts_credential = credential("elevenlabs", fake_elevenlabs.API_KEY)
+    agent.reply_handler = ""
+    agent.reply_prompt = "Be brief."
+    agent.reply_credential = credential("openai", "sk-test-chat")
+    agent.full_clean()
+    agent.save()
+
+
+async def test_pipeline_leaves_the_voicemail_through_its_tts(
+    outbound, connect_caller, pipeline_stages, async_client
+):
+    deepgram, tts = pipeline_stages
+    setup = await outbound(machine_action="voicemail", voicemail_message=VOICEMAIL)
+    await sync_to_async(_to_pipeline)(setup.agent.pk)
+    caller = await _started(connect_caller, setup)
+    await caller.stream_audio(WORDS, realtime=False)  # the machine's greeting
+    await asyncio.sleep(0.3)
+    assert tts.tts_requests == []  # no greeting for whoever answered
+    await _twilio_amd(async_client, setup.call, "machine_end_silence")
+    await caller.wait_closed(timeout=15)
+
+    call = await ended_call(setup.call.pk)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "voicemail")
+    assert [r.json.get("text") for r in tts.tts_requests] == [VOICEMAIL]
+    assert len(caller.media_in) >= 1600
+    assert sum(len(f) for stream in deepgram.streams for f in stream.frames) == 0
