@@ -138,6 +138,12 @@ async def test_admin_call_answered_by_a_machine_leaves_the_voicemail_and_ends(
         {k: d[k] for k in ("amd", "verdict")} for d in amd
     ]
 
+    # The call's page, where the admin landed, tells the story.
+    page = await sync_to_async(admin_client.get)(response["Location"])
+    text = page.content.decode()
+    assert "voicemail left" in text
+    assert "Answering-machine detection: a machine answered (machine_end_beep)" in text
+
 
 async def test_admin_call_answered_by_a_person_greets_with_the_calls_message_and_talks(
     public_server, admin_client, twilio_api, fake_openai

@@ -14,9 +14,14 @@ The provider speaks the neutral vocabulary of ``providers.base`` (turn ids of it
 ``interrupt(heard_ms)``) and declares its ``capabilities``; the session adapts to them (a
 provider that ``needs_local_vad`` gets caller speech detected here).
 
+An outbound call placed with answering-machine detection passes the ``amd.AmdGate`` first: the
+first message waits for the carrier's verdict (``amd_result``, from the control plane) and the
+callee's audio is recorded but not passed on until then; a machine gets the voicemail message or
+the call ends (docs/outbound.md).
+
 A carrier's media consumer uses only this handle: ``caller_audio``, ``mark_echoed``, ``dtmf``,
-``say``, ``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``,
-``start`` and ``ended``; the session uses only its ``CarrierLink``.
+``say``, ``amd_result``, ``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``,
+``carrier_metrics``, ``start`` and ``ended``; the session uses only its ``CarrierLink``.
 
 Hot path (per 20 ms frame, both directions): no database, no channel layer, no thread hop, no
 settings. Caller audio goes to the recorder's memory buffer and straight to the provider socket;
