@@ -9,8 +9,8 @@ control plane (``controlplane.ControlListener``) and one ending for every way ou
 docs/media-streams.md is the contract; its close codes are in ``closecodes``.
 
 The session sees this consumer as its ``CarrierLink`` and the consumer sees the session only
-through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``, ``amd_result``, ``end``,
-``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``).
+through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``, ``amd_result``,
+``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``).
 
 Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
 handler. For ``websocket.receive`` (50 frames a second per call) ``dispatch`` goes straight to the
