@@ -204,15 +204,17 @@ def bind_carrier_call(call_id, carrier: str, carrier_call_id: str) -> Call | Non
 def amd_result(call: Call, answered_by: str, detail: dict | None = None) -> bool:
     """Store the carrier's AMD verdict on ``call`` and tell the live call; False if repeated."""
     answered_by = (answered_by or "unknown")[:40]
-    updated = Call.objects.filter(pk=call.pk, answered_by="").update(answered_by=answered_by)
-    if not updated:
-        return False
-    CallEvent.objects.create(
-        call=call,
-        kind=CallEventKind.OTHER,
-        at_ms=max(int((timezone.now() - call.created_at).total_seconds() * 1000), 0),
-        data={"amd": answered_by, "verdict": classify(answered_by), **(detail or {})},
-    )
+    # One transaction: a callback that fails half-way (and is retried) must find nothing stored.
+    with transaction.atomic():
+        updated = Call.objects.filter(pk=call.pk, answered_by="").update(answered_by=answered_by)
+        if not updated:
+            return False
+        CallEvent.objects.create(
+            call=call,
+            kind=CallEventKind.OTHER,
+            at_ms=max(int((timezone.now() - call.created_at).total_seconds() * 1000), 0),
+            data={"amd": answered_by, "verdict": classify(answered_by), **(detail or {})},
+        )
     logger.info("outbound call %s answered by %s", call.pk, answered_by)
     from .call.control import send_call_command
 

@@ -22,7 +22,8 @@ fetched (signed POST) for its TwiML; the ``<Connect><Stream>`` WebSocket opened 
 handshake and driven by ``FakeTwilioCaller`` (``connected``, ``start`` with the TwiML's
 parameters); the ``AsyncAmdStatusCallback`` posted (signed, ``AnsweredBy``) ``amd_delay``
 seconds later; and once the stream ends (our side closes it, or ``hang_up()``), the
-``completed`` status callback with ``CallDuration``.
+``completed`` status callback with ``CallDuration``. A callback answered ``5xx`` is posted again
+(``RETRIES`` times at most).
 
 Every request's path and ``Authorization`` header are recorded in ``requests``.
 """
@@ -48,6 +49,8 @@ from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.fakes.twilio_stream import FakeTwilioCaller, sid
 
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
+#: Times a callback answered ``5xx`` is tried again.
+RETRIES = 3
 
 
 def twilio_error(code: int, message: str, status: int) -> dict:
@@ -83,6 +86,9 @@ class FakeTwilioAPI(ThreadedHTTPFake):
         self.amd_delay = 0.3
         #: μ-law audio the callee says as soon as the stream starts (a machine's greeting).
         self.callee_audio = b""
+        #: Seconds between the stream's end and the ``completed`` callback (Twilio hangs up
+        #: first; here it also keeps the callback off the moment our side writes the call's end).
+        self.completed_delay = 0.5
         #: Answered calls by CallSid.
         self.answered: dict[str, AnsweredCall] = {}
         self._threads: list[threading.Thread] = []
@@ -238,9 +244,20 @@ class AnsweredCall:
         }
 
     async def _post(self, client: httpx.AsyncClient, name: str, url: str, params: dict):
-        response = await client.post(url, data=params, headers=self._signed(url, params))
-        self.callbacks.append((name, response.status_code))
+        """POST a signed callback; a ``5xx`` is tried again (up to ``RETRIES`` times, backing
+        off), as our server asks of carriers when its database is busy."""
+        for attempt in range(RETRIES + 1):
+            response = await client.post(url, data=params, headers=self._signed(url, params))
+            self.callbacks.append((name, response.status_code))
+            if response.status_code < 500:
+                break
+            await asyncio.sleep(0.2 * 2**attempt)
         return response
+
+    def failed_callbacks(self) -> list[tuple[str, int]]:
+        """The callbacks whose last attempt was answered with an error."""
+        last = dict(self.callbacks)
+        return [(name, status) for name, status in last.items() if status >= 400]
 
     async def _status(self, client: httpx.AsyncClient, status: str, **extra) -> None:
         url = self._field("StatusCallback")
@@ -293,5 +310,6 @@ class AnsweredCall:
                     await self._post(client, "amd", amd_url, params)
                 await self.caller.closed.wait()
                 await self.caller.aclose()
+            await asyncio.sleep(self.api.completed_delay)
             duration = str(int(time.monotonic() - answered_at))
             await self._status(client, "completed", CallDuration=duration)
