@@ -362,7 +362,10 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             await self.session.dtmf(dtmf.digit)
 
     async def on_stop(self, stop: Stop) -> None:
-        await self.end_session(self.stop_reason, by_carrier=True)
+        reason = self.stop_reason
+        if reason == "caller_hangup" and self.session is not None and self.session.ctx.outbound:
+            reason = "callee_hangup"  # on a call we placed, the other party is the callee
+        await self.end_session(reason, by_carrier=True)
         await self.refuse(closecodes.NORMAL)
 
     async def on_connected(self, connected: Connected) -> None:

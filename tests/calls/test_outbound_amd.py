@@ -127,7 +127,7 @@ async def test_without_a_verdict_the_agent_greets_after_the_timeout(
     await caller.stop()
     await caller.wait_closed()
     call = await ended_call(setup.call.pk)
-    assert call.end_reason == "caller_hangup"
+    assert call.end_reason == "callee_hangup"
     assert call.answered_by == "machine_end_beep"
 
 
@@ -301,7 +301,7 @@ async def test_elevenlabs_opens_only_after_the_verdict(
         await el.wait_for(lambda: len(caller.media_in) >= len(greeting), timeout=10)
         await caller.stop()
         await caller.wait_closed()
-        assert (await ended_call(setup.call.pk)).end_reason == "caller_hangup"
+        assert (await ended_call(setup.call.pk)).end_reason == "callee_hangup"
     else:
         # No voicemail on this mode (its first message cannot be replaced): hung up, unheard.
         await caller.wait_closed()

@@ -182,7 +182,108 @@ async def test_admin_call_answered_by_a_person_greets_with_the_calls_message_and
     await asyncio.to_thread(answered.wait, 30)
     call = await ended_call((await Call.objects.aget()).pk, timeout=10)
     assert call.status == CallStatus.COMPLETED
-    assert call.end_reason == "caller_hangup"
+    assert call.end_reason == "callee_hangup"
     assert call.answered_by == "human"
     assert call.direction == "outbound"
     assert answered.failed_callbacks() == []
+
+
+# -- Telnyx ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def telnyx_api(monkeypatch):
+    from tests.fakes import telnyx as fake_telnyx
+
+    for name in ("TELNYX_PUBLIC_KEY", "TELNYX_API_KEY", "TELNYX_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with fake_telnyx.FakeTelnyxAPI() as api:
+        api.answer_key = fake_telnyx.keypair("outbound acceptance")
+        yield api
+
+
+def _telnyx_agent(openai_url: str, api) -> tuple[Agent, PhoneNumber]:
+    from tests.fakes import telnyx as fake_telnyx
+
+    agent, _ = _agent(openai_url, "http://127.0.0.1:9")
+    PhoneNumber.objects.all().delete()
+    telnyx = Credential(
+        vendor="telnyx",
+        label="telnyx",
+        data={
+            "connection_id": fake_telnyx.CONNECTION_ID,
+            "webhook_public_key": api.answer_key.public_b64,
+        },
+        api_base_url=api.url,
+    )
+    telnyx.secret = fake_telnyx.API_KEY
+    telnyx.save()
+    number = PhoneNumber.objects.create(
+        number=fake_telnyx.OUR_NUMBER,
+        carrier="telnyx",
+        credential=telnyx,
+        agent=agent,
+        carrier_data={"codec": "PCMU"},
+    )
+    return agent, number
+
+
+async def test_admin_call_through_telnyx_answered_by_a_machine_leaves_the_voicemail(
+    public_server, admin_client, telnyx_api, fake_openai
+):
+    agent, number = await sync_to_async(_telnyx_agent)(fake_openai.url, telnyx_api)
+    telnyx_api.answer_as = "machine"
+    telnyx_api.callee_audio = GREETING
+
+    response = await _place_from_admin(admin_client, agent, number)
+
+    call = await Call.objects.aget()
+    assert response.status_code == 302
+    (dial,) = telnyx_api.of("dial")
+    assert dial.body["answering_machine_detection"] == "detect_beep"
+    assert dial.body["webhook_url"] == f"{public_server}/telephony/telnyx/webhook/"
+    assert call.carrier_call_id == dial.call_control_id
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not telnyx_api.answered:
+        assert loop.time() < deadline, "the fake Telnyx answered no dial"
+        await asyncio.sleep(0.02)
+    (answered,) = telnyx_api.answered.values()
+    await asyncio.to_thread(answered.wait, 30)
+    assert answered.failed_deliveries() == []
+    assert [c.action for c in telnyx_api.commands] == ["dial", "hangup"]
+
+    (create,) = fake_openai.events_of("response.create")
+    assert VOICEMAIL in create["response"]["instructions"]
+    assert len(answered.caller.media_in) >= 1600
+    assert bytes(fake_openai.session.audio_in) == b""
+    call = await ended_call(call.pk, timeout=10)
+    assert (call.status, call.end_reason) == (CallStatus.COMPLETED, "voicemail")
+    assert call.answered_by == "machine"
+
+
+async def test_admin_call_through_telnyx_answered_by_a_person_greets(
+    public_server, admin_client, telnyx_api, fake_openai
+):
+    agent, number = await sync_to_async(_telnyx_agent)(fake_openai.url, telnyx_api)
+    telnyx_api.answer_as = "human"
+
+    assert (await _place_from_admin(admin_client, agent, number)).status_code == 302
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not telnyx_api.answered:
+        assert loop.time() < deadline, "the fake Telnyx answered no dial"
+        await asyncio.sleep(0.02)
+    (answered,) = telnyx_api.answered.values()
+    await asyncio.to_thread(answered.started.wait, 10)
+    await fake_openai.wait_for(lambda: fake_openai.events_of("response.create"), timeout=10)
+    first = fake_openai.events_of("response.create")[0]["response"]["instructions"]
+    assert "Hello from Acme!" in first
+    await fake_openai.wait_for(lambda: len(answered.caller.media_in) >= 1600, timeout=10)
+
+    answered.hang_up()
+    await asyncio.to_thread(answered.wait, 30)
+    assert answered.failed_deliveries() == []
+    call = await ended_call((await Call.objects.aget()).pk, timeout=10)
+    assert (call.status, call.answered_by) == (CallStatus.COMPLETED, "human")
+    assert call.end_reason == "callee_hangup"

@@ -60,6 +60,8 @@ class CallContext:
     agent_id: int | None = None
     #: Outbound calls with answering-machine detection: the first message waits for the verdict
     #: (``amd.AmdGate``) at most ``amd_timeout_s``; ``answered_by`` is the verdict if it came first.
+    #: A call we placed: the other party is the callee (its hang-up is ``callee_hangup``).
+    outbound: bool = False
     amd: bool = False
     amd_timeout_s: float = 30.0
     answered_by: str = ""
@@ -144,6 +146,7 @@ def start_call(
         transfer_allowlist=tuple(agent.transfer_allowlist or ()),
         provisioner=spec.provisioner,
         agent_id=agent.pk,
+        outbound=call.direction == Direction.OUTBOUND,
         **_outbound_context(call, agent),
     )
 
