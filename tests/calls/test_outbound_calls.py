@@ -16,6 +16,7 @@ from tests.fakes.openai_realtime import ScriptedResponse
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.fakes.twilio_api import FakeTwilioAPI
 from voiceagents.models import Agent, Call, CallEvent, CallStatus, Credential, PhoneNumber
+from voiceagents.outbound import place_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -287,3 +288,29 @@ async def test_admin_call_through_telnyx_answered_by_a_person_greets(
     call = await ended_call((await Call.objects.aget()).pk, timeout=10)
     assert (call.status, call.answered_by) == (CallStatus.COMPLETED, "human")
     assert call.end_reason == "callee_hangup"
+
+
+@pytest.mark.parametrize(
+    "outcome, status",
+    [("busy", CallStatus.BUSY), ("no-answer", CallStatus.NO_ANSWER), ("failed", CallStatus.FAILED)],
+)
+async def test_a_call_nobody_answers_ends_with_twilios_status(
+    public_server, twilio_api, fake_openai, outcome, status
+):
+    agent, _ = await sync_to_async(_agent)(fake_openai.url, twilio_api.url)
+    twilio_api.answer_as = outcome
+
+    call = await sync_to_async(place_call)(agent, CALLEE)
+    (answered,) = twilio_api.answered.values()
+    await asyncio.to_thread(answered.wait, 20)
+    assert [name for name, _ in answered.callbacks] == [
+        "status:initiated",
+        "status:ringing",
+        f"status:{outcome}",
+    ]
+    call = await ended_call(call.pk)
+    assert call.status == status
+    assert call.end_reason == {"busy": "busy", "no-answer": "no_answer"}.get(
+        outcome, "carrier_failed"
+    )
+    assert fake_openai.connection_attempts == 0

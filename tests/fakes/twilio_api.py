@@ -15,7 +15,9 @@
   ``201`` with the Call resource (``sid`` ``CA…``, ``status`` ``queued``, snake_case fields).
   ``refuse_calls = (status, code, message)`` makes the next requests fail with Twilio's body.
 
-When ``answer_as`` is set (``"human"``, ``"machine_end_beep"``...), a placed call is then
+When ``answer_as`` is ``"busy"``, ``"no-answer"``, ``"failed"`` or ``"canceled"``, the call rings
+and ends so (signed status callbacks only). When it is set to another value (``"human"``,
+``"machine_end_beep"``...), a placed call is then
 *answered* in a thread of its own, the way Twilio does it (``AnsweredCall``): status callbacks
 ``initiated``, ``ringing``, ``in-progress`` signed with ``X-Twilio-Signature``; the ``Url``
 fetched (signed POST) for its TwiML; the ``<Connect><Stream>`` WebSocket opened with a signed
@@ -51,6 +53,8 @@ from tests.fakes.twilio_stream import FakeTwilioCaller, sid
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 #: Times a callback answered ``5xx`` is tried again.
 RETRIES = 3
+#: ``answer_as`` values for calls nobody answers: the final ``CallStatus`` Twilio reports.
+UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})
 
 
 def twilio_error(code: int, message: str, status: int) -> dict:
@@ -272,6 +276,10 @@ class AnsweredCall:
         async with httpx.AsyncClient(timeout=10) as client:
             await self._status(client, "initiated")
             await self._status(client, "ringing")
+            if self.answered_by in UNANSWERED:
+                # Nobody answers: no TwiML, no stream; the final status says why.
+                await self._status(client, self.answered_by, CallDuration="0")
+                return
             response = await self._post(
                 client, "voice", self._field("Url"), self._base("in-progress")
             )
