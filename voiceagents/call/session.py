@@ -254,10 +254,11 @@ class CallSession:
         """The carrier's verdict, from the control plane (``amd`` command)."""
         if self.amd is None:
             return
-        if self.amd.decide(answered_by):
-            self.log.info("answering-machine detection: %s", answered_by)
-        elif self._amd_verdict is not None:
+        if self._amd_verdict is not None:
+            # After the timeout the conversation has begun: a machine verdict now is too late.
             self.log.info("late answering-machine verdict %r ignored", answered_by)
+        elif self.amd.decide(answered_by):
+            self.log.info("answering-machine detection: %s", answered_by)
 
     async def _answered_by_person(self, *, opened: bool) -> bool:
         """Wait for the AMD verdict; True to go on as with a person. On a machine, leave the
