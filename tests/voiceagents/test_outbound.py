@@ -408,6 +408,15 @@ def test_management_command_places_the_call(twilio_api):
         call_command("voiceagents_call_number", "nobody", CALLEE, stdout=out)
 
 
+def test_management_command_can_queue_the_call_for_celery(twilio_api):
+    agent = _agent()
+    _twilio_number(agent, twilio_api.url)
+    out = StringIO()
+    call_command("voiceagents_call_number", str(agent.pk), CALLEE, "--queue", stdout=out)
+    assert out.getvalue().startswith("Queued: Celery task ")
+    assert Call.objects.get().to_number == CALLEE  # the eager test worker placed it
+
+
 def test_celery_task_places_the_call(twilio_api):
     agent = _agent()
     _twilio_number(agent, twilio_api.url)
