@@ -58,10 +58,10 @@ class CallContext:
     #: opens; '' when it has none.
     provisioner: str = ""
     agent_id: int | None = None
-    #: Outbound calls with answering-machine detection: the first message waits for the verdict
-    #: (``amd.AmdGate``) at most ``amd_timeout_s``; ``answered_by`` is the verdict if it came first.
     #: A call we placed: the other party is the callee (its hang-up is ``callee_hangup``).
     outbound: bool = False
+    #: Outbound calls with answering-machine detection: the first message waits for the verdict
+    #: (``amd.AmdGate``) at most ``amd_timeout_s``; ``answered_by`` is the verdict if it came first.
     amd: bool = False
     amd_timeout_s: float = 30.0
     answered_by: str = ""
