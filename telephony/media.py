@@ -9,8 +9,8 @@ control plane (``controlplane.ControlListener``) and one ending for every way ou
 docs/media-streams.md is the contract; its close codes are in ``closecodes``.
 
 The session sees this consumer as its ``CarrierLink`` and the consumer sees the session only
-through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``, ``end``,
-``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``).
+through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``, ``amd_result``,
+``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``).
 
 Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
 handler. For ``websocket.receive`` (50 frames a second per call) ``dispatch`` goes straight to the
@@ -375,7 +375,10 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     async def on_stop(self, stop: Stop) -> None:
         await self._transfer_settled()
-        await self.end_session(self.stop_reason, by_carrier=True)
+        reason = self.stop_reason
+        if reason == "caller_hangup" and self.session is not None and self.session.ctx.outbound:
+            reason = "callee_hangup"  # on a call we placed, the other party is the callee
+        await self.end_session(reason, by_carrier=True)
         await self.refuse(closecodes.NORMAL)
 
     async def _transfer_settled(self) -> None:
@@ -460,6 +463,10 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
     async def call_hangup(self, message):
         logger.info("call %s: hang-up requested (%s)", self.call_id, message.get("reason", ""))
         await self.end_session(message.get("reason") or "operator_hangup", by_carrier=False)
+
+    async def call_amd(self, message):
+        if self.session is not None:
+            self.session.amd_result(str(message.get("answered_by") or ""))
 
     async def call_say(self, message):
         text = str(message.get("text") or "").strip()

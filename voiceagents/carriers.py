@@ -29,6 +29,9 @@ class CarrierSpec:
     number_fields: tuple[DataField, ...] = ()
     #: Dotted path of the media-stream consumer (``voiceagents.E005`` checks that it imports).
     consumer: str = ""
+    #: Dotted path of ``dial(call, number, agent) -> carrier call id`` (outbound calls); ''
+    #: when the carrier cannot place calls.
+    dialer: str = ""
 
 
 carriers: Registry[CarrierSpec] = Registry("carrier")

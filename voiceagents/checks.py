@@ -124,9 +124,10 @@ def check_registries(app_configs, **kwargs):
                     id="voiceagents.E004",
                 )
             )
-        # A provider's or stage's runtime class, a carrier's media consumer.
-        runtime = getattr(spec, "runtime", "") or getattr(spec, "consumer", "")
-        if runtime:
+        # A provider's or stage's runtime class, a carrier's media consumer and dialer.
+        runtimes = [getattr(spec, "runtime", "") or getattr(spec, "consumer", "")]
+        runtimes.append(getattr(spec, "dialer", ""))
+        for runtime in filter(None, runtimes):
             try:
                 import_string(runtime)
             except ImportError as err:

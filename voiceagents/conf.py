@@ -89,6 +89,11 @@ DEFAULTS: dict[str, Any] = {
     # Numbers an operator may transfer any live call to, besides its agent's transfer allowlist
     # (voiceagents.call.control): a closed list, so a stolen admin session cannot dial anywhere.
     "TRANSFER_ALLOWED_NUMBERS": [],
+    # Outbound calls (voiceagents.outbound). Seconds the agent holds its first message for the
+    # answering-machine verdict before it speaks as to a person (also the carrier's AMD limit);
+    # seconds the callee's phone rings before the carrier gives up.
+    "OUTBOUND_AMD_TIMEOUT": 30.0,
+    "OUTBOUND_RING_TIMEOUT": 30,
 }
 
 

@@ -116,3 +116,24 @@ def reconcile_with_carrier(self, call_id: str) -> str:
     if outcome == "pending" and not self.request.is_eager and self.request.retries + 1 < tries:
         raise self.retry(countdown=min(3600, 60 * 2**self.request.retries))
     return outcome
+
+
+@shared_task(name="voiceagents.place_call")
+def place_call(
+    agent_id: int,
+    to: str,
+    from_number: str | None = None,
+    first_message: str | None = None,
+    variables: dict | None = None,
+) -> str:
+    """Dial ``to`` for the agent (``voiceagents.outbound.place_call``); the Call's id.
+
+    Not retried: a second attempt would ring the callee twice. A refused call is recorded as a
+    failed Call (its error says why) and raises ``OutboundCallError``.
+    """
+    from .models import Agent
+    from .outbound import place_call as place
+
+    agent = Agent.objects.get(pk=agent_id)
+    call = place(agent, to, from_number, first_message=first_message, variables=variables)
+    return str(call.pk)

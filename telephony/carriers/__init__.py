@@ -141,6 +141,7 @@ TWILIO = CarrierSpec(
     name="Twilio",
     vendor="twilio",
     consumer="telephony.carriers.twilio.media.TwilioMediaConsumer",
+    dialer="telephony.carriers.twilio.outbound.dial",
 )
 
 TELNYX = CarrierSpec(
@@ -164,6 +165,7 @@ TELNYX = CarrierSpec(
         ),
     ),
     consumer="telephony.carriers.telnyx.media.TelnyxMediaConsumer",
+    dialer="telephony.carriers.telnyx.outbound.dial",
 )
 
 # The staff's browser as the phone (an admin test call): no account, so no vendor.

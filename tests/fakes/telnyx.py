@@ -7,7 +7,9 @@
 * ``FakeTelnyxAPI`` is a real HTTP server on 127.0.0.1, port 0, in a thread (so sync Django test
   clients and async tests can both reach it). It records every command and answers like Telnyx:
   ``200 {"data": {"result": "ok"}}``, or a scripted error such as
-  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``. It also
+  ``422 {"errors": [{"code": "90018", "title": "Call has already ended", ...}]}``. A dial
+  (``POST /v2/calls``) is recorded as a ``dial`` command and answered with a new
+  ``call_control_id``. It also
   answers ``GET /v2/balance`` with ``balance`` (the request a key check makes).
 * ``FakeTelnyxCaller`` plays Telnyx's side of a bidirectional media stream
   (docs/carriers/telnyx.md#media-stream-frames) over any pair of send/receive coroutines:
@@ -232,6 +234,24 @@ class FakeTelnyxAPI(ThreadedHTTPFake):
         }
         #: Paths of the GET requests received, in order.
         self.gets: list[str] = []
+        #: Sign the webhooks of answered dials with this key; None: dials are not answered.
+        self.answer_key: KeyPair | None = None
+        #: ``result`` of ``call.machine.detection.ended`` for answered dials (when they ask AMD).
+        self.answer_as = "human"
+        #: Seconds between the stream's start and the AMD webhook.
+        self.amd_delay = 0.3
+        #: PCMU audio the callee says as soon as the stream starts (a machine's greeting).
+        self.callee_audio = b""
+        #: Answered dials by call_control_id.
+        self.answered: dict[str, AnsweredDial] = {}
+        self._threads: list[threading.Thread] = []
+
+    def __exit__(self, *exc) -> None:
+        for dial in list(self.answered.values()):
+            dial.hang_up()
+        for thread in self._threads:
+            thread.join(10)
+        super().__exit__(*exc)
 
     # -- scripting and inspection -----------------------------------------------------------------
 
@@ -301,6 +321,9 @@ class FakeTelnyxAPI(ThreadedHTTPFake):
             self._get(request)
             return
         parts = request.path.split("/")
+        if request.path == "/v2/calls":
+            self._dial(request, raw)
+            return
         # /v2/calls/{call_control_id}/actions/{action}
         if len(parts) != 6 or parts[1:3] != ["v2", "calls"] or parts[4] != "actions":
             self.answer_json(
@@ -334,6 +357,51 @@ class FakeTelnyxAPI(ThreadedHTTPFake):
             request.connection.close()
         else:
             self.answer_json(request, script.status, script.body)
+
+    def _dial(self, request: BaseHTTPRequestHandler, raw: bytes) -> None:
+        """``POST /v2/calls``: recorded as a ``dial`` command under a new ``call_control_id``;
+        ``connection_id``, ``to`` and ``from`` are required (422 otherwise), as at Telnyx."""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.answer_json(
+                request,
+                400,
+                {"errors": [{"code": "10015", "title": "Bad request", "detail": "not JSON"}]},
+            )
+            return
+        ccid = new_call_control_id()
+        with self._lock:
+            self.commands.append(Command(ccid, "dial", body, dict(request.headers)))
+            scripts = self._scripts.get("dial")
+            script = scripts.popleft() if scripts else None
+        missing = [name for name in ("connection_id", "to", "from") if not body.get(name)]
+        if script is not None:
+            self.answer_json(request, script.status, script.body)
+        elif missing:
+            detail = f"The '{missing[0]}' parameter is required."
+            self.answer_json(
+                request,
+                422,
+                {"errors": [{"code": "10015", "title": "Invalid parameter", "detail": detail}]},
+            )
+        else:
+            data = {
+                "call_control_id": ccid,
+                "call_leg_id": str(uuid.uuid4()),
+                "call_session_id": str(uuid.uuid4()),
+                "is_alive": False,
+                "record_type": "call",
+            }
+            self.answer_json(request, 200, {"data": data})
+            if self.answer_key is not None:
+                dial = AnsweredDial(self, ccid, body)
+                self.answered[ccid] = dial
+                thread = threading.Thread(target=dial.run, name=f"fake-telnyx-{ccid}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
 
     def _get(self, request: BaseHTTPRequestHandler) -> None:
         with self._lock:
@@ -624,3 +692,129 @@ class FakeTelnyxCaller:
 
     async def _echo(self, name: str) -> None:
         await self.send(mark(self.stream_id, name, sequence_number=self.next_seq()))
+
+
+# -- a dial, answered -----------------------------------------------------------------------------
+
+
+@dataclass
+class AnsweredDial:
+    """One dial as the fake answers it, the way Telnyx does: signed ``call.initiated``
+    (``outgoing``) and ``call.answered`` to the dial's ``webhook_url``; the media stream opened to
+    its ``stream_url`` with the ``stream_auth_token`` header and ``FakeTelnyxCaller``;
+    ``streaming.started``; ``call.machine.detection.ended`` (``result``: ``api.answer_as``)
+    ``amd_delay`` seconds later when the dial asked for AMD; ``call.hangup`` once the stream has
+    ended (our side hung up, or ``hang_up()``). A webhook answered ``5xx`` is delivered again."""
+
+    api: FakeTelnyxAPI
+    call_control_id: str
+    body: dict
+    caller: FakeTelnyxCaller | None = None
+    #: ``(event_type, HTTP status)`` of every webhook delivery, in order.
+    deliveries: list[tuple[str, int]] = field(default_factory=list)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as err:  # noqa: BLE001 - the test reads it
+            self.error = err
+        finally:
+            self.started.set()
+            self.done.set()
+
+    def hang_up(self) -> None:
+        """The callee hangs up: the stream gets ``stop`` and closes."""
+        if self._loop is not None and self.caller is not None and not self.done.is_set():
+            asyncio.run_coroutine_threadsafe(self.caller.stop(), self._loop)
+
+    def wait(self, timeout: float = 20.0) -> None:
+        assert self.done.wait(timeout), f"fake Telnyx dial {self.call_control_id} did not finish"
+        if self.error is not None:
+            raise self.error
+
+    def failed_deliveries(self) -> list[tuple[str, int]]:
+        """The webhooks whose last delivery was answered with an error."""
+        return [(kind, status) for kind, status in dict(self.deliveries).items() if status >= 400]
+
+    def _payload(self, **fields) -> dict:
+        return call_payload(
+            self.call_control_id,
+            direction="outgoing",
+            client_state=self.body.get("client_state"),
+            to=self.body.get("to"),
+            **{"from": self.body.get("from")},
+            **fields,
+        )
+
+    async def _deliver(self, client, event_type: str, **fields) -> None:
+        body = webhook(event_type, self._payload(**fields))
+        url = self.body["webhook_url"]
+        for attempt in range(4):
+            headers = {
+                **signed_headers(body, self.api.answer_key),
+                "Content-Type": "application/json",
+            }
+            response = await client.post(url, content=body, headers=headers)
+            self.deliveries.append((event_type, response.status_code))
+            if response.status_code < 500:
+                return
+            await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _run(self) -> None:
+        import httpx
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        self._loop = asyncio.get_running_loop()
+        body = self.body
+        async with httpx.AsyncClient(timeout=10) as client:
+            await self._deliver(client, "call.initiated", state="bridging")
+            await self._deliver(client, "call.answered")
+            token = body["stream_auth_token"]
+            headers = {"x-telnyx-streaming-auth-token": token}
+            async with connect(body["stream_url"], additional_headers=headers) as ws:
+
+                async def receive(timeout: float) -> str | None:
+                    try:
+                        return await asyncio.wait_for(ws.recv(), timeout)
+                    except ConnectionClosed:
+                        return None
+
+                rate = int(body.get("stream_bidirectional_sampling_rate") or 8000)
+                self.caller = FakeTelnyxCaller(
+                    ws.send,
+                    receive,
+                    call_control_id=self.call_control_id,
+                    bytes_per_ms=8 if body.get("stream_codec") == "PCMU" else 32,
+                )
+                await self.caller.connected(token)
+                await self.caller.start(
+                    body.get("client_state"), encoding=body.get("stream_codec"), sample_rate=rate
+                )
+                self.started.set()
+                await self._deliver(client, "streaming.started", stream_id=self.caller.stream_id)
+                if self.api.callee_audio:
+                    await self.caller.stream_audio(self.api.callee_audio, realtime=False)
+                if body.get("answering_machine_detection") not in (None, "disabled"):
+                    await asyncio.sleep(self.api.amd_delay)
+                    await self._deliver(
+                        client, "call.machine.detection.ended", result=self.api.answer_as
+                    )
+                await self.caller.closed.wait()
+                await self.caller.aclose()
+            hung_up_by_us = any(
+                c.action == "hangup" and c.call_control_id == self.call_control_id
+                for c in self.api.commands
+            )
+            await asyncio.sleep(0.5)  # Telnyx reports the hang-up after it happened
+            await self._deliver(
+                client,
+                "call.hangup",
+                hangup_cause="normal_clearing",
+                hangup_source="caller" if hung_up_by_us else "callee",
+                sip_hangup_cause="200",
+            )

@@ -173,6 +173,9 @@ def agent_form_data(**overrides) -> dict[str, str]:
         "record_calls": "on",
         "max_call_duration": "1800",
         "transfer_allowlist": "[]",
+        "answering_machine_detection": "on",
+        "machine_action": "hangup",
+        "voicemail_message": "",
         "_save": "Save",
     }
     data.update(overrides)

@@ -109,6 +109,19 @@ def test_a_carrier_whose_media_consumer_cannot_be_imported_is_an_error():
     assert ids(messages) == ["voiceagents.E005"]
 
 
+def test_a_carrier_whose_dialer_cannot_be_imported_is_an_error():
+    from voiceagents.carriers import CarrierSpec, carriers
+
+    stray = CarrierSpec(id="stray", name="Stray", vendor="twilio", dialer="tests.nowhere.dial")
+    carriers.register(stray)
+    try:
+        messages = check_registries(None)
+    finally:
+        carriers.unregister("stray")
+    assert ids(messages) == ["voiceagents.E005"]
+    assert "tests.nowhere.dial" in messages[0].msg
+
+
 @pytest.mark.parametrize(
     ("public_url", "debug", "allowed_hosts", "expected"),
     [

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.urls import NoReverseMatch, reverse
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -12,7 +15,9 @@ from django.utils.translation import ngettext
 
 from ..exceptions import ProvisioningError
 from ..forms import AgentForm
+from ..forms.outbound import OutboundCallForm
 from ..models import Agent, PhoneNumber
+from ..outbound import OutboundCallError, place_call
 from ..providers import STAGES, providers
 from ..providers.elevenlabs_agents import PROVIDER_ID as ELEVENLABS_CONVAI
 from ..providers.elevenlabs_agents import sync_agent
@@ -38,7 +43,7 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "system_prompt"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PhoneNumberInline]
-    readonly_fields = ["remote_status", "test_call"]
+    readonly_fields = ["remote_status", "test_call", "call_a_number"]
     actions = ["sync_to_elevenlabs"]
 
     class Media:
@@ -106,6 +111,20 @@ class AgentAdmin(admin.ModelAdmin):
             (
                 _("Calls"),
                 {"fields": [("record_calls", "max_call_duration"), "transfer_allowlist", "tools"]},
+            ),
+            (
+                _("Outbound calls"),
+                {
+                    "fields": [
+                        *(["call_a_number"] if obj else []),
+                        ("answering_machine_detection", "machine_action"),
+                        "voicemail_message",
+                    ],
+                    "description": _(
+                        "Calls the agent places. With answering-machine detection the agent "
+                        "waits for the carrier's verdict before its first message."
+                    ),
+                },
             ),
             (_("Advanced"), {"fields": ["provider_options"], "classes": ["collapse"]}),
         ]
@@ -181,6 +200,70 @@ class AgentAdmin(admin.ModelAdmin):
             _("Test call"),
             _("Talk to this agent from your browser, with your microphone."),
         )
+
+    @admin.display(description=_("Call a number"))
+    def call_a_number(self, obj):
+        if obj is None or not obj.pk:
+            return _("Save the agent first.")
+        url = reverse("admin:voiceagents_agent_call_number", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}" id="call-number-link">{}</a> {}',
+            url,
+            _("Call a number"),
+            _("The agent calls a phone number from one of its numbers."),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:agent_id>/call/",
+                self.admin_site.admin_view(self.call_number_view),
+                name="voiceagents_agent_call_number",
+            ),
+            *super().get_urls(),
+        ]
+
+    def call_number_view(self, request, agent_id):
+        """The "Call a number" form; staff who may change the agent may place its calls."""
+        agent = get_object_or_404(Agent, pk=agent_id)
+        if not self.has_change_permission(request, agent):
+            raise PermissionDenied
+        form = OutboundCallForm(agent, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                call = place_call(
+                    agent,
+                    data["to"],
+                    from_number=data["from_number"],
+                    first_message=data["first_message"],
+                    variables=data["variables"],
+                )
+            except OutboundCallError as err:
+                self.message_user(
+                    request,
+                    _("The call was not placed: %(error)s") % {"error": err},
+                    messages.ERROR,
+                )
+                if err.call is not None:
+                    return redirect("admin:voiceagents_call_change", err.call.pk)
+            else:
+                self.message_user(
+                    request,
+                    _("Calling %(to)s from %(from)s: the call is %(status)s.")
+                    % {"to": call.to_number, "from": call.from_number, "status": call.status},
+                    messages.SUCCESS,
+                )
+                return redirect("admin:voiceagents_call_change", call.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "agent": agent,
+            "form": form,
+            "has_numbers": form.fields["from_number"].queryset.exists(),
+            "title": _("Call a number with %(agent)s") % {"agent": agent},
+        }
+        return TemplateResponse(request, "admin/voiceagents/agent/call_number.html", context)
 
     @admin.display(description=_("ElevenLabs agents"))
     def remote_status(self, obj):

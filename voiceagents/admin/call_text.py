@@ -49,6 +49,9 @@ END_REASONS = {
     "number_disabled": gettext_lazy("number disabled"),
     "no_agent": gettext_lazy("no agent on the number"),
     "agent_disabled": gettext_lazy("agent disabled"),
+    "voicemail": gettext_lazy("voicemail left"),
+    "machine_hangup": gettext_lazy("answering machine: hung up"),
+    "dial_failed": gettext_lazy("the carrier refused the call"),
 }
 
 
@@ -235,11 +238,28 @@ _CARRIER_EVENTS = {
 }
 
 
+_AMD_VERDICTS = {
+    "human": gettext_lazy("a person answered"),
+    "machine": gettext_lazy("a machine answered"),
+    "unknown": gettext_lazy("no clear answer"),
+    "timeout": gettext_lazy("no verdict in time: the agent spoke"),
+}
+
+
 def _other(data: dict) -> str:
     if data.get("action") == "say":
         data.pop("action")
         data.pop("by", None)
         return _("An operator had the agent say: %(text)s") % {"text": data.pop("text", "")}
+    if "amd" in data:
+        # An outbound call's answering-machine detection (voiceagents.outbound, call.amd).
+        data.pop("carrier_event", None)
+        verdict = str(data.pop("verdict", ""))
+        answered_by = data.pop("amd")
+        return _("Answering-machine detection: %(verdict)s (%(answered_by)s)") % {
+            "verdict": _AMD_VERDICTS.get(verdict, verdict),
+            "answered_by": answered_by,
+        }
     event = data.pop("carrier_event", None)
     if event:
         return str(_CARRIER_EVENTS.get(event, _("Carrier event %(event)s") % {"event": event}))

@@ -97,7 +97,7 @@ class CallAdmin(admin.ModelAdmin):
             None,
             {
                 "fields": [
-                    ("direction", "status"),
+                    ("direction", "status", "answered_by"),
                     ("from_number", "to_number"),
                     ("agent", "phone_number"),
                     ("carrier", "carrier_call_id", "stream_id"),

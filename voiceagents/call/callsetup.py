@@ -19,7 +19,15 @@ from django.utils.module_loading import import_string
 from ..audio.formats import AudioFormat
 from ..conf import get_setting
 from ..exceptions import ConfigurationError, WebhookValidationFailure
-from ..models import FINAL_STATUSES, Agent, Call, CallEvent, CallEventKind, CallStatus
+from ..models import (
+    FINAL_STATUSES,
+    Agent,
+    Call,
+    CallEvent,
+    CallEventKind,
+    CallStatus,
+    Direction,
+)
 from ..providers import providers
 from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
@@ -54,6 +62,16 @@ class CallContext:
     #: opens; '' when it has none.
     provisioner: str = ""
     agent_id: int | None = None
+    #: A call we placed: the other party is the callee (its hang-up is ``callee_hangup``).
+    outbound: bool = False
+    #: Outbound calls with answering-machine detection: the first message waits for the verdict
+    #: (``amd.AmdGate``) at most ``amd_timeout_s``; ``answered_by`` is the verdict if it came first.
+    amd: bool = False
+    amd_timeout_s: float = 30.0
+    answered_by: str = ""
+    #: ``voicemail`` (say ``voicemail_message``, then end) or ``hangup``, when a machine answers.
+    machine_action: str = "hangup"
+    voicemail_message: str = ""
 
 
 class CallRejected(Exception):
@@ -140,7 +158,32 @@ def start_call(
         ),
         provisioner=spec.provisioner,
         agent_id=agent.pk,
+        outbound=call.direction == Direction.OUTBOUND,
+        **_outbound_context(call, agent),
     )
+
+
+def _outbound_context(call: Call, agent: Agent) -> dict:
+    """The answering-machine part of the snapshot (outbound calls placed with AMD only)."""
+    options = call.outbound_options or {}
+    if call.direction != Direction.OUTBOUND or not options.get("amd"):
+        return {}
+    from ..outbound import amd_timeout_s
+
+    voicemail = agent.rendered_voicemail_message(_call_variables(call)).strip()
+    action = options.get("machine_action") or "hangup"
+    return {
+        "amd": True,
+        "amd_timeout_s": amd_timeout_s(),
+        "answered_by": call.answered_by,
+        "machine_action": action if voicemail else "hangup",
+        "voicemail_message": voicemail,
+    }
+
+
+def answered_by(call_id) -> str:
+    """The AMD verdict stored on the call ('' when none came yet)."""
+    return Call.objects.filter(pk=call_id).values_list("answered_by", flat=True).first() or ""
 
 
 async def provision(context: CallContext) -> dict:
@@ -183,7 +226,9 @@ def _default_tmp() -> str:
 def _call_variables(call: Call) -> dict:
     """The call's own variables. The caller chose the caller ID (any string can be sent as
     one): it is sanitised, and quoted where a prompt inserts it (``CallerValue``)."""
-    return {"caller_number": caller_number(call.from_number), "called_number": call.to_number}
+    own = {"caller_number": caller_number(call.from_number), "called_number": call.to_number}
+    # An outbound call's own variables (place_call's), under the call's.
+    return {**((call.outbound_options or {}).get("variables") or {}), **own}
 
 
 def _provider_config(
@@ -204,12 +249,20 @@ def _provider_config(
         carrier_format=carrier_format,
         connect_timeout=float(get_setting("CONNECT_TIMEOUT", cast=float)),
         stages={stage: _stage_config(agent, stage, variables) for stage in spec.stages},
-        first_message=agent.rendered_first_message(variables),
+        first_message=_first_message(call, agent, variables),
         tools=agent_tools(agent.transfer_allowlist or (), agent.tools or ()),
         variables={**(agent.variables or {}), **variables},
         http_timeout=float(get_setting("HTTP_TIMEOUT", cast=float)),
         agent=agent.slug,
     )
+
+
+def _first_message(call: Call, agent: Agent, variables: dict) -> str:
+    """The agent's first message, or the one its outbound call was placed with."""
+    override = (call.outbound_options or {}).get("first_message")
+    if override is None:
+        return agent.rendered_first_message(variables)
+    return fill_placeholders(str(override), {**(agent.variables or {}), **variables})
 
 
 def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:

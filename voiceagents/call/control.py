@@ -3,7 +3,9 @@
 Each live call's media consumer joins the group ``call_group(call_id)``; the admin and Celery send
 ``hangup``, ``transfer`` and ``say`` there, and whichever process holds the call acts on it
 (docs/call-control.md). A ``transfer`` is checked with ``operator_transfer_refusal`` by the sender
-and again by the process holding the call.
+and again by the process holding the call. ``amd`` (``answered_by=...``) carries an outbound
+call's answering-machine verdict from the carrier's webhook to the call
+(``voiceagents.outbound.amd_result``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..conf import get_setting
 from ..validators import E164_RE
 
 #: Message types consumers handle (Channels maps "call.hangup" to ``call_hangup``).
-COMMANDS = frozenset({"hangup", "transfer", "say"})
+COMMANDS = frozenset({"hangup", "transfer", "say", "amd"})
 
 
 def call_group(call_id) -> str:

@@ -14,9 +14,15 @@ The provider speaks the neutral vocabulary of ``providers.base`` (turn ids of it
 ``interrupt(heard_ms)``) and declares its ``capabilities``; the session adapts to them (a
 provider that ``needs_local_vad`` gets caller speech detected here).
 
+An outbound call placed with answering-machine detection passes the ``amd.AmdGate`` first: the
+first message waits for the carrier's verdict (``amd_result``, from the control plane) and the
+callee's audio is recorded but not passed on until then; a machine gets the voicemail message or
+the call ends (docs/outbound.md).
+
 A carrier's media consumer uses only this handle: ``caller_audio``, ``mark_echoed``, ``dtmf``,
-``say``, ``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``, ``carrier_metrics``,
-``background``, ``start`` and ``ended``; the session uses only its ``CarrierLink``.
+``say``, ``amd_result``, ``end``, ``call_ms``, ``playout_buffered_ms``, ``record_event``,
+``carrier_metrics``, ``background``, ``start`` and ``ended``; the session uses only its
+``CarrierLink``.
 
 Hot path (per 20 ms frame, both directions): no database, no channel layer, no thread hop, no
 settings. Caller audio goes to the recorder's memory buffer and straight to the provider socket;
@@ -54,6 +60,7 @@ from ..providers.base import (
     VoiceProvider,
 )
 from . import callsetup, ownership
+from .amd import MACHINE, AmdGate
 from .caller_audio import PENDING_AUDIO_MS, CallerAudio
 from .callsetup import CallContext
 from .carrier_link import CarrierLink
@@ -74,6 +81,9 @@ logger = logging.getLogger(__name__)
 MAX_EARLY_DTMF = 32
 #: Recording sample rate: the phone band; both carriers' audio fits it without loss of content.
 RECORDING_RATE = 8000
+#: Longest wait for the provider to finish speaking a voicemail message, then for it to play.
+VOICEMAIL_SPEAK_S = 30.0
+VOICEMAIL_PLAYOUT_S = 60.0
 
 
 class CallLogAdapter(logging.LoggerAdapter):
@@ -128,6 +138,13 @@ class CallSession:
         self.ended = asyncio.Event()
         #: Reconnects the provider after a drop; renews sessions the vendor limits in length.
         self.keeper = ProviderKeeper(self)
+        #: Outbound calls with answering-machine detection: the first message waits for the
+        #: verdict, and the callee's audio is recorded but not passed on meanwhile (``call.amd``).
+        self.amd = AmdGate(context.amd_timeout_s, context.answered_by) if context.amd else None
+        self._amd_verdict: str | None = None
+        self._muted = self.amd is not None
+        #: Set when the voicemail message's turn finished (the provider said all of it).
+        self._voicemail_said: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,6 +206,10 @@ class CallSession:
     async def _provider_loop(self) -> None:
         try:
             started = self.loop.time()
+            if self.amd is not None and self.provider.capabilities.speaks_first_message:
+                # This provider greets as it opens: open it once a person is known to listen.
+                if not await self._answered_by_person(opened=False):
+                    return
             if self.ctx.provisioner:
                 # Usually no request at all; once per agent change and audio format it creates
                 # or updates the vendor's side (e.g. the ElevenLabs agent).
@@ -196,12 +217,16 @@ class CallSession:
             await self.provider.open()
             self.metrics.provider_connect_ms = round((self.loop.time() - started) * 1000, 1)
             self._connected()
-            if self.ctx.first_message and not self.provider.capabilities.speaks_first_message:
-                await self.provider.say(self.ctx.first_message)
-            await self.inbound.flush()
-            for digit in self._early_dtmf:
-                await self._pass_dtmf(digit)
-            self._early_dtmf.clear()
+            talk = self.amd is None or await self._answered_by_person(opened=True)
+            if talk:
+                if self.ctx.first_message and not self.provider.capabilities.speaks_first_message:
+                    await self.provider.say(self.ctx.first_message)
+                await self.inbound.flush()
+                for digit in self._early_dtmf:
+                    await self._pass_dtmf(digit)
+                self._early_dtmf.clear()
+            elif self._ending:
+                return
             self.keeper.opened()
             while not self._ending:
                 try:
@@ -230,6 +255,54 @@ class CallSession:
                     return True
         return False
 
+    # -- answering-machine detection (outbound calls) --------------------------------------------
+
+    def amd_result(self, answered_by: str) -> None:
+        """The carrier's verdict, from the control plane (``amd`` command)."""
+        if self.amd is None:
+            return
+        if self._amd_verdict is not None:
+            # After the timeout the conversation has begun: a machine verdict now is too late.
+            self.log.info("late answering-machine verdict %r ignored", answered_by)
+        elif self.amd.decide(answered_by):
+            self.log.info("answering-machine detection: %s", answered_by)
+
+    async def _answered_by_person(self, *, opened: bool) -> bool:
+        """Wait for the AMD verdict; True to go on as with a person. On a machine, leave the
+        voicemail message (then the call ends; only once the provider is ``opened``) or end the
+        call now; False."""
+        gate = self.amd
+        if self._amd_verdict is None:
+            if not gate.decided:
+                # A verdict that came before this call joined its control group is on the row.
+                try:
+                    stored = await database_sync_to_async(callsetup.answered_by)(self.ctx.call_id)
+                except Exception:  # noqa: BLE001 - the control plane may still bring it
+                    self.log.exception("reading the stored AMD verdict failed")
+                    stored = ""
+                if stored:
+                    gate.decide(stored)
+            self._amd_verdict = await gate.wait()
+            self.record_event("other", amd=gate.answered_by or "none", verdict=self._amd_verdict)
+            self.log.info("AMD verdict %s (%s)", self._amd_verdict, gate.answered_by or "none")
+        if self._amd_verdict != MACHINE:
+            self._muted = False
+            return True
+        if self.ctx.machine_action == "voicemail" and opened:
+            self._spawn(self._leave_voicemail(), "voicemail")
+        else:
+            await self.end("machine_hangup")
+        return False
+
+    async def _leave_voicemail(self) -> None:
+        self._voicemail_said = asyncio.Event()
+        await self.provider.say(self.ctx.voicemail_message)
+        try:
+            await asyncio.wait_for(self._voicemail_said.wait(), VOICEMAIL_SPEAK_S)
+        except TimeoutError:
+            self.log.warning("the voicemail message did not finish in %ss", VOICEMAIL_SPEAK_S)
+        await self.end_after_playout("voicemail", grace_s=VOICEMAIL_PLAYOUT_S)
+
     def _connected(self) -> None:
         """The provider is open: set up the conversions and what its capabilities ask of us."""
         provider = self.provider
@@ -254,6 +327,8 @@ class CallSession:
         self.metrics.frames_in += 1
         if self.recorder is not None:
             self.recorder.write_caller(audio, timestamp_ms)
+        if self._muted:
+            return  # waiting for the answering-machine verdict: recorded, not passed on
         if self.speech_detector is not None:
             for event in self.speech_detector.feed(audio):
                 await self._local_speech(event)
@@ -336,6 +411,8 @@ class CallSession:
         if turn is not None:
             # Pad the last partial frame and mark the end of the reply.
             turn.end_pos = self.playback.end_segment()
+        if self._voicemail_said is not None:
+            self._voicemail_said.set()
         if event.error:
             self.record_event("error", turn_id=event.turn_id, message=event.error)
 

@@ -122,6 +122,9 @@ class AgentForm(forms.ModelForm):
             "max_call_duration",
             "transfer_allowlist",
             "tools",
+            "answering_machine_detection",
+            "machine_action",
+            "voicemail_message",
             "remote_agent_id",
         ]
         widgets = {
@@ -130,6 +133,7 @@ class AgentForm(forms.ModelForm):
             "reply_prompt": forms.Textarea(attrs={"rows": 3}),
             "variables": forms.Textarea(attrs={"rows": 2}),
             "transfer_allowlist": forms.Textarea(attrs={"rows": 2}),
+            "voicemail_message": forms.Textarea(attrs={"rows": 2}),
             "provider_options": forms.Textarea(attrs={"rows": 3}),
         }
 

@@ -286,6 +286,37 @@ class Agent(models.Model):
             "@voiceagents.tool or VOICEAGENTS['TOOLS']), besides hanging up and transferring."
         ),
     )
+    # Outbound calls only: what to do when answering-machine detection (AMD) answers.
+    answering_machine_detection = models.BooleanField(
+        _("answering-machine detection"),
+        default=True,
+        help_text=_(
+            "Outbound calls only: ask the carrier whether a person or a machine answered. The "
+            "agent holds its first message until the carrier says (or the AMD timeout passes: "
+            "then it speaks as to a person)."
+        ),
+    )
+    machine_action = models.CharField(
+        _("when a machine answers"),
+        max_length=20,
+        choices=[
+            ("voicemail", _("leave the voicemail message")),
+            ("hangup", _("hang up")),
+        ],
+        default="hangup",
+        help_text=_(
+            "Leave the voicemail message below (spoken in the agent's voice after the beep; the "
+            "call then ends as 'voicemail'), or hang up at once ('machine_hangup')."
+        ),
+    )
+    voicemail_message = models.TextField(
+        _("voicemail message"),
+        blank=True,
+        help_text=_(
+            "What the agent says to an answering machine. {placeholders} are filled from the "
+            "variables. Blank: the call hangs up instead."
+        ),
+    )
     remote_agent_id = models.CharField(
         _("remote agent ID"),
         max_length=100,
@@ -334,6 +365,11 @@ class Agent(models.Model):
 
     def rendered_system_prompt(self, extra: dict | None = None) -> str:
         return fill_placeholders(self.system_prompt, {**(self.variables or {}), **(extra or {})})
+
+    def rendered_voicemail_message(self, extra: dict | None = None) -> str:
+        return fill_placeholders(
+            self.voicemail_message, {**(self.variables or {}), **(extra or {})}
+        )
 
     def rendered_first_message(self, extra: dict | None = None) -> str:
         return fill_placeholders(self.first_message, {**(self.variables or {}), **(extra or {})})

@@ -157,6 +157,24 @@ class Call(models.Model):
             "Sequence number of the newest status callback applied (callbacks can arrive out of order)."
         ),
     )
+    answered_by = models.CharField(
+        _("answered by"),
+        max_length=40,
+        blank=True,
+        help_text=_(
+            "Outbound calls: the carrier's answering-machine detection result ('human', "
+            "'machine_end_beep', 'machine'...); blank when not detected."
+        ),
+    )
+    outbound_options = models.JSONField(
+        _("outbound options"),
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Outbound calls: what the call was placed with (first message, variables, AMD)."
+        ),
+    )
     recording = models.FileField(_("recording"), upload_to=recording_upload_to, blank=True)
     recording_duration = models.DurationField(_("recording duration"), null=True, blank=True)
     worker = models.CharField(

@@ -186,6 +186,10 @@ def find_call(event: TelnyxEvent, *, lock: bool = False) -> Call | None:
     state = event.client_state
     if call is None and state is not None and _is_uuid(state.call_id):
         call = calls.filter(pk=state.call_id).first()
+        if call is not None and not call.carrier_call_id and event.call_control_id:
+            # Our outbound call, before the dial's response named it: bind it now.
+            call.carrier_call_id = event.call_control_id[:128]
+            call.save(update_fields=["carrier_call_id"])
     return call
 
 

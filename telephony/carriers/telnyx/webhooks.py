@@ -9,6 +9,8 @@ retries); then act:
   as the stream's auth token and the call id in ``client_state``. Calls no agent can take are
   answered with a short spoken apology (``speak``), then hung up on ``call.speak.ended``.
 - ``call.answered``, ``streaming.*``, ``call.hangup``: keep the ``Call`` in step (``calls``).
+- ``call.machine[.premium].detection.ended``: an outbound call's answering-machine verdict, stored
+  and sent to the live call (``voiceagents.outbound.amd_result``).
 
 The view is async. Under ASGI, Django runs every sync view in one shared thread, so a sync view
 waiting on Telnyx's API (two round trips per incoming call) would hold up every other sync request
@@ -29,6 +31,7 @@ import logging
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
+from voiceagents import outbound
 from voiceagents.call import callsetup, streamtokens
 from voiceagents.exceptions import CarrierAPIError
 from voiceagents.models import Call
@@ -121,6 +124,8 @@ class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
             "streaming.stopped": self.on_streaming,
             "streaming.failed": self.on_streaming,
             "call.hangup": self.on_hangup,
+            "call.machine.detection.ended": self.on_machine_detection,
+            "call.machine.premium.detection.ended": self.on_machine_detection,
         }.get(event.event_type)
         if handler is None:
             logger.debug("Telnyx %s ignored", event.event_type)
@@ -289,6 +294,18 @@ class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
         outcome = await sync_to_async(calls.apply_hangup)(event)
         if outcome == "unknown_call":
             logger.info("Telnyx call.hangup for unknown call %s ignored", event.call_control_id)
+
+    async def on_machine_detection(self, event: TelnyxEvent) -> None:
+        """An outbound call's answering-machine verdict (``result``), for its live session."""
+
+        def record() -> None:
+            call = calls.find_call(event)
+            if call is None:
+                logger.info("Telnyx %s for unknown call ignored", event.event_type)
+                return
+            outbound.amd_result(call, event.get("result")[:40], {"carrier_event": event.event_type})
+
+        await sync_to_async(record)()
 
     async def _call_and_account(
         self, event: TelnyxEvent

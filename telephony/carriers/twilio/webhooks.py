@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -20,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 
-from voiceagents import services
+from voiceagents import outbound, services
 from voiceagents.call import callsetup, streamtokens
 from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus, PhoneNumber
 
@@ -68,6 +69,14 @@ STATUS_MAP = {
     "no-answer": CallStatus.NO_ANSWER,
     "canceled": CallStatus.CANCELED,
 }
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -164,6 +173,11 @@ class TwilioWebhookView(TwilioSignatureMixin, CarrierWebhookView):
     def handle(self, request: HttpRequest, event: TwilioCallEvent) -> HttpResponse:
         if not event.call_sid:
             return HttpResponseBadRequest("CallSid is missing", content_type="text/plain")
+        call_id = request.GET.get("call_id", "")
+        if call_id and _is_uuid(call_id):
+            # Our outbound call's URLs name its row (signed with the URL): a callback that
+            # beats place_call's REST response still finds it, and binds the CallSid.
+            outbound.bind_carrier_call(call_id, TWILIO.id, event.call_sid)
         return self.handle_call(event)
 
     def handle_call(self, event: TwilioCallEvent) -> HttpResponse:
@@ -362,4 +376,24 @@ class TwilioStatusCallbackView(TwilioWebhookView):
             logger.debug(
                 "Twilio call %s: stale status callback %s ignored", event.call_sid, event.sequence
             )
+        return HttpResponse(status=204)
+
+
+# -- answering-machine detection (outbound calls) ---------------------------------------------
+
+
+class TwilioAmdCallbackView(TwilioWebhookView):
+    """``AsyncAmdStatusCallback``: ``AnsweredBy`` for an outbound call, handed to the live call.
+
+    Always 204 once verified (Twilio ignores the body); a repeated callback changes nothing.
+    """
+
+    def handle_call(self, event: TwilioCallEvent) -> HttpResponse:
+        call = Call.objects.filter(carrier=TWILIO.id, carrier_call_id=event.call_sid).first()
+        if call is None:
+            logger.info("Twilio AMD callback for unknown call %s ignored", event.call_sid)
+            return HttpResponse(status=204)
+        answered_by = (event.raw.get("AnsweredBy") or [""])[0]
+        duration = _int_or_none((event.raw.get("MachineDetectionDuration") or [""])[0])
+        outbound.amd_result(call, answered_by, {"detection_ms": duration})
         return HttpResponse(status=204)
