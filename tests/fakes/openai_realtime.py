@@ -73,6 +73,8 @@ class FakeSession:
     headers: Headers
     path: str
     received: list[dict] = field(default_factory=list)
+    #: Every event the fake sent to the client, in order.
+    sent: list[dict] = field(default_factory=list)
     audio_in: bytearray = field(default_factory=bytearray)
     config: dict = field(default_factory=dict)
     active_response: str | None = None
@@ -189,6 +191,7 @@ class FakeOpenAIRealtime:
         session = session or self.session
         event.setdefault("event_id", self._next_id("event"))
         await session.connection.send(json.dumps(event))
+        session.sent.append(event)
 
     async def _on_event(self, session: FakeSession, event: dict):
         kind = event.get("type")
