@@ -161,7 +161,12 @@ def close_connection(ip: str) -> None:
 
 
 def start_call() -> bool:
-    """Take one of this process's ``MAX_CALLS_PER_PROCESS`` call slots; False if all are taken."""
+    """Take one of this process's ``MAX_CALLS_PER_PROCESS`` call slots; False if all are taken.
+
+    A process that runs calls drains them when told to stop (``draining.install``)."""
+    from . import draining
+
+    draining.install()
     return _calls.acquire(_CALLS, _limit("MAX_CALLS_PER_PROCESS"))
 
 
@@ -179,8 +184,31 @@ def at_capacity() -> bool:
     return limit > 0 and live_calls() >= limit
 
 
+#: ``Call.end_reason`` of a call refused because the process was draining (stopping).
+DRAINING = "draining"
+DRAINING_ERROR = (
+    "The server process was stopping (draining its live calls) when the call came; the caller "
+    "got a busy signal."
+)
+
+
+def refusal() -> tuple[str, str] | None:
+    """Why this process takes no new call now (``end_reason``, error), or ``None``: it is
+    draining, or at ``MAX_CALLS_PER_PROCESS``."""
+    from .draining import draining
+
+    if draining():
+        return DRAINING, DRAINING_ERROR
+    if at_capacity():
+        return AT_CAPACITY, AT_CAPACITY_ERROR
+    return None
+
+
 def reset() -> None:
     """Forget every count (tests)."""
+    from . import draining
+
     _webhooks.reset()
     _connections.reset()
     _calls.reset()
+    draining.reset()

@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RATE_PER_IP": 600,
     "MEDIA_CONNECTIONS_PER_IP": 100,
     "MAX_CALLS_PER_PROCESS": 50,
+    # Seconds a stopping server process waits for its live calls to end (telephony.draining).
+    "DRAIN_TIMEOUT": 3600.0,
     "TRUSTED_PROXY_HEADER": None,
     # Rates for the calls' cost estimates, merged over voiceagents.costs.DEFAULT_RATES.
     "COST_RATES": {},

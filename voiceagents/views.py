@@ -26,7 +26,9 @@ async def live(request):
 
 @_probe_view
 async def ready(request):
-    """200 when the database and the channel layer answer within HEALTH_CHECK_TIMEOUT, else 503.
+    """200 when the database and the channel layer answer within HEALTH_CHECK_TIMEOUT and this
+    process takes new calls, else 503 (``status``: ``unavailable``, ``full`` at
+    MAX_CALLS_PER_PROCESS, ``draining`` once told to stop).
 
     Answers within that timeout whatever they do (see ``probes``). Writes nothing.
     """
@@ -41,7 +43,28 @@ async def ready(request):
         "database": database,
         "channel_layer": layer,
     }
+    admission = _admission()
+    if admission is not None:
+        live, refused = admission
+        body["live_calls"] = live
+        if refused and healthy:
+            # Healthy, but no new call here: the load balancer should send them elsewhere.
+            body["status"] = refused
+            healthy = False
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def _admission() -> tuple[int, str] | None:
+    """This process's live calls, and "full" or "draining" when it takes no new call ('' when it
+    does); ``None`` without the telephony app."""
+    try:
+        from telephony import limits
+    except ImportError:
+        return None
+    refused = limits.refusal()
+    if refused is None:
+        return limits.live_calls(), ""
+    return limits.live_calls(), "draining" if refused[0] == limits.DRAINING else "full"
 
 
 #: ``/healthz/``, kept for existing probes: the readiness check.

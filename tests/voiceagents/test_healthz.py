@@ -7,7 +7,12 @@ def test_healthz_reports_ok_without_login_session_or_writes(client, django_asser
     with django_assert_max_num_queries(1):
         response = client.get(reverse("voiceagents:healthz"))
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "channel_layer": "ok",
+        "live_calls": 0,
+    }
     assert "sessionid" not in response.cookies
     assert "no-cache" in response["Cache-Control"]
 
@@ -55,5 +60,24 @@ def test_liveness_answers_without_any_io(client, path, django_assert_num_queries
 def test_readiness_is_what_healthz_always_was(client, path):
     response = client.get(path)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "channel_layer": "ok",
+        "live_calls": 0,
+    }
     assert client.post(path).status_code == 405
+
+
+@pytest.mark.django_db
+def test_readiness_says_full_at_max_calls_per_process(client, voiceagents_settings):
+    from telephony import limits
+
+    voiceagents_settings["MAX_CALLS_PER_PROCESS"] = 2
+    assert limits.start_call() and limits.start_call()
+    response = client.get("/healthz/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "full" and response.json()["live_calls"] == 2
+    limits.end_call()
+    assert client.get("/healthz/ready").status_code == 200
+    assert client.get("/healthz/live").status_code == 200  # never restarted for being busy

@@ -110,13 +110,19 @@ class AgentAdmin(admin.ModelAdmin):
             ),
             (
                 _("Calls"),
-                {"fields": [("record_calls", "max_call_duration"), "transfer_allowlist", "tools"]},
-            ),
-            (
-                _("Outbound calls"),
                 {
                     "fields": [
                         *(["call_a_number"] if obj else []),
+                        ("record_calls", "max_call_duration"),
+                        "transfer_allowlist",
+                        "tools",
+                    ]
+                },
+            ),
+            (
+                _("Outbound calls: answering machines"),
+                {
+                    "fields": [
                         ("answering_machine_detection", "machine_action"),
                         "voicemail_message",
                     ],
@@ -124,6 +130,8 @@ class AgentAdmin(admin.ModelAdmin):
                         "Calls the agent places. With answering-machine detection the agent "
                         "waits for the carrier's verdict before its first message."
                     ),
+                    # Set once per agent, rarely looked at again: folded, the form stays short.
+                    "classes": ["collapse"],
                 },
             ),
             (_("Advanced"), {"fields": ["provider_options"], "classes": ["collapse"]}),

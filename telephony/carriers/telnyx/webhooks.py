@@ -154,19 +154,19 @@ class TelnyxWebhookView(TelnyxSignatureMixin, CarrierWebhookView):
                     call.pk, "configuration_error", "No Telnyx API key to answer the call with."
                 )
             return
-        if inbound.action == calls.CONNECT and limits.at_capacity():
-            # This process runs MAX_CALLS_PER_PROCESS calls already: busy, rather than a bad call.
-            # The call fails once rejected: if Telnyx is unreachable, its retry decides again.
-            logger.warning("Telnyx call %s refused: at capacity", call.pk)
+        refused = limits.refusal() if inbound.action == calls.CONNECT else None
+        if refused is not None:
+            # This process runs MAX_CALLS_PER_PROCESS calls already, or is stopping: busy, rather
+            # than a bad call. The call fails once rejected: if Telnyx is unreachable, its retry
+            # decides again.
+            logger.warning("Telnyx call %s refused: %s", call.pk, refused[0])
             async with TelnyxCallControl(inbound.account) as rest:
                 await self.run(
                     rest.reject(event.call_control_id, "USER_BUSY", command_id=f"reject-{call.pk}"),
                     call,
                     "reject",
                 )
-            await sync_to_async(callsetup.fail_before_start)(
-                call.pk, limits.AT_CAPACITY, limits.AT_CAPACITY_ERROR
-            )
+            await sync_to_async(callsetup.fail_before_start)(call.pk, *refused)
             return
         async with TelnyxCallControl(inbound.account) as rest:
             if inbound.action == calls.CONNECT:

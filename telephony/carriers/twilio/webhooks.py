@@ -264,10 +264,12 @@ class TwilioVoiceWebhookView(TwilioWebhookView):
             call = existing_outbound_call(event)
         else:
             call, _ = record_inbound_call(event)
-        if lifecycle.can_connect(call) and limits.at_capacity():
-            # This process runs MAX_CALLS_PER_PROCESS calls already: busy, rather than a bad call.
-            logger.warning("Twilio call %s (%s) refused: at capacity", event.call_sid, call.pk)
-            callsetup.fail_before_start(call.pk, limits.AT_CAPACITY, limits.AT_CAPACITY_ERROR)
+        refused = limits.refusal() if lifecycle.can_connect(call) else None
+        if refused is not None:
+            # This process runs MAX_CALLS_PER_PROCESS calls already, or is stopping: busy, rather
+            # than a bad call.
+            logger.warning("Twilio call %s (%s) refused: %s", event.call_sid, call.pk, refused[0])
+            callsetup.fail_before_start(call.pk, *refused)
             return HttpResponse(twiml.reject_busy(), content_type=twiml.CONTENT_TYPE)
         if not lifecycle.can_connect(call):
             if call is not None and not call.is_final:
