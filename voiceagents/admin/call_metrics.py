@@ -105,6 +105,18 @@ _KNOWN = {
         _("Agent audio that arrived for a reply the caller had already cut off."),
     ),
     "barge_ins": (_CONVERSATION, _("Barge-ins"), _count, _("Times the caller cut the agent off.")),
+    "false_interruptions": (
+        _CONVERSATION,
+        _("False interruptions"),
+        _count,
+        _("Barge-ins with no caller words (a noise): the agent picked up where it was cut."),
+    ),
+    "echo_frames": (
+        _AUDIO,
+        _("Echo frames suppressed"),
+        _count,
+        _("Caller frames that only echoed the agent's own voice (a speakerphone)."),
+    ),
     "dtmf": (_CONVERSATION, _("Keys pressed"), _count, ""),
     "provider_errors": (_CONVERSATION, _("Voice provider errors"), _count, ""),
     "marks_sent": (_CARRIER, _("Playback marks sent"), _count, ""),

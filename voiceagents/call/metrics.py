@@ -12,6 +12,8 @@ COUNTERS = (
     "marks_sent",
     "marks_acked",
     "barge_ins",
+    "false_interruptions",
+    "echo_frames",
     "dtmf",
     "provider_errors",
 )
@@ -58,6 +60,10 @@ class CallMetrics:
     def barge_in(self, clear_ms: float) -> None:
         self.barge_ins += 1
         self.barge_in_clear_ms.append(clear_ms)
+
+    def false_interruption(self) -> None:
+        """A barge-in turned out to be noise (no caller words): the agent resumed."""
+        self.false_interruptions += 1
 
     def report(self, duration_ms: int) -> dict:
         """What ``Call.metrics`` stores."""

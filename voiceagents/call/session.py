@@ -36,6 +36,7 @@ from contextlib import aclosing
 
 from channels.db import database_sync_to_async
 
+from ..audio.echo import EchoDetector
 from ..audio.pacer import PacedFrame
 from ..audio.recorder import CallRecorder
 from ..exceptions import ProviderConnectionError, VoiceAgentsError
@@ -57,6 +58,7 @@ from . import callsetup, ownership
 from .caller_audio import PENDING_AUDIO_MS, CallerAudio
 from .callsetup import CallContext
 from .carrier_link import CarrierLink
+from .false_barge import FALSE, FalseBargeWatch
 from .local_vad import LocalSpeechDetector
 from .metrics import CallMetrics
 from .monitor import MonitorPublisher
@@ -106,6 +108,22 @@ class CallSession:
         self.turns = TurnTracker(self.writer)
         #: Set when the provider needs caller speech detected here (see _connected).
         self.speech_detector: LocalSpeechDetector | None = None
+        #: Finds caller frames that only echo the agent (a speakerphone): they go on as silence.
+        self.echo: EchoDetector | None = None
+        if context.echo_max_delay_ms > 0:
+            self.echo = EchoDetector(
+                carrier.caller_format,
+                carrier.carrier_format,
+                max_delay_ms=context.echo_max_delay_ms,
+                lead_ms=context.pacer_lead_ms,
+            )
+        #: Base64 silence by frame length, sent in place of echo (pass-through providers).
+        self._silence: dict[int, tuple[str, bytes]] = {}
+        #: Decides whether a barge-in was the caller or a noise (None: not watched).
+        self.false_barge: FalseBargeWatch | None = None
+        if context.false_interruption_window_ms > 0:
+            self.false_barge = FalseBargeWatch(context.false_interruption_window_ms / 1000)
+        self._barge_timer: asyncio.TimerHandle | None = None
         self.recorder: CallRecorder | None = None
         self.recording_path: str | None = None
         if context.record:
@@ -248,6 +266,12 @@ class CallSession:
         self.metrics.frames_in += 1
         if self.recorder is not None:
             self.recorder.write_caller(audio, timestamp_ms)
+        echo = self.echo
+        if echo is not None and echo.is_echo(audio, self.loop.time()):
+            # Only the agent's own voice coming back: the provider and our voice detector get
+            # silence instead, so it cannot interrupt (the recording keeps what was sent).
+            self.metrics.echo_frames += 1
+            payload, audio = self._silent(len(audio))
         if self.speech_detector is not None:
             for event in self.speech_detector.feed(audio):
                 await self._local_speech(event)
@@ -260,6 +284,14 @@ class CallSession:
         except VoiceAgentsError:
             # The provider loop sees the same failure and ends the call; don't raise into receive().
             self.metrics.caller_audio_dropped_frames += 1
+
+    def _silent(self, nbytes: int) -> tuple[str, bytes]:
+        silent = self._silence.get(nbytes)
+        if silent is None:
+            fmt = self.carrier.caller_format
+            audio = bytes([fmt.silence_byte]) * nbytes
+            silent = self._silence[nbytes] = (base64.b64encode(audio).decode("ascii"), audio)
+        return silent
 
     async def _local_speech(self, event: CallerSpeechStarted | CallerSpeechStopped) -> None:
         await self._handle(event)
@@ -281,8 +313,12 @@ class CallSession:
         elif isinstance(event, CallerSpeechStopped):
             self.metrics.speech_stopped(self.loop.time())
             self.turns.caller_stopped(event.turn_id, event.audio_ms)
+            if self.false_barge is not None:
+                self.false_barge.speech_stopped()
         elif isinstance(event, CallerTranscript):
             self.turns.caller_transcript(event.turn_id, event.text)
+            if self.false_barge is not None:
+                await self._barge_verdict(self.false_barge.transcript(event.text))
         elif isinstance(event, ToolCall):
             # A task of its own: a tool may wait (end_call lets the goodbye play out) while the
             # provider's events keep flowing.
@@ -347,6 +383,8 @@ class CallSession:
     async def _caller_speech_started(self, event: CallerSpeechStarted) -> None:
         now = self.loop.time()
         self.turns.caller_started(event.turn_id, event.audio_ms)
+        if self.false_barge is not None:
+            self.false_barge.speech_started()
         turn = self.turns.last_playing()
         if turn is None:
             return
@@ -372,6 +410,61 @@ class CallSession:
         await self._quietly(
             self.provider.interrupt(heard), "telling the provider about the barge-in"
         )
+        if self.false_barge is not None:
+            # Real or noise? Decided by the caller's words (or none) within the window.
+            self.false_barge.begin(turn.turn_id, heard, now)
+            if self._barge_timer is not None:
+                self._barge_timer.cancel()
+            self._barge_timer = self.loop.call_at(
+                self.false_barge.deadline(), self._barge_window_over
+            )
+
+    def _barge_window_over(self) -> None:
+        self._barge_timer = None
+        if self.false_barge is not None and not self._ending:
+            self._spawn(self._barge_verdict(self.false_barge.expired()), "barge-verdict")
+
+    async def _barge_verdict(self, verdict: str | None) -> None:
+        """The last barge-in was found real or false (``None``: not decided yet)."""
+        if verdict is None or self.false_barge is None:
+            return
+        pending = self.false_barge.take()
+        if pending is None:
+            return
+        if self._barge_timer is not None:
+            self._barge_timer.cancel()
+            self._barge_timer = None
+        if verdict != FALSE:
+            return
+        self.metrics.false_interruption()
+        # The agent already went on to something else (its audio queued or heard): no silence
+        # to fill. Otherwise the provider picks the interrupted turn up again.
+        answered = any(
+            turn.turn_id != pending.turn_id and turn.start_pos is not None and not turn.interrupted
+            for turn in self.turns.playing
+        )
+        resumed = False
+        if not answered and not self._ending:
+            try:
+                resumed = await self.provider.resume()
+            except Exception:
+                self.log.exception("resuming after a false interruption failed")
+        self.writer.event(
+            "false_interruption",
+            self.call_ms(),
+            turn_id=pending.turn_id,
+            audio_end_ms=pending.heard_ms,
+            after_ms=round((self.loop.time() - pending.at) * 1000),
+            resumed=resumed,
+        )
+        self.log.info(
+            "false interruption of %s (no caller words after %s ms heard): %s",
+            pending.turn_id,
+            pending.heard_ms,
+            "resumed"
+            if resumed
+            else ("the agent had gone on" if answered else "the provider cannot resume"),
+        )
 
     # -- provider → carrier: what was heard ----------------------------------------------------
 
@@ -380,6 +473,8 @@ class CallSession:
         at_ms = (frame.play_at - self.t0) * 1000
         if self.recorder is not None:
             self.recorder.write_agent(frame.data, at_ms)
+        if self.echo is not None:
+            self.echo.played(frame.data, self.loop.time())
         metrics = self.metrics
         if metrics.first_agent_audio_ms is None:
             metrics.first_agent_audio_ms = round((self.loop.time() - self.t0) * 1000, 1)
@@ -436,6 +531,8 @@ class CallSession:
         try:
             if self._timer is not None:
                 self._timer.cancel()
+            if self._barge_timer is not None:
+                self._barge_timer.cancel()
             if not by_carrier:
                 await self._quietly(self.carrier.end_call(), "closing the carrier stream")
             self.playback.close()

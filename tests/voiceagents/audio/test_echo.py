@@ -1,0 +1,108 @@
+"""The speakerphone echo detector: echoes of the agent are found, the caller's own voice is not."""
+
+import numpy as np
+import pytest
+
+from tests.voiceagents.audio.echo_signals import delayed, speechlike
+from voiceagents.audio.echo import EchoDetector
+from voiceagents.audio.formats import MULAW_8K, PCM16_16K
+from voiceagents.audio.g711 import ulaw_encode
+
+LEAD_MS = 80
+
+
+def run(detector, agent, mic, *, fmt=MULAW_8K, rate=8000):
+    """Agent frames sent ``LEAD_MS`` ahead of their playout, one mic frame per 20 ms; returns
+    the verdict for every mic frame."""
+    frame = rate // 50
+    lead = LEAD_MS * rate // 1000
+    encode = ulaw_encode if fmt == MULAW_8K else (lambda x: x.astype("<i2").tobytes())
+    agent_bytes = encode(np.clip(agent, -32000, 32000).astype(np.int16))
+    mic_bytes = encode(np.clip(mic, -32000, 32000).astype(np.int16))
+    width = 1 if fmt == MULAW_8K else 2
+    verdicts = []
+    for index in range(len(mic) // frame):
+        now = index * 0.02
+        start = (index * frame + lead) * width
+        detector.played(agent_bytes[start : start + frame * width], now)
+        verdicts.append(
+            detector.is_echo(mic_bytes[index * frame * width : (index + 1) * frame * width], now)
+        )
+    return np.array(verdicts)
+
+
+def loud(mic, rate=8000, level=300.0):
+    """Frames loud enough to matter (quiet ones are never compared: no detector would fire)."""
+    frames = mic[: len(mic) // (rate // 50) * (rate // 50)].reshape(-1, rate // 50)
+    return np.sqrt((frames**2).mean(axis=1)) >= level
+
+
+def noise(n, seed=9, level=30.0):
+    return np.random.default_rng(seed).standard_normal(n) * level
+
+
+@pytest.mark.parametrize("delay_ms", [60, 120, 200, 350])
+def test_an_echo_at_minus_10_db_is_found(delay_ms):
+    agent = speechlike(3000, 120, seed=1)
+    mic = delayed(agent, delay_ms * 8, -10) + noise(len(agent))
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    verdicts = run(detector, agent, mic)
+    # Every loud frame once the echo has begun (its onset frame is half silence).
+    after_onset = verdicts[delay_ms // 20 + 2 :][loud(mic)[delay_ms // 20 + 2 :]]
+    assert len(after_onset) > 60
+    assert after_onset.mean() >= 0.97
+    assert detector.echoes == verdicts.sum()
+
+
+def test_the_callers_own_voice_is_not_echo():
+    agent = speechlike(3000, 120, seed=1)
+    caller = speechlike(3000, 190, seed=2)
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    verdicts = run(detector, agent, caller + noise(len(caller)))
+    assert verdicts.sum() == 0
+    assert detector.checked > 100  # it did compare them
+
+
+def test_talking_over_the_echo_gets_through():
+    """Double talk: frames where the caller's voice dominates are not suppressed."""
+    agent = speechlike(3000, 120, seed=1)
+    caller = speechlike(3000, 190, seed=2)
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    verdicts = run(detector, agent, delayed(agent, 960, -10) + caller)
+    assert verdicts.mean() < 0.5
+
+
+def test_a_copy_louder_than_the_agent_is_a_person():
+    agent = speechlike(2000, 120, seed=1, peak=3000)
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    verdicts = run(detector, agent, delayed(agent, 960, +6))
+    assert verdicts.sum() == 0
+
+
+def test_an_inverted_echo_is_found():
+    agent = speechlike(2000, 120, seed=1)
+    mic = -delayed(agent, 800, -10) + noise(len(agent))
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    assert run(detector, agent, mic)[8:][loud(mic)[8:]].mean() >= 0.97
+
+
+def test_nothing_is_compared_without_recent_agent_audio():
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    caller = ulaw_encode(speechlike(100, 190, seed=2).astype(np.int16))
+    assert not detector.is_echo(caller[:160], 0.0)
+    detector.played(caller[:160], 0.0)
+    detector.is_echo(caller[:160], 0.1)
+    assert detector.checked == 1
+    assert not detector.is_echo(caller[:160], 0.1 + detector.hold_s + 0.01)
+    assert detector.checked == 1  # too long after the agent's last frame: not even compared
+
+
+def test_pcm16_at_16_khz():
+    agent = speechlike(2000, 120, seed=1, rate=16000)
+    mic = delayed(agent, 120 * 16, -10) + noise(len(agent))
+    detector = EchoDetector(PCM16_16K, PCM16_16K, max_delay_ms=400, lead_ms=LEAD_MS)
+    verdicts = run(detector, agent, mic, fmt=PCM16_16K, rate=16000)
+    assert verdicts[8:][loud(mic, 16000)[8:]].mean() >= 0.95
+    caller = speechlike(2000, 190, seed=2, rate=16000)
+    detector = EchoDetector(PCM16_16K, PCM16_16K, max_delay_ms=400, lead_ms=LEAD_MS)
+    assert run(detector, agent, caller, fmt=PCM16_16K, rate=16000).sum() == 0

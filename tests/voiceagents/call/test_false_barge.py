@@ -1,0 +1,46 @@
+"""The verdict on a barge-in: words make it real, a noise with no words makes it false."""
+
+from voiceagents.call.false_barge import FALSE, REAL, FalseBargeWatch
+
+
+def watch():
+    w = FalseBargeWatch(2.0)
+    w.begin("item_1", 700, now=10.0)
+    return w
+
+
+def test_words_make_it_real_even_before_the_speech_stops():
+    w = watch()
+    assert w.transcript("Wait") == REAL
+
+
+def test_an_empty_transcript_after_the_speech_stopped_makes_it_false():
+    w = watch()
+    w.speech_stopped()
+    assert w.transcript("  ") == FALSE
+    assert w.take().heard_ms == 700
+    assert w.pending is None
+
+
+def test_an_empty_transcript_while_still_speaking_decides_nothing():
+    w = watch()
+    assert w.transcript("") is None
+    w.speech_stopped()
+    w.speech_started()  # more sound: still undecided
+    assert w.transcript("") is None
+
+
+def test_at_the_end_of_the_window():
+    w = watch()
+    assert w.deadline() == 12.0
+    assert w.expired() == REAL  # still talking after 2 s: not a noise
+    w.speech_stopped()
+    assert w.expired() == FALSE  # stopped, and no words came
+
+
+def test_nothing_pending():
+    w = FalseBargeWatch(2.0)
+    assert w.transcript("") is None
+    assert w.expired() is None
+    assert w.deadline() is None
+    assert w.take() is None

@@ -1,0 +1,172 @@
+"""Is this caller frame only the agent's own voice coming back? (speakerphone echo)
+
+A caller on a speakerphone (or a phone with poor echo cancelling) sends the agent's voice back to
+us: a delayed, attenuated copy of what we played, mixed with whatever the caller's room adds. A
+voice detector (the provider's or ours) hears it as speech and the agent interrupts itself.
+
+:class:`EchoDetector` keeps the agent audio sent in the last ``lead + max delay`` ms (8 kHz
+samples, in a ring) and compares each caller frame with it by normalized cross-correlation over
+every lag of that window. A frame is echo when some lag matches closely (``ECHO_MIN_CORRELATION``)
+and the frame is no louder than the agent audio at that lag (an echo is attenuated; a caller who
+happens to sound like the agent is rarely also quieter *and* sample-aligned with it). Speech over
+the echo (double talk) lowers the correlation, so a caller who really talks still gets through.
+
+Cost: nothing at all unless agent audio was sent within the window; then one ``np.correlate`` of a
+20 ms frame (160 samples) against the window (about 4,000 samples for 80 + 400 ms) and a cumulative
+sum: ~0.05-0.1 ms of CPU per caller frame on a laptop core (``tests/bench``). No allocation beyond
+numpy temporaries, no system call, no thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .convert import decode
+from .formats import AudioFormat
+
+#: All comparisons run at the phone band's rate: every carrier format is a multiple of it.
+RATE = 8000
+#: A lag whose normalized correlation reaches this is the same signal. An echo of clean agent
+#: audio scores 0.95-1.0 even through two G.711 codings; unrelated speech stays far below.
+ECHO_MIN_CORRELATION = 0.8
+#: An echo is never louder than what was played at the matching lag (energy ratio).
+ECHO_MAX_GAIN = 1.0
+#: Below this mean square (-50 dBFS) a frame is too quiet for any voice detector: not compared.
+QUIET_POWER = 1e-5
+#: Samples averaged into one for the coarse search (8 kHz → 2 kHz).
+COARSE = 4
+#: Coarse lags refined at full rate: the best few, if they correlate at least this well.
+CANDIDATES = 4
+COARSE_MIN_CORRELATION = 0.6
+#: Around the last echo lag found, the lags tried first (±10 ms at 8 kHz).
+TRACK = 80
+
+
+class EchoDetector:
+    """One per call. :meth:`played` for every agent frame sent, :meth:`is_echo` for every
+    caller frame; ``now`` is the event loop's clock (the session passes it)."""
+
+    def __init__(
+        self,
+        caller_format: AudioFormat,
+        agent_format: AudioFormat,
+        *,
+        max_delay_ms: int,
+        lead_ms: int,
+        frame_ms: int = 20,
+    ):
+        self.caller_format = caller_format
+        self.agent_format = agent_format
+        # The echo of audio sent now arrives after the carrier has played it (up to ``lead``
+        # later) plus the round trip and the room: keep that much, and one frame either side.
+        self.window = int((lead_ms + max_delay_ms + 2 * frame_ms) * RATE / 1000)
+        # Every sample is written twice, ``window`` apart, so the latest ``window`` samples are
+        # always one contiguous slice (no copy per check).
+        self._ring = np.zeros(2 * self.window, dtype=np.float32)
+        self._pos = 0
+        #: Seconds after the last agent frame during which caller frames are checked.
+        self.hold_s = self.window / RATE
+        self._agent_at = float("-inf")
+        #: Where in the window the last echo matched (the echo path), if one did.
+        self._lag: int | None = None
+        #: Caller frames compared, and found to be echo.
+        self.checked = 0
+        self.echoes = 0
+
+    # -- agent audio (every outbound frame) ------------------------------------------------------
+
+    def played(self, data: bytes, now: float) -> None:
+        samples = self._samples(data, self.agent_format)
+        n = len(samples)
+        if n == 0:
+            return
+        if n >= self.window:
+            samples, n = samples[-self.window :], self.window
+        window, pos, ring = self.window, self._pos, self._ring
+        first = min(n, window - pos)
+        ring[pos : pos + first] = samples[:first]
+        ring[pos + window : pos + window + first] = samples[:first]
+        rest = n - first
+        if rest:
+            ring[:rest] = samples[first:]
+            ring[window : window + rest] = samples[first:]
+        self._pos = (pos + n) % window
+        self._agent_at = now
+
+    # -- caller audio (every inbound frame) ------------------------------------------------------
+
+    def is_echo(self, data: bytes, now: float) -> bool:
+        """True if the caller frame ``data`` is only an echo of recent agent audio."""
+        if now - self._agent_at > self.hold_s:
+            return False  # no agent audio lately: nothing can echo
+        x = self._samples(data, self.caller_format)
+        m = len(x)
+        if m < COARSE or m > self.window // 2:
+            return False
+        energy = float(np.dot(x, x))
+        if energy <= QUIET_POWER * m:
+            return False  # too quiet to set off a voice detector, echo or not
+        self.checked += 1
+        ref = self._ring[self._pos : self._pos + self.window]
+        # The echo path hardly moves during a call: try around the last lag found first.
+        found = None
+        if self._lag is not None:
+            found = self._best(ref, x, energy, self._lag - TRACK, self._lag + TRACK)
+        if found is None or found[0] < ECHO_MIN_CORRELATION:
+            # Search every lag coarsely (2 kHz); refine the best few at 8 kHz (a voiced frame
+            # matches at several pitch periods about as well).
+            n = (self.window // COARSE) * COARSE
+            ref_c = ref[:n].reshape(-1, COARSE).mean(axis=1)
+            x_c = x[: m // COARSE * COARSE].reshape(-1, COARSE).mean(axis=1)
+            score = np.abs(_ncc(ref_c, x_c, float(np.dot(x_c, x_c)))[0])
+            if len(score) > CANDIDATES:
+                candidates = np.argpartition(score, -CANDIDATES)[-CANDIDATES:]
+            else:
+                candidates = np.arange(len(score))
+            for candidate in candidates:
+                if score[candidate] < COARSE_MIN_CORRELATION:
+                    continue
+                lag = int(candidate) * COARSE
+                refined = self._best(ref, x, energy, lag - COARSE, lag + COARSE)
+                if refined is not None and (found is None or refined[0] > found[0]):
+                    found = refined
+        if found is None:
+            return False
+        correlation, lag, lag_energy = found
+        # The best match decides: the same signal, and no louder than it was played.
+        if correlation < ECHO_MIN_CORRELATION or energy > lag_energy * ECHO_MAX_GAIN:
+            return False
+        self._lag = lag
+        self.echoes += 1
+        return True
+
+    def _best(self, ref, x, energy: float, lo: int, hi: int) -> tuple[float, int, float] | None:
+        """The best match of ``x`` in ``ref`` at lags ``lo..hi`` (8 kHz): |correlation|, lag,
+        energy of ``ref`` there."""
+        m = len(x)
+        lo, hi = max(0, lo), min(len(ref) - m, hi)
+        if hi < lo:
+            return None
+        ncc, lag_energy = _ncc(ref[lo : hi + m], x, energy)
+        best = int(np.argmax(np.abs(ncc)))
+        return abs(float(ncc[best])), lo + best, float(lag_energy[best])
+
+    def _samples(self, data: bytes, fmt: AudioFormat) -> np.ndarray:
+        samples = decode(data, fmt.encoding)
+        if fmt.channels > 1:
+            samples = samples[:: fmt.channels]
+        step = fmt.sample_rate // RATE
+        if step > 1:
+            samples = samples[::step]
+        return samples.astype(np.float32) * (1.0 / 32768.0)
+
+
+def _ncc(ref: np.ndarray, x: np.ndarray, energy: float) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized cross-correlation of ``x`` with ``ref`` at every lag, and each lag's energy."""
+    m = len(x)
+    corr = np.correlate(ref, x, "valid")
+    squares = np.empty(len(ref) + 1, dtype=np.float64)
+    squares[0] = 0.0
+    np.cumsum(np.square(ref, dtype=np.float64), out=squares[1:])
+    lag_energy = squares[m:] - squares[:-m]
+    return corr / np.sqrt(energy * lag_energy + 1e-12), lag_energy

@@ -1,0 +1,81 @@
+"""Was that barge-in the caller, or a noise? (false interruptions)
+
+The barge-in itself cannot wait: the carrier's ``clear`` leaves within milliseconds of the speech
+start, and the provider is told what was heard at once, so that its conversation is right at
+every moment. What follows is decided here, afterwards, from the evidence the provider gives:
+
+- words (a non-empty caller transcript) at any time in the window: a real interruption;
+- the caller's speech stopped and its transcript came back empty: noise (a cough, a door, a
+  burst on the line) - a *false* interruption;
+- the window (``FALSE_INTERRUPTION_WINDOW_MS``) ends with the speech stopped and still no words:
+  false too; with the caller still talking: real (noise rarely lasts that long; if it does, the
+  provider's own turn taking deals with it).
+
+On a false one the session asks the provider to pick the interrupted turn up again
+(``VoiceProvider.resume``) unless the agent has meanwhile started to say something else. Nothing
+here runs per audio frame: only on the provider's speech and transcript events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Verdicts.
+REAL = "real"
+FALSE = "false"
+
+
+@dataclass
+class PendingBarge:
+    """A barge-in not decided yet."""
+
+    #: The agent turn that was cut, and how much of it the caller heard (ms).
+    turn_id: str
+    heard_ms: int
+    #: Loop time of the barge-in.
+    at: float
+    #: The caller is (as far as the provider said) still making the sound that cut in.
+    speaking: bool = True
+
+
+class FalseBargeWatch:
+    """Follows the last barge-in until it is found real or false (one at a time)."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self.pending: PendingBarge | None = None
+
+    def begin(self, turn_id: str, heard_ms: int, now: float) -> None:
+        self.pending = PendingBarge(turn_id, heard_ms, now)
+
+    def deadline(self) -> float | None:
+        return None if self.pending is None else self.pending.at + self.window_s
+
+    def speech_started(self) -> None:
+        if self.pending is not None:
+            self.pending.speaking = True
+
+    def speech_stopped(self) -> None:
+        if self.pending is not None:
+            self.pending.speaking = False
+
+    def transcript(self, text: str) -> str | None:
+        """A caller transcript arrived: the verdict it gives, if any."""
+        if self.pending is None:
+            return None
+        if text.strip():
+            return REAL
+        if not self.pending.speaking:
+            return FALSE
+        return None
+
+    def expired(self) -> str | None:
+        """The window is over: the verdict, if still undecided."""
+        if self.pending is None:
+            return None
+        return REAL if self.pending.speaking else FALSE
+
+    def take(self) -> PendingBarge | None:
+        """The decided barge-in, forgotten here."""
+        pending, self.pending = self.pending, None
+        return pending
