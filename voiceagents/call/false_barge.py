@@ -7,9 +7,13 @@ every moment. What follows is decided here, afterwards, from the evidence the pr
 - words (a non-empty caller transcript) at any time in the window: a real interruption;
 - the caller's speech stopped and its transcript came back empty: noise (a cough, a door, a
   burst on the line) - a *false* interruption;
-- the window (``FALSE_INTERRUPTION_WINDOW_MS``) ends with the speech stopped and still no words:
-  false too; with the caller still talking: real (noise rarely lasts that long; if it does, the
-  provider's own turn taking deals with it).
+- the window (``FALSE_INTERRUPTION_WINDOW_MS``) ends with the speech stopped, still no words and
+  the provider not answering anything: false too. With the caller still talking, or the
+  provider answering a turn whose transcript has not come: real, as far as we can tell (the
+  session does nothing more than it did before; noise that lasts that long is the provider's
+  turn taking's to deal with).
+
+Transcripts of caller turns that began before the barge-in are not evidence about it.
 
 On a false one the session asks the provider to pick the interrupted turn up again
 (``VoiceProvider.resume``) unless the agent has meanwhile started to say something else. Nothing
@@ -36,6 +40,10 @@ class PendingBarge:
     at: float
     #: The caller is (as far as the provider said) still making the sound that cut in.
     speaking: bool = True
+    #: The provider began an agent turn since (its answer to what it heard).
+    answering: bool = False
+    #: Caller turn ids (the provider's) heard since the barge-in; '' when it gives none.
+    caller_turns: set[str] | None = None
 
 
 class FalseBargeWatch:
@@ -45,24 +53,32 @@ class FalseBargeWatch:
         self.window_s = window_s
         self.pending: PendingBarge | None = None
 
-    def begin(self, turn_id: str, heard_ms: int, now: float) -> None:
-        self.pending = PendingBarge(turn_id, heard_ms, now)
+    def begin(self, turn_id: str, heard_ms: int, now: float, caller_turn: str = "") -> None:
+        self.pending = PendingBarge(turn_id, heard_ms, now, caller_turns={caller_turn})
 
     def deadline(self) -> float | None:
         return None if self.pending is None else self.pending.at + self.window_s
 
-    def speech_started(self) -> None:
+    def speech_started(self, caller_turn: str = "") -> None:
         if self.pending is not None:
             self.pending.speaking = True
+            self.pending.caller_turns.add(caller_turn)
+
+    def agent_started(self) -> None:
+        if self.pending is not None:
+            self.pending.answering = True
 
     def speech_stopped(self) -> None:
         if self.pending is not None:
             self.pending.speaking = False
 
-    def transcript(self, text: str) -> str | None:
+    def transcript(self, text: str, caller_turn: str = "") -> str | None:
         """A caller transcript arrived: the verdict it gives, if any."""
         if self.pending is None:
             return None
+        if caller_turn and "" not in self.pending.caller_turns:
+            if caller_turn not in self.pending.caller_turns:
+                return None  # a turn from before the barge-in
         if text.strip():
             return REAL
         if not self.pending.speaking:
@@ -73,7 +89,7 @@ class FalseBargeWatch:
         """The window is over: the verdict, if still undecided."""
         if self.pending is None:
             return None
-        return REAL if self.pending.speaking else FALSE
+        return REAL if self.pending.speaking or self.pending.answering else FALSE
 
     def take(self) -> PendingBarge | None:
         """The decided barge-in, forgotten here."""

@@ -304,6 +304,8 @@ class CallSession:
             await self._agent_audio(event)
         elif isinstance(event, AgentTurnStarted):
             self.turns.agent_started(event.turn_id)
+            if self.false_barge is not None:
+                self.false_barge.agent_started()
         elif isinstance(event, AgentTranscript):
             self.turns.agent_transcript(event.turn_id, event.text, corrected=event.corrected)
         elif isinstance(event, AgentTurnFinished):
@@ -318,7 +320,8 @@ class CallSession:
         elif isinstance(event, CallerTranscript):
             self.turns.caller_transcript(event.turn_id, event.text)
             if self.false_barge is not None:
-                await self._barge_verdict(self.false_barge.transcript(event.text))
+                verdict = self.false_barge.transcript(event.text, event.turn_id)
+                await self._barge_verdict(verdict)
         elif isinstance(event, ToolCall):
             # A task of its own: a tool may wait (end_call lets the goodbye play out) while the
             # provider's events keep flowing.
@@ -384,15 +387,15 @@ class CallSession:
         now = self.loop.time()
         self.turns.caller_started(event.turn_id, event.audio_ms)
         if self.false_barge is not None:
-            self.false_barge.speech_started()
+            self.false_barge.speech_started(event.turn_id)
         turn = self.turns.last_playing()
         if turn is None:
             return
         if not (self.playback.is_playing(now) or self.turns.current is turn):
             return  # the agent had finished speaking: not an interruption
-        await self._interrupt(turn, now)
+        await self._interrupt(turn, now, event.turn_id)
 
-    async def _interrupt(self, turn: Turn, now: float) -> None:
+    async def _interrupt(self, turn: Turn, now: float, caller_turn: str = "") -> None:
         # Measure before clearing: the clear forgets what the carrier still had buffered.
         heard = self.turns.interrupt(turn, self.playback.heard_ms(now), self.call_ms(now))
         await self.playback.clear()
@@ -412,7 +415,7 @@ class CallSession:
         )
         if self.false_barge is not None:
             # Real or noise? Decided by the caller's words (or none) within the window.
-            self.false_barge.begin(turn.turn_id, heard, now)
+            self.false_barge.begin(turn.turn_id, heard, now, caller_turn)
             if self._barge_timer is not None:
                 self._barge_timer.cancel()
             self._barge_timer = self.loop.call_at(

@@ -44,3 +44,19 @@ def test_nothing_pending():
     assert w.expired() is None
     assert w.deadline() is None
     assert w.take() is None
+
+
+def test_no_transcript_but_the_provider_answering_is_taken_as_real():
+    w = watch()
+    w.speech_stopped()
+    w.agent_started()
+    assert w.expired() == REAL
+
+
+def test_transcripts_of_turns_from_before_the_barge_in_are_not_evidence():
+    w = FalseBargeWatch(2.0)
+    w.begin("item_1", 700, now=10.0, caller_turn="item_9")
+    w.speech_stopped()
+    assert w.transcript("", "item_3") is None  # a late transcript of an earlier turn
+    w.speech_started("item_11")
+    assert w.transcript("Hello", "item_11") == REAL
