@@ -27,8 +27,16 @@ from .formats import AudioFormat
 #: All comparisons run at the phone band's rate: every carrier format is a multiple of it.
 RATE = 8000
 #: A lag whose normalized correlation reaches this is the same signal. An echo of clean agent
-#: audio scores 0.95-1.0 even through two G.711 codings; unrelated speech stays far below.
-ECHO_MIN_CORRELATION = 0.8
+#: audio scores 0.95-1.0 even through two G.711 codings; unrelated voiced speech can reach
+#: 0.8-0.86 at some lag of a 0.5 s window by chance, hence the high bar for a new echo path...
+ECHO_MIN_CORRELATION = 0.9
+#: ...and a lower one near the path already found (a room's reflections and the handset's
+#: filtering lower the correlation of a real echo; chance matches that near one lag are rare).
+ECHO_TRACKED_CORRELATION = 0.75
+#: Near that path, a frame well below the agent audio it follows (by ``ECHO_FAINT_GAIN``, about
+#: -5 dB, where a room's echo sits and a caller talking over it does not) needs only this.
+ECHO_FAINT_CORRELATION = 0.4
+ECHO_FAINT_GAIN = 0.3
 #: An echo is never louder than what was played at the matching lag (energy ratio).
 ECHO_MAX_GAIN = 1.0
 #: Below this mean square (-50 dBFS) a frame is too quiet for any voice detector: not compared.
@@ -109,32 +117,40 @@ class EchoDetector:
         self.checked += 1
         ref = self._ring[self._pos : self._pos + self.window]
         # The echo path hardly moves during a call: try around the last lag found first.
-        found = None
         if self._lag is not None:
-            found = self._best(ref, x, energy, self._lag - TRACK, self._lag + TRACK)
-        if found is None or found[0] < ECHO_MIN_CORRELATION:
-            # Search every lag coarsely (2 kHz); refine the best few at 8 kHz (a voiced frame
-            # matches at several pitch periods about as well).
-            n = (self.window // COARSE) * COARSE
-            ref_c = ref[:n].reshape(-1, COARSE).mean(axis=1)
-            x_c = x[: m // COARSE * COARSE].reshape(-1, COARSE).mean(axis=1)
-            score = np.abs(_ncc(ref_c, x_c, float(np.dot(x_c, x_c)))[0])
-            if len(score) > CANDIDATES:
-                candidates = np.argpartition(score, -CANDIDATES)[-CANDIDATES:]
-            else:
-                candidates = np.arange(len(score))
-            for candidate in candidates:
-                if score[candidate] < COARSE_MIN_CORRELATION:
-                    continue
-                lag = int(candidate) * COARSE
-                refined = self._best(ref, x, energy, lag - COARSE, lag + COARSE)
-                if refined is not None and (found is None or refined[0] > found[0]):
-                    found = refined
-        if found is None:
-            return False
+            tracked = self._best(ref, x, energy, self._lag - TRACK, self._lag + TRACK)
+            if tracked is not None and self._accept(tracked, energy, ECHO_TRACKED_CORRELATION):
+                return True
+            if tracked is not None and self._accept(
+                tracked, energy, ECHO_FAINT_CORRELATION, ECHO_FAINT_GAIN
+            ):
+                return True
+        found = None
+        # Search every lag coarsely (2 kHz); refine the best few at 8 kHz (a voiced frame
+        # matches at several pitch periods about as well).
+        n = (self.window // COARSE) * COARSE
+        ref_c = ref[:n].reshape(-1, COARSE).mean(axis=1)
+        x_c = x[: m // COARSE * COARSE].reshape(-1, COARSE).mean(axis=1)
+        score = np.abs(_ncc(ref_c, x_c, float(np.dot(x_c, x_c)))[0])
+        if len(score) > CANDIDATES:
+            candidates = np.argpartition(score, -CANDIDATES)[-CANDIDATES:]
+        else:
+            candidates = np.arange(len(score))
+        for candidate in candidates:
+            if score[candidate] < COARSE_MIN_CORRELATION:
+                continue
+            lag = int(candidate) * COARSE
+            refined = self._best(ref, x, energy, lag - COARSE, lag + COARSE)
+            if refined is not None and (found is None or refined[0] > found[0]):
+                found = refined
+        return found is not None and self._accept(found, energy, ECHO_MIN_CORRELATION)
+
+    def _accept(
+        self, found: tuple[float, int, float], energy: float, bar: float, gain=ECHO_MAX_GAIN
+    ) -> bool:
+        """The best match decides: the same signal, and no louder than it was played."""
         correlation, lag, lag_energy = found
-        # The best match decides: the same signal, and no louder than it was played.
-        if correlation < ECHO_MIN_CORRELATION or energy > lag_energy * ECHO_MAX_GAIN:
+        if correlation < bar or energy > lag_energy * gain:
             return False
         self._lag = lag
         self.echoes += 1
