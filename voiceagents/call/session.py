@@ -22,7 +22,10 @@ Hot path (per 20 ms frame, both directions): no database, no channel layer, no t
 settings. Caller audio goes to the recorder's memory buffer and straight to the provider socket;
 agent audio goes through the pacer to the carrier with a mark every ``mark_interval_ms``, so the
 session knows what the caller has heard when a barge-in comes. Transcripts and timeline events
-are written by a background task in batches.
+are written by a background task in batches. While the agent talks, each caller frame is also
+compared with the agent audio just sent (``EchoDetector``, numpy, ~15 µs): a speakerphone's echo
+goes on as silence. A barge-in is followed by a verdict (``FalseBargeWatch``): a noise with no
+words makes the provider ``resume`` (docs/interruptions.md).
 """
 
 from __future__ import annotations
