@@ -69,7 +69,7 @@ async def test_a_noise_burst_does_not_cut_the_agent_off(create_call, connect_cal
     fake_openai.responses += [
         ScriptedResponse(audio=greeting, transcript="A long greeting, in two sentences."),
         # The model takes its time before answering the noise (the session resumes first).
-        ScriptedResponse(audio=noise_reply, transcript="Sorry, did you say something?", delay=0.4),
+        ScriptedResponse(audio=noise_reply, transcript="Sorry, did you say something?", delay=1.0),
         ScriptedResponse(audio=rest, transcript="In two sentences."),
     ]
     setup, caller = await start_call(create_call, connect_caller)

@@ -35,12 +35,17 @@ ECHO_MIN_CORRELATION = 0.9
 #: ...and a lower one near the path already found (a room's reflections and the handset's
 #: filtering lower the correlation of a real echo; chance matches that near one lag are rare).
 ECHO_TRACKED_CORRELATION = 0.75
+#: A new path through a room (reflections keep the correlation of any one lag below ~0.9) is
+#: taken at this bar when the frame is also well below the agent audio (``ECHO_FAINT_GAIN``).
+ECHO_FAINT_MIN_CORRELATION = 0.85
 #: Near that path, a frame well below the agent audio it follows (by ``ECHO_FAINT_GAIN``, about
 #: -5 dB, where a room's echo sits and a caller talking over it does not) needs only this.
 ECHO_FAINT_CORRELATION = 0.4
 ECHO_FAINT_GAIN = 0.3
-#: An echo is never louder than what was played at the matching lag (energy ratio).
-ECHO_MAX_GAIN = 1.0
+#: An echo comes back at least 3 dB below what was played at the matching lag (energy ratio):
+#: telephone echo paths lose 6 dB or more (ITU-T G.168 assumes an echo return loss >= 6 dB), so
+#: a copy as loud as the agent is someone playing the same sound (a test tone, hold music).
+ECHO_MAX_GAIN = 0.5
 #: Below this mean square (-50 dBFS) a frame is too quiet for any voice detector: not compared.
 QUIET_POWER = 1e-5
 #: Samples averaged into one for the coarse search (8 kHz → 2 kHz).
@@ -145,7 +150,11 @@ class EchoDetector:
             refined = self._best(ref, x, energy, lag - COARSE, lag + COARSE)
             if refined is not None and (found is None or refined[0] > found[0]):
                 found = refined
-        return found is not None and self._accept(found, energy, ECHO_MIN_CORRELATION)
+        if found is None:
+            return False
+        return self._accept(found, energy, ECHO_MIN_CORRELATION) or self._accept(
+            found, energy, ECHO_FAINT_MIN_CORRELATION, ECHO_FAINT_GAIN
+        )
 
     def _accept(
         self, found: tuple[float, int, float], energy: float, bar: float, gain=ECHO_MAX_GAIN

@@ -112,6 +112,14 @@ def test_a_copy_louder_than_the_agent_is_a_person():
     assert verdicts.sum() == 0
 
 
+def test_the_same_tone_as_loud_as_the_agent_is_not_echo():
+    """A test tone (or hold music) sent at the agent's own level: no echo path is that loud."""
+    t = np.arange(16000) / 8000
+    tone = 8000 * np.sin(2 * np.pi * 1000 * t)
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    assert run(detector, tone, tone).sum() == 0
+
+
 def test_an_inverted_echo_is_found():
     agent = speechlike(2000, 120, seed=1)
     mic = -delayed(agent, 800, -10) + noise(len(agent))
