@@ -60,7 +60,7 @@ def test_the_callers_own_voice_is_not_echo():
     detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
     verdicts = run(detector, agent, caller + noise(len(caller)))
     assert verdicts.sum() == 0
-    assert detector.checked > 100  # it did compare them
+    assert detector.checked > 30  # it did compare them (fewer once nothing matched: backoff)
 
 
 def test_talking_over_the_echo_from_the_start_gets_through():
@@ -147,3 +147,19 @@ def test_pcm16_at_16_khz():
     caller = speechlike(2000, 190, seed=2, rate=16000)
     detector = EchoDetector(PCM16_16K, PCM16_16K, max_delay_ms=400, lead_ms=LEAD_MS)
     assert run(detector, agent, caller, fmt=PCM16_16K, rate=16000).sum() == 0
+
+
+def test_searches_back_off_while_nothing_matches_and_resume_for_an_echo():
+    """A caller talking over the agent: after a few fruitless searches only one frame in four
+    is compared; an echo that follows is still found within a few frames."""
+    agent = speechlike(4000, 120, seed=1)
+    mic = speechlike(4000, 190, seed=2)
+    mic[16000:] = delayed(agent, 960, -10)[16000:]  # the caller stops; the echo remains
+    detector = EchoDetector(MULAW_8K, MULAW_8K, max_delay_ms=400, lead_ms=LEAD_MS)
+    verdicts = run(detector, agent, mic)
+    # Without backing off, every loud frame of both halves would be compared (about 190).
+    assert detector.checked < 140
+    assert not verdicts[:100].any()
+    first = 100 + int(np.argmax(verdicts[100:]))
+    assert first <= 104
+    assert verdicts[first:][loud(mic)[first:]].mean() >= 0.97
