@@ -424,6 +424,35 @@ async def test_a_speakerphone_echo_of_the_agent_does_not_interrupt(twilio, deepg
     assert call.metrics["barge_ins"] == 1
 
 
+async def test_a_noise_taken_for_a_word_at_first_resumes_the_cut_sentence(
+    twilio, deepgram, elevenlabs, voiceagents_settings
+):
+    """Deepgram's interim result had a word (the agent is cut at once), then the utterance
+    ended with none: a false interruption. The agent says the cut reply again from the sentence
+    that was cut, without asking the reply stage."""
+    voiceagents_settings["FALSE_INTERRUPTION_WINDOW_MS"] = 800
+    elevenlabs.tts_chunk_size = 800
+    elevenlabs.tts_chunk_delay = 0.15
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-long", first_message="")
+    await say(twilio, caller, "deepgram", "tell me something", deepgram, None)
+    await wait_for(lambda: len(caller.media_in) >= 8000)  # a second of the long answer
+    await deepgram.send_results("uh", is_final=False)  # a noise, heard as a word at first
+    await wait_for(lambda: caller.clears >= 1)
+    cut_bytes, asked = len(caller.media_in), len(elevenlabs.tts_requests)
+    await deepgram.utterance_end(9.0)  # ...and the utterance ends with no words
+    await wait_for(lambda: len(elevenlabs.tts_requests) > asked)
+    resumed = elevenlabs.tts_requests[asked].json["text"]
+    assert resumed.startswith("This is a long answer that goes on for a while.")
+    await wait_for(lambda: len(caller.media_in) >= cut_bytes + 4000)  # the caller hears it
+    assert len(HANDLED) == 1  # the reply stage was not asked again
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.metrics["barge_ins"] == 1
+    assert call.metrics["false_interruptions"] == 1
+    event = await CallEvent.objects.aget(call_id=call_id, kind="false_interruption")
+    assert event.data["resumed"] is True
+
+
 @voiceagents.reply_handler("pipeline-tests-slow")
 async def slow_reply(event):
     HANDLED.append(event)
