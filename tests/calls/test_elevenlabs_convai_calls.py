@@ -288,6 +288,23 @@ async def test_interruption_clears_the_carrier_and_drops_the_cut_utterance(twili
     print("barge_in_clear_ms", call.metrics["barge_in_clear_ms"])
 
 
+async def test_an_interruption_with_no_words_is_counted_as_false(twilio_line, el):
+    """ElevenLabs cut the agent for a sound with no words: counted and on the timeline; there
+    is nothing to resume (ElevenLabs has stopped the utterance and has no "continue")."""
+    el.replies += [ScriptedReply(ulaw_encode(sine(3000, 8000).astype(np.int16)), "A long one.")]
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 1600)
+    await el.user_speaks("", reply=False)
+    await wait_for(lambda: caller.clears >= 1)
+    await asyncio.sleep(0.2)
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.metrics["barge_ins"] == 1
+    assert call.metrics["false_interruptions"] == 1
+    event = await CallEvent.objects.aget(call_id=call_id, kind="false_interruption")
+    assert event.data["resumed"] is False
+
+
 async def test_a_speakerphone_echo_of_the_agent_never_reaches_elevenlabs(twilio_line, el):
     """ElevenLabs decides interruptions on its side, from the audio it gets: the agent's own
     voice coming back (120 ms late, -10 dB) reaches it as silence; the caller's voice does not."""

@@ -5,8 +5,9 @@ start, and the provider is told what was heard at once, so that its conversation
 every moment. What follows is decided here, afterwards, from the evidence the provider gives:
 
 - words (a non-empty caller transcript) at any time in the window: a real interruption;
-- the caller's speech stopped and its transcript came back empty: noise (a cough, a door, a
-  burst on the line) - a *false* interruption;
+- the caller's speech stopped (or the provider's final transcript of the last caller turn came)
+  and the transcript is empty: noise (a cough, a door, a burst on the line) - a *false*
+  interruption;
 - the window (``FALSE_INTERRUPTION_WINDOW_MS``) ends with the speech stopped, still no words and
   the provider not answering anything: false too. With the caller still talking, or the
   provider answering a turn whose transcript has not come: real, as far as we can tell (the
@@ -44,6 +45,8 @@ class PendingBarge:
     answering: bool = False
     #: Caller turn ids (the provider's) heard since the barge-in; '' when it gives none.
     caller_turns: set[str] | None = None
+    #: The caller turn that began last ('' unknown): its final transcript ends it.
+    latest_turn: str = ""
 
 
 class FalseBargeWatch:
@@ -54,7 +57,9 @@ class FalseBargeWatch:
         self.pending: PendingBarge | None = None
 
     def begin(self, turn_id: str, heard_ms: int, now: float, caller_turn: str = "") -> None:
-        self.pending = PendingBarge(turn_id, heard_ms, now, caller_turns={caller_turn})
+        self.pending = PendingBarge(
+            turn_id, heard_ms, now, caller_turns={caller_turn}, latest_turn=caller_turn
+        )
 
     def deadline(self) -> float | None:
         return None if self.pending is None else self.pending.at + self.window_s
@@ -63,6 +68,7 @@ class FalseBargeWatch:
         if self.pending is not None:
             self.pending.speaking = True
             self.pending.caller_turns.add(caller_turn)
+            self.pending.latest_turn = caller_turn
 
     def agent_started(self) -> None:
         if self.pending is not None:
@@ -82,6 +88,10 @@ class FalseBargeWatch:
         if text.strip():
             return REAL
         if not self.pending.speaking:
+            return FALSE
+        if caller_turn and caller_turn == self.pending.latest_turn:
+            # The final transcript of the last caller turn (ElevenLabs reports no speech stop:
+            # its transcript ends the turn): no words in it.
             return FALSE
         return None
 

@@ -60,3 +60,10 @@ def test_transcripts_of_turns_from_before_the_barge_in_are_not_evidence():
     assert w.transcript("", "item_3") is None  # a late transcript of an earlier turn
     w.speech_started("item_11")
     assert w.transcript("Hello", "item_11") == REAL
+
+
+def test_the_final_transcript_of_the_last_caller_turn_ends_it():
+    """ElevenLabs reports no speech stop: its (empty) transcript of the turn ends it."""
+    w = FalseBargeWatch(2.0)
+    w.begin("a1", 700, now=10.0, caller_turn="c1")
+    assert w.transcript("", "c1") == FALSE
