@@ -63,6 +63,14 @@ DEFAULTS: dict[str, Any] = {
     "RECONNECT_FILLER_MS": 600,
     "RECONNECT_LINE": "Sorry, the line dropped for a moment. I'm back.",
     "OPENAI_REALTIME_MAX_SESSION": 55 * 60,
+    # False interruptions (voiceagents.call.false_barge): a barge-in with no caller words within
+    # this many ms was noise, and the agent picks up where it was cut; 0 turns that off.
+    "FALSE_INTERRUPTION_WINDOW_MS": 2000,
+    # Speakerphone echo (voiceagents.audio.echo): caller frames that only repeat the agent's
+    # own recent audio reach neither the provider nor the local voice detector. The delay is
+    # the longest round trip plus room echo searched for, after the pacer's lead.
+    "ECHO_SUPPRESSION": True,
+    "ECHO_MAX_DELAY_MS": 400,
     # Privacy (docs/privacy.md): full phone numbers in logs, hashed caller numbers, retention.
     "LOG_PII": False,
     "HASH_CALLER_NUMBERS": False,

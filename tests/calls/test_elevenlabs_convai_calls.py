@@ -291,6 +291,51 @@ async def test_interruption_clears_the_carrier_and_drops_the_cut_utterance(twili
     print("barge_in_clear_ms", call.metrics["barge_in_clear_ms"])
 
 
+async def test_an_interruption_with_no_words_is_counted_as_false(twilio_line, el):
+    """ElevenLabs cut the agent for a sound with no words: counted and on the timeline; there
+    is nothing to resume (ElevenLabs has stopped the utterance and has no "continue")."""
+    el.replies += [ScriptedReply(ulaw_encode(sine(3000, 8000).astype(np.int16)), "A long one.")]
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 1600)
+    await el.user_speaks("", reply=False)
+    await wait_for(lambda: caller.clears >= 1)
+    await asyncio.sleep(0.2)
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.metrics["barge_ins"] == 1
+    assert call.metrics["false_interruptions"] == 1
+    event = await CallEvent.objects.aget(call_id=call_id, kind="false_interruption")
+    assert event.data["resumed"] is False
+
+
+async def test_a_speakerphone_echo_of_the_agent_never_reaches_elevenlabs(twilio_line, el):
+    """ElevenLabs decides interruptions on its side, from the audio it gets: the agent's own
+    voice coming back (120 ms late, -10 dB) reaches it as silence; the caller's voice does not."""
+    from tests.calls.speakerphone import SpeakerphoneCaller
+    from tests.voiceagents.audio.echo_signals import speechlike
+
+    agent = ulaw_encode(speechlike(4000, 120, seed=1).astype(np.int16))
+    el.replies += [ScriptedReply(agent, "A long answer.")]
+    call_id, caller = await twilio_line.call()
+    await wait_for(lambda: len(caller.media_in) >= 800)
+    before = len(el.caller_audio())
+    phone = SpeakerphoneCaller(caller, delay_ms=120, gain_db=-10, noise=0)
+    voice = speechlike(800, 210, seed=5)
+    await phone.run(3.0, voice_at=2.0, voice=voice)
+    await wait_for(lambda: len(el.caller_audio()) >= before + 3000 * 8 - 160)
+    received = np.frombuffer(el.caller_audio()[before : before + 3000 * 8], dtype=np.uint8)
+    frames = ulaw_decode(received.tobytes()).astype(float).reshape(-1, 160)
+    # Frames louder than -40 dBFS (quieter ones are passed on as they are: no detector fires).
+    sound = np.sqrt((frames**2).mean(axis=1)) > 300
+    sent = np.array([np.sqrt((f**2).mean()) > 300 for f in phone.sent[: len(frames)]])
+    assert sent[:95].sum() > 50  # the microphone carried the echo...
+    assert sound[10:95].mean() < 0.1  # ...which ElevenLabs got as silence
+    assert sound[102:140].mean() > 0.6  # the caller's own voice went through
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.metrics["echo_frames"] > 50
+
+
 # -- tools ----------------------------------------------------------------------------------------
 
 

@@ -404,6 +404,62 @@ async def test_a_short_noise_does_not_interrupt(twilio, openai_audio, elevenlabs
     assert all(not interrupted for _, _, interrupted in await transcript(call_id))
 
 
+async def test_a_speakerphone_echo_of_the_agent_does_not_interrupt(twilio, deepgram, elevenlabs):
+    """The agent's voice comes back 120 ms late at -10 dB: the STT never hears it (echo goes on
+    as silence), so the words Deepgram would give the next sound are only the caller's own."""
+    from tests.calls.speakerphone import SpeakerphoneCaller
+
+    elevenlabs.tts_chunk_size = 800
+    elevenlabs.tts_chunk_delay = 0.15
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-long", first_message="")
+    await say(twilio, caller, "deepgram", "tell me something", deepgram, None)
+    await wait_for(lambda: len(caller.media_in) >= 4000)  # the long answer is playing
+    deepgram.transcribe_next("hold on")  # whatever sound comes next has words
+    phone = SpeakerphoneCaller(caller, delay_ms=120, gain_db=-10, noise=0)
+    voice = voiced(8000, 0.8, f0=210).astype(float)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    talking = asyncio.ensure_future(phone.run(3.0, voice_at=2.0, voice=voice))
+    await wait_for(lambda: caller.clears >= 1)
+    cleared_after = loop.time() - began
+    await talking
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert cleared_after > 1.9  # not the echo (2 s of it): the caller's voice at 2.0 s
+    assert phone.echo_frames > 50
+    assert call.metrics["echo_frames"] > 50
+    assert call.metrics["barge_ins"] == 1
+
+
+async def test_a_noise_taken_for_a_word_at_first_resumes_the_cut_sentence(
+    twilio, deepgram, elevenlabs, voiceagents_settings
+):
+    """Deepgram's interim result had a word (the agent is cut at once), then the utterance
+    ended with none: a false interruption. The agent says the cut reply again from the sentence
+    that was cut, without asking the reply stage."""
+    voiceagents_settings["FALSE_INTERRUPTION_WINDOW_MS"] = 800
+    elevenlabs.tts_chunk_size = 800
+    elevenlabs.tts_chunk_delay = 0.15
+    call_id, caller = await twilio.call(reply_handler="pipeline-tests-long", first_message="")
+    await say(twilio, caller, "deepgram", "tell me something", deepgram, None)
+    await wait_for(lambda: len(caller.media_in) >= 8000)  # a second of the long answer
+    await deepgram.send_results("uh", is_final=False)  # a noise, heard as a word at first
+    await wait_for(lambda: caller.clears >= 1)
+    cut_bytes, asked = len(caller.media_in), len(elevenlabs.tts_requests)
+    await deepgram.utterance_end(9.0)  # ...and the utterance ends with no words
+    await wait_for(lambda: len(elevenlabs.tts_requests) > asked)
+    resumed = elevenlabs.tts_requests[asked].json["text"]
+    assert resumed.startswith("This is a long answer that goes on for a while.")
+    await wait_for(lambda: len(caller.media_in) >= cut_bytes + 4000)  # the caller hears it
+    assert len(HANDLED) == 1  # the reply stage was not asked again
+    await caller.stop()
+    call = await ended_call(call_id)
+    assert call.metrics["barge_ins"] == 1
+    assert call.metrics["false_interruptions"] == 1
+    event = await CallEvent.objects.aget(call_id=call_id, kind="false_interruption")
+    assert event.data["resumed"] is True
+
+
 @voiceagents.reply_handler("pipeline-tests-slow")
 async def slow_reply(event):
     HANDLED.append(event)

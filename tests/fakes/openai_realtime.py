@@ -6,6 +6,11 @@ its ``OPENAI_REALTIME_URL`` setting exactly as it would to OpenAI. The fake reco
 ``session.updated`` merging updates, responses streamed faster than real time as
 ``response.output_audio.delta`` events, ``conversation.item.truncated`` for truncations and
 ``response.done`` with ``cancelled`` for ``response.cancel``.
+
+With ``vad=ServerVAD(...)`` it also detects speech in the audio it receives, as server VAD does:
+``speech_started`` (cancelling the active response when ``interrupt_response``), ``speech_stopped``
+after a pause, ``committed``, the caller's transcript (empty for a sound too short to hold words,
+the way a transcription model returns nothing for a cough) and, with ``create_response``, a reply.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import base64
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +54,8 @@ class ScriptedResponse:
     #: ``response.done``'s token counts: (input text, input audio, cached input audio, output text,
     #: output audio), as OpenAI splits them.
     tokens: tuple[int, int, int, int, int] = (120, 60, 20, 15, 50)
+    #: Seconds from ``response.created`` to the first delta (the model's latency).
+    delay: float = 0.0
 
 
 def _usage(tokens: tuple[int, int, int, int, int]) -> dict:
@@ -68,6 +76,19 @@ def _usage(tokens: tuple[int, int, int, int, int]) -> dict:
 
 
 @dataclass
+class ServerVAD:
+    """The fake's energy voice detector (``FakeOpenAIRealtime(vad=...)``): a 20 ms frame is
+    speech when its RMS reaches ``threshold`` (int16 scale)."""
+
+    threshold: float = 600.0
+    #: Silence that ends the speech (OpenAI's ``silence_duration_ms``).
+    silence_ms: int = 200
+    #: Speech shorter than this transcribes to nothing (a noise); longer speech to ``words``.
+    min_words_ms: int = 300
+    words: str = "Excuse me, I have a question."
+
+
+@dataclass
 class FakeSession:
     connection: ServerConnection
     headers: Headers
@@ -79,6 +100,14 @@ class FakeSession:
     config: dict = field(default_factory=dict)
     active_response: str | None = None
     response_tasks: list[asyncio.Task] = field(default_factory=list)
+    # Server VAD state: samples analysed, the frame being filled, speech start and silence.
+    vad_samples: int = 0
+    vad_pending: bytearray = field(default_factory=bytearray)
+    vad_speech_at: int | None = None
+    vad_silence: int = 0
+    vad_item: str = ""
+    #: (start ms, end ms, transcript) of each speech the VAD found.
+    vad_turns: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 class FakeOpenAIRealtime:
@@ -89,10 +118,13 @@ class FakeOpenAIRealtime:
         api_key: str = "sk-test-openai",
         responses: list[ScriptedResponse] | None = None,
         created_delay: float = 0.0,
+        vad: ServerVAD | None = None,
     ):
         self.api_key = api_key
         #: Seconds before ``session.created``: simulates a slow provider handshake.
         self.created_delay = created_delay
+        #: Detect speech in the received audio (off: tests drive speech events themselves).
+        self.vad = vad
         self.responses: list[ScriptedResponse] = list(responses or [])
         self.sessions: list[FakeSession] = []
         self.connection_attempts = 0
@@ -211,7 +243,10 @@ class FakeOpenAIRealtime:
             await self.send({"type": "session.updated", "session": session.config}, session)
             self.session_ready.set()
         elif kind == "input_audio_buffer.append":
-            session.audio_in += base64.b64decode(event["audio"])
+            audio = base64.b64decode(event["audio"])
+            session.audio_in += audio
+            if self.vad is not None:
+                await self._detect(session, audio)
         elif kind == "response.create":
             task = asyncio.ensure_future(self._respond(session, event))
             session.response_tasks.append(task)
@@ -228,7 +263,94 @@ class FakeOpenAIRealtime:
                 session,
             )
 
-    async def _respond(self, session: FakeSession, request: dict):
+    # -- server VAD ----------------------------------------------------------------------------
+
+    def _input(self, session: FakeSession) -> tuple[str, int]:
+        """The session's input audio: ("pcmu", 8000) or ("pcm", 24000)."""
+        fmt = ((session.config.get("audio") or {}).get("input") or {}).get("format") or {}
+        if fmt.get("type") == "audio/pcmu":
+            return "pcmu", 8000
+        return "pcm", int(fmt.get("rate") or 24000)
+
+    async def _detect(self, session: FakeSession, audio: bytes):
+        encoding, rate = self._input(session)
+        width = 1 if encoding == "pcmu" else 2
+        frame = rate // 50 * width
+        session.vad_pending += audio
+        while len(session.vad_pending) >= frame:
+            chunk = bytes(session.vad_pending[:frame])
+            del session.vad_pending[:frame]
+            if encoding == "pcmu":
+                samples = [_ulaw(b) for b in chunk]
+            else:
+                samples = [
+                    int.from_bytes(chunk[i : i + 2], "little", signed=True)
+                    for i in range(0, len(chunk), 2)
+                ]
+            rms = math.sqrt(sum(v * v for v in samples) / len(samples))
+            at_ms = session.vad_samples * 1000 // rate
+            session.vad_samples += len(samples)
+            await self._vad_frame(session, rms >= self.vad.threshold, at_ms)
+
+    async def _vad_frame(self, session: FakeSession, speech: bool, at_ms: int):
+        detection = ((session.config.get("audio") or {}).get("input") or {}).get(
+            "turn_detection"
+        ) or {}
+        if session.vad_speech_at is None:
+            if not speech:
+                return
+            session.vad_speech_at, session.vad_silence = at_ms, 0
+            session.vad_item = self._next_id("item")
+            await self.send(
+                {
+                    "type": "input_audio_buffer.speech_started",
+                    "audio_start_ms": at_ms,
+                    "item_id": session.vad_item,
+                },
+                session,
+            )
+            if detection.get("interrupt_response", True) and session.active_response:
+                await self._cancel(session, "turn_detected")
+            return
+        if speech:
+            session.vad_silence = 0
+            return
+        session.vad_silence += 20
+        if session.vad_silence < self.vad.silence_ms:
+            return
+        start, end = session.vad_speech_at, at_ms + 20 - session.vad_silence
+        session.vad_speech_at = None
+        item = session.vad_item
+        text = self.vad.words if end - start >= self.vad.min_words_ms else ""
+        session.vad_turns.append((start, end, text))
+        await self.send(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": end, "item_id": item},
+            session,
+        )
+        await self.send(
+            {"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None},
+            session,
+        )
+        if detection.get("create_response", True):
+            # The server answers the committed turn at once; its transcript comes after.
+            started = asyncio.Event()
+            session.response_tasks.append(
+                asyncio.ensure_future(self._respond(session, {}, started))
+            )
+            await started.wait()
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item,
+                "content_index": 0,
+                "transcript": text,
+            },
+            session,
+        )
+
+    async def _respond(
+        self, session: FakeSession, request: dict, started: asyncio.Event | None = None
+    ):
         if self.responses:
             script = self.responses.pop(0)
         else:
@@ -260,6 +382,10 @@ class FakeOpenAIRealtime:
             },
             session,
         )
+        if started is not None:
+            started.set()
+        if script.delay:
+            await asyncio.sleep(script.delay)
         for start in range(0, len(script.audio), script.chunk):
             if session.active_response != response_id:
                 return
@@ -511,6 +637,13 @@ class FakeOpenAIRealtime:
             if event.get("type") == "conversation.item.create" and item.get("type") == "message":
                 items.append((item["role"], " ".join(c.get("text", "") for c in item["content"])))
         return items
+
+
+def _ulaw(code: int) -> int:
+    """One G.711 μ-law byte to its linear value (ITU-T G.711)."""
+    code = ~code & 0xFF
+    magnitude = (((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)
+    return (0x84 - magnitude) if code & 0x80 else (magnitude - 0x84)
 
 
 def _invalid_request(code: str, message: str, param: str | None = None) -> dict:

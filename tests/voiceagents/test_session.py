@@ -146,3 +146,66 @@ async def test_caller_audio_after_the_end_is_ignored(tmp_path):
         await session.caller_audio(base64.b64encode(frame).decode(), frame, None)
     call = await Call.objects.aget(pk=call.pk)
     assert call.status == CallStatus.COMPLETED
+
+
+class ResumingDummy(LocalVADDummy):
+    """Records ``resume`` calls (the dummy vendor has no words: its caller turns have no
+    transcript, so a barge-in is decided when the false-interruption window ends)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.resumed = 0
+
+    async def resume(self) -> bool:
+        self.resumed += 1
+        await self.say("resumed")
+        return True
+
+
+async def test_a_sound_without_words_is_a_false_interruption_and_the_agent_resumes(tmp_path):
+    call = await sync_to_async(make_call)(status=CallStatus.IN_PROGRESS)
+    async with FakeDummyVendor() as fake:
+        fake.replies.append([b"\x10\x00" * 320] * 100)
+        carrier = MemoryCarrier()
+        provider = ResumingDummy(dummy_config(fake.url))
+        ctx = replace(context(call, fake.url, tmp_path), false_interruption_window_ms=600)
+        session = CallSession(ctx, carrier, provider)
+        session.start()
+        await wait_until(lambda: len(carrier.media) >= 10)
+        # 0.3 s of sound, then enough silence for the local VAD to end it (500 ms).
+        silence = np.zeros(5600, dtype=np.int16)
+        knock = ulaw_encode(np.concatenate((silence, tone(1000, 8000, 0.3, 8000), silence)))
+        for at in range(0, len(knock), 160):
+            frame = knock[at : at + 160]
+            await session.caller_audio(base64.b64encode(frame).decode(), frame, None)
+        await wait_until(lambda: carrier.clears == 1)
+        assert provider.resumed == 0  # not before the window is over
+        await wait_until(lambda: provider.resumed == 1, timeout=3)
+        await session.end("hangup")
+    call = await Call.objects.aget(pk=call.pk)
+    assert call.metrics["barge_ins"] == 1
+    assert call.metrics["false_interruptions"] == 1
+    event = await CallEvent.objects.aget(call=call, kind="false_interruption")
+    assert event.data["resumed"] is True
+    assert event.data["after_ms"] >= 550
+
+
+async def test_without_the_window_a_barge_in_is_never_second_guessed(tmp_path):
+    call = await sync_to_async(make_call)(status=CallStatus.IN_PROGRESS)
+    async with FakeDummyVendor() as fake:
+        fake.replies.append([b"\x10\x00" * 320] * 100)
+        carrier = MemoryCarrier()
+        provider = ResumingDummy(dummy_config(fake.url))
+        session = CallSession(context(call, fake.url, tmp_path), carrier, provider)
+        session.start()
+        await wait_until(lambda: len(carrier.media) >= 10)
+        knock = ulaw_encode(np.concatenate((tone(1000, 8000, 0.3, 8000), np.zeros(2400, np.int16))))
+        for at in range(0, len(knock), 160):
+            frame = knock[at : at + 160]
+            await session.caller_audio(base64.b64encode(frame).decode(), frame, None)
+        await wait_until(lambda: carrier.clears == 1)
+        await asyncio.sleep(0.3)
+        assert provider.resumed == 0
+        await session.end("hangup")
+    call = await Call.objects.aget(pk=call.pk)
+    assert call.metrics["false_interruptions"] == 0

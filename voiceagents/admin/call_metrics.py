@@ -88,6 +88,12 @@ _KNOWN = {
         _count,
         _("Agent audio that arrived for a reply the caller had already cut off."),
     ),
+    "echo_frames": (
+        _AUDIO,
+        _("Echo frames suppressed"),
+        _count,
+        _("Caller frames that only echoed the agent's own voice (a speakerphone)."),
+    ),
     "dtmf": (_CONVERSATION, _("Keys pressed"), _count, ""),
     "provider_errors": (_CONVERSATION, _("Voice provider errors"), _count, ""),
     "marks_sent": (_CARRIER, _("Playback marks sent"), _count, ""),

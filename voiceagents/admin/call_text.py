@@ -149,6 +149,17 @@ def _barge_in(data: dict) -> str:
     return text
 
 
+def _false_interruption(data: dict) -> str:
+    heard = data.pop("audio_end_ms", None)
+    data.pop("turn_id", None)
+    data.pop("after_ms", None)
+    resumed = data.pop("resumed", False)
+    text = _("The cut-in after %(heard)s was only a noise") % {"heard": seconds(heard or 0)}
+    if resumed:
+        text += _("; the agent picked up where it was cut")
+    return text
+
+
 def _tool_call(data: dict) -> str:
     name = data.pop("name", "?")
     data.pop("call_id", None)
@@ -270,6 +281,7 @@ _DESCRIBERS = {
     CallEventKind.STATUS: _status,
     CallEventKind.DTMF: _dtmf,
     CallEventKind.BARGE_IN: _barge_in,
+    CallEventKind.FALSE_INTERRUPTION: _false_interruption,
     CallEventKind.TOOL_CALL: _tool_call,
     CallEventKind.TRANSFER: _transfer,
     CallEventKind.ERROR: _error,

@@ -16,6 +16,10 @@ The collaborators ``CallSession`` owns, one job each:
   turn receives audio, which are playing, which were interrupted, when they are settled);
 - ``local_vad.LocalSpeechDetector``: caller speech start/stop found on our side, for providers
   that declare ``needs_local_vad``;
+- ``false_barge.FalseBargeWatch``: whether the last barge-in was the caller or a noise (then
+  the provider is asked to ``resume``);
+- ``audio.echo.EchoDetector`` (in the audio core): caller frames that only echo the agent's own
+  audio (a speakerphone), passed on as silence;
 - ``metrics.CallMetrics``: the call's counters, written to ``Call.metrics`` at its end.
 
 None of them knows a vendor; none touches the database, settings or the channel layer.

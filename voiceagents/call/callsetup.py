@@ -52,6 +52,10 @@ class CallContext:
     mark_interval_ms: int
     pacer_lead_ms: int
     recording_dir: str
+    #: A barge-in with no caller words this soon was noise: the agent resumes (0: off).
+    false_interruption_window_ms: int = 0
+    #: Search caller audio for the agent's own echo up to this delay (0: no echo suppression).
+    echo_max_delay_ms: int = 0
     #: E.164 numbers the agent may transfer calls to (the ``transfer_call`` tool).
     transfer_allowlist: tuple[str, ...] = ()
     #: The registered tools the agent may use (``voiceagents.tools``), by name, and what they
@@ -147,6 +151,12 @@ def start_call(
         mark_interval_ms=int(get_setting("MARK_INTERVAL_MS", default=100, cast=int)),
         pacer_lead_ms=int(get_setting("PACER_LEAD_MS", default=80, cast=int)),
         recording_dir=str(get_setting("RECORDING_TMP_DIR", default="") or _default_tmp()),
+        false_interruption_window_ms=int(get_setting("FALSE_INTERRUPTION_WINDOW_MS", cast=int)),
+        echo_max_delay_ms=(
+            int(get_setting("ECHO_MAX_DELAY_MS", cast=int))
+            if get_setting("ECHO_SUPPRESSION", cast=bool)
+            else 0
+        ),
         transfer_allowlist=tuple(agent.transfer_allowlist or ()),
         tools=tuple(agent.tools or ()),
         tool_context=ToolContext(

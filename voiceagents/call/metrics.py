@@ -22,6 +22,7 @@ COUNTERS = (
     "marks_acked",
     "barge_ins",
     "false_interruptions",
+    "echo_frames",
     "dtmf",
     "provider_errors",
 )

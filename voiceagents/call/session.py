@@ -28,7 +28,10 @@ Hot path (per 20 ms frame, both directions): no database, no channel layer, no t
 settings. Caller audio goes to the recorder's memory buffer and straight to the provider socket;
 agent audio goes through the pacer to the carrier with a mark every ``mark_interval_ms``, so the
 session knows what the caller has heard when a barge-in comes. Transcripts and timeline events
-are written by a background task in batches.
+are written by a background task in batches. While the agent talks, each caller frame is also
+compared with the agent audio just sent (``EchoDetector``, numpy, ~15 µs): a speakerphone's echo
+goes on as silence. A barge-in is followed by a verdict (``FalseBargeWatch``): a noise with no
+words makes the provider ``resume`` (docs/interruptions.md).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from contextlib import aclosing
 
 from channels.db import database_sync_to_async
 
+from ..audio.echo import EchoDetector
 from ..audio.pacer import PacedFrame
 from ..audio.recorder import CallRecorder
 from ..exceptions import ProviderConnectionError, VoiceAgentsError
@@ -64,6 +68,7 @@ from .amd import MACHINE, AmdGate
 from .caller_audio import PENDING_AUDIO_MS, CallerAudio
 from .callsetup import CallContext
 from .carrier_link import CarrierLink
+from .false_barge import FALSE, FalseBargeWatch
 from .local_vad import LocalSpeechDetector
 from .metrics import CallMetrics
 from .monitor import MonitorPublisher
@@ -118,6 +123,22 @@ class CallSession:
         self.turns = TurnTracker(self.writer)
         #: Set when the provider needs caller speech detected here (see _connected).
         self.speech_detector: LocalSpeechDetector | None = None
+        #: Finds caller frames that only echo the agent (a speakerphone): they go on as silence.
+        self.echo: EchoDetector | None = None
+        if context.echo_max_delay_ms > 0:
+            self.echo = EchoDetector(
+                carrier.caller_format,
+                carrier.carrier_format,
+                max_delay_ms=context.echo_max_delay_ms,
+                lead_ms=context.pacer_lead_ms,
+            )
+        #: Base64 silence by frame length, sent in place of echo (pass-through providers).
+        self._silence: dict[int, tuple[str, bytes]] = {}
+        #: Decides whether a barge-in was the caller or a noise (None: not watched).
+        self.false_barge: FalseBargeWatch | None = None
+        if context.false_interruption_window_ms > 0:
+            self.false_barge = FalseBargeWatch(context.false_interruption_window_ms / 1000)
+        self._barge_timer: asyncio.TimerHandle | None = None
         self.recorder: CallRecorder | None = None
         self.recording_path: str | None = None
         if context.record:
@@ -329,6 +350,12 @@ class CallSession:
             self.recorder.write_caller(audio, timestamp_ms)
         if self._muted:
             return  # waiting for the answering-machine verdict: recorded, not passed on
+        echo = self.echo
+        if echo is not None and echo.is_echo(audio, self.loop.time()):
+            # Only the agent's own voice coming back: the provider and our voice detector get
+            # silence instead, so it cannot interrupt (the recording keeps what was sent).
+            self.metrics.echo_frames += 1
+            payload, audio = self._silent(len(audio))
         if self.speech_detector is not None:
             for event in self.speech_detector.feed(audio):
                 await self._local_speech(event)
@@ -342,6 +369,14 @@ class CallSession:
             # The provider loop sees the same failure and ends the call; don't raise into receive().
             self.metrics.caller_audio_dropped_frames += 1
 
+    def _silent(self, nbytes: int) -> tuple[str, bytes]:
+        silent = self._silence.get(nbytes)
+        if silent is None:
+            fmt = self.carrier.caller_format
+            audio = bytes([fmt.silence_byte]) * nbytes
+            silent = self._silence[nbytes] = (base64.b64encode(audio).decode("ascii"), audio)
+        return silent
+
     async def _local_speech(self, event: CallerSpeechStarted | CallerSpeechStopped) -> None:
         await self._handle(event)
         await self._quietly(self.provider.local_speech(event), "passing on caller speech")
@@ -353,6 +388,8 @@ class CallSession:
             await self._agent_audio(event)
         elif isinstance(event, AgentTurnStarted):
             self.turns.agent_started(event.turn_id)
+            if self.false_barge is not None:
+                self.false_barge.agent_started()
         elif isinstance(event, AgentTranscript):
             self.turns.agent_transcript(event.turn_id, event.text, corrected=event.corrected)
         elif isinstance(event, AgentTurnFinished):
@@ -362,8 +399,13 @@ class CallSession:
         elif isinstance(event, CallerSpeechStopped):
             self.metrics.speech_stopped(self.loop.time())
             self.turns.caller_stopped(event.turn_id, event.audio_ms)
+            if self.false_barge is not None:
+                self.false_barge.speech_stopped()
         elif isinstance(event, CallerTranscript):
             self.turns.caller_transcript(event.turn_id, event.text)
+            if self.false_barge is not None:
+                verdict = self.false_barge.transcript(event.text, event.turn_id)
+                await self._barge_verdict(verdict)
         elif isinstance(event, ToolCall):
             # A task of its own: a tool may wait (end_call lets the goodbye play out) while the
             # provider's events keep flowing.
@@ -431,14 +473,16 @@ class CallSession:
     async def _caller_speech_started(self, event: CallerSpeechStarted) -> None:
         now = self.loop.time()
         self.turns.caller_started(event.turn_id, event.audio_ms)
+        if self.false_barge is not None:
+            self.false_barge.speech_started(event.turn_id)
         turn = self.turns.last_playing()
         if turn is None:
             return
         if not (self.playback.is_playing(now) or self.turns.current is turn):
             return  # the agent had finished speaking: not an interruption
-        await self._interrupt(turn, now)
+        await self._interrupt(turn, now, event.turn_id)
 
-    async def _interrupt(self, turn: Turn, now: float) -> None:
+    async def _interrupt(self, turn: Turn, now: float, caller_turn: str = "") -> None:
         # Measure before clearing: the clear forgets what the carrier still had buffered. The
         # turn's audio received so far (its end moves with every chunk) is what was generated.
         generated = int(max(0.0, (turn.end_pos or 0.0) - (turn.start_pos or 0.0)))
@@ -463,6 +507,61 @@ class CallSession:
         await self._quietly(
             self.provider.interrupt(heard), "telling the provider about the barge-in"
         )
+        if self.false_barge is not None:
+            # Real or noise? Decided by the caller's words (or none) within the window.
+            self.false_barge.begin(turn.turn_id, heard, now, caller_turn)
+            if self._barge_timer is not None:
+                self._barge_timer.cancel()
+            self._barge_timer = self.loop.call_at(
+                self.false_barge.deadline(), self._barge_window_over
+            )
+
+    def _barge_window_over(self) -> None:
+        self._barge_timer = None
+        if self.false_barge is not None and not self._ending:
+            self._spawn(self._barge_verdict(self.false_barge.expired()), "barge-verdict")
+
+    async def _barge_verdict(self, verdict: str | None) -> None:
+        """The last barge-in was found real or false (``None``: not decided yet)."""
+        if verdict is None or self.false_barge is None:
+            return
+        pending = self.false_barge.take()
+        if pending is None:
+            return
+        if self._barge_timer is not None:
+            self._barge_timer.cancel()
+            self._barge_timer = None
+        if verdict != FALSE:
+            return
+        self.metrics.false_interruption()
+        # The agent already went on to something else (its audio queued or heard): no silence
+        # to fill. Otherwise the provider picks the interrupted turn up again.
+        answered = any(
+            turn.turn_id != pending.turn_id and turn.start_pos is not None and not turn.interrupted
+            for turn in self.turns.playing
+        )
+        resumed = False
+        if not answered and not self._ending:
+            try:
+                resumed = await self.provider.resume()
+            except Exception:
+                self.log.exception("resuming after a false interruption failed")
+        self.writer.event(
+            "false_interruption",
+            self.call_ms(),
+            turn_id=pending.turn_id,
+            audio_end_ms=pending.heard_ms,
+            after_ms=round((self.loop.time() - pending.at) * 1000),
+            resumed=resumed,
+        )
+        self.log.info(
+            "false interruption of %s (no caller words after %s ms heard): %s",
+            pending.turn_id,
+            pending.heard_ms,
+            "resumed"
+            if resumed
+            else ("the agent had gone on" if answered else "the provider cannot resume"),
+        )
 
     # -- provider → carrier: what was heard ----------------------------------------------------
 
@@ -471,6 +570,8 @@ class CallSession:
         at_ms = (frame.play_at - self.t0) * 1000
         if self.recorder is not None:
             self.recorder.write_agent(frame.data, at_ms)
+        if self.echo is not None:
+            self.echo.played(frame.data, self.loop.time())
         metrics = self.metrics
         if metrics.greeting_latency_ms is None:
             metrics.greeting_latency_ms = round((self.loop.time() - self.t0) * 1000, 1)
@@ -542,6 +643,8 @@ class CallSession:
         try:
             if self._timer is not None:
                 self._timer.cancel()
+            if self._barge_timer is not None:
+                self._barge_timer.cancel()
             if not by_carrier:
                 await self._quietly(self.carrier.end_call(), "closing the carrier stream")
             self.playback.close()

@@ -253,6 +253,7 @@ class CallEventKind(models.TextChoices):
     STATUS = "status", _("status change")
     DTMF = "dtmf", _("DTMF digit")
     BARGE_IN = "barge_in", _("barge-in")
+    FALSE_INTERRUPTION = "false_interruption", _("false interruption")
     TOOL_CALL = "tool_call", _("tool call")
     TRANSFER = "transfer", _("transfer")
     ERROR = "error", _("error")

@@ -307,6 +307,12 @@ class VoiceProvider:
         Audio of that turn yielded afterwards is dropped by the session anyway."""
         raise self._unimplemented("interrupt")
 
+    async def resume(self) -> bool:
+        """After a false interruption (the caller said nothing: a noise cut the agent off): pick
+        up the turn that ``interrupt`` stopped, from the sentence that was cut, instead of
+        leaving silence. Returns False if this provider cannot (the default)."""
+        return False
+
     async def send_dtmf(self, digit: str) -> None:
         raise self._unimplemented("send_dtmf")
 

@@ -62,6 +62,14 @@ WITHOUT_TURN_DETECTION = ProviderCapabilities(
     server_turn_detection=False, truncation=True, needs_local_vad=True
 )
 
+#: Added to the instructions of the reply that resumes a turn a noise cut off (``resume``): the
+#: truncated item shows the model where the caller stopped hearing it.
+RESUME_INSTRUCTIONS = (
+    "A noise on the line cut you off; the caller did not say anything. Continue your last "
+    "answer from the beginning of the sentence that was cut off, without repeating what came "
+    "before it and without mentioning the interruption."
+)
+
 _AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
 _TRANSCRIPT_DONE = {"response.output_audio_transcript.done", "response.audio_transcript.done"}
 
@@ -89,6 +97,8 @@ class OpenAIRealtimeProvider(SocketProvider):
         self._cancelled: set[str] = set()
         # The message item of each response in progress, for its AgentTurnFinished.
         self._turn_of_response: dict[str, str] = {}
+        #: The response in progress (response.created .. response.done), '' if none.
+        self._in_progress = ""
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -216,6 +226,29 @@ class OpenAIRealtimeProvider(SocketProvider):
         if not self._server_cancels_on_speech():
             await self.cancel_response()
 
+    async def resume(self) -> bool:
+        """A noise cut the agent off: ask the model to go on from where it was cut.
+
+        The truncate already told the model exactly what the caller heard, so it can pick up at
+        that sentence. A reply the server began for the noise itself (``create_response``
+        commits it as a turn) is cancelled first: the session only resumes while nothing of such
+        a reply has reached the caller. The answer comes as a new turn."""
+        if self._in_progress and self._in_progress not in self._cancelled:
+            self._cancelled.add(self._in_progress)
+            await self.cancel_response()
+        instructions = self.config.instructions
+        await self._send(
+            {
+                "type": "response.create",
+                "response": {
+                    "instructions": f"{instructions}\n\n{RESUME_INSTRUCTIONS}"
+                    if instructions
+                    else RESUME_INSTRUCTIONS
+                },
+            }
+        )
+        return True
+
     def _server_cancels_on_speech(self) -> bool:
         """With VAD and interrupt_response on (our default), OpenAI cancels the reply itself."""
         detection = self.session_config(True)["audio"]["input"]["turn_detection"]
@@ -311,6 +344,9 @@ class OpenAIRealtimeProvider(SocketProvider):
             return None
         if kind in _TRANSCRIPT_DONE:
             return AgentTranscript(event.get("item_id", ""), event.get("transcript", ""), raw=event)
+        if kind == "response.created":
+            self._in_progress = (event.get("response") or {}).get("id", "")
+            return None
         if kind == "response.done":
             return self._response_done(event)
         if kind == "input_audio_buffer.speech_started":
@@ -371,6 +407,8 @@ class OpenAIRealtimeProvider(SocketProvider):
                 "openai_realtime", self.config.model, realtime_token_usage(response["usage"])
             )
         response_id = response.get("id", "")
+        if response_id == self._in_progress:
+            self._in_progress = ""
         status = response.get("status", "")
         cancelled = status == "cancelled"
         if cancelled and response_id:

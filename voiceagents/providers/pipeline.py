@@ -18,7 +18,9 @@ providers do, so the call core treats it the same way (docs/providers/pipeline.m
   pause (``SpeechSustained``). Then ``CallerSpeechStarted`` goes to the session, which clears the
   carrier and calls ``interrupt(heard_ms)``: the reply's LLM and TTS requests are cancelled, and
   its text is cut to the sentences the caller heard (``AgentTranscript(corrected=True)``), which is
-  also what the reply handler's history shows, marked interrupted.
+  also what the reply handler's history shows, marked interrupted. If the utterance then ends
+  with no final words (a noise taken for a word at first), ``CallerSpeechStopped`` says so and,
+  on the session's ``resume``, the cut reply is spoken again from the sentence that was cut.
 - **Before any audio.** If the caller speaks again while the reply is still being written, that
   reply is dropped unsaid and the next one answers both parts of what they said.
 - DTMF reaches ``on_message`` as ``{"type": "dtmf", "digit": ...}``; ``say(text)`` (the first
@@ -107,6 +109,12 @@ class _Reply:
     def text(self) -> str:
         return " ".join(sentence for sentence, *_ in self.sentences)
 
+    def unheard_text(self, heard_ms: float) -> str:
+        """The sentences the caller did not hear to their end: the one cut, and those after."""
+        return " ".join(
+            sentence for sentence, start, end, complete in self.sentences if end > heard_ms
+        )
+
     def heard_text(self, heard_ms: float) -> str:
         """The sentences the caller heard, the last one cut at the word reached (by its share
         of the sentence's audio; for a sentence still being synthesized, of its likely length)."""
@@ -164,6 +172,9 @@ class PipelineProvider(VoiceProvider):
         self._reply: _Reply | None = None
         #: The reply a barge-in would cut: the one speaking, or the last one that spoke.
         self._audible: _Reply | None = None
+        #: The reply a barge-in cut and how much of it was heard, until the caller says
+        #: something (``resume`` picks it up again after a false interruption).
+        self._cut: tuple[_Reply, int] | None = None
         # The caller's turn in progress.
         self._caller_turns = 0
         self._caller_turn = ""
@@ -293,7 +304,7 @@ class PipelineProvider(VoiceProvider):
                 if self._finals:
                     self._end_caller_turn(event.audio_ms)
                 else:
-                    self._speech_ended()
+                    self._wordless_end(event.audio_ms)
         if not self._closed:
             raise ProviderConnectionError(
                 f"{self.stt.name or self.stt.id} stopped transcribing",
@@ -319,6 +330,15 @@ class PipelineProvider(VoiceProvider):
         self._confirmed = False
         if not self._finals:
             self._speech_at = None
+
+    def _wordless_end(self, audio_end_ms: int | None) -> None:
+        """The STT ended the utterance with no final words. If its interim words had barged in
+        (a noise taken for a word at first), say that the caller stopped: the session then finds
+        the barge-in false and asks us to ``resume``."""
+        if self._confirmed and self._caller_turn:
+            self._emit(CallerSpeechStopped(self._caller_turn, audio_end_ms))
+            self._caller_turn = ""
+        self._speech_ended()
 
     def _transcript(self, event: Transcript) -> None:
         text = event.text.strip()
@@ -360,6 +380,7 @@ class PipelineProvider(VoiceProvider):
         text = " ".join(self._finals)
         turn = self._caller_turn
         self._finals = []
+        self._cut = None  # the caller said something: the cut reply is not picked up again
         self._caller_turn = ""
         self._confirmed = False
         self._speech_at = None
@@ -578,9 +599,23 @@ class PipelineProvider(VoiceProvider):
             reply.history_entry = {"role": "agent", "text": heard, "interrupted": True}
             self.history.insert(min(reply.history_at, len(self.history)), reply.history_entry)
         self._emit(AgentTranscript(reply.turn_id, heard, corrected=True))
+        self._cut = (reply, heard_ms)
         if not reply.done:
             self._emit(AgentTurnFinished(reply.turn_id, cancelled=True))
             await self.stt.agent_speaking(False)
+
+    async def resume(self) -> bool:
+        """A noise cut the agent off: say the interrupted reply again from the sentence that was
+        cut (what had been written of it; its LLM request was cancelled), as a new turn."""
+        cut, self._cut = self._cut, None
+        if cut is None or (self._reply is not None and not self._reply.done):
+            return False  # nothing cut, or the agent is already on another reply
+        reply, heard_ms = cut
+        rest = reply.unheard_text(heard_ms)
+        if not rest:
+            return False
+        self._start_reply(None, text=rest)
+        return True
 
     async def send_dtmf(self, digit: str) -> None:
         self._start_reply(

@@ -307,3 +307,33 @@ async def test_built_in_tools_are_offered_and_results_answered(fake):
             "output": '{"error": "refused"}',
         }
         await fake.wait_for(lambda: fake.events_of("response.create"))
+
+
+async def test_resume_cancels_the_reply_to_the_noise_and_asks_the_model_to_go_on(fake):
+    from voiceagents.providers.openai_realtime import RESUME_INSTRUCTIONS
+
+    # The reply the server began for the noise: created, its first audio still to come.
+    fake.responses.append(ScriptedResponse(audio=b"\x22" * 800, transcript="Sorry?", delay=2.0))
+    async with opened_provider(config(fake.url)) as provider:
+        await fake.wait_for(lambda: fake.session_ready.is_set())
+        await fake.respond(fake.responses.pop(0))
+        started = await collect(provider, 1)
+        assert isinstance(started[0], AgentTurnStarted)
+        assert await provider.resume() is True
+        await fake.wait_for(lambda: fake.events_of("response.create"))
+        assert len(fake.events_of("response.cancel")) == 1
+        ask = fake.events_of("response.create")[0]["response"]["instructions"]
+        assert ask == f"Be brief.\n\n{RESUME_INSTRUCTIONS}"
+        # The cancelled reply finishes cancelled; its audio never comes out.
+        events = await collect(provider, 4)
+        assert [type(e) for e in events][:1] == [AgentTurnFinished]
+        assert events[0].cancelled
+        assert not any(isinstance(e, AgentAudio) and "Ig" in e.payload_b64 for e in events)
+
+
+async def test_resume_with_nothing_in_progress_only_asks(fake):
+    async with opened_provider(config(fake.url)) as provider:
+        await fake.wait_for(lambda: fake.session_ready.is_set())
+        assert await provider.resume() is True
+        await fake.wait_for(lambda: fake.events_of("response.create"))
+        assert fake.events_of("response.cancel") == []
