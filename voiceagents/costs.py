@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .conf import get_setting
+from .providers.options import deep_merged
 
 PER_MILLION = 1 / 1_000_000
 PER_MINUTE = 1 / 60
@@ -100,19 +101,9 @@ DEFAULT_RATES: dict[str, Any] = {
 }
 
 
-def _merged(base: Mapping, override: Mapping) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def rates() -> dict[str, Any]:
     """The rate table: ``DEFAULT_RATES`` with ``COST_RATES`` merged over it."""
-    return _merged(DEFAULT_RATES, get_setting("COST_RATES") or {})
+    return deep_merged(DEFAULT_RATES, get_setting("COST_RATES") or {})
 
 
 def _service_rates(table: Mapping, service: str, model: str) -> Mapping[str, float] | None:

@@ -16,8 +16,14 @@ from asgiref.sync import sync_to_async
 from celery import current_app
 
 from tests.calls.harness import ended_call
-from tests.calls.test_outbound_calls import _agent, _answered, _place_from_admin
-from tests.fakes.twilio_api import FakeTwilioAPI
+from tests.calls.test_outbound_calls import (  # noqa: F401 - its fixtures too
+    _agent,
+    _answered,
+    _place_from_admin,
+    admin_client,
+    public_server,
+    twilio_api,
+)
 from tests.fakes.webhook_receiver import SECRET, Receiver, verify
 from voiceagents.models import Call, CallEvent, CallEventKind, CallStatus
 
@@ -25,24 +31,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TARGET = "+14155550142"
 FORBIDDEN = "+19005550000"
-
-
-@pytest.fixture
-def twilio_api():
-    with FakeTwilioAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def public_server(asgi_server, voiceagents_settings, recordings_dir):
-    voiceagents_settings["PUBLIC_URL"] = asgi_server
-    return asgi_server
-
-
-@pytest.fixture
-def admin_client(client, admin_user):
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.fixture
@@ -57,7 +45,12 @@ def eager_celery():
 
 
 async def test_outbound_call_transfer_refused_then_done_then_cost_and_webhook(
-    public_server, admin_client, twilio_api, fake_openai, voiceagents_settings, eager_celery
+    public_server,  # noqa: F811 - the imported fixtures
+    admin_client,  # noqa: F811
+    twilio_api,  # noqa: F811
+    fake_openai,
+    voiceagents_settings,
+    eager_celery,
 ):
     agent, number = await sync_to_async(_agent)(
         fake_openai.url, twilio_api.url, transfer_allowlist=[TARGET]

@@ -62,6 +62,38 @@ def _vendor_message(response: httpx.Response) -> str:
     return f"{message} (Twilio error {code})" if code else str(message)
 
 
+def _call_path(account: TwilioAccount, call_sid: str) -> str:
+    return (
+        f"/2010-04-01/Accounts/{quote(account.account_sid, safe='')}"
+        f"/Calls/{quote(call_sid, safe='')}.json"
+    )
+
+
+def _client_options(account: TwilioAccount) -> dict:
+    return {
+        "base_url": account.base_url,
+        "auth": (account.account_sid, account.auth_token),
+        "headers": {"Accept": "application/json"},
+        "timeout": account.timeout,
+    }
+
+
+def _checked(response: httpx.Response, what: str) -> httpx.Response:
+    """``response`` if Twilio did ``what``; else ``CarrierAPIError`` with Twilio's message."""
+    if response.is_error:
+        raise CarrierAPIError(
+            f"Twilio refused the {what}: {_vendor_message(response)}",
+            vendor="twilio",
+            status_code=response.status_code,
+            response=response,
+        )
+    return response
+
+
+def _unreachable(what: str, err: httpx.HTTPError) -> CarrierAPIError:
+    return CarrierAPIError(f"Twilio {what} failed: {err.__class__.__name__}", vendor="twilio")
+
+
 async def update_call(
     account: TwilioAccount,
     call_sid: str,
@@ -71,30 +103,12 @@ async def update_call(
 ) -> dict:
     """``POST .../Calls/{call_sid}.json`` with ``params`` (``Twiml``, ``Url``, ``Status``...);
     returns the updated Call resource (JSON)."""
-    path = (
-        f"/2010-04-01/Accounts/{quote(account.account_sid, safe='')}"
-        f"/Calls/{quote(call_sid, safe='')}.json"
-    )
-    async with tls.async_client(
-        base_url=account.base_url,
-        auth=(account.account_sid, account.auth_token),
-        headers={"Accept": "application/json"},
-        timeout=account.timeout,
-        transport=transport,
-    ) as client:
+    async with tls.async_client(**_client_options(account), transport=transport) as client:
         try:
-            response = await client.post(path, data=params)
+            response = await client.post(_call_path(account, call_sid), data=params)
         except httpx.HTTPError as err:
-            raise CarrierAPIError(
-                f"Twilio call update failed: {err.__class__.__name__}", vendor="twilio"
-            ) from err
-    if response.is_error:
-        raise CarrierAPIError(
-            f"Twilio refused the call update: {_vendor_message(response)}",
-            vendor="twilio",
-            status_code=response.status_code,
-            response=response,
-        )
+            raise _unreachable("call update", err) from err
+    _checked(response, "call update")
     logger.debug("Twilio call %s updated", call_sid)
     try:
         return response.json()
@@ -106,31 +120,13 @@ def fetch_call(account: TwilioAccount, call_sid: str) -> dict:
     """``GET .../Calls/{call_sid}.json``: the Call resource (``status``, ``duration`` in seconds,
     ``price`` — negative, a string, ``null`` until Twilio has rated the call — and
     ``price_unit``). Synchronous: post-call work runs in Celery."""
-    path = (
-        f"/2010-04-01/Accounts/{quote(account.account_sid, safe='')}"
-        f"/Calls/{quote(call_sid, safe='')}.json"
-    )
-    with tls.client(
-        base_url=account.base_url,
-        auth=(account.account_sid, account.auth_token),
-        headers={"Accept": "application/json"},
-        timeout=account.timeout,
-    ) as client:
+    with tls.client(**_client_options(account)) as client:
         try:
-            response = client.get(path)
+            response = client.get(_call_path(account, call_sid))
         except httpx.HTTPError as err:
-            raise CarrierAPIError(
-                f"Twilio call fetch failed: {err.__class__.__name__}", vendor="twilio"
-            ) from err
-    if response.is_error:
-        raise CarrierAPIError(
-            f"Twilio refused the call fetch: {_vendor_message(response)}",
-            vendor="twilio",
-            status_code=response.status_code,
-            response=response,
-        )
+            raise _unreachable("call fetch", err) from err
     try:
-        return response.json()
+        return _checked(response, "call fetch").json()
     except ValueError as err:
         raise CarrierAPIError(
             "Twilio answered the call fetch with no JSON", vendor="twilio"
