@@ -9,10 +9,21 @@ time the carrier's estimated play position advances by a frame.
 :class:`Pacer` is pure logic driven by an injected clock (``pull(now)`` returns the frames due), so
 tests need no real time; :class:`PacerRunner` is the thin asyncio loop around it.
 
-Accounting is exact: ``sent_ms`` counts whole frames handed to the carrier, ``queued_ms`` the audio
-waiting here, and ``played_ms(now)`` what the caller can have heard, which is what the bridge
-reports on barge-in (the provider's ``interrupt(heard_ms)``) for carriers that do not echo
-marks.
+Stall recovery: the carrier plays in real time, so when the event loop (or the network) stalls
+for longer than the lead, the caller hears a gap and everything still queued here plays that much
+later than it would have. Sending faster cannot win that time back (the carrier would only buffer
+it); the pacer instead plays the backlog slightly faster until the gap is repaid: while it owes
+time, each three queued frames go out as two (:mod:`.catchup`), dropping a quiet frame whole when
+there is one and otherwise splicing 20 ms out of speech at its most self-similar point. That is a
+1.5x playout speed at most, so a 420 ms gap is repaid in 840 ms of playout, and the carrier never
+holds more than the lead. Only a gap with audio waiting here is owed: a provider that is slow to
+deliver adds no debt (its audio is not late because of us).
+
+Accounting is exact, in positions of the stream the provider delivered: ``sent_ms`` counts the
+audio handed to the carrier (a frame that carries a splice counts the 30 ms it stands for),
+``queued_ms`` the audio waiting here, and ``played_ms(now)`` what the caller can have heard,
+which is what the bridge reports on barge-in (the provider's ``interrupt(heard_ms)``) for
+carriers that do not echo marks.
 """
 
 from __future__ import annotations
@@ -23,7 +34,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from . import catchup
 from .formats import AudioFormat
+from .stallwatch import StallWatch
 
 __all__ = ["ClearResult", "PacedFrame", "Pacer", "PacerRunner"]
 
@@ -45,6 +58,9 @@ class PacedFrame:
     #: Marks to send right after this frame: the end of segments that :meth:`Pacer.end_segment`
     #: labelled.
     marks: tuple[str, ...] = ()
+    #: Position just after the frame; ``start_ms`` + one frame, or more for a frame that stands
+    #: for more of the stream (stall recovery played it faster). ``None``: one frame.
+    end_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +82,9 @@ class Pacer:
     fragment waits for more audio, and :meth:`end_segment` pads it with the format's silence.
     """
 
-    def __init__(self, fmt: AudioFormat, *, frame_ms: int = 20, lead_ms: int = 80) -> None:
+    def __init__(
+        self, fmt: AudioFormat, *, frame_ms: int = 20, lead_ms: int = 80, catch_up: bool = True
+    ) -> None:
         if lead_ms < frame_ms:
             raise ValueError("lead_ms must be at least one frame")
         self.format = fmt
@@ -76,36 +94,64 @@ class Pacer:
         self.frame_bytes = fmt.bytes_for_ms(frame_ms)
         self._frame_s = frame_ms / 1000.0
         self._lead_s = lead_ms / 1000.0
-        self._frames: deque[tuple[bytes, tuple[str, ...]]] = deque()
+        # Queued frames: (data, marks, extra) where ``extra`` is stream ms the frame stands for
+        # beyond its own duration (0 except for frames that stall recovery compressed).
+        self._frames: deque[tuple[bytes, tuple[str, ...], float]] = deque()
         self._partial = bytearray()
         self._loose_marks: list[str] = []
-        self._sent_frames = 0
+        self._sent = 0.0
+        self._queued_extra_ms = 0.0
         self._dropped_at_carrier_ms = 0.0
         # The carrier's play-out schedule: frames sent since ``_anchor`` play back to back from it.
         self._anchor = 0.0
         self._since_anchor = 0
+        #: Gap time (ms) the caller heard while audio waited here, not yet won back.
+        self.debt_ms = 0.0
+        #: Totals for metrics and tests: gap time owed, and stream ms won back by compression.
+        self.stalled_ms = 0.0
+        self.recovered_ms = 0.0
+        # Frames remained queued after the last pull: a dry carrier then means we were late.
+        self._backlogged = False
+        # Compressed frames still at the carrier: (play start, extra ms), oldest first.
+        self._extras: deque[tuple[float, float]] = deque()
+        # Frames at the head of the queue that are a splice's output (never spliced twice).
+        self._spliced_ahead = 0
+        #: Win back stall gaps (off only to measure what a stall costs without it).
+        self.catch_up = catch_up
+        #: ``probe(now)``: the loop's blocked interval that just ended, or ``None``
+        #: (:meth:`.stallwatch.StallWatch.stall_before`; PacerRunner sets it on a real loop).
+        self.stall_probe: Callable[[float], tuple[float, float] | None] | None = None
+        self._splicer = catchup.Splicer(fmt, frame_ms)
 
     @property
     def sent_ms(self) -> float:
-        """Milliseconds of audio handed to the carrier so far (whole frames only)."""
-        return self._sent_frames * self.frame_ms
+        """Milliseconds of the stream handed to the carrier so far (whole frames only)."""
+        return self._sent
 
     @property
     def queued_ms(self) -> float:
         """Milliseconds of audio waiting in the pacer, including a partial frame."""
         total = len(self._frames) * self.frame_bytes + len(self._partial)
-        return self.format.duration_ms(total)
+        return self.format.duration_ms(total) + self._queued_extra_ms
 
     def _play_end(self) -> float:
         return self._anchor + self._since_anchor * self._frame_s
 
     def buffered_ms(self, now: float) -> float:
-        """Milliseconds sent but (by the real-time estimate) not yet played by the carrier."""
-        return max(0.0, self._play_end() - now) * 1000.0
+        """Milliseconds of the stream sent but (by the real-time estimate) not yet played by the
+        carrier. Equal to the play time left there, except while compressed frames play."""
+        left = max(0.0, self._play_end() - now)
+        if not self._extras:
+            return left * 1000.0
+        extra = 0.0
+        for start, ms in self._extras:
+            unplayed = min(1.0, max(0.0, (start + self._frame_s - now) / self._frame_s))
+            extra += ms * unplayed
+        return left * 1000.0 + extra
 
     def played_ms(self, now: float) -> float:
         """Milliseconds the caller can have heard: sent, minus dropped, minus still buffered."""
-        heard = self._sent_frames * self.frame_ms - self._dropped_at_carrier_ms
+        heard = self._sent - self._dropped_at_carrier_ms
         return max(0.0, heard - self.buffered_ms(now))
 
     def push(self, data: Buffer) -> None:
@@ -118,7 +164,7 @@ class Pacer:
         if whole:
             view = memoryview(self._partial)
             for i in range(0, whole, size):
-                self._frames.append((bytes(view[i : i + size]), ()))
+                self._frames.append((bytes(view[i : i + size]), (), 0.0))
             view.release()
             del self._partial[:whole]
 
@@ -127,13 +173,13 @@ class Pacer:
         if self._partial:
             pad = self.frame_bytes - len(self._partial)
             self._partial += bytes([self.format.silence_byte]) * pad
-            self._frames.append((bytes(self._partial), ()))
+            self._frames.append((bytes(self._partial), (), 0.0))
             self._partial.clear()
         if mark is None:
             return
         if self._frames:
-            data, marks = self._frames[-1]
-            self._frames[-1] = (data, (*marks, mark))
+            data, marks, extra = self._frames[-1]
+            self._frames[-1] = (data, (*marks, mark), extra)
         else:
             self._loose_marks.append(mark)
 
@@ -153,17 +199,83 @@ class Pacer:
                 PacedFrame(b"", self.sent_ms, max(now, self._play_end()), tuple(self._loose_marks))
             )
             self._loose_marks.clear()
-        if self._play_end() < now:
+        play_end = self._play_end()
+        if play_end < now and self._frames:
             # The carrier ran dry (nothing to send, or the loop stalled): playback restarts now.
+            # (With nothing to send the schedule stays put, so that audio read a moment later
+            # still knows when the carrier went quiet.)
+            if self.catch_up:
+                self._owe(play_end, now)
             self._anchor = now
             self._since_anchor = 0
         limit = now + self._lead_s + 1e-9
-        while self._frames and self._play_end() + self._frame_s <= limit:
-            data, marks = self._frames.popleft()
-            out.append(PacedFrame(data, self.sent_ms, self._play_end(), marks))
-            self._sent_frames += 1
+        frames = self._frames
+        extras = self._extras
+        while extras and extras[0][0] + self._frame_s <= now:
+            extras.popleft()
+        while frames and self._play_end() + self._frame_s <= limit:
+            if self._spliced_ahead:
+                self._spliced_ahead -= 1
+            elif self.debt_ms >= self.frame_ms / 2 and len(frames) >= 3:
+                self._compress_head()
+            data, marks, extra = frames.popleft()
+            start = self._sent
+            play_at = self._play_end()
+            if extra:
+                self._queued_extra_ms -= extra
+                extras.append((play_at, extra))
+            self._sent = start + self.frame_ms + extra
             self._since_anchor += 1
+            out.append(PacedFrame(data, start, play_at, marks, self._sent))
+        self._backlogged = bool(frames)
+        if not frames:
+            # Whatever is still owed has no audio left to be late: new audio starts on time.
+            self.debt_ms = 0.0
         return out
+
+    def _owe(self, dry_since: float, now: float) -> None:
+        """The carrier has been dry since ``dry_since`` with audio here now: how much of that
+        gap did the caller hear only because we were late?"""
+        if self._backlogged:
+            # Audio was waiting here all along: all of it. The rest of the backlog would keep
+            # the gap as added delay.
+            gap = now - dry_since
+        elif self.stall_probe is not None and (blocked := self.stall_probe(now)) is not None:
+            # The audio arrived just as the loop came back from a stall: it was waiting in the
+            # socket, held back by the stall for the part of the gap the stall covers.
+            gap = max(0.0, min(now, blocked[1]) - max(dry_since, blocked[0]))
+        else:
+            return  # the provider was slow: its audio is not late because of us
+        gap_ms = gap * 1000.0
+        if gap_ms <= 0:
+            return
+        self.debt_ms += gap_ms
+        self.stalled_ms += gap_ms
+        logger.debug("pacer: carrier dry %.0f ms while audio waited; catching up", gap_ms)
+
+    def _compress_head(self) -> None:
+        """Replace the first three queued frames by two that stand for the same stream.
+
+        Frames that carry marks are left alone on the first two places (a mark must follow the
+        audio it closes), so a segment end is never spliced across.
+        """
+        frames = self._frames
+        a, b, c = frames[0], frames[1], frames[2]
+        if a[1] or b[1]:
+            return
+        first, second = self._splicer.three_to_two(a[0], b[0], c[0])
+        extra = a[2] + b[2] + c[2] + self.frame_ms
+        frames.popleft()
+        frames.popleft()
+        frames.popleft()
+        # The won-back frame counts on the second output frame: the splice is in its audio or
+        # before it, so positions never run ahead of what has played.
+        frames.appendleft((second, c[1], extra - a[2]))
+        frames.appendleft((first, (), a[2]))
+        self._spliced_ahead = 1  # the second output frame is not to be compressed again
+        self._queued_extra_ms += self.frame_ms
+        self.debt_ms = max(0.0, self.debt_ms - self.frame_ms)
+        self.recovered_ms += self.frame_ms
 
     def clear(self, now: float) -> ClearResult:
         """Barge-in: drop everything queued and assume the carrier drops what it buffered.
@@ -175,8 +287,13 @@ class Pacer:
         self._frames.clear()
         self._partial.clear()
         self._loose_marks.clear()
+        self._queued_extra_ms = 0.0
+        self.debt_ms = 0.0
+        self._backlogged = False
+        self._spliced_ahead = 0
         unplayed = self.buffered_ms(now)
         self._dropped_at_carrier_ms += unplayed
+        self._extras.clear()
         self._anchor = now
         self._since_anchor = 0
         result = ClearResult(dropped_queued, unplayed, self.played_ms(now))
@@ -221,6 +338,9 @@ class PacerRunner:
         self._closed = False
         #: True while run() or send_due() is sending (a send may suspend): frames stay in order.
         self._sending = False
+        #: The frame being sent, while ``send_frame`` runs: its ``end_ms`` is the stream position
+        #: the carrier will have once it plays it (what a mark sent after it stands for).
+        self.sending: PacedFrame | None = None
 
     def now(self) -> float:
         return self._clock() if self._clock else asyncio.get_running_loop().time()
@@ -258,6 +378,18 @@ class PacerRunner:
         self._wake.set()
 
     async def run(self) -> None:
+        watch = None
+        if self._clock is None:
+            watch = StallWatch.of(asyncio.get_running_loop())
+            watch.acquire()
+            self.pacer.stall_probe = watch.stall_before
+        try:
+            await self._run()
+        finally:
+            if watch is not None:
+                watch.release()
+
+    async def _run(self) -> None:
         while not self._closed:
             if not self._sending:
                 await self._send_due(self.now())
@@ -276,6 +408,7 @@ class PacerRunner:
         try:
             for frame in self.pacer.pull(now):
                 if frame.data:
+                    self.sending = frame
                     await self._send_frame(frame.data)
                     if self._on_frame is not None:
                         self._on_frame(frame)
