@@ -57,6 +57,9 @@ class FakeSession:
     config: dict = field(default_factory=dict)
     active_response: str | None = None
     response_tasks: list[asyncio.Task] = field(default_factory=list)
+    #: (loop time just after sending, response id, bytes of its audio sent so far) per delta:
+    #: when each part of an answer left the provider, for latency measurements.
+    audio_sent: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 class FakeOpenAIRealtime:
@@ -249,6 +252,8 @@ class FakeOpenAIRealtime:
                 },
                 session,
             )
+            loop = asyncio.get_running_loop()
+            session.audio_sent.append((loop.time(), response_id, start + len(chunk)))
             if script.interval:
                 await asyncio.sleep(script.interval)
         if session.active_response != response_id:
