@@ -9,18 +9,23 @@ import pytest
 
 from tests.integration.conftest import start_process  # noqa: F401
 from tests.servers.running import SERVERS
-from tests.servers.test_stall_recovery import excess_after_stall, recovered_after, run_stall
+from tests.servers.test_stall_recovery import (
+    PACING,
+    excess_after_stall,
+    recovered_after,
+    run_stall,
+)
 
 pytestmark = pytest.mark.bench
 
 
-@pytest.mark.parametrize("bursts", [False, True], ids=["whole-answer", "bursts"])
+@pytest.mark.parametrize("pacing", list(PACING))
 @pytest.mark.parametrize("server", SERVERS)
-def test_stall_delay_is_gone_within_1_5_s(server, bursts, start_process, tmp_path):  # noqa: F811
-    result = run_stall(server, start_process, tmp_path, bursts=bursts)
+def test_stall_delay_is_gone_within_1_5_s(server, pacing, start_process, tmp_path):  # noqa: F811
+    result = run_stall(server, start_process, tmp_path, pacing=pacing)
     late, worst = excess_after_stall(result)
     print(
-        f"\n{server} {'bursts' if bursts else 'whole answer'}: stall gap {worst * 1000:.0f} ms, "
+        f"\n{server} {pacing}: stall gap {worst * 1000:.0f} ms, "
         f"under 20 ms for good {recovered_after(result):.2f} s after it ended; "
         f"from 1.5 s after it {max(late) * 1000:.1f} ms max over {len(late)} marks"
     )

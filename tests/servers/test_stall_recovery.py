@@ -140,15 +140,18 @@ def excess_after_stall(result: dict) -> tuple[list[float], float]:
     return late, max(e for e, _ in excess)
 
 
-def run_stall(server: str, start_process, tmp_path, *, bursts: bool = False) -> dict:
-    """``bursts``: the answer comes in 500 ms bursts every 500 ms instead of all at once, so
-    that during the stall most of it waits unread in the server's socket, not in its pacer."""
+#: How the fake streams the answer: (bytes per delta, seconds between deltas). All at once, as
+#: OpenAI does; in 500 ms bursts every 500 ms, or 20 ms every 20 ms (a provider speaking in
+#: real time), so that during the stall most of it waits unread in the server's socket.
+PACING = {"whole-answer": (800, 0.0), "bursts": (4000, 0.5), "real-time": (160, 0.02)}
+
+
+def run_stall(server: str, start_process, tmp_path, *, pacing: str = "whole-answer") -> dict:
     loop = LoopThread()
     fake = loop.run(FakeOpenAIRealtime().__aenter__())
     audio = ulaw_encode(voiced(ANSWER_S))
     script = ScriptedResponse(audio=audio, transcript="a long answer")
-    if bursts:
-        script.chunk, script.interval = 4000, 0.5
+    script.chunk, script.interval = PACING[pacing]
     fake.responses.append(script)
     env = server_env(tmp_path, TEST_STALL_ON_SIGUSR1=str(STALL_S))
     (call,) = seed(env, openai_url=fake.url, calls=1)
@@ -163,10 +166,10 @@ def run_stall(server: str, start_process, tmp_path, *, bursts: bool = False) -> 
         loop.stop()
 
 
-@pytest.mark.parametrize("bursts", [False, True], ids=["whole-answer", "bursts"])
+@pytest.mark.parametrize("pacing", list(PACING))
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_500_ms_loop_stall_adds_no_lasting_delay(server, bursts, start_process, tmp_path):
-    result = run_stall(server, start_process, tmp_path, bursts=bursts)
+def test_a_500_ms_loop_stall_adds_no_lasting_delay(server, pacing, start_process, tmp_path):
+    result = run_stall(server, start_process, tmp_path, pacing=pacing)
     late, worst = excess_after_stall(result)
     assert worst > 0.3, "the stall did not delay the audio: was it injected?"
     assert len(late) >= 10

@@ -61,24 +61,34 @@ class Splicer:
 
     def three_to_two(self, a: bytes, b: bytes, c: bytes) -> tuple[bytes, bytes]:
         """Two frames standing for ``a + b + c`` played 1.5x as fast."""
-        frames = (a, b, c)
+        first, second = self.shorten((a, b, c))
+        return first, second
+
+    def two_to_one(self, a: bytes, b: bytes) -> bytes:
+        """One frame standing for ``a + b``: the last 20 ms of a debt when only two frames are
+        queued (a provider speaking in real time keeps no more here)."""
+        (only,) = self.shorten((a, b))
+        return only
+
+    def shorten(self, frames: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """``frames`` minus one frame's worth: a quiet frame whole, else a spliced-out 20 ms."""
         if self.format.channels != 1:
             # Carriers are mono; for anything else drop the middle frame rather than splice.
-            return a, c
+            return frames[:1] + frames[2:] if len(frames) > 2 else frames[:1]
         decoded = [self.decode(f) for f in frames]
         peaks = [int(np.abs(x.astype(np.int32)).max(initial=0)) for x in decoded]
-        quietest = min(range(3), key=peaks.__getitem__)
+        quietest = min(range(len(frames)), key=peaks.__getitem__)
         if peaks[quietest] < QUIET_PEAK:
-            kept = [f for i, f in enumerate(frames) if i != quietest]
-            return kept[0], kept[1]
-        return self._splice(np.concatenate(decoded).astype(np.float64))
+            return tuple(f for i, f in enumerate(frames) if i != quietest)
+        return self._splice(np.concatenate(decoded).astype(np.float64), len(frames))
 
-    def _splice(self, x: np.ndarray) -> tuple[bytes, bytes]:
+    def _splice(self, x: np.ndarray, k: int) -> tuple[bytes, ...]:
         n, w = self._n, self._fade
         # Cut [s, s + n) out, fading x[s:s+w] into x[s+n:s+n+w]; pick s where those two windows
         # are most alike (normalised correlation), over every s that leaves room for the fade.
-        span = 2 * n - w + 1
-        head, tail = x[: 2 * n], x[n:]
+        keep = (k - 1) * n
+        span = keep - w + 1
+        head, tail = x[:keep], x[n:]
         prod = np.concatenate(([0.0], np.cumsum(head * tail)))
         e_head = np.concatenate(([0.0], np.cumsum(head * head)))
         e_tail = np.concatenate(([0.0], np.cumsum(tail * tail)))
@@ -91,4 +101,4 @@ class Splicer:
         faded = x[s : s + w] * self._fade_out + x[s + n : s + n + w] * self._fade_in
         out = np.concatenate((x[:s], faded, x[s + n + w :]))
         out = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
-        return self.encode(out[:n]), self.encode(out[n:])
+        return tuple(self.encode(out[i * n : (i + 1) * n]) for i in range(k - 1))

@@ -16,8 +16,9 @@ it); the pacer instead plays the backlog slightly faster until the gap is repaid
 time, each three queued frames go out as two (:mod:`.catchup`), dropping a quiet frame whole when
 there is one and otherwise splicing 20 ms out of speech at its most self-similar point. That is a
 1.5x playout speed at most, so a 420 ms gap is repaid in 840 ms of playout, and the carrier never
-holds more than the lead. Only a gap with audio waiting here is owed: a provider that is slow to
-deliver adds no debt (its audio is not late because of us).
+holds more than the lead. Only a gap with audio waiting (here, or unread in the socket during a
+loop stall) is owed: a provider that is slow to deliver adds no debt and clears what is owed (its
+audio is not late because of us, and what was late has played).
 
 Accounting is exact, in positions of the stream the provider delivered: ``sent_ms`` counts the
 audio handed to the carrier (a frame that carries a splice counts the 30 ms it stands for),
@@ -41,6 +42,10 @@ from .stallwatch import StallWatch
 __all__ = ["ClearResult", "PacedFrame", "Pacer", "PacerRunner"]
 
 logger = logging.getLogger(__name__)
+
+#: Frames ahead at the carrier while the pacer owes time: the rest stays here, where it can still be
+#: played faster. Two: a loop late by up to 20 ms meanwhile costs no new gap.
+CATCHUP_LEAD_FRAMES = 2
 
 Buffer = bytes | bytearray | memoryview
 
@@ -94,6 +99,11 @@ class Pacer:
         self.frame_bytes = fmt.bytes_for_ms(frame_ms)
         self._frame_s = frame_ms / 1000.0
         self._lead_s = lead_ms / 1000.0
+        # While catching up the carrier gets a shorter lead: audio already there cannot be
+        # played faster, so the backlog is kept here where it can (and once the debt is paid,
+        # a provider speaking in real time leaves the carrier as little ahead as before).
+        self._catchup_lead_s = min(self._lead_s, CATCHUP_LEAD_FRAMES * self._frame_s)
+        self._half_frame_ms = frame_ms / 2
         # Queued frames: (data, marks, extra) where ``extra`` is stream ms the frame stands for
         # beyond its own duration (0 except for frames that stall recovery compressed).
         self._frames: deque[tuple[bytes, tuple[str, ...], float]] = deque()
@@ -189,7 +199,8 @@ class Pacer:
             return now
         if not self._frames:
             return None
-        return max(now, self._play_end() - self._lead_s + self._frame_s)
+        lead = self._catchup_lead() if self.debt_ms >= self._half_frame_ms else self._lead_s
+        return max(now, self._play_end() - lead + self._frame_s)
 
     def pull(self, now: float) -> list[PacedFrame]:
         """Frames due at clock time ``now``, in order; at most enough to restore the lead."""
@@ -208,7 +219,8 @@ class Pacer:
                 self._owe(play_end, now)
             self._anchor = now
             self._since_anchor = 0
-        limit = now + self._lead_s + 1e-9
+        lead = self._catchup_lead() if self.debt_ms >= self._half_frame_ms else self._lead_s
+        limit = now + lead + 1e-9
         frames = self._frames
         extras = self._extras
         while extras and extras[0][0] + self._frame_s <= now:
@@ -216,7 +228,7 @@ class Pacer:
         while frames and self._play_end() + self._frame_s <= limit:
             if self._spliced_ahead:
                 self._spliced_ahead -= 1
-            elif self.debt_ms >= self.frame_ms / 2 and len(frames) >= 3:
+            elif self.debt_ms >= self._half_frame_ms and len(frames) >= 2:
                 self._compress_head()
             data, marks, extra = frames.popleft()
             start = self._sent
@@ -227,11 +239,18 @@ class Pacer:
             self._sent = start + self.frame_ms + extra
             self._since_anchor += 1
             out.append(PacedFrame(data, start, play_at, marks, self._sent))
+        # (The debt outlives an empty queue: a provider streaming in real time refills it frame
+        # by frame, as late as the stall left it, until the carrier next plays out.)
         self._backlogged = bool(frames)
-        if not frames:
-            # Whatever is still owed has no audio left to be late: new audio starts on time.
-            self.debt_ms = 0.0
         return out
+
+    def _catchup_lead(self) -> float:
+        """The carrier's lead while time is owed: :data:`CATCHUP_LEAD_FRAMES`, and one frame for
+        the last frame owed (a provider speaking in real time has no more queued here than
+        that, so it can only come out of what the carrier would otherwise hold)."""
+        if self.debt_ms < self.frame_ms + self._half_frame_ms:
+            return self._frame_s
+        return self._catchup_lead_s
 
     def _owe(self, dry_since: float, now: float) -> None:
         """The carrier has been dry since ``dry_since`` with audio here now: how much of that
@@ -245,34 +264,44 @@ class Pacer:
             # socket, held back by the stall for the part of the gap the stall covers.
             gap = max(0.0, min(now, blocked[1]) - max(dry_since, blocked[0]))
         else:
-            return  # the provider was slow: its audio is not late because of us
+            gap = 0.0
         gap_ms = gap * 1000.0
         if gap_ms <= 0:
+            # The provider was slow and the carrier played out everything before this audio:
+            # nothing before it is late any more, and this audio is not late because of us.
+            self.debt_ms = 0.0
             return
         self.debt_ms += gap_ms
         self.stalled_ms += gap_ms
         logger.debug("pacer: carrier dry %.0f ms while audio waited; catching up", gap_ms)
 
     def _compress_head(self) -> None:
-        """Replace the first three queued frames by two that stand for the same stream.
+        """Replace the first three queued frames by two that stand for the same stream; with
+        only two queued and a whole frame owed, those two by one.
 
-        Frames that carry marks are left alone on the first two places (a mark must follow the
-        audio it closes), so a segment end is never spliced across.
+        Frames that carry marks are not spliced across (a mark must follow the audio it closes):
+        marks may only sit on the last frame of a group.
         """
         frames = self._frames
-        a, b, c = frames[0], frames[1], frames[2]
-        if a[1] or b[1]:
+        if len(frames) >= 3:
+            group = (frames[0], frames[1], frames[2])
+        elif self.debt_ms >= self.frame_ms:
+            group = (frames[0], frames[1])
+        else:
             return
-        first, second = self._splicer.three_to_two(a[0], b[0], c[0])
-        extra = a[2] + b[2] + c[2] + self.frame_ms
-        frames.popleft()
-        frames.popleft()
-        frames.popleft()
-        # The won-back frame counts on the second output frame: the splice is in its audio or
-        # before it, so positions never run ahead of what has played.
-        frames.appendleft((second, c[1], extra - a[2]))
-        frames.appendleft((first, (), a[2]))
-        self._spliced_ahead = 1  # the second output frame is not to be compressed again
+        if any(marks for _, marks, _ in group[:-1]):
+            return
+        shorter = self._splicer.shorten(tuple(data for data, _, _ in group))
+        for _ in group:
+            frames.popleft()
+        # The won-back frame counts on the last output frame: the cut is in its audio or before
+        # it, so positions never run ahead of what has played.
+        extra = sum(e for _, _, e in group) + self.frame_ms
+        last = group[-1]
+        frames.appendleft((shorter[-1], last[1], extra - group[0][2] * (len(shorter) > 1)))
+        if len(shorter) > 1:
+            frames.appendleft((shorter[0], (), group[0][2]))
+        self._spliced_ahead = len(shorter) - 1  # output frames are not compressed again
         self._queued_extra_ms += self.frame_ms
         self.debt_ms = max(0.0, self.debt_ms - self.frame_ms)
         self.recovered_ms += self.frame_ms
