@@ -1,13 +1,14 @@
-"""Playing audio faster for a moment: three carrier frames into two, for stall recovery.
+"""Playing audio faster for a moment: three carrier frames into two (or two into one), for stall
+recovery.
 
 After a stall the caller has heard a gap and the queued audio is late by its length; the carrier
 plays in real time, so the only ways to win that time back are to drop audio or to play it
-faster. :class:`Splicer` does the second at a fixed 1.5x, one group of three frames at a time,
-and loses no words doing it:
+faster. :class:`Splicer` does the second, one group of frames at a time (three into two, 1.5x;
+two into one only for the last frame the pacer owes), and loses no words doing it:
 
 - a quiet frame in the group (peak under :data:`QUIET_PEAK`, about -40 dBFS: a pause between
   words or sentences) is dropped whole: a pause 20 ms shorter;
-- otherwise 20 ms are cut out of the 60 ms of speech where the audio is most like itself 20 ms
+- otherwise 20 ms are cut out of the group's speech where the audio is most like itself 20 ms
   later (a pitch period or a steady vowel repeats), and the cut is cross-faded over
   :data:`FADE_MS`. That is the classic overlap-add time-scale compression that jitter buffers use
   to "accelerate", at the granularity of one frame.

@@ -15,13 +15,15 @@ later than it would have. Sending faster cannot win that time back (the carrier 
 it); the pacer instead plays the backlog slightly faster until the gap is repaid: while it owes
 time, each three queued frames go out as two (:mod:`.catchup`), dropping a quiet frame whole when
 there is one and otherwise splicing 20 ms out of speech at its most self-similar point. That is a
-1.5x playout speed at most, so a 420 ms gap is repaid in 840 ms of playout, and the carrier never
-holds more than the lead. Only a gap with audio waiting (here, or unread in the socket during a
-loop stall) is owed: a provider that is slow to deliver adds no debt and clears what is owed (its
-audio is not late because of us, and what was late has played).
+1.5x playout speed (2x for the last frame owed, when only two frames are queued), so a 420 ms gap
+is repaid in about 840 ms of playout. Meanwhile the carrier gets only two frames ahead (one for
+the last frame owed) so that the backlog stays here, where it can be shortened; it never holds
+more than the lead. Only a gap with audio waiting (here, or unread in the socket during a loop
+stall) is owed: a provider that is slow to deliver adds no debt and clears what is owed (its audio
+is not late because of us, and what was late has played).
 
 Accounting is exact, in positions of the stream the provider delivered: ``sent_ms`` counts the
-audio handed to the carrier (a frame that carries a splice counts the 30 ms it stands for),
+audio handed to the carrier (a frame that carries a splice counts the 40 ms it stands for),
 ``queued_ms`` the audio waiting here, and ``played_ms(now)`` what the caller can have heard,
 which is what the bridge reports on barge-in (the provider's ``interrupt(heard_ms)``) for
 carriers that do not echo marks.
