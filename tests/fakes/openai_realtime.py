@@ -52,14 +52,14 @@ class FakeSession:
     connection: ServerConnection
     headers: Headers
     path: str
+    #: (loop time just after sending, response id, bytes of its audio sent so far) per delta:
+    #: when each part of an answer left the provider, for latency measurements.
+    audio_sent: list[tuple[float, str, int]] = field(default_factory=list)
     received: list[dict] = field(default_factory=list)
     audio_in: bytearray = field(default_factory=bytearray)
     config: dict = field(default_factory=dict)
     active_response: str | None = None
     response_tasks: list[asyncio.Task] = field(default_factory=list)
-    #: (loop time just after sending, response id, bytes of its audio sent so far) per delta:
-    #: when each part of an answer left the provider, for latency measurements.
-    audio_sent: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 class FakeOpenAIRealtime:
