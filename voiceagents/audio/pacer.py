@@ -45,6 +45,11 @@ __all__ = ["ClearResult", "PacedFrame", "Pacer", "PacerRunner"]
 
 logger = logging.getLogger(__name__)
 
+#: The shortest gap that is won back. A busy server's ordinary jitter leaves shorter ones (the
+#: loop late by up to 160 ms with the default lead); they cost at most that much latency and are
+#: left alone, so that audio reaches the caller byte for byte unless the server really stalled.
+MIN_GAP_MS = 100.0
+
 #: Frames ahead at the carrier while the pacer owes time: the rest stays here, where it can still be
 #: played faster. Two: a loop late by up to 20 ms meanwhile costs no new gap.
 CATCHUP_LEAD_FRAMES = 2
@@ -261,17 +266,25 @@ class Pacer:
             # Audio was waiting here all along: all of it. The rest of the backlog would keep
             # the gap as added delay.
             gap = now - dry_since
-        elif self.stall_probe is not None and (blocked := self.stall_probe(now)) is not None:
-            # The audio arrived just as the loop came back from a stall: it was waiting in the
-            # socket, held back by the stall for the part of the gap the stall covers.
-            gap = max(0.0, min(now, blocked[1]) - max(dry_since, blocked[0]))
+        elif (
+            self.stall_probe is not None
+            and (blocked := self.stall_probe(now)) is not None
+            and dry_since >= blocked[0] - self._frame_s
+        ):
+            # The carrier ran dry during a loop stall and the audio arrived just as the loop
+            # came back: it was waiting in the socket, held back for the part of the gap the
+            # stall covers. (A carrier already quiet before the stall was between answers: the
+            # stall delayed the start of this one, which playing it faster cannot undo.)
+            gap = max(0.0, min(now, blocked[1]) - dry_since)
         else:
             gap = 0.0
         gap_ms = gap * 1000.0
-        if gap_ms <= 0:
-            # The provider was slow and the carrier played out everything before this audio:
-            # nothing before it is late any more, and this audio is not late because of us.
-            self.debt_ms = 0.0
+        if gap_ms < MIN_GAP_MS:
+            if gap_ms <= 0:
+                # The provider was slow and the carrier played out everything before this
+                # audio: nothing before it is late any more, and this audio is not late
+                # because of us.
+                self.debt_ms = 0.0
             return
         self.debt_ms += gap_ms
         self.stalled_ms += gap_ms

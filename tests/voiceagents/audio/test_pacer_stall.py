@@ -159,10 +159,10 @@ def test_the_last_frame_owed_with_two_queued_goes_two_into_one():
     audio = g711.ulaw_encode(voiced(200))
     pacer.push(audio[: 160 * 6])  # 6 frames: 4 sent, 2 queued
     pacer.pull(0.0)
-    (frame,) = pacer.pull(0.12)  # 40 ms dry with audio waiting: 2 frames owed
-    assert pacer.stalled_ms == pytest.approx(40)
+    (frame,) = pacer.pull(0.2)  # 120 ms dry with audio waiting: 6 frames owed, 2 queued
+    assert pacer.stalled_ms == pytest.approx(120)
     assert frame.end_ms - frame.start_ms == 40  # the two queued frames went as one
-    assert pacer.debt_ms == pytest.approx(20) and pacer.sent_ms == 120
+    assert pacer.debt_ms == pytest.approx(100) and pacer.sent_ms == 120
     # A pause of the provider lets the carrier play out: nothing is late any more.
     pacer.push(audio[160 * 6 :])
     pacer.pull(0.5)
@@ -244,3 +244,37 @@ def test_clear_forgets_the_debt():
     assert pacer.debt_ms == 0 and pacer.queued_ms == 0
     pacer.push(g711.ulaw_encode(voiced(200)))
     assert all(f.end_ms - f.start_ms == 20 for f in pacer.pull(0.6))
+
+
+def test_a_busy_loops_short_gaps_are_not_owed_and_the_audio_goes_out_as_it_came():
+    pacer = Pacer(MULAW_8K, lead_ms=80)
+    audio = g711.ulaw_encode(voiced(1000))
+    pacer.push(audio)
+    out = pacer.pull(0.0)
+    out += pacer.pull(0.17)  # late by 110 ms: the carrier ran dry for 90 ms
+    now = 0.17
+    while pacer.queued_ms:
+        now = pacer.next_due(now)
+        out += pacer.pull(now)
+    assert pacer.stalled_ms == 0
+    assert b"".join(f.data for f in out) == audio
+
+
+def test_a_stall_between_answers_is_not_owed():
+    """The carrier was quiet before the loop stalled: the stall delayed the next answer's start,
+    which playing it faster cannot undo."""
+    pacer = Pacer(MULAW_8K, lead_ms=80)
+    pacer.push(g711.ulaw_encode(voiced(80)))
+    pacer.pull(0.0)  # all of it sent: plays until 0.08
+    pacer.stall_probe = lambda now: (1.0, 1.5)
+    pacer.push(g711.ulaw_encode(voiced(2000)))
+    pacer.pull(1.5)
+    assert pacer.stalled_ms == 0
+    # The same stall in the middle of the first answer is owed (the carrier ran dry in it).
+    pacer = Pacer(MULAW_8K, lead_ms=80)
+    pacer.push(g711.ulaw_encode(voiced(80)))
+    pacer.pull(0.95)  # plays until 1.03
+    pacer.stall_probe = lambda now: (1.0, 1.5)
+    pacer.push(g711.ulaw_encode(voiced(2000)))
+    pacer.pull(1.5)
+    assert pacer.stalled_ms == pytest.approx(470)
