@@ -18,9 +18,9 @@ there is one and otherwise splicing 20 ms out of speech at its most self-similar
 1.5x playout speed (2x for the last frame owed, when only two frames are queued), so a 420 ms gap
 is repaid in about 840 ms of playout. Meanwhile the carrier gets only two frames ahead (one for
 the last frame owed) so that the backlog stays here, where it can be shortened; it never holds
-more than the lead. Only a gap with audio waiting (here, or unread in the socket during a loop
-stall) is owed: a provider that is slow to deliver adds no debt and clears what is owed (its audio
-is not late because of us, and what was late has played).
+more than the lead. Only a gap of at least :data:`MIN_GAP_MS` with audio waiting (here, or unread
+in the socket during a loop stall) is owed: a provider that is slow to deliver adds no debt and
+clears what is owed (its audio is not late because of us, and what was late has played).
 
 Accounting is exact, in positions of the stream the provider delivered: ``sent_ms`` counts the
 audio handed to the carrier (a frame that carries a splice counts the 40 ms it stands for),
