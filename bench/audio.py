@@ -37,6 +37,7 @@ from voiceagents.audio import (
     ulaw_decode,
     ulaw_encode,
 )
+from voiceagents.audio.catchup import Splicer
 
 FRAME_US = 20_000.0
 RATES = (8000, 16000, 22050, 24000, 44100, 48000)
@@ -167,6 +168,15 @@ def pipeline_rows(tmpdir: str):
         phone_at[0] += 20
 
     yield "Pacer push + pull (one frame)", pace
+
+    # Stall recovery (voiceagents/audio/catchup.py): one call per three queued frames, only while
+    # the pacer wins back a stall's gap; never on the steady path.
+    splicer = Splicer(MULAW_8K)
+    speech = ulaw_encode(tone(8000, 60, 118.0))
+    a, b, c = speech[:160], speech[160:320], speech[320:]
+    quiet = bytes([0xFF]) * 160
+    yield "Stall catch-up: 3 frames -> 2, speech splice", lambda: splicer.three_to_two(a, b, c)
+    yield "Stall catch-up: 3 frames -> 2, quiet frame", lambda: splicer.three_to_two(a, quiet, c)
 
     def vad():
         energy.reset()  # keep the noise floor low so every window takes the full (FFT) path

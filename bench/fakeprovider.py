@@ -52,7 +52,8 @@ from array import array
 from . import tagging, wire
 
 APPEND_PREFIX = b'{"type":"input_audio_buffer.append","audio":"'
-_CALLER_RE = re.compile(r"caller (\+?\d+)")
+#: The caller's number in the agent's prompt; the bridge inserts caller-chosen values quoted.
+_CALLER_RE = re.compile(r"caller \"?(\+?\d+)")
 monotonic = time.monotonic
 
 

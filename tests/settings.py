@@ -18,3 +18,16 @@ MEDIA_ROOT = os.environ.get("TEST_MEDIA_ROOT") or tempfile.mkdtemp(prefix="voice
 SECURE_SSL_REDIRECT = False
 VOICEAGENTS = {"PUBLIC_URL": "https://voice.example.test"}
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost", "voice.example.test"]
+
+if os.environ.get("TEST_STALL_ON_SIGUSR1"):
+    # tests/servers/test_stall_recovery.py: SIGUSR1 blocks this server's event loop for the given
+    # seconds, from a callback on the loop itself (what a blocking call in a handler does).
+    import asyncio
+    import signal
+    import time
+
+    def _stall(*_):
+        seconds = float(os.environ["TEST_STALL_ON_SIGUSR1"])
+        asyncio.get_running_loop().call_soon(time.sleep, seconds)
+
+    signal.signal(signal.SIGUSR1, _stall)

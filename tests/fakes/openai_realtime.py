@@ -93,6 +93,9 @@ class FakeSession:
     connection: ServerConnection
     headers: Headers
     path: str
+    #: (loop time just after sending, response id, bytes of its audio sent so far) per delta:
+    #: when each part of an answer left the provider, for latency measurements.
+    audio_sent: list[tuple[float, str, int]] = field(default_factory=list)
     received: list[dict] = field(default_factory=list)
     #: Every event the fake sent to the client, in order.
     sent: list[dict] = field(default_factory=list)
@@ -398,6 +401,8 @@ class FakeOpenAIRealtime:
                 },
                 session,
             )
+            loop = asyncio.get_running_loop()
+            session.audio_sent.append((loop.time(), response_id, start + len(chunk)))
             if script.interval:
                 await asyncio.sleep(script.interval)
         if session.active_response != response_id:

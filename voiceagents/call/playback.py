@@ -141,7 +141,8 @@ class Playback:
     # -- to the carrier (hot path) ----------------------------------------------------------------
 
     async def _send_frame(self, data: bytes) -> None:
-        self._out_pos += self.frame_ms
+        # A frame stands for more than 20 ms of the stream while the pacer catches up on a stall.
+        self._out_pos = self.runner.sending.end_ms
         self.metrics.frames_out += 1
         await self.carrier.send_media(base64.b64encode(data).decode("ascii"))
         if self.carrier.has_marks and self._out_pos - self._last_mark_pos >= self.mark_interval_ms:

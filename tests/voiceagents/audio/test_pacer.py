@@ -95,7 +95,9 @@ def test_clear_drops_the_queue_and_the_carriers_unplayed_lead():
 actions = st.lists(
     st.one_of(
         st.tuples(st.just("push"), st.integers(1, 900)),
+        st.tuples(st.just("push"), st.integers(900, 8000)),  # a backlog
         st.tuples(st.just("pull"), st.integers(0, 70)),
+        st.tuples(st.just("pull"), st.integers(100, 600)),  # a stall: the pacer catches up
         st.tuples(st.just("end"), st.booleans()),
         st.tuples(st.just("clear"), st.integers(0, 30)),
     ),
@@ -103,11 +105,11 @@ actions = st.lists(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(actions, st.sampled_from([MULAW_8K, PCM16_16K]), st.sampled_from([20, 60, 80, 200]))
 def test_pacer_invariants(script, fmt, lead_ms):
     pacer = Pacer(fmt, lead_ms=lead_ms)
-    now, pushed, emitted, dropped, frames_out = 0.0, 0, 0, 0.0, 0
+    now, pushed, emitted, dropped, stream_out = 0.0, 0, 0.0, 0.0, 0.0
     for action, arg in script:
         if action == "push":
             pacer.push(b"\x01" * arg)
@@ -116,9 +118,15 @@ def test_pacer_invariants(script, fmt, lead_ms):
             now += arg / 1000
             for frame in pacer.pull(now):
                 assert len(frame.data) in (0, pacer.frame_bytes)
-                emitted += len(frame.data)
-                frames_out += bool(frame.data)
-            assert pacer.buffered_ms(now) <= lead_ms + 1e-6
+                # Never more than the lead at the carrier, in play time.
+                assert frame.play_at + pacer.frame_ms / 1000 - now <= lead_ms / 1000 + 1e-9
+                if frame.data:
+                    # Stall recovery: a frame may stand for two of the stream, never more.
+                    assert frame.end_ms - frame.start_ms in (pacer.frame_ms, 2 * pacer.frame_ms)
+                    emitted += (frame.end_ms - frame.start_ms) * fmt.bytes_per_second / 1000
+                    stream_out += frame.end_ms - frame.start_ms
+            # Stream ms at the carrier: at most the lead played at 1.5x, plus one spliced frame.
+            assert pacer.buffered_ms(now) <= 1.5 * lead_ms + pacer.frame_ms + 1e-6
         elif action == "end":
             before = pacer.queued_ms
             pacer.end_segment("m" if arg else None)
@@ -130,7 +138,7 @@ def test_pacer_invariants(script, fmt, lead_ms):
             dropped += result.dropped_queued_ms
             assert pacer.queued_ms == 0 and pacer.pull(now) == []
             assert result.played_ms == pytest.approx(before)
-        assert pacer.sent_ms == frames_out * pacer.frame_ms
+        assert pacer.sent_ms == pytest.approx(stream_out)
         accounted = emitted + fmt.bytes_per_second * (pacer.queued_ms + dropped) / 1000
         assert accounted == pytest.approx(pushed)
         assert 0 <= pacer.played_ms(now) <= pacer.sent_ms
