@@ -64,6 +64,7 @@ class Playback:
         lead_ms: int,
         mark_interval_ms: int,
         on_frame: Callable[[PacedFrame], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         self.carrier = carrier
         self.metrics = metrics
@@ -71,7 +72,7 @@ class Playback:
         self.frame_ms = FRAME_MS
         self.pacer = Pacer(carrier.carrier_format, frame_ms=FRAME_MS, lead_ms=lead_ms)
         self.runner = PacerRunner(
-            self.pacer, self._send_frame, self._send_segment_mark, on_frame=on_frame
+            self.pacer, self._send_frame, self._send_segment_mark, on_frame=on_frame, clock=clock
         )
         #: Sends the audio due now from the calling task (awaited right after :meth:`push`);
         #: the runner's own method, so the hot path has no wrapper around it.
@@ -132,12 +133,18 @@ class Playback:
 
     async def _probe_loop(self) -> None:
         while not self._closed:
-            if self._carrier_idle():
-                self._probe_count += 1
-                name = f"{PROBE_PREFIX}{self._probe_count}"
-                self._probes[name] = self._clock()
-                await self.carrier.send_mark(name)
+            await self.probe()
             await asyncio.sleep(PROBE_INTERVAL_S)
+
+    async def probe(self) -> bool:
+        """Send a probe mark if the carrier has nothing queued; returns whether one went out."""
+        if not self._carrier_idle():
+            return False
+        self._probe_count += 1
+        name = f"{PROBE_PREFIX}{self._probe_count}"
+        self._probes[name] = self._clock()
+        await self.carrier.send_mark(name)
+        return True
 
     def _carrier_idle(self) -> bool:
         """Nothing can be queued at the carrier: every frame sent is behind an echoed mark."""
