@@ -23,19 +23,37 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.calls.lines import Line
+from tests.calls.test_pipeline_calls import (  # noqa: F401 - the pipeline's fakes, as fixtures
+    HANDLED,
+    _fresh_handled,
+    chat,
+    deepgram,
+    elevenlabs,
+    openai_audio,
+    say,
+    stage_urls,
+    to_pipeline,
+)
 from tests.fakes.delayed_carrier import DelayedTelnyxCaller, DelayedTwilioCaller, RandomWalk, fixed
 from tests.fakes.openai_realtime import ScriptedResponse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-#: (name, one-way delay, jitter buffer ms) of the issue's matrix.
+#: name -> (one-way delay, jitter buffer ms): the issue's matrix. The random walks stay within
+#: 20–80 ms, moving up to 1 ms either way every 100 ms ("walk": a few ms per second, as a path's
+#: queueing delay drifts) or up to 3 ms ("fastwalk": up to 30 ms per second, a stress case).
 ROWS = {
-    "0/0": (fixed(0), 0),
-    "0/80": (fixed(0), 80),
-    "50/0": (fixed(50), 0),
-    "50/80": (fixed(50), 80),
-    "walk/80": (None, 80),  # 20–80 ms random walk
+    "0/0": (lambda: fixed(0), 0),
+    "0/80": (lambda: fixed(0), 80),
+    "50/0": (lambda: fixed(50), 0),
+    "50/80": (lambda: fixed(50), 80),
+    "walk/80": (lambda: RandomWalk(20, 80, step_ms=1.0), 80),
+    "fastwalk/80": (lambda: RandomWalk(20, 80, step_ms=3.0), 80),
 }
+#: The stress row's bar, in the benchmark only (the information at a barge-in is a round trip measured up
+#: to a second earlier: the delay has moved by then; see docs/heard-audio.md).
+FASTWALK_P95_MS = 35.0
 #: Unit run: barge-ins per row and the p95 bar a busy machine holds.
 UNIT_BARGE_INS = 12
 UNIT_P95_MS = 35.0
@@ -55,8 +73,6 @@ class Row:
     carrier: str
     row: str
     errors: list[float] = field(default_factory=list)
-    delay_ms: list[float | None] = field(default_factory=list)
-    jitter_ms: list[float | None] = field(default_factory=list)
 
     @property
     def p95(self) -> float:
@@ -75,8 +91,6 @@ class Row:
             "p95_abs_ms": round(self.p95, 1),
             "mean_ms": round(self.mean, 1),
             "max_abs_ms": round(max(abs(e) for e in self.errors), 1),
-            "delay_ms_last": self.delay_ms[-1] if self.delay_ms else None,
-            "jitter_ms_last": self.jitter_ms[-1] if self.jitter_ms else None,
         }
 
 
@@ -107,9 +121,8 @@ async def wait_until(predicate, timeout: float = 10.0, step: float = 0.01) -> No
 
 
 async def run_row(harness, streams, row: str, barge_ins: int, seed: int) -> Row:
-    delay, jitter_ms = ROWS[row]
-    if delay is None:
-        delay = RandomWalk(20, 80, seed=seed)
+    make_delay, jitter_ms = ROWS[row]
+    delay = make_delay()
     rng = random.Random(seed)
     fake = harness.fake_openai
     incoming = await harness.new_call()
@@ -155,7 +168,7 @@ def report(rows: list[Row]) -> None:
         json.dump(existing + [r.as_dict() for r in rows], f, indent=1)
 
 
-@pytest.mark.parametrize("row", list(ROWS))
+@pytest.mark.parametrize("row", [row for row in ROWS if row != "fastwalk/80"])
 async def test_truncate_matches_what_was_heard(harness, streams, row):
     result = await run_row(harness, streams, row, UNIT_BARGE_INS, seed=18)
     report([result])
@@ -168,4 +181,68 @@ async def test_truncate_matches_what_was_heard(harness, streams, row):
 async def test_truncate_error_matrix(harness, streams, row):
     result = await run_row(harness, streams, row, BENCH_BARGE_INS, seed=18)
     report([result])
-    assert result.p95 <= BENCH_P95_MS, result.as_dict() | {"errors": result.errors}
+    print(result.as_dict(), [round(e, 1) for e in result.errors])
+    bar = FASTWALK_P95_MS if row == "fastwalk/80" else BENCH_P95_MS
+    assert result.p95 <= bar, result.as_dict() | {"errors": result.errors}
+
+
+# -- the pipeline: the history keeps the words heard ------------------------------------------------
+
+
+def words_heard(texts: list[str], ms_per_char: float, heard_ms: float) -> int:
+    """Words of the reply wholly spoken in its first ``heard_ms``: the TTS fake speaks each text
+    (one request per sentence) for ``ms_per_char`` per character."""
+    count, start = 0, 0.0
+    for text in texts:
+        for index, word in enumerate(text.split(" ")):
+            if not word:
+                continue
+            end_char = len(" ".join(text.split(" ")[: index + 1]))
+            if start + end_char * ms_per_char > heard_ms:
+                return count
+            count += 1
+        start += len(text) * ms_per_char
+    return count
+
+
+@pytest.mark.parametrize("row", ["50/80", "walk/80"])
+async def test_pipeline_history_keeps_the_words_heard(
+    twilio_harness,
+    streams,
+    stage_urls,  # noqa: F811 - the imported fixtures
+    deepgram,  # noqa: F811
+    elevenlabs,  # noqa: F811
+    row,
+):
+    from voiceagents.models import Call
+
+    elevenlabs.tts_chunk_size = 800  # 100 ms of µ-law per chunk, faster than it plays
+    elevenlabs.tts_chunk_delay = 0.02
+    make_delay, jitter_ms = ROWS[row]
+    incoming = await twilio_harness.new_call()
+    call = await Call.objects.aget(pk=incoming.call_id)
+    await to_pipeline(call.agent_id, {"reply_handler": "pipeline-tests-long", "first_message": ""})
+    accepted, transport = await streams.open(twilio_harness, incoming)
+    assert accepted
+    caller = delayed_caller(twilio_harness, transport, incoming, make_delay(), jitter_ms)
+    streams._opened[-1] = (transport.communicator, caller)
+    await twilio_harness.start(caller, incoming)
+    line = Line("twilio", twilio_harness, streams, to_pipeline)
+    await say(line, caller, "deepgram", "tell me something", deepgram, None)
+    await wait_until(lambda: caller.played_ms() > 0)
+    began = caller.played_ms()
+    assert began < 20  # nothing played before the reply
+    await wait_until(lambda: caller.played_ms() > 1300)  # into the first sentence
+    await say(line, caller, "deepgram", "stop please", deepgram, None, ms=500)
+    await wait_until(lambda: caller.at_clear, timeout=8)
+    await wait_until(lambda: len(HANDLED) == 2, timeout=8)
+    truth_ms = caller.at_clear[0] - began
+    history = HANDLED[1]["history"]
+    assert history[1]["interrupted"] is True
+    kept = history[1]["text"]
+    texts = [r.json.get("text", "") for r in elevenlabs.tts_requests]
+    full = " ".join(t.strip() for t in texts)
+    assert full.startswith(kept)
+    expected = words_heard(texts, elevenlabs.tts_ms_per_char, truth_ms)
+    assert abs(len(kept.split()) - expected) <= 1, (kept, truth_ms, expected)
+    await caller.stop()

@@ -23,6 +23,8 @@ from statistics import median
 #: Samples kept per figure: enough to outvote one late echo, few enough to follow a drifting
 #: delay within a couple of barge-ins or probes.
 WINDOW = 5
+#: Round-trip samples kept: fewer, so that a drifting delay is followed within a second of probes.
+RTT_WINDOW = 3
 #: A round trip beyond this is not a network delay but a stall or a lost echo; not a sample.
 MAX_RTT_S = 2.0
 #: Same for the jitter buffer: carriers hold tens to a few hundred ms.
@@ -32,8 +34,8 @@ MAX_JITTER_S = 1.0
 class DelayEstimator:
     """Round trip and jitter buffer of one call's carrier leg, from timed samples (seconds)."""
 
-    def __init__(self, window: int = WINDOW) -> None:
-        self._rtt: deque[float] = deque(maxlen=window)
+    def __init__(self, window: int = WINDOW, rtt_window: int = RTT_WINDOW) -> None:
+        self._rtt: deque[float] = deque(maxlen=rtt_window)
         self._jitter: deque[float] = deque(maxlen=window)
         #: Cached medians (``None`` until a first sample): read at every barge-in and by the
         #: playout bookkeeping, so never recomputed there.

@@ -48,7 +48,7 @@ FRAME_MS = 20
 #: While the carrier has nothing to play, a probe mark every so often measures the round trip
 #: (its echo cannot wait behind audio). Twice a second keeps a drifting delay tracked between
 #: replies for one small message each way; none is sent while audio plays.
-PROBE_INTERVAL_S = 0.5
+PROBE_INTERVAL_S = 0.2
 #: Echoes of one run of audio whose timing sets the playout line (the lowest wins).
 RUN_ECHOES = 5
 #: Prefix of probe mark names (audio marks are bare numbers).
