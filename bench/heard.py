@@ -24,12 +24,13 @@ BAR_MS = 20.0
 def table(rows: list[dict]) -> str:
     lines = [
         "Truncate error (audio_end_ms − heard at the carrier), ms; 30 barge-ins per row",
-        f"{'carrier':<8} {'D/J (ms)':<10} {'n':>3} {'p95 |err|':>10} {'mean':>7} {'max |err|':>10}",
+        "(20–80: random walk of the one-way delay, up to 1 ms a step every 100 ms; fast: 3 ms)",
+        f"{'carrier':<8} {'D/J (ms)':<14} {'n':>3} {'p95 |err|':>10} {'mean':>7} {'max |err|':>10}",
     ]
     for row in rows:
-        name = "20–80/80" if row["row"] == "walk/80" else row["row"]
+        name = {"walk/80": "20–80/80", "fastwalk/80": "20–80 fast/80"}.get(row["row"], row["row"])
         lines.append(
-            f"{row['carrier']:<8} {name:<10} {row['n']:>3} {row['p95_abs_ms']:>10.1f} "
+            f"{row['carrier']:<8} {name:<14} {row['n']:>3} {row['p95_abs_ms']:>10.1f} "
             f"{row['mean_ms']:>7.1f} {row['max_abs_ms']:>10.1f}"
         )
     return "\n".join(lines)
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = json.loads(out.read_text()) if out.exists() else []
     print(table(rows))
     worst = max((row["p95_abs_ms"] for row in rows), default=float("inf"))
-    print(f"worst p95: {worst:.1f} ms (bar {BAR_MS:.0f} ms): {'ok' if worst <= BAR_MS else 'FAIL'}")
+    verdict = "ok" if worst <= BAR_MS else "over the bar"
+    print(f"worst p95: {worst:.1f} ms (bar {BAR_MS:.0f} ms): {verdict}")
     return status
 
 

@@ -46,9 +46,13 @@ from .metrics import CallMetrics
 #: The carrier frame: 20 ms, what both carriers stream.
 FRAME_MS = 20
 #: While the carrier has nothing to play, a probe mark every so often measures the round trip
-#: (its echo cannot wait behind audio). Twice a second keeps a drifting delay tracked between
-#: replies for one small message each way; none is sent while audio plays.
+#: (its echo cannot wait behind audio; none is sent while audio plays). Every 200 ms for the
+#: first second of quiet, so that the round trip is fresh when the next reply starts soon; then
+#: once a second, so that a long quiet (the caller talking) costs one small message each way a
+#: second, not five (a mark follows every 100 ms of agent audio anyway).
 PROBE_INTERVAL_S = 0.2
+PROBE_BURST = 5
+PROBE_QUIET_INTERVAL_S = 1.0
 #: Echoes of one run of audio whose timing sets the playout line (the lowest wins).
 RUN_ECHOES = 5
 #: Prefix of probe mark names (audio marks are bare numbers).
@@ -99,6 +103,7 @@ class Playback:
         self._clear_probe: str | None = None  # an unplayed mark the clear returns: one round trip
         self._probes: dict[str, float] = {}
         self._probe_count = 0
+        self._quiet_probes = 0  # probes since audio last started
         self._closed = False
 
     def source_format(self, fmt: AudioFormat) -> None:
@@ -133,8 +138,10 @@ class Playback:
 
     async def _probe_loop(self) -> None:
         while not self._closed:
-            await self.probe()
-            await asyncio.sleep(PROBE_INTERVAL_S)
+            if await self.probe():
+                self._quiet_probes += 1
+            quiet = self._quiet_probes >= PROBE_BURST
+            await asyncio.sleep(PROBE_QUIET_INTERVAL_S if quiet else PROBE_INTERVAL_S)
 
     async def probe(self) -> bool:
         """Send a probe mark if the carrier has nothing queued; returns whether one went out."""
@@ -176,6 +183,7 @@ class Playback:
         self._run_sent_at = now
         self._run_echoes.clear()
         self._cap = float("inf")
+        self._quiet_probes = 0
         self._refresh_offset()
 
     # -- what is queued ------------------------------------------------------------------------
