@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): the audio-core table, the provider leg's framing table,
 the truncate-error matrix (what the caller heard at a barge-in under network delay and a jitter
-buffer; bench/heard.py, about three and a half minutes), then a short call sweep.
+buffer; bench/heard.py, about six and a half minutes), then a short call sweep.
 
 The short sweep runs the production server recommended in the README (uvicorn) over the three
 fake-provider modes at N = 10, 100 and 200 concurrent calls with a 5 s steady window; it takes

@@ -4,7 +4,7 @@ Runs the ``-m bench`` cases of tests/calls/test_heard_accounting.py (Twilio and 
 fake carrier with one-way delay D and jitter buffer J playing in real time; 30 barge-ins per row
 against the fake OpenAI Realtime) and prints, per carrier and row, the p95 and the mean of
 ``audio_end_ms`` (the ``conversation.item.truncate``) minus what had played when the ``clear``
-reached the carrier. The bar is p95 ≤ 20 ms in every row. About three and a half minutes; its raw
+reached the carrier. The bar is p95 ≤ 20 ms in every row. About six and a half minutes; its raw
 figures go to ``var/bench/heard.json``.
 """
 

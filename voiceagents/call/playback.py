@@ -59,6 +59,13 @@ RUN_ECHOES = 5
 PROBE_PREFIX = "probe-"
 
 
+def _loop_clock() -> Callable[[], float] | None:
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # built outside a running loop (the runner's clock then)
+        return None
+
+
 class Playback:
     def __init__(
         self,
@@ -90,7 +97,9 @@ class Playback:
         self._ignored_marks: set[str] = set()
         #: Round trip and jitter buffer of this call's carrier leg.
         self.delay = DelayEstimator()
-        self._clock = self.runner.now
+        # The loop's own clock, bound once: read per frame (uvloop's is cached per loop
+        # iteration; asyncio's is a vDSO clock read, no system call).
+        self._clock = clock or _loop_clock() or self.runner.now
         # The playout line T(x) = x / 1000 + _offset (see the module docstring). A very low offset
         # makes the next frame sent start a new run (at start, and after a clear).
         self._offset = -1e18
