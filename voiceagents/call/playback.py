@@ -55,6 +55,9 @@ PROBE_BURST = 5
 PROBE_QUIET_INTERVAL_S = 1.0
 #: Echoes of one run of audio whose timing sets the playout line (the lowest wins).
 RUN_ECHOES = 5
+#: The playout line's offset while no audio has been sent since the start or a clear: so low that
+#: the next frame starts a run.
+NO_RUN = -1e18
 #: Prefix of probe mark names (audio marks are bare numbers).
 PROBE_PREFIX = "probe-"
 
@@ -102,7 +105,8 @@ class Playback:
         self._clock = clock or _loop_clock() or self.runner.now
         # The playout line T(x) = x / 1000 + _offset (see the module docstring). A very low offset
         # makes the next frame sent start a new run (at start, and after a clear).
-        self._offset = -1e18
+        self._offset = NO_RUN
+        self._running = False  # audio sent since the start or the last clear
         self._run_pos = 0.0  # position of the current run's first frame
         self._run_sent_at = 0.0  # ... and when it left here
         self._run_echoes: deque[float] = deque(maxlen=RUN_ECHOES)  # r - p/1000 of its echoes
@@ -176,6 +180,8 @@ class Playback:
 
     def _refresh_offset(self) -> None:
         """Re-derive the playout line of the current run from its evidence."""
+        if not self._running:
+            return  # the next frame starts a run (a round trip measured meanwhile changes nothing)
         start = self._run_sent_at + (self.delay.jitter_s or 0.0) - self._run_pos / 1000
         echoes = self._run_echoes
         if not echoes:
@@ -188,6 +194,7 @@ class Playback:
 
     def _new_run(self, pos: float, now: float) -> None:
         """The carrier had nothing left to play when this frame left: its playout restarts."""
+        self._running = True
         self._run_pos = pos
         self._run_sent_at = now
         self._run_echoes.clear()
@@ -300,7 +307,8 @@ class Playback:
         self._outstanding_marks.clear()
         # The carrier drops what it had: the caller hears nothing more until new audio flows.
         self._cap = heard
-        self._offset = -1e18
+        self._running = False
+        self._offset = NO_RUN
         self._clear_sent_at = now
         await self.carrier.send_clear()
 

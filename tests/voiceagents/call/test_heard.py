@@ -156,3 +156,22 @@ async def test_without_marks_the_pacer_clock_with_no_jitter_assumed():
     clock.t = s0 + 0.150
     assert pb.heard_ms(clock.t) == pytest.approx(150.0)
     assert pb.delay_ms is None and pb.jitter_ms is None
+
+
+async def test_audio_right_after_a_clear_starts_a_new_run():
+    pb, carrier, clock = playback()
+    pb.delay.rtt_sample(2 * D)
+    pb.delay.jitter_sample(J)
+    s0 = clock.t
+    await send(pb, 400)
+    clock.t = s0 + 0.150
+    await pb.clear()
+    heard = pb.heard_ms(clock.t)
+    clock.t += 2 * D  # the returned marks time the round trip...
+    for name in ("100", "200", "300", "400"):
+        pb.mark_echoed(name)
+    assert pb.heard_ms(clock.t) == pytest.approx(heard)  # ... and nothing more was heard
+    s1 = clock.t  # the next reply, while the cleared audio would still have been playing
+    await send(pb, 400)
+    clock.t = s1 + J + 0.050
+    assert pb.heard_ms(clock.t) == pytest.approx(400 + 50.0)
