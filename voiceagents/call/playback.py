@@ -40,7 +40,7 @@ from ..audio.convert import Converter
 from ..audio.formats import AudioFormat
 from ..audio.pacer import PacedFrame, Pacer, PacerRunner
 from .carrier_link import CarrierLink
-from .delay import DelayEstimator
+from .delay import MAX_RTT_S, DelayEstimator
 from .metrics import CallMetrics
 
 #: The carrier frame: 20 ms, what both carriers stream.
@@ -158,6 +158,9 @@ class Playback:
 
     async def probe(self) -> bool:
         """Send a probe mark if the carrier has nothing queued; returns whether one went out."""
+        probes = self._probes
+        if probes and self._clock() - min(probes.values()) > MAX_RTT_S:
+            probes.clear()  # never echoed: lost, or the carrier stopped echoing; probe afresh
         if not self._carrier_idle():
             return False
         self._probe_count += 1

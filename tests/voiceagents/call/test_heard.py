@@ -175,3 +175,13 @@ async def test_audio_right_after_a_clear_starts_a_new_run():
     await send(pb, 400)
     clock.t = s1 + J + 0.050
     assert pb.heard_ms(clock.t) == pytest.approx(400 + 50.0)
+
+
+async def test_a_probe_never_echoed_does_not_stop_probing():
+    pb, carrier, clock = playback()
+    assert await pb.probe()
+    clock.t += 1.0
+    assert not await pb.probe()  # its echo may still come
+    clock.t += 1.5
+    assert await pb.probe()  # lost: probe afresh
+    assert marks(carrier) == ["probe-1", "probe-2"]
