@@ -45,7 +45,8 @@ test-integration: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test-integration: install-dev
 	$(BIN)/python -m pytest -m 'not live and not bench'
 
-# Audio-core table, then a short concurrent-call sweep (under 5 minutes; see docs/benchmarks.md).
+# Audio-core table, the truncate-error matrix, then a short concurrent-call sweep (about 12
+# minutes; see docs/benchmarks.md).
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev,postgres,bench]'
 	touch $@

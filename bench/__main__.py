@@ -1,5 +1,6 @@
 """``python -m bench`` (``make bench``): the audio-core table, the provider leg's framing table,
-then a short call sweep.
+the truncate-error matrix (what the caller heard at a barge-in under network delay and a jitter
+buffer; bench/heard.py, about six and a half minutes), then a short call sweep.
 
 The short sweep runs the production server recommended in the README (uvicorn) over the three
 fake-provider modes at N = 10, 100 and 200 concurrent calls with a 5 s steady window; it takes
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from . import audio, calls, wsframes
+from . import audio, calls, heard, wsframes
 
 SHORT_SWEEP = [
     "--servers",
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     status = audio.main([])
     print()
     status = status or wsframes.main([])
+    print()
+    status = status or heard.main([])
     print()
     status = status or calls.main(SHORT_SWEEP + argv)
     print()

@@ -661,9 +661,7 @@ class CallSession:
             if self.provider.usage:
                 self.metrics.carrier["usage"] = self.provider.usage.report()
             # Playback's network estimates, when it has them (read once, here).
-            self.metrics.network(
-                getattr(self.playback, "delay_ms", None), getattr(self.playback, "jitter_ms", None)
-            )
+            self.metrics.network(self.playback.delay_ms, self.playback.jitter_ms)
             now = self.loop.time()
             self.turns.close(self.call_ms(now))
             await self._quietly(self.writer.close(), "writing the transcript")

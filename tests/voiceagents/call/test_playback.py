@@ -68,7 +68,8 @@ async def test_without_marks_the_clock_estimate_is_what_was_heard():
     assert marks(carrier) == []
     now = asyncio.get_running_loop().time()
     assert playback.heard_ms(now + 10) == 400
-    assert playback.heard_ms(now) == pytest.approx(400 - playback.buffered_ms(now))
+    # The pacer's real-time estimate (its clock is read once per batch, ours at the first frame).
+    assert playback.heard_ms(now) == pytest.approx(400 - playback.buffered_ms(now), abs=1)
 
 
 async def test_clear_drops_the_queue_and_ignores_the_marks_echoed_after_it():
