@@ -167,6 +167,11 @@ class Bench:
                 "VOICEAGENTS_RECORDING_TMP_DIR": str(self.tmp / "recordings"),
                 "LOG_LEVEL": args.log_level,
                 "PYTHONPATH": str(ROOT),
+                # The sweep measures what one process can carry: its admission limits (50 calls,
+                # 100 sockets from one address: the load generator's) would refuse the levels.
+                "VOICEAGENTS_MAX_CALLS_PER_PROCESS": "0",
+                "VOICEAGENTS_MEDIA_CONNECTIONS_PER_IP": "0",
+                "VOICEAGENTS_WEBHOOK_RATE_PER_IP": "0",
             }
         )
         self.env.pop("REDIS_URL", None)

@@ -214,6 +214,7 @@ def test_readme_install_snippets_work_in_a_new_project(tmp_path):
         "status": "ok",
         "database": "ok",
         "channel_layer": "ok",
+        "live_calls": 0,
     }, proc.stderr
     assert results == {
         "/admin/voiceagents/agent/add/": 200,

@@ -86,7 +86,8 @@ def play_call(port: int, call: dict, server_pid: int, stall_after: float) -> dic
                 first = first or arrived
             elif frame.get("event") == "mark" and carrier_end is not None:
                 name = frame["mark"]["name"]
-                marks.append((float(name), carrier_end))
+                if not name.startswith("probe-"):  # a round-trip probe names no position
+                    marks.append((float(name), carrier_end))
                 echoes.append((carrier_end, name))
         ws.send(json.dumps({"event": "stop", "streamSid": sid, "stop": {}}))
     return {"marks": marks, "stalled_at": stalled_at}
