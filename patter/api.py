@@ -183,13 +183,14 @@ class Patter:
         await serve(self, agent, on_message, host=host, port=port, log_level=log_level)
 
     async def call(self, to: str, agent: AgentConfig | None = None, **options: Any) -> None:
-        """Outbound calls are not built yet.
+        """Not part of the script API yet: it raises rather than pretend to dial.
 
-        Placing a call needs the carrier's call-creation API (Twilio's ``Calls`` resource,
-        Telnyx's ``Dial``) and an outbound path in the call session; neither exists in this
-        version, so this raises instead of pretending to dial.
+        Outbound calls exist (``voiceagents.outbound.place_call``, the admin's "Call a number",
+        ``manage.py voiceagents_call_number``, docs/outbound.md); a script's agents are not yet
+        rows they can be placed for.
         """
         raise NotImplementedError(
-            f"phone.call(to={to!r}): outbound calls are not supported yet (no carrier dial-out "
-            "in this version); phone.serve() answers inbound calls"
+            f"phone.call(to={to!r}): outbound calls are not supported from a script yet; place "
+            "them with voiceagents.outbound.place_call, the admin's 'Call a number' or "
+            "`manage.py voiceagents_call_number` (docs/outbound.md)"
         )
