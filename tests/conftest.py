@@ -91,3 +91,17 @@ def fresh_abuse_limits():
     limits.reset()
     yield
     limits.reset()
+
+
+@pytest.fixture
+def eager_celery():
+    """Celery tasks run in this process, as under the demo's eager settings, even in the
+    integration run (its REDIS_URL configures a real broker that no worker reads; the real
+    worker's tests are in tests/integration)."""
+    from celery import current_app
+
+    conf = current_app.conf
+    saved = conf.task_always_eager, conf.task_eager_propagates
+    conf.task_always_eager, conf.task_eager_propagates = True, True
+    yield
+    conf.task_always_eager, conf.task_eager_propagates = saved

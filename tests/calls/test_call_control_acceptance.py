@@ -13,7 +13,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from asgiref.sync import sync_to_async
-from celery import current_app
 
 from tests.calls.harness import ended_call
 from tests.calls.test_outbound_calls import (  # noqa: F401 - its fixtures too
@@ -31,17 +30,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TARGET = "+14155550142"
 FORBIDDEN = "+19005550000"
-
-
-@pytest.fixture
-def eager_celery():
-    """Post-call work runs in the server's process, as in the demo (the integration run configures
-    a Redis broker; tests/integration has the real worker's tests)."""
-    conf = current_app.conf
-    saved = conf.task_always_eager, conf.task_eager_propagates
-    conf.task_always_eager, conf.task_eager_propagates = True, True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
 
 
 async def test_outbound_call_transfer_refused_then_done_then_cost_and_webhook(

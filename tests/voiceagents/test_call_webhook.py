@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from celery import current_app
 from django.core import signing
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -30,17 +29,6 @@ def receiver_settings(voiceagents_settings):
         PUBLIC_URL="https://agents.example.com",
     )
     return voiceagents_settings
-
-
-@pytest.fixture
-def eager_celery():
-    """finalize_call queues the webhook with ``delay``: run it in this process (the integration run
-    has a Redis broker configured, and its own test with a real worker)."""
-    conf = current_app.conf
-    saved = conf.task_always_eager, conf.task_eager_propagates
-    conf.task_always_eager, conf.task_eager_propagates = True, True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
 
 
 def a_finished_call():

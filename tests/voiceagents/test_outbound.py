@@ -408,7 +408,7 @@ def test_management_command_places_the_call(twilio_api):
         call_command("voiceagents_call_number", "nobody", CALLEE, stdout=out)
 
 
-def test_management_command_can_queue_the_call_for_celery(twilio_api):
+def test_management_command_can_queue_the_call_for_celery(twilio_api, eager_celery):
     agent = _agent()
     _twilio_number(agent, twilio_api.url)
     out = StringIO()
@@ -417,7 +417,7 @@ def test_management_command_can_queue_the_call_for_celery(twilio_api):
     assert Call.objects.get().to_number == CALLEE  # the eager test worker placed it
 
 
-def test_celery_task_places_the_call(twilio_api):
+def test_celery_task_places_the_call(twilio_api, eager_celery):
     agent = _agent()
     _twilio_number(agent, twilio_api.url)
     call_id = tasks.place_call.delay(agent.pk, CALLEE, OUR_NUMBER).get()
