@@ -69,7 +69,9 @@ DEFAULTS: dict[str, Any] = {
     # Speakerphone echo (voiceagents.audio.echo): caller frames that only repeat the agent's
     # own recent audio reach neither the provider nor the local voice detector. The delay is
     # the longest round trip plus room echo searched for, after the pacer's lead.
-    "ECHO_SUPPRESSION": True,
+    # Off by default: it costs a third more CPU per call-minute while the agent talks (measured,
+    # docs/interruptions.md); turn it on for lines whose callers use speakerphones.
+    "ECHO_SUPPRESSION": False,
     "ECHO_MAX_DELAY_MS": 400,
     # Privacy (docs/privacy.md): full phone numbers in logs, hashed caller numbers, retention.
     "LOG_PII": False,

@@ -308,9 +308,12 @@ async def test_an_interruption_with_no_words_is_counted_as_false(twilio_line, el
     assert event.data["resumed"] is False
 
 
-async def test_a_speakerphone_echo_of_the_agent_never_reaches_elevenlabs(twilio_line, el):
+async def test_a_speakerphone_echo_of_the_agent_never_reaches_elevenlabs(
+    twilio_line, el, voiceagents_settings
+):
     """ElevenLabs decides interruptions on its side, from the audio it gets: the agent's own
     voice coming back (120 ms late, -10 dB) reaches it as silence; the caller's voice does not."""
+    voiceagents_settings["ECHO_SUPPRESSION"] = True
     from tests.calls.speakerphone import SpeakerphoneCaller
     from tests.voiceagents.audio.echo_signals import speechlike
 

@@ -139,8 +139,9 @@ async def test_words_after_a_barge_in_are_a_real_interruption(
 
 @pytest.mark.parametrize("delay_ms", [60, 200])
 async def test_the_agents_own_echo_does_not_interrupt_but_the_caller_does(
-    create_call, connect_caller, fake_openai, delay_ms
+    create_call, connect_caller, fake_openai, delay_ms, voiceagents_settings
 ):
+    voiceagents_settings["ECHO_SUPPRESSION"] = True
     fake_openai.vad = ServerVAD()
     agent = ulaw_encode(speechlike(4000, 120, seed=1).astype(np.int16))
     fake_openai.responses += [

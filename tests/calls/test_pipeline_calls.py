@@ -404,9 +404,12 @@ async def test_a_short_noise_does_not_interrupt(twilio, openai_audio, elevenlabs
     assert all(not interrupted for _, _, interrupted in await transcript(call_id))
 
 
-async def test_a_speakerphone_echo_of_the_agent_does_not_interrupt(twilio, deepgram, elevenlabs):
+async def test_a_speakerphone_echo_of_the_agent_does_not_interrupt(
+    twilio, deepgram, elevenlabs, voiceagents_settings
+):
     """The agent's voice comes back 120 ms late at -10 dB: the STT never hears it (echo goes on
     as silence), so the words Deepgram would give the next sound are only the caller's own."""
+    voiceagents_settings["ECHO_SUPPRESSION"] = True
     from tests.calls.speakerphone import SpeakerphoneCaller
 
     elevenlabs.tts_chunk_size = 800
