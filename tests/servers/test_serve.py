@@ -1,0 +1,136 @@
+"""``python -m voiceagents.serve`` through real processes: two workers behind one port (SQLite,
+in-memory channel layer). SIGTERM to the launcher during live calls drains them; a worker killed
+with SIGKILL is replaced while the other keeps the port serving; a worker that cannot start stops
+the launcher. The spread of calls over the workers on PostgreSQL and Redis: test_workers.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+import urllib.request
+import wave
+
+from tests.fakes.openai_realtime import FakeOpenAIRealtime
+
+from .calls import LoopThread
+from .running import seed, server_env, start_launcher
+from .test_draining import connects, rows
+from .test_kill_recovery import Caller
+
+CALLS = 10
+WORKERS = 2
+
+
+def wait_until(condition, timeout: float, describe) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, describe()
+        time.sleep(0.1)
+
+
+def live_answers(port: int, requests: int = 20) -> list[int]:
+    """Status of ``requests`` liveness checks, each on a new connection (new source port)."""
+    statuses = []
+    for _ in range(requests):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz/live", timeout=10) as reply:
+            statuses.append(reply.status)
+    return statuses
+
+
+def children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return {int(child) for child in listing.read().split()}
+
+
+def test_sigterm_to_the_launcher_drains_live_calls_then_exits_0(start_process, tmp_path):
+    loop = LoopThread()
+    fake = loop.run(FakeOpenAIRealtime().__aenter__())
+    media_root = tmp_path / "media"
+    env = server_env(tmp_path, TEST_MEDIA_ROOT=str(media_root))
+    calls = seed(env, openai_url=fake.url, calls=CALLS)
+    port, process = start_launcher(start_process, env, workers=WORKERS)
+    callers = [Caller(port, call) for call in calls]
+    try:
+        for caller in callers:
+            caller.start()
+        loop.run(
+            fake.wait_for(lambda: len([s for s in fake.sessions if s.config]) == CALLS), timeout=30
+        )
+        process.proc.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: process.output().count("draining: no new calls") == WORKERS,
+            10,
+            process.describe,
+        )
+        # Every worker has closed its listening socket: a new call finds nobody (a load
+        # balancer or the carrier's retry goes to another host)...
+        wait_until(lambda: not connects(port), 5, process.describe)
+        # ...while the live calls go on: the workers stay, the calls' audio keeps flowing.
+        sent_before = [caller.frames_sent for caller in callers]
+        time.sleep(1.5)
+        assert process.proc.poll() is None, process.output()
+        assert all(not caller.gone.is_set() for caller in callers)
+        assert all(c.frames_sent > s for c, s in zip(callers, sent_before, strict=True))
+        audio_before = [len(s.audio_in) for s in fake.sessions]
+        time.sleep(0.5)
+        assert all(len(s.audio_in) > b for s, b in zip(fake.sessions, audio_before, strict=True))
+        assert not connects(port)
+        # The callers hang up, one after another; then the workers and the launcher stop.
+        for caller in callers:
+            caller.hang_up.set()
+            caller.gone.wait(10)
+        assert process.proc.wait(30) == 0, process.output()
+    finally:
+        for caller in callers:
+            caller.hang_up.set()
+        loop.run(fake.__aexit__(None, None, None))
+        loop.stop()
+    output = process.output()
+    assert output.count("draining: every call has ended; stopping") == WORKERS, output
+    assert len(re.findall(r"worker \d \(pid \d+\) exited with status 0", output)) == WORKERS
+    db = tmp_path / "db.sqlite3"
+    for call in calls:
+        (row,) = rows(
+            db,
+            "select status, end_reason, recording from voiceagents_call where id = ?",
+            call["call_id"].replace("-", ""),
+        )
+        assert (row["status"], row["end_reason"]) == ("completed", "caller_hangup"), dict(row)
+        with wave.open(str(media_root / row["recording"]), "rb") as wav:
+            assert wav.getnframes() / 8000 > 2.0  # the whole call, drain included
+
+
+def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(start_process, tmp_path):
+    env = server_env(tmp_path)
+    seed(env)
+    port, process = start_launcher(start_process, env, workers=WORKERS)  # --port 0: logged
+    started = dict(re.findall(r"started worker (\d) \(pid (\d+)\)", process.output()))
+    assert children(process.pid) == {int(pid) for pid in started.values()}
+    assert live_answers(port) == [200] * 20
+
+    victim = int(started["1"])
+    os.kill(victim, signal.SIGKILL)
+    # Once the launcher has reaped it, its socket is gone: the other worker takes every call.
+    process.wait_for_output(rf"worker 1 \(pid {victim}\) was killed by SIGKILL", timeout=10)
+    assert live_answers(port) == [200] * 20
+    # The launcher starts a new worker 1, a direct child like the first, and it serves too.
+    match = process.wait_for_output(rf"started worker 1 \(pid (?!{victim}\))(\d+)\)", timeout=10)
+    replacement = int(match.group(1))
+    process.wait_for_output(rf"\[{replacement}\]: worker 1 serving on", timeout=60)
+    assert children(process.pid) == {int(started["2"]), replacement}
+    assert live_answers(port) == [200] * 20
+    # Each worker froze its start-up objects (patter_site/asgi.py), the replacement too.
+    assert process.output().count("froze") == WORKERS + 1
+    assert process.stop() == 0, process.output()
+
+
+def test_a_worker_that_cannot_start_stops_the_launcher(start_process, tmp_path):
+    env = server_env(tmp_path)
+    args = [sys.executable, "-m", "voiceagents.serve", "tests.servers.no_such_module:app"]
+    args += ["--host", "127.0.0.1", "--port", "0", "--workers", str(WORKERS)]
+    process = start_process("voiceagents.serve", args, env=env)
+    assert process.proc.wait(60) == 1, process.output()
+    assert "before it served: stopping" in process.output()
