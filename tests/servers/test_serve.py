@@ -16,7 +16,7 @@ import wave
 from tests.fakes.openai_realtime import FakeOpenAIRealtime
 
 from .calls import LoopThread
-from .running import seed, server_env, start_launcher
+from .running import LAUNCHER_READY, seed, server_env, start_launcher
 from .test_draining import connects, rows
 from .test_kill_recovery import Caller
 
@@ -103,6 +103,42 @@ def test_sigterm_to_the_launcher_drains_live_calls_then_exits_0(start_process, t
             assert wav.getnframes() / 8000 > 2.0  # the whole call, drain included
 
 
+def test_a_second_sigterm_stops_at_once(start_process, tmp_path):
+    loop = LoopThread()
+    fake = loop.run(FakeOpenAIRealtime().__aenter__())
+    env = server_env(tmp_path, TEST_MEDIA_ROOT=str(tmp_path / "media"))
+    calls = seed(env, openai_url=fake.url, calls=2)
+    port, process = start_launcher(start_process, env, workers=WORKERS)
+    callers = [Caller(port, call) for call in calls]
+    try:
+        for caller in callers:
+            caller.start()
+        loop.run(fake.wait_for(lambda: len([s for s in fake.sessions if s.config]) == 2), 30)
+        process.proc.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: process.output().count("draining: no new calls") == WORKERS,
+            10,
+            process.describe,
+        )
+        process.proc.send_signal(signal.SIGTERM)
+        # The callers never hang up: the workers end their calls and stop without them.
+        assert process.proc.wait(30) == 0, process.output()
+        assert all(caller.gone.wait(10) for caller in callers)
+    finally:
+        for caller in callers:
+            caller.hang_up.set()
+        loop.run(fake.__aexit__(None, None, None))
+        loop.stop()
+    assert "SIGTERM again: the workers stop now" in process.output()
+    for call in calls:
+        (row,) = rows(
+            tmp_path / "db.sqlite3",
+            "select status, end_reason from voiceagents_call where id = ?",
+            call["call_id"].replace("-", ""),
+        )
+        assert (row["status"], row["end_reason"]) == ("completed", "stream_closed"), dict(row)
+
+
 def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(start_process, tmp_path):
     env = server_env(tmp_path)
     seed(env)
@@ -125,6 +161,19 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(start_process, 
     # Each worker froze its start-up objects (patter_site/asgi.py), the replacement too.
     assert process.output().count("froze") == WORKERS + 1
     assert process.stop() == 0, process.output()
+
+
+def test_shared_socket_workers_serve_and_stop(start_process, tmp_path):
+    env = server_env(tmp_path)
+    seed(env)
+    args = [sys.executable, "-m", "voiceagents.serve", "--shared-socket", "--host", "127.0.0.1"]
+    args += ["--port", "0", "--workers", str(WORKERS)]
+    process = start_process("voiceagents.serve", args, env=env)
+    port = int(process.wait_for_output(LAUNCHER_READY, timeout=60).group(1))
+    assert "one shared listening socket" in process.output()
+    assert live_answers(port) == [200] * 20
+    assert process.stop() == 0, process.output()
+    assert not connects(port)
 
 
 def test_a_worker_that_cannot_start_stops_the_launcher(start_process, tmp_path):

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backlog", type=int, default=2048, help="Listen backlog of each worker's socket."
     )
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="One listening socket shared by the workers (the default only where SO_REUSEPORT "
+        "does not balance connections, i.e. not on Linux): the busiest worker may take most.",
+    )
 
 
 def default_app() -> str:
@@ -57,6 +63,7 @@ def options_from(namespace: argparse.Namespace):
         workers=namespace.workers,
         backlog=namespace.backlog,
         log_level=namespace.log_level,
+        shared_socket=namespace.shared_socket,
     )
 
 

@@ -51,6 +51,8 @@ class Options:
     workers: int = 1
     backlog: int = 2048
     log_level: str = "info"
+    #: One listening socket for all workers, as where SO_REUSEPORT does not balance.
+    shared_socket: bool = False
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.workers = [Worker(index) for index in range(1, self.options.workers + 1)]
         self.port = self.options.port
-        self.balanced = sockets.BALANCED
+        self.balanced = sockets.BALANCED and not self.options.shared_socket
         self.reserved: socket.socket | None = None
         self.shared: socket.socket | None = None
         self.signals: list[int] = []
@@ -133,12 +135,13 @@ class Supervisor:
             self.reserved = sockets.bind(host, port, reuse_port=True)
             self.port = self.reserved.getsockname()[1]
         else:
-            logger.warning(
-                "SO_REUSEPORT does not balance connections on %s: the %d worker(s) share one "
-                "listening socket, and the kernel may give most connections to one of them",
-                sys.platform,
-                len(self.workers),
-            )
+            if not sockets.BALANCED:
+                logger.warning(
+                    "SO_REUSEPORT does not balance connections on %s: the %d worker(s) share one "
+                    "listening socket, and the kernel may give most connections to one of them",
+                    sys.platform,
+                    len(self.workers),
+                )
             self.shared = sockets.bind(host, port, reuse_port=False, backlog=self.options.backlog)
             self.port = self.shared.getsockname()[1]
 

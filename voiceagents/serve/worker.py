@@ -77,8 +77,9 @@ class Stopping:
     def _stop_listening(self) -> None:
         for listening in list(getattr(self.server, "servers", ())):
             listening.close()
-        # uvloop keeps its own descriptor of a socket it was given: close ours as well, or the
-        # socket stays in the port's group and the kernel keeps handing it connections.
+        # The loop closes the socket with its server (uvloop on its next turn); closing it here
+        # too, as uvicorn's own shutdown does, takes it out of the port's group now whatever the
+        # loop (a socket that is still in use is closed once the loop lets go of it).
         self.listening.close()
 
     async def _drain_then_exit(self, reason: str) -> None:
@@ -157,8 +158,12 @@ def run(spec: dict) -> int:
             return STARTUP_FAILURE
 
     def started() -> None:
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
         logger.info(
-            "worker %d serving on %s", spec["index"], sockets.url(spec["host"], spec["port"])
+            "worker %d serving on %s (event loop: %s)",
+            spec["index"],
+            sockets.url(spec["host"], spec["port"]),
+            loop,
         )
         with contextlib.suppress(OSError):
             control.send(READY)
