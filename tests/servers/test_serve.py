@@ -120,6 +120,7 @@ def test_a_second_sigterm_stops_at_once(start_process, tmp_path):
             10,
             process.describe,
         )
+        time.sleep(1.5)  # signals less than 1 s apart are one stop (worker.SAME_REQUEST_WITHIN)
         process.proc.send_signal(signal.SIGTERM)
         # The callers never hang up: the workers end their calls and stop without them.
         assert process.proc.wait(30) == 0, process.output()
@@ -137,6 +138,67 @@ def test_a_second_sigterm_stops_at_once(start_process, tmp_path):
             call["call_id"].replace("-", ""),
         )
         assert (row["status"], row["end_reason"]) == ("completed", "stream_closed"), dict(row)
+
+
+def test_one_stop_signalled_to_every_process_still_drains(start_process, tmp_path):
+    """systemd's default KillMode signals the launcher and its workers at once (the unit in
+    deploy/ sets KillMode=mixed; this is the case of one that does not)."""
+    loop = LoopThread()
+    fake = loop.run(FakeOpenAIRealtime().__aenter__())
+    env = server_env(tmp_path, TEST_MEDIA_ROOT=str(tmp_path / "media"))
+    calls = seed(env, openai_url=fake.url, calls=2)
+    port, process = start_launcher(start_process, env, workers=WORKERS)
+    callers = [Caller(port, call) for call in calls]
+    try:
+        for caller in callers:
+            caller.start()
+        loop.run(fake.wait_for(lambda: len([s for s in fake.sessions if s.config]) == 2), 30)
+        workers = children(process.pid)
+        process.proc.send_signal(signal.SIGTERM)
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        sent_before = [caller.frames_sent for caller in callers]
+        time.sleep(1.5)
+        assert process.proc.poll() is None, process.output()
+        assert all(c.frames_sent > s for c, s in zip(callers, sent_before, strict=True))
+        for caller in callers:
+            caller.hang_up.set()
+            caller.gone.wait(10)
+        assert process.proc.wait(30) == 0, process.output()
+    finally:
+        for caller in callers:
+            caller.hang_up.set()
+        loop.run(fake.__aexit__(None, None, None))
+        loop.stop()
+    assert "again" not in process.output()
+    for call in calls:
+        (row,) = rows(
+            tmp_path / "db.sqlite3",
+            "select status, end_reason from voiceagents_call where id = ?",
+            call["call_id"].replace("-", ""),
+        )
+        assert (row["status"], row["end_reason"]) == ("completed", "caller_hangup"), dict(row)
+
+
+def test_workers_of_a_killed_launcher_drain_and_exit(start_process, tmp_path):
+    env = server_env(tmp_path)
+    seed(env)
+    port, process = start_launcher(start_process, env, workers=WORKERS)
+    workers = children(process.pid)
+    process.proc.kill()
+    process.proc.wait(10)
+
+    def alive(pid: int) -> bool:
+        """Running (an orphan that exited is a zombie until whoever adopted it reaps it)."""
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rpartition(")")[2].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    wait_until(lambda: not any(alive(pid) for pid in workers), 20, process.describe)
+    assert process.output().count("the supervisor exited: draining") == WORKERS
+    assert not connects(port)
 
 
 def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(start_process, tmp_path):

@@ -11,8 +11,10 @@ Signals are the worker's own, not uvicorn's: the first SIGTERM or SIGINT drains
 (``telephony.draining.drain``: no new calls, listening socket closed, live calls go on for
 ``DRAIN_TIMEOUT`` at most), then the server stops; a second one stops it at once (uvicorn closes
 the remaining WebSockets, 1012, and the calls end as the server went away); a third does not wait
-for those connections either. The worker drains too when its supervisor goes away (the control
-socket reads end-of-file), so a killed supervisor leaves no worker serving for ever.
+for those connections either. Signals less than a second apart count as one (the same stop may
+reach a worker both from its supervisor and from systemd). The worker drains too when its
+supervisor goes away (the control socket reads end-of-file), so a killed supervisor leaves no
+worker serving for ever.
 
 Over the control socket the worker sends one byte, ``READY``, once it serves.
 """
@@ -26,6 +28,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 
 import uvicorn
 
@@ -34,6 +37,8 @@ from . import logs, sockets
 logger = logging.getLogger("voiceagents.serve")
 
 READY = b"r"
+#: Signals this close together (seconds) are one stop request.
+SAME_REQUEST_WITHIN = 1.0
 #: Exit status of a worker that could not start (app import, socket bind); uvicorn's own.
 STARTUP_FAILURE = 3
 
@@ -62,9 +67,17 @@ class Stopping:
         self.server = server
         self.listening = listening
         self.requests = 0
+        self._last_signal = float("-inf")
         self._drain: asyncio.Task | None = None
 
-    def request(self, reason: str) -> None:
+    def request(self, reason: str, *, signalled: bool = True) -> None:
+        now = time.monotonic()
+        if signalled and now - self._last_signal < SAME_REQUEST_WITHIN:
+            # One stop, delivered twice: systemd's default KillMode signals every process of the
+            # unit, and the supervisor passes its own signal on as well. Not a second request.
+            return
+        if signalled:
+            self._last_signal = now
         self.requests += 1
         if self.requests == 1:
             self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(reason))
@@ -118,7 +131,7 @@ async def _serve(
         except OSError:
             pass
         loop.remove_reader(control.fileno())
-        stopping.request("the supervisor exited")
+        stopping.request("the supervisor exited", signalled=False)
 
     control.setblocking(False)
     loop.add_reader(control.fileno(), supervisor_gone)
