@@ -12,8 +12,10 @@ import sys
 import time
 import urllib.request
 import wave
+from pathlib import Path
 
 from tests.fakes.openai_realtime import FakeOpenAIRealtime
+from tests.integration.conftest import REPO_ROOT, free_port
 
 from .calls import LoopThread
 from .running import LAUNCHER_READY, seed, server_env, start_launcher
@@ -236,6 +238,22 @@ def test_shared_socket_workers_serve_and_stop(start_process, tmp_path):
     assert live_answers(port) == [200] * 20
     assert process.stop() == 0, process.output()
     assert not connects(port)
+
+
+def test_the_procfiles_web_process_serves_with_two_workers(start_process, tmp_path):
+    """deploy/Procfile's web line, run as a Procfile runner runs it (a shell, PORT set)."""
+    procfile = (REPO_ROOT / "deploy" / "Procfile").read_text()
+    (web,) = [line[len("web:") :] for line in procfile.splitlines() if line.startswith("web:")]
+    env = server_env(tmp_path, PORT=str(free_port()), WEB_CONCURRENCY=str(WORKERS))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    seed(env)
+    assert "--host 0.0.0.0" in web
+    command = web.replace("--host 0.0.0.0", "--host 127.0.0.1")  # tests stay on the loopback
+    process = start_process("procfile-web", ["bash", "-c", f"exec {command.strip()}"], env=env)
+    match = process.wait_for_output(LAUNCHER_READY, 60)
+    assert match.groups() == (env["PORT"], str(WORKERS))
+    assert live_answers(int(env["PORT"])) == [200] * 20
+    assert process.stop() == 0, process.output()
 
 
 def test_a_worker_that_cannot_start_stops_the_launcher(start_process, tmp_path):

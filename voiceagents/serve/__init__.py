@@ -2,5 +2,5 @@
 
 ``python -m voiceagents.serve [APP] --host H --port P --workers W`` (or ``python manage.py
 voiceagents_serve ...``). ``supervisor`` starts and restarts the workers, ``worker`` runs one,
-``sockets`` binds their listening sockets; docs/deploying.md says why and how to run it.
+``sockets`` binds their listening sockets; deploy/README.md says why and how to run it.
 """

@@ -15,9 +15,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="APP",
         help="The ASGI application as module:attribute (default: settings.ASGI_APPLICATION).",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
     parser.add_argument(
-        "--port", type=int, default=8000, help="Port to listen on (0: a free one, logged)."
+        "--host",
+        default="127.0.0.1",
+        help="Address to listen on (default 127.0.0.1; 0.0.0.0: every interface).",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="Port to listen on (default 8000; 0: a free one, logged).",
     )
     parser.add_argument(
         "--workers",
@@ -26,9 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Worker processes (default: $WEB_CONCURRENCY or 1); one per core.",
     )
     parser.add_argument(
-        "--backlog", type=int, default=2048, help="Listen backlog of each worker's socket."
+        "--backlog",
+        type=int,
+        default=2048,
+        help="Listen backlog of each worker's socket (default 2048).",
     )
-    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="uvicorn's and ours (default info)."
+    )
     parser.add_argument(
         "--shared-socket",
         action="store_true",
@@ -40,8 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def default_app() -> str:
     """settings.ASGI_APPLICATION in uvicorn's form: ``patter_site.asgi:application``."""
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
 
-    path = getattr(settings, "ASGI_APPLICATION", None)
+    try:
+        path = getattr(settings, "ASGI_APPLICATION", None)
+    except ImproperlyConfigured as exc:
+        raise ValueError(
+            f"give APP (module:attribute) or set DJANGO_SETTINGS_MODULE: {exc}"
+        ) from exc
     if not path:
         raise ValueError("give APP (module:attribute): settings.ASGI_APPLICATION is not set")
     module, _, attribute = path.rpartition(".")
@@ -85,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m voiceagents.serve",
         description="Serve the ASGI app with W worker processes behind one port, each drained on "
-        "SIGTERM (docs/deploying.md).",
+        "SIGTERM (deploy/README.md).",
     )
     add_arguments(parser)
     namespace = parser.parse_args(argv)

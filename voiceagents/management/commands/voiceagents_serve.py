@@ -11,7 +11,7 @@ class Command(BaseCommand):
     help = (
         "Serve the ASGI app with W uvicorn worker processes behind one port (a listening socket "
         "each, balanced by the kernel), restart a worker that dies, and drain the live calls on "
-        "SIGTERM. The same as python -m voiceagents.serve; see docs/deploying.md."
+        "SIGTERM. The same as python -m voiceagents.serve; see deploy/README.md."
     )
 
     def add_arguments(self, parser):
