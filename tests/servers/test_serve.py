@@ -224,6 +224,15 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(start_process, 
     assert live_answers(port) == [200] * 20
     # Each worker froze its start-up objects (patter_site/asgi.py), the replacement too.
     assert process.output().count("froze") == WORKERS + 1
+    # Dying again soon after its start, worker 1 is restarted after a pause.
+    os.kill(replacement, signal.SIGKILL)
+    process.wait_for_output(
+        rf"worker 1 \(pid {replacement}\) was killed by SIGKILL after \d+ s; restarting it in 1 s"
+    )
+    match = process.wait_for_output(
+        rf"started worker 1 \(pid (?!{victim}\)|{replacement}\))(\d+)\)", 10
+    )
+    process.wait_for_output(rf"\[{match.group(1)}\]: worker 1 serving on", timeout=60)
     assert process.stop() == 0, process.output()
 
 

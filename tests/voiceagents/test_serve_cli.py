@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from voiceagents.serve import cli, sockets
-from voiceagents.serve.supervisor import describe_exit
+from voiceagents.serve.supervisor import MAX_BACKOFF, describe_exit, restart_delay
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -104,3 +104,8 @@ def test_exits_are_described():
     assert describe_exit(0) == "exited with status 0"
     assert describe_exit(-9) == "was killed by SIGKILL"
     assert sockets.url("::1", 80) == "http://[::1]:80"
+
+
+def test_a_worker_that_keeps_dying_is_restarted_later_and_later():
+    delays = [restart_delay(n) for n in range(0, 10)]
+    assert delays == [0, 0, 1, 2, 4, 8, 16, MAX_BACKOFF, MAX_BACKOFF, MAX_BACKOFF]

@@ -76,6 +76,14 @@ def describe_exit(status: int) -> str:
     return f"exited with status {status}"
 
 
+def restart_delay(quick_exits: int) -> float:
+    """Seconds before restarting a worker that exited ``quick_exits`` times in a row within
+    ``STABLE_AFTER`` of its start: at once for the first, then 1, 2, 4 ... ``MAX_BACKOFF``."""
+    if quick_exits <= 1:
+        return 0.0
+    return min(2.0 ** (quick_exits - 2), MAX_BACKOFF)
+
+
 @dataclass
 class Supervisor:
     options: Options
@@ -250,9 +258,7 @@ class Supervisor:
     def _schedule_restart(self, worker: Worker, what: str) -> None:
         lived = time.monotonic() - worker.started_at if worker.ready else 0.0
         worker.quick_exits = 0 if lived >= STABLE_AFTER else worker.quick_exits + 1
-        delay = (
-            0.0 if worker.quick_exits <= 1 else min(2.0 ** (worker.quick_exits - 2), MAX_BACKOFF)
-        )
+        delay = restart_delay(worker.quick_exits)
         logger.error(
             "%s%s; restarting it%s",
             what,

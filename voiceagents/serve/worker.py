@@ -39,7 +39,7 @@ logger = logging.getLogger("voiceagents.serve")
 READY = b"r"
 #: Signals this close together (seconds) are one stop request.
 SAME_REQUEST_WITHIN = 1.0
-#: Exit status of a worker that could not start (app import, socket bind); uvicorn's own.
+#: Exit status of a worker that cannot bind its socket (uvicorn's for a failed start-up).
 STARTUP_FAILURE = 3
 
 
@@ -184,7 +184,7 @@ def run(spec: dict) -> int:
     server = WorkerServer(config, started)
     loop_factory = config.get_loop_factory() if hasattr(config, "get_loop_factory") else None
     if loop_factory is None and hasattr(config, "setup_event_loop"):
-        config.setup_event_loop()  # uvicorn before 0.36 sets the loop policy instead
+        config.setup_event_loop()  # older uvicorn releases set the loop policy instead
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(server, listening, control, early))
     return 0
