@@ -11,8 +11,8 @@ terminal's Ctrl-C reaches them once, through the supervisor.
   fails before every worker has started once stops the whole launcher (exit status 1): the app
   or the port is wrong, and restarting would fail the same way.
 - SIGTERM or SIGINT: passed on to every worker, which drains (``worker``); the supervisor exits
-  once all have, with status 0 if every one exited cleanly. A second signal is passed on too,
-  and the workers stop at once.
+  once all have, with status 0 if every one exited cleanly. A second signal (a second or more
+  later) is passed on too, and the workers stop at once.
 
 Each worker has a socket pair with the supervisor: the worker says when it serves, and each side
 sees the other's end as end-of-file (a killed supervisor makes its workers drain and exit).
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import logs, sockets
-from .worker import READY
+from .worker import READY, SAME_REQUEST_WITHIN
 
 logger = logging.getLogger(logs.NAME)
 
@@ -96,7 +96,8 @@ class Supervisor:
         self.balanced = sockets.BALANCED and not self.options.shared_socket
         self.reserved: socket.socket | None = None
         self.shared: socket.socket | None = None
-        self.signals: list[int] = []
+        self.signals: list[tuple[int, float]] = []
+        self.last_signal = float("-inf")
         self.stopping = False
         self.failed = False
         self.serving = False
@@ -175,14 +176,17 @@ class Supervisor:
                 pass
 
     def _on_signal(self, sig: int, frame) -> None:
-        self.signals.append(sig)
+        self.signals.append((sig, time.monotonic()))
 
     # -- events -----------------------------------------------------------------------------
 
     def _handle_signals(self) -> None:
         while self.signals:
-            sig = self.signals.pop(0)
+            sig, at = self.signals.pop(0)
             name = signal.Signals(sig).name
+            if at - self.last_signal < SAME_REQUEST_WITHIN:
+                continue  # the workers would take it as the same stop (worker.Stopping)
+            self.last_signal = at
             if self.stopping:
                 logger.warning("%s again: the workers stop now, live calls are cut", name)
             else:
