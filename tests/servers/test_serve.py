@@ -142,6 +142,38 @@ def test_a_second_sigterm_stops_at_once(start_process, tmp_path):
         assert (row["status"], row["end_reason"]) == ("completed", "stream_closed"), dict(row)
 
 
+def test_calls_still_live_after_drain_timeout_are_ended(start_process, tmp_path):
+    loop = LoopThread()
+    fake = loop.run(FakeOpenAIRealtime().__aenter__())
+    env = server_env(
+        tmp_path, TEST_MEDIA_ROOT=str(tmp_path / "media"), VOICEAGENTS_DRAIN_TIMEOUT="1"
+    )
+    calls = seed(env, openai_url=fake.url, calls=2)
+    port, process = start_launcher(start_process, env, workers=WORKERS)
+    callers = [Caller(port, call) for call in calls]
+    try:
+        for caller in callers:
+            caller.start()
+        loop.run(fake.wait_for(lambda: len([s for s in fake.sessions if s.config]) == 2), 30)
+        process.proc.send_signal(signal.SIGTERM)
+        # The callers never hang up: after DRAIN_TIMEOUT the workers stop anyway.
+        assert process.proc.wait(30) == 0, process.output()
+        assert all(caller.gone.wait(10) for caller in callers)
+    finally:
+        for caller in callers:
+            caller.hang_up.set()
+        loop.run(fake.__aexit__(None, None, None))
+        loop.stop()
+    assert "still live after 1 s; stopping anyway" in process.output()
+    for call in calls:
+        (row,) = rows(
+            tmp_path / "db.sqlite3",
+            "select status, end_reason from voiceagents_call where id = ?",
+            call["call_id"].replace("-", ""),
+        )
+        assert (row["status"], row["end_reason"]) == ("completed", "stream_closed"), dict(row)
+
+
 def test_one_stop_signalled_to_every_process_still_drains(start_process, tmp_path):
     """systemd's default KillMode signals the launcher and its workers at once (the unit in
     deploy/ sets KillMode=mixed; this is the case of one that does not)."""
