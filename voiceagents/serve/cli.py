@@ -85,7 +85,9 @@ def options_from(namespace: argparse.Namespace):
     )
 
 
-def serve(namespace: argparse.Namespace) -> int:
+def serve(namespace: argparse.Namespace, path_entries: list[str] | None = None) -> int:
+    """Run the supervisor until it stops; its exit status. ``path_entries`` go first on the
+    workers' PYTHONPATH (default: where this process found the project)."""
     try:
         import uvicorn  # noqa: F401
     except ImportError as exc:
@@ -96,7 +98,9 @@ def serve(namespace: argparse.Namespace) -> int:
     from .supervisor import Supervisor
 
     logs.configure(namespace.log_level)
-    return Supervisor(options_from(namespace)).run()
+    options = options_from(namespace)
+    supervisor = Supervisor(options) if path_entries is None else Supervisor(options, path_entries)
+    return supervisor.run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,8 +87,9 @@ def restart_delay(quick_exits: int) -> float:
 @dataclass
 class Supervisor:
     options: Options
-    #: Put first on the workers' PYTHONPATH: where this process found the project.
-    path_entry: str = field(default_factory=lambda: sys.path[0] or os.getcwd())
+    #: Put first on the workers' PYTHONPATH: where this process found the project (the script's
+    #: directory, or the current one under ``python -m``).
+    path_entries: list[str] = field(default_factory=lambda: [sys.path[0] or os.getcwd()])
 
     def __post_init__(self) -> None:
         self.workers = [Worker(index) for index in range(1, self.options.workers + 1)]
@@ -293,7 +294,9 @@ class Supervisor:
             "shared_fd": self.shared.fileno() if self.shared is not None else None,
         }
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.path_entry, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [*self.path_entries, env.get("PYTHONPATH")])
+        )
         try:
             worker.process = subprocess.Popen(
                 [sys.executable, "-m", "voiceagents.serve.worker", json.dumps(spec)],
