@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import socket
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -12,7 +13,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from voiceagents.serve import cli, sockets
-from voiceagents.serve.supervisor import MAX_BACKOFF, describe_exit, restart_delay
+from voiceagents.serve.supervisor import MAX_BACKOFF, describe_exit, import_roots, restart_delay
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -109,3 +110,10 @@ def test_exits_are_described():
 def test_a_worker_that_keeps_dying_is_restarted_later_and_later():
     delays = [restart_delay(n) for n in range(0, 10)]
     assert delays == [0, 0, 1, 2, 4, 8, 16, MAX_BACKOFF, MAX_BACKOFF, MAX_BACKOFF]
+
+
+def test_the_workers_import_the_project_from_where_this_process_does():
+    repo = str(Path(__file__).resolve().parents[2])
+    assert import_roots("patter_site.asgi", "tests.settings", "voiceagents.serve") == [repo]
+    # The interpreter's own (the standard library, site-packages) the workers have anyway.
+    assert import_roots("json", "django.conf", "", "no_such_module_here") == []

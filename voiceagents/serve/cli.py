@@ -85,9 +85,8 @@ def options_from(namespace: argparse.Namespace):
     )
 
 
-def serve(namespace: argparse.Namespace, path_entries: list[str] | None = None) -> int:
-    """Run the supervisor until it stops; its exit status. ``path_entries`` go first on the
-    workers' PYTHONPATH (default: where this process found the project)."""
+def serve(namespace: argparse.Namespace) -> int:
+    """Run the supervisor until it stops; its exit status."""
     try:
         import uvicorn  # noqa: F401
     except ImportError as exc:
@@ -98,9 +97,7 @@ def serve(namespace: argparse.Namespace, path_entries: list[str] | None = None) 
     from .supervisor import Supervisor
 
     logs.configure(namespace.log_level)
-    options = options_from(namespace)
-    supervisor = Supervisor(options) if path_entries is None else Supervisor(options, path_entries)
-    return supervisor.run()
+    return Supervisor(options_from(namespace)).run()
 
 
 def main(argv: list[str] | None = None) -> int:

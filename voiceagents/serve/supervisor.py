@@ -20,6 +20,7 @@ sees the other's end as end-of-file (a killed supervisor makes its workers drain
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import logs, sockets
 from .worker import READY, SAME_REQUEST_WITHIN
@@ -84,14 +85,46 @@ def restart_delay(quick_exits: int) -> float:
     return min(2.0 ** (quick_exits - 2), MAX_BACKOFF)
 
 
+def import_roots(*modules: str) -> list[str]:
+    """The directories this process imports the top-level packages of ``modules`` from, where
+    they are not in the interpreter's own paths: the workers, fresh interpreters started in the
+    same directory, then import the same app, settings and launcher (``manage.py`` run from
+    elsewhere, ``--pythonpath``, a project directory added by the settings)."""
+    own = tuple(
+        os.path.join(os.path.realpath(prefix), "") for prefix in {sys.prefix, sys.base_prefix}
+    )
+    roots: list[str] = []
+    for module in modules:
+        top = module.partition(".")[0]
+        spec = importlib.util.find_spec(top) if top else None
+        if spec is None or not spec.origin and not spec.submodule_search_locations:
+            continue
+        if spec.submodule_search_locations:
+            where = os.path.dirname(list(spec.submodule_search_locations)[0])
+        else:
+            where = os.path.dirname(spec.origin)
+        if os.path.join(os.path.realpath(where), "").startswith(own):
+            continue
+        where = os.path.abspath(where)
+        if where not in roots:
+            roots.append(where)
+    return roots
+
+
 @dataclass
 class Supervisor:
     options: Options
-    #: Put first on the workers' PYTHONPATH: where this process found the project (the script's
-    #: directory, or the current one under ``python -m``).
-    path_entries: list[str] = field(default_factory=lambda: [sys.path[0] or os.getcwd()])
+    #: Put first on the workers' PYTHONPATH (default: ``import_roots`` of the app, the settings
+    #: and this package).
+    path_entries: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.path_entries is None:
+            self.path_entries = import_roots(
+                self.options.app.partition(":")[0],
+                os.environ.get("DJANGO_SETTINGS_MODULE", ""),
+                __name__,
+            )
         self.workers = [Worker(index) for index in range(1, self.options.workers + 1)]
         self.port = self.options.port
         self.balanced = sockets.BALANCED and not self.options.shared_socket

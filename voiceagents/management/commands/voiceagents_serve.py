@@ -1,8 +1,6 @@
 """Serve the project in production: W worker processes behind one port (voiceagents.serve)."""
 
 import argparse
-import os
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,16 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            status = cli.serve(argparse.Namespace(**options), _project_path(options))
+            status = cli.serve(argparse.Namespace(**options))
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if status:
             raise SystemExit(status)
-
-
-def _project_path(options: dict) -> list[str]:
-    """What made the project importable here, for the workers: ``--pythonpath`` and what Python
-    put first on ``sys.path`` (the directory of ``manage.py``, or the current one under ``-m``)."""
-    extra = options.get("pythonpath")
-    first = next((path for path in sys.path if path != extra), "") or os.getcwd()
-    return [path for path in (extra, first) if path]
