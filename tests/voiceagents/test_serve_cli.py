@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import socket
 from pathlib import Path
@@ -99,6 +100,44 @@ def test_the_supervisors_reservation_takes_no_connection():
     finally:
         worker.close()
         reserved.close()
+
+
+def _loops():
+    yield pytest.param(asyncio.new_event_loop, id="asyncio")
+    try:
+        import uvloop
+    except ImportError:
+        return
+    yield pytest.param(uvloop.new_event_loop, id="uvloop")
+
+
+@pytest.mark.parametrize("new_loop", list(_loops()))
+def test_accepted_connections_send_without_nagle(new_loop):
+    """Small WebSocket messages (marks, clears, 20 ms frames) must leave at once: the connections a
+    worker accepts on its socket have TCP_NODELAY on, whichever event loop serves them."""
+
+    async def nodelay_of_an_accepted_connection() -> int:
+        accepted = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer):
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listening = sockets.bind("127.0.0.1", 0, reuse_port=True, backlog=8)
+        server = await asyncio.start_server(on_connection, sock=listening)
+        try:
+            port = listening.getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            value = await asyncio.wait_for(accepted, 10)
+            writer.close()
+            return value
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        assert runner.run(nodelay_of_an_accepted_connection()) != 0
 
 
 def test_exits_are_described():

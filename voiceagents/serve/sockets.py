@@ -20,11 +20,11 @@ import sys
 BALANCED = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:
-    family, _, _, _, address = socket.getaddrinfo(
+def _address(host: str, port: int) -> tuple[socket.AddressFamily, int, tuple]:
+    family, _, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    return family, address
+    return family, proto or socket.IPPROTO_TCP, address
 
 
 def bind(host: str, port: int, *, reuse_port: bool, backlog: int | None = None) -> socket.socket:
@@ -32,8 +32,12 @@ def bind(host: str, port: int, *, reuse_port: bool, backlog: int | None = None) 
 
     With ``reuse_port``, other sockets of this user may bind the same address (``BALANCED``).
     """
-    family, address = _address(host, port)
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, proto, address = _address(host, port)
+    # The protocol must be named: accepted connections inherit it, and asyncio's event loop turns
+    # Nagle off (TCP_NODELAY) only on sockets whose proto is IPPROTO_TCP. With proto 0 every small
+    # message to the carrier waited for the next ACK (measured: barge-in -> clear p50 8.6 ms
+    # instead of 0.3 ms, outbound p99 20 ms, on the asyncio loop).
+    sock = socket.socket(family, socket.SOCK_STREAM, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
