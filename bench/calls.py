@@ -82,7 +82,7 @@ SERVERS = {
     #: socket on the same port.
     "serve": [
         *("-m", "voiceagents.serve", APP, "--host", "127.0.0.1", "--port", "{port}"),
-        *("--workers", "{workers}"),
+        *("--workers", "{workers}", "--log-level", "warning"),
     ],
 }
 #: The servers that take ``--workers W`` (the others run one process).

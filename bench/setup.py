@@ -47,9 +47,11 @@ from .loadgen import BURST_INDEX, WARMUP_INDEX
 from .seed import AUTH_TOKEN, TO_NUMBERS
 
 #: Server CPU per 20 ms caller frame of a live sink call (the relay of one frame to the
-#: provider, its share of marks and wake-ups), measured with ``--live 50`` on the bench VM
-#: (docs/benchmarks.md): the estimate of a burst call's media cost when no live calls run.
-FRAME_US = 60.0
+#: provider, its share of marks and wake-ups): 83 µs measured with ``--live 100`` (114 µs with
+#: ``--live 50``) on the 2-core Intel Xeon VM, 2026-12-04, asyncio loop. The estimate of a burst
+#: call's media cost when no live calls run; counting every message of a burst call (agent
+#: frames and marks too) at this cost makes it an upper bound.
+FRAME_US = 83.0
 
 
 class SetupBench(calls.Bench):
