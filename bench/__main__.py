@@ -11,13 +11,14 @@ TTS fakes with fixed delays; uvicorn, N = 10 and 50, 8 s windows, about 40 s; it
 caller turn goes to ``var/bench/calls-pipeline.json``). Then the scale-out rows (about two
 minutes): a set-up burst (``bench.setup``: 40 calls a second for 5 s) on SQLite with one process,
 the same burst and a duty N = 100 level on PostgreSQL + Redis (skipped, with the reason, when
-those services are not reachable on 127.0.0.1), and both with two worker processes
-(``uvicorn --workers 2``). The full sweep of docs/benchmarks.md is ``python -m bench.calls``
+those services are not reachable on 127.0.0.1), and both with two worker processes (our
+launcher, ``serve``; ``uvicorn --workers 2`` where ``voiceagents.serve`` is missing). The full sweep of docs/benchmarks.md is ``python -m bench.calls``
 (both servers, N = 1 … 300, 15 s windows; about 20 minutes).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 from . import audio, calls, heard, setup, stack, wsframes
@@ -76,10 +77,21 @@ PIPELINE_ROW = [
 ]
 
 
+#: The W = 2 rows' server: our launcher (voiceagents/serve) once it is there, else uvicorn's
+#: own --workers (the same process tree: a parent and W workers).
+SCALE_SERVER = "serve" if importlib.util.find_spec("voiceagents.serve") else "uvicorn"
 #: The scale-out rows: duty N = 100 with a 5 s window, and a set-up burst of 5 s at 40 a second.
 SCALE_DUTY = [
-    *("--servers", "uvicorn", "--modes", "duty", "--levels", "100", "--steady", "5"),
-    *("--retries", "0", "--refine", "0"),
+    "--modes",
+    "duty",
+    "--levels",
+    "100",
+    "--steady",
+    "5",
+    "--retries",
+    "0",
+    "--refine",
+    "0",
 ]
 SCALE_BURST = ["--rate", "40", "--seconds", "5"]
 
@@ -97,14 +109,15 @@ def scale_rows(argv: list[str]) -> int:
         runs = setup.main([*SCALE_BURST, *pg, "--json", f"{out}/setup-postgres.json"])
         failed |= bool(runs[0]["failed"])
         print()
-        failed |= bool(
-            calls.main([*SCALE_DUTY, *pg, *argv, "--json", f"{out}/calls-postgres.json"])
-        )
+        duty = [*SCALE_DUTY, "--servers", "uvicorn", *pg, *argv]
+        failed |= bool(calls.main([*duty, "--json", f"{out}/calls-postgres.json"]))
     print()
     w2 = ["--workers", "2"]
-    failed |= bool(setup.main([*SCALE_BURST, *w2, "--json", f"{out}/setup-w2.json"])[0]["failed"])
+    burst = [*SCALE_BURST, "--server", SCALE_SERVER, *w2]
+    failed |= bool(setup.main([*burst, "--json", f"{out}/setup-w2.json"])[0]["failed"])
     print()
-    failed |= bool(calls.main([*SCALE_DUTY, *w2, *argv, "--json", f"{out}/calls-w2.json"]))
+    duty = [*SCALE_DUTY, "--servers", SCALE_SERVER, *w2, *argv]
+    failed |= bool(calls.main([*duty, "--json", f"{out}/calls-w2.json"]))
     return int(failed)
 
 

@@ -249,8 +249,9 @@ class Bench:
         port = free_port()
         log = open(self.tmp / f"server-{tag}.log", "wb")  # noqa: SIM115
         fake = server_proc = None
-        stack_env = self.stack.begin_level(self.seed)
         try:
+            # First in the try: a seed that fails still drops the level's scratch database.
+            stack_env = self.stack.begin_level(self.seed)
             fake_cmd = [
                 *(self.python, "-m", "bench.fakeprovider", "--port", str(self.fake_port)),
                 *("--max-seconds", "900"),
