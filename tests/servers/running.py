@@ -67,3 +67,16 @@ def start_server(start_process, kind: str, env: dict[str, str]):
     process = start_process(kind, args, env=env)
     process.wait_for_output(ready, timeout=30)
     return port, process
+
+
+#: What ``voiceagents.serve`` logs once every worker serves; group 1 is the port.
+LAUNCHER_READY = r"serving \S+ on http://127\.0\.0\.1:(\d+) with (\d+) worker"
+
+
+def start_launcher(start_process, env: dict[str, str], *, workers: int = 2, port: int = 0):
+    """Start ``python -m voiceagents.serve`` with ``workers``; ``(port, process)`` once all serve."""
+    args = [sys.executable, "-m", "voiceagents.serve", APP, "--host", "127.0.0.1"]
+    args += ["--port", str(port), "--workers", str(workers)]
+    process = start_process("voiceagents.serve", args, env=env)
+    match = process.wait_for_output(LAUNCHER_READY, timeout=60)
+    return int(match.group(1)), process
