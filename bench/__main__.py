@@ -18,7 +18,6 @@ launcher, ``serve``; ``uvicorn --workers 2`` where ``voiceagents.serve`` is miss
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 from . import audio, calls, heard, setup, stack, wsframes
@@ -77,9 +76,12 @@ PIPELINE_ROW = [
 ]
 
 
-#: The W = 2 rows' server: our launcher (voiceagents/serve) once it is there, else uvicorn's
-#: own --workers (the same process tree: a parent and W workers).
-SCALE_SERVER = "serve" if importlib.util.find_spec("voiceagents.serve") else "uvicorn"
+#: The W = 2 rows' server: our launcher (voiceagents/serve) when this checkout has it, else
+#: uvicorn's own --workers (the same process tree: a parent and W workers). The checkout's files
+#: decide, not the import system: an editable install may resolve voiceagents.serve elsewhere.
+SCALE_SERVER = (
+    "serve" if (calls.ROOT / "voiceagents" / "serve" / "__main__.py").is_file() else "uvicorn"
+)
 #: The scale-out rows: duty N = 100 with a 5 s window, and a set-up burst of 5 s at 40 a second.
 SCALE_DUTY = [
     "--modes",
