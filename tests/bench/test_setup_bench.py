@@ -84,15 +84,17 @@ def _sane(result: dict, calls: int, workers: int) -> None:
     assert result["workers"] == workers
 
 
-def test_setup_burst_on_the_real_server_with_two_workers():
+@pytest.mark.parametrize("server", ["uvicorn", "serve"])
+def test_setup_burst_on_the_real_server_with_two_workers(server):
+    """uvicorn --workers 2, and our launcher (voiceagents.serve) with two workers."""
     (result,) = setup.main(
         [
-            *("--rate", "5", "--seconds", "1", "--workers", "2", "--warmup", "2"),
-            *("--idle", "0.5", "--json", ""),
+            *("--server", server, "--rate", "5", "--seconds", "1", "--workers", "2"),
+            *("--warmup", "2", "--idle", "0.5", "--json", ""),
         ]
     )
     _sane(result, calls=5, workers=2)
-    assert result["stack"] == "sqlite"
+    assert result["stack"] == "sqlite" and result["server"] == server
 
 
 def _admin_url() -> str:
