@@ -18,7 +18,10 @@ arriving at a server already carrying N calls, and their ends exercise the end o
 the others talk, as in production. The server's
 ``/proc`` counters are read at both ends of the window, ``/healthz/`` is probed every
 ``--health-interval`` seconds throughout. Everything is written to ``--out`` (pickle) for
-``bench.analysis``. Connections go to ``--target`` (127.0.0.1) only; webhook and handshake
+``bench.analysis``. With ``--burst-rate`` it runs the set-up bench's burst instead
+(``Generator.run_burst``, driven by ``bench.setup``). The server's CPU and RSS are summed over its
+process tree (a server with worker processes; ``bench.proctree``). Connections go to
+``--target`` (127.0.0.1) only; webhook and handshake
 signatures are computed for ``--public-url``, as Twilio signs the URL it was given.
 
 Per frame the work is a string format, a tiny base64 encode (``bench.tagging``) and one
