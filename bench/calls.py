@@ -232,12 +232,7 @@ class Bench:
                 cmd += ["--openai-url", f"ws://127.0.0.1:{self.fake_port}/v1/realtime"]
             if self.args.no_record:
                 cmd.append("--no-record")
-            cmd += self.seed_options()
             subprocess.run(cmd, cwd=ROOT, env=env, check=True)
-
-    def seed_options(self) -> list[str]:
-        """More ``bench.seed`` options (the set-up bench's short greeting)."""
-        return []
 
     # -- one server ---------------------------------------------------------------------------
 
