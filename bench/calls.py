@@ -3,10 +3,12 @@
 ``python -m bench.calls`` sweeps the number of concurrent calls N for each ASGI server and fake
 provider mode, three processes per level, all on 127.0.0.1:
 
-* the server under test (``patter_site.asgi:application`` under daphne or uvicorn), pinned to
-  core 0 with ``taskset``, with a SQLite database in a temporary directory (seeded by
-  ``bench.seed``) and, by default, the channels-redis layer on ``--redis-url`` (the README's
-  production setup; ``--no-redis`` for the in-memory layer and eager Celery);
+* the server under test (``patter_site.asgi:application`` under daphne, uvicorn or our launcher
+  ``serve``; with ``--workers W`` a parent and W worker processes), all its processes pinned to
+  core 0 with ``taskset``, on the ``--stack`` of ``bench.stack``: by default a SQLite database in
+  a temporary directory (seeded by ``bench.seed``) with the in-memory layer and eager Celery
+  (``--redis-url`` for channels-redis), or ``postgres+redis``: a scratch PostgreSQL database per
+  level and channels-redis;
 * the fake provider (``bench.fakeprovider``: OpenAI Realtime, or with ``--providers`` also an
   ElevenLabs Conversational AI agent) and the load generator (``bench.loadgen``), pinned to
   core 1.
@@ -31,7 +33,6 @@ import pickle
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from . import analysis
+from . import analysis, proctree, stack
 from .seed import AUTH_TOKEN, PROVIDERS, TO_NUMBERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +52,11 @@ APP = "patter_site.asgi:application"
 
 
 def _uvicorn(*options: str, app: str = APP) -> list[str]:
+    # --workers 1 is uvicorn's single process (no supervisor): today's server.
     return [
         *("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "{port}"),
         *("--lifespan", "off", "--no-access-log", "--log-level", "warning"),
+        *("--workers", "{workers}"),
         *options,
     ]
 
@@ -75,7 +78,15 @@ SERVERS = {
     #: The hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
     "uvicorn-before": _uvicorn("--loop", "auto", app="bench.asgi_before:application"),
     "daphne-before": _daphne("bench.asgi_before:application"),
+    #: Our launcher (voiceagents/serve.py): W worker processes, each with its own SO_REUSEPORT
+    #: socket on the same port.
+    "serve": [
+        *("-m", "voiceagents.serve", APP, "--host", "127.0.0.1", "--port", "{port}"),
+        *("--workers", "{workers}", "--log-level", "warning"),
+    ],
 }
+#: The servers that take ``--workers W`` (the others run one process).
+WORKER_SERVERS = {name for name, argv in SERVERS.items() if "{workers}" in argv}
 
 #: Not a server under test: the minimal bridge of ``bench.reference``, as a floor to compare with.
 SERVERS["reference"] = [
@@ -133,6 +144,24 @@ def wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def wait_workers(pid: int, workers: int, timeout: float = 60.0) -> None:
+    """Wait until a server started with W > 1 workers has them all, and they have finished
+    starting (the tree's CPU stops growing): the first worker answers /healthz/ while the
+    others may still be importing Django on the same core."""
+    if workers <= 1:
+        return
+    deadline = time.monotonic() + timeout
+    while proctree.processes(pid) < workers + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cpu = proctree.stat(pid)[0]
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = proctree.stat(pid)[0]
+        if now - cpu < 0.05:
+            return
+        cpu = now
+
+
 def stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 20.0) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -152,6 +181,13 @@ class Bench:
         self.fake_port = free_port()
         self.level_no = 0
         self.results: list[dict] = []
+        self.stack = stack.make(
+            args.stack,
+            tmp=self.tmp,
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            postgres_url=args.postgres_url,
+        )
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -160,7 +196,6 @@ class Bench:
                 "SECRET_KEY": "bench-secret-key-not-for-production-0123456789abcdef",
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "VOICEAGENTS_PUBLIC_URL": PUBLIC_URL,
-                "DATABASE_URL": args.database_url or f"sqlite:///{self.tmp / 'db.sqlite3'}",
                 "SECURE_SSL_REDIRECT": "0",
                 "MEDIA_ROOT": str(self.tmp / "media"),
                 "STATIC_ROOT": str(self.tmp / "static"),
@@ -174,9 +209,9 @@ class Bench:
                 "VOICEAGENTS_WEBHOOK_RATE_PER_IP": "0",
             }
         )
-        self.env.pop("REDIS_URL", None)
-        if args.redis_url:
-            self.env["REDIS_URL"] = args.redis_url
+        # The stack says which database and channel layer the server uses (bench.stack).
+        for key in ("DATABASE_URL", "REDIS_URL"):
+            self.env.pop(key, None)
         for extra in args.server_env:
             key, _, value = extra.partition("=")
             self.env[key] = value
@@ -184,8 +219,9 @@ class Bench:
 
     # -- setup ----------------------------------------------------------------------------------
 
-    def seed(self) -> None:
+    def seed(self, stack_env: dict[str, str]) -> None:
         """One agent and number per provider, each pointed at the fake's port."""
+        env = {**self.env, **stack_env}
         for provider in self.args.providers:
             cmd = [self.python, "-m", "bench.seed", "--provider", provider]
             if provider == "elevenlabs_convai":
@@ -196,60 +232,26 @@ class Bench:
                 cmd += ["--openai-url", f"ws://127.0.0.1:{self.fake_port}/v1/realtime"]
             if self.args.no_record:
                 cmd.append("--no-record")
-            subprocess.run(cmd, cwd=ROOT, env=self.env, check=True)
-        self.flush_redis()
+            subprocess.run(cmd, cwd=ROOT, env=env, check=True)
 
-    def flush_redis(self) -> None:
-        """Drop this bench's channel-layer and queued-task keys from its own Redis database."""
-        if not self.args.redis_url:
-            return
-        try:
-            import redis
+    # -- one server ---------------------------------------------------------------------------
 
-            client = redis.Redis.from_url(self.args.redis_url)
-            for pattern in ("asgi*", "celery*", "_kombu*", "unacked*"):
-                for key in client.scan_iter(pattern):
-                    client.delete(key)
-        except Exception as err:  # noqa: BLE001
-            print(f"  (cannot clean Redis: {err})", file=sys.stderr)
-
-    # -- one level ----------------------------------------------------------------------------
-
-    def level(self, server: str, mode: str, calls: int, provider: str = "openai_realtime") -> dict:
+    @contextlib.contextmanager
+    def serving(self, server: str, tag: str, fake_args: list[str]):
+        """The fake provider (``fake_args``), then a fresh server on the stack's database for
+        one level; yields ``(port, server process, fake process)`` and stops both after."""
         args = self.args
-        self.level_no += 1
-        tag = f"{server}-{mode}-{PROTOCOLS[provider]}-{calls}"
         port = free_port()
-        prefix = f"+1999{self.level_no:03d}"
         log = open(self.tmp / f"server-{tag}.log", "wb")  # noqa: SIM115
-        fake_out = self.tmp / f"fake-{tag}.pickle"
-        gen_out = self.tmp / f"gen-{tag}.pickle"
         fake = server_proc = None
-        pipeline = provider == "pipeline"
         try:
+            # First in the try: a seed that fails still drops the level's scratch database.
+            stack_env = self.stack.begin_level(self.seed)
             fake_cmd = [
-                self.python,
-                "-m",
-                "bench.fakeprovider",
-                "--port",
-                str(self.fake_port),
-                "--protocol",
-                PROTOCOLS[provider],
-                "--mode",
-                "sink" if pipeline else mode,
-                "--barge-in",
-                str(args.barge_in if mode not in ("sink", PIPELINE_MODE) else 0),
-                "--out",
-                str(fake_out),
-                "--max-seconds",
-                "900",
+                *(self.python, "-m", "bench.fakeprovider", "--port", str(self.fake_port)),
+                *("--max-seconds", "900"),
+                *fake_args,
             ]
-            if pipeline:
-                fake_cmd += [
-                    *("--stt-delay", str(args.stt_delay)),
-                    *("--llm-delay", str(args.llm_delay)),
-                    *("--tts-delay", str(args.tts_delay)),
-                ]
             fake = subprocess.Popen(
                 pinned(args.load_core, fake_cmd), cwd=ROOT, stdout=subprocess.PIPE, text=True
             )
@@ -258,160 +260,195 @@ class Bench:
                 raise RuntimeError(f"the fake provider did not start: {line!r}")
             argv = [
                 self.python,
-                *[a.format(port=port, fake_port=self.fake_port) for a in SERVERS[server]],
+                *[
+                    a.format(port=port, fake_port=self.fake_port, workers=args.workers)
+                    for a in SERVERS[server]
+                ],
             ]
             server_proc = subprocess.Popen(
                 pinned(args.server_core, argv),
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **stack_env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
             if not wait_http(f"http://127.0.0.1:{port}/healthz/", 60):
                 raise RuntimeError(f"{server} did not become healthy; see {log.name}")
+            wait_workers(server_proc.pid, args.workers if server in WORKER_SERVERS else 1)
             time.sleep(0.5)
-            base_rss = _rss(server_proc.pid)
-            profiler: list[subprocess.Popen] = []
-            if args.profile:
-                Path(args.profile).mkdir(parents=True, exist_ok=True)
-                # py-spy records the steady window (it starts when the window does), or with
-                # --profile-phase ramp the calls' set-up, from the first call on.
-                ramp_s = max(args.min_ramp, calls / args.ramp_rate)
-                if args.profile_phase == "ramp":
-                    delay, duration = 0.2, ramp_s + args.settle
-                else:
-                    delay, duration = ramp_s + args.settle + 0.5, args.steady
-                cmd = pinned(
-                    args.load_core,
-                    [
-                        str(Path(sys.executable).parent / "py-spy"),
-                        "record",
-                        "--pid",
-                        str(server_proc.pid),
-                        "--rate",
-                        "250",
-                        "--format",
-                        "raw",
-                        "--duration",
-                        str(max(1, round(duration))),
-                        *(["--native"] if args.profile_native else ["--nonblocking"]),
-                        "--output",
-                        str(Path(args.profile) / f"{tag}.txt"),
-                    ],
-                )
-                threading.Timer(
-                    delay,
-                    lambda: profiler.append(
-                        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    ),
-                ).start()
-            ramp = max(args.min_ramp, calls / args.ramp_rate)
-            gen_cmd = [
-                self.python,
-                "-m",
-                "bench.loadgen",
-                "--target",
-                f"127.0.0.1:{port}",
-                "--public-url",
-                PUBLIC_URL,
-                "--auth-token",
-                AUTH_TOKEN,
-                "--to-number",
-                TO_NUMBERS[provider],
-                "--number-prefix",
-                prefix,
-                "--calls",
-                str(calls),
-                "--ramp",
-                f"{ramp:.2f}",
-                "--settle",
-                str(args.settle),
-                "--steady",
-                str(args.steady),
-                "--joiners",
-                str(args.joiners),
-                "--server-pid",
-                str(server_proc.pid),
-                "--fake-pid",
-                str(fake.pid),
-                "--out",
-                str(gen_out),
-            ]
-            if pipeline:
-                gen_cmd += ["--caller-talk", args.caller_talk]
-            subprocess.run(
-                pinned(args.load_core, gen_cmd),
-                cwd=ROOT,
-                check=True,
-                timeout=ramp + args.steady + 180,
-            )
-            fake.send_signal(signal.SIGTERM)
-            fake.wait(30)
-            for proc in profiler:
-                proc.wait(60)
-            with open(gen_out, "rb") as f:
-                gen = pickle.load(f)
-            with open(fake_out, "rb") as f:
-                fake_data = pickle.load(f)
-            result = analysis.analyse(gen, fake_data, out_margin=1.0 if pipeline else 0.0)
-            if pipeline:
-                analysis.analyse_pipeline(gen, fake_data, result)
-            rows = self.call_rows(prefix)
-            not_completed = {n: s for n, s in rows.items() if s != "completed"}
-            result["db_not_completed"] = len(not_completed)
-            if not_completed:
-                result["failed"] += sum(1 for n in not_completed if n not in result["failures"])
-                for n, status in list(not_completed.items())[:3]:
-                    result["failures"].setdefault(n, f"call row {status}")
-            result.update(
-                server=server,
-                mode=mode,
-                provider=provider,
-                n=calls,
-                base_rss=base_rss,
-                ramp=ramp,
-            )
-            if pipeline:
-                ok, why = analysis.passes_pipeline(
-                    result, added_ms=args.added_ms, p99_ms=args.p99_ms
-                )
-            else:
-                ok, why = analysis.passes(result, p99_ms=args.p99_ms)
-            result["pass"], result["why"] = ok, why
-            return result
+            yield port, server_proc, fake
         finally:
             stop(fake)
             stop(server_proc, signal.SIGINT)
             log.close()
+            self.stack.end_level()
+            if not args.keep:
+                shutil.rmtree(self.tmp / "media", ignore_errors=True)
+
+    def stack_facts(self) -> dict:
+        """What a result says about the server's processes and stack."""
+        return {
+            "stack": self.stack.name,
+            "workers": self.args.workers,
+            "redis": bool(self.stack.env().get("REDIS_URL")),
+        }
+
+    # -- one level ----------------------------------------------------------------------------
+
+    def level(self, server: str, mode: str, calls: int, provider: str = "openai_realtime") -> dict:
+        args = self.args
+        self.level_no += 1
+        tag = f"{server}-{mode}-{PROTOCOLS[provider]}-{calls}"
+        prefix = f"+1999{self.level_no:03d}"
+        fake_out = self.tmp / f"fake-{tag}.pickle"
+        gen_out = self.tmp / f"gen-{tag}.pickle"
+        pipeline = provider == "pipeline"
+        fake_args = [
+            *("--protocol", PROTOCOLS[provider]),
+            *("--mode", "sink" if pipeline else mode),
+            *("--barge-in", str(args.barge_in if mode not in ("sink", PIPELINE_MODE) else 0)),
+            *("--out", str(fake_out)),
+        ]
+        if pipeline:
+            fake_args += [
+                *("--stt-delay", str(args.stt_delay)),
+                *("--llm-delay", str(args.llm_delay)),
+                *("--tts-delay", str(args.tts_delay)),
+            ]
+        try:
+            with self.serving(server, tag, fake_args) as (port, server_proc, fake):
+                base_rss = proctree.stat(server_proc.pid)[1]
+                profiler: list[subprocess.Popen] = []
+                if args.profile:
+                    self.profile(server_proc.pid, tag, calls, profiler)
+                ramp = max(args.min_ramp, calls / args.ramp_rate)
+                gen_cmd = [
+                    self.python,
+                    "-m",
+                    "bench.loadgen",
+                    "--target",
+                    f"127.0.0.1:{port}",
+                    "--public-url",
+                    PUBLIC_URL,
+                    "--auth-token",
+                    AUTH_TOKEN,
+                    "--to-number",
+                    TO_NUMBERS[provider],
+                    "--number-prefix",
+                    prefix,
+                    "--calls",
+                    str(calls),
+                    "--ramp",
+                    f"{ramp:.2f}",
+                    "--settle",
+                    str(args.settle),
+                    "--steady",
+                    str(args.steady),
+                    "--joiners",
+                    str(args.joiners),
+                    "--server-pid",
+                    str(server_proc.pid),
+                    "--fake-pid",
+                    str(fake.pid),
+                    "--out",
+                    str(gen_out),
+                ]
+                if pipeline:
+                    gen_cmd += ["--caller-talk", args.caller_talk]
+                subprocess.run(
+                    pinned(args.load_core, gen_cmd),
+                    cwd=ROOT,
+                    check=True,
+                    timeout=ramp + args.steady + 180,
+                )
+                fake.send_signal(signal.SIGTERM)
+                fake.wait(30)
+                for proc in profiler:
+                    proc.wait(60)
+                # The rows are read before the level's scratch database (if any) is dropped.
+                rows = self.stack.call_rows(prefix)
+            with open(gen_out, "rb") as f:
+                gen = pickle.load(f)
+            with open(fake_out, "rb") as f:
+                fake_data = pickle.load(f)
+        finally:
             if not args.keep:
                 for path in (fake_out, gen_out):
                     with contextlib.suppress(OSError):
                         path.unlink()
-                shutil.rmtree(self.tmp / "media", ignore_errors=True)
+        result = analysis.analyse(gen, fake_data, out_margin=1.0 if pipeline else 0.0)
+        if pipeline:
+            analysis.analyse_pipeline(gen, fake_data, result)
+        not_completed = {n: s for n, (s, _) in rows.items() if s != "completed"}
+        result["db_not_completed"] = len(not_completed)
+        if not_completed:
+            result["failed"] += sum(1 for n in not_completed if n not in result["failures"])
+            for n, status in list(not_completed.items())[:3]:
+                result["failures"].setdefault(n, f"call row {status}")
+        result.update(
+            server=server,
+            mode=mode,
+            provider=provider,
+            n=calls,
+            base_rss=base_rss,
+            ramp=ramp,
+            worker_calls=stack.worker_shares(rows),
+            **self.stack_facts(),
+        )
+        if pipeline:
+            ok, why = analysis.passes_pipeline(result, added_ms=args.added_ms, p99_ms=args.p99_ms)
+        else:
+            ok, why = analysis.passes(result, p99_ms=args.p99_ms)
+        result["pass"], result["why"] = ok, why
+        return result
 
-    def call_rows(self, prefix: str) -> dict[str, str]:
-        """Status of every call of this level, from the database (SQLite only)."""
-        url = self.env["DATABASE_URL"]
-        if not url.startswith("sqlite:///"):
-            return {}
-        with contextlib.closing(sqlite3.connect(url[len("sqlite:///") :], timeout=30)) as db:
-            rows = db.execute(
-                "SELECT from_number, status FROM voiceagents_call WHERE from_number LIKE ?",
-                (prefix + "%",),
-            ).fetchall()
-        return dict(rows)
+    def profile(self, pid: int, tag: str, calls: int, profiler: list) -> None:
+        """py-spy records the steady window (it starts when the window does), or with
+        --profile-phase ramp the calls' set-up, from the first call on."""
+        args = self.args
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        ramp_s = max(args.min_ramp, calls / args.ramp_rate)
+        if args.profile_phase == "ramp":
+            delay, duration = 0.2, ramp_s + args.settle
+        else:
+            delay, duration = ramp_s + args.settle + 0.5, args.steady
+        cmd = pinned(
+            args.load_core,
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                *(["--subprocesses"] if args.workers > 1 else []),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--duration",
+                str(max(1, round(duration))),
+                *(["--native"] if args.profile_native else ["--nonblocking"]),
+                "--output",
+                str(Path(args.profile) / f"{tag}.txt"),
+            ],
+        )
+        threading.Timer(
+            delay,
+            lambda: profiler.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ),
+        ).start()
 
     # -- sweep --------------------------------------------------------------------------------
 
     def sweep(self) -> list[dict]:
         args = self.args
-        self.seed()
+        self.stack.prepare(self.seed)
         try:
             for server in args.servers:
                 for mode in args.modes:
                     self.sweep_one(server, mode)
         finally:
-            self.flush_redis()
+            self.stack.finish()
             if not args.keep:
                 shutil.rmtree(self.tmp, ignore_errors=True)
             else:
@@ -542,17 +579,6 @@ def disturbed(result: dict) -> bool:
     return (not math.isnan(f0) and f0 >= 0.05) or (not math.isnan(f1) and f1 >= 0.10)
 
 
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -569,6 +595,33 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB, Linux {platform.release()}, "
         f"Python {platform.python_version()}, generator/fake loop: {'uvloop' if uvloop_available() else 'asyncio'}"
     )
+
+
+def stack_text(args) -> str:
+    if args.stack == "postgres+redis":
+        redis = args.redis_url or stack.DEFAULT_REDIS
+        return f"PostgreSQL (a scratch database per level, psycopg pool) and channels-redis on {redis}, no Celery worker"
+    return (
+        f"channel layer {'redis' if args.redis_url else 'in-memory'}; "
+        f"DB {args.database_url or 'SQLite'}"
+    )
+
+
+def label(r: dict) -> str:
+    """The server as a table names it: ``uvicorn``, ``uvicorn W=2 postgres+redis`` ..."""
+    out = r["server"]
+    if r.get("workers", 1) > 1:
+        out += f" W={r['workers']}"
+    if r.get("stack", "sqlite") != "sqlite":
+        out += f" {r['stack']}"
+    return out
+
+
+def per_worker(r: dict) -> str:
+    """``calls per worker 52 / 48`` when the server had several worker processes."""
+    if r.get("workers", 1) <= 1 or "worker_calls" not in r:
+        return ""
+    return f"calls per worker {stack.shares_text(r['worker_calls'])}  "
 
 
 def _f(x: float, digits: int = 1) -> str:
@@ -591,13 +644,13 @@ def provider_of(r: dict) -> str:
 def one_line(r: dict) -> str:
     verdict = _verdict(r, "PASS")
     return (
-        f"{r['server']:>8} {PROTOCOLS.get(provider_of(r), provider_of(r)):>10} {r['mode']:>4} "
+        f"{label(r):>8} {PROTOCOLS.get(provider_of(r), provider_of(r)):>10} {r['mode']:>4} "
         f"N={r['n']:<4} in p50/p99/max {_f(r['inbound']['p50'])}/"
         f"{_f(r['inbound']['p99'])}/{_f(r['inbound']['max'])} ms  out {_f(r['outbound']['p50'])}/"
         f"{_f(r['outbound']['p99'])}/{_f(r['outbound']['max'])} ms  lost {r['in_lost']}/{r['out_lost']}  "
         f"cpu {_f(r['cpu_per_call_minute'], 3)} s/call-min ({_f(100 * r['server_core'], 0)}% core)  "
         f"rss {r['server_rss'] / 2**20:.0f} MB  health p99 {_f(r['health']['p99'])} ms  "
-        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  {_bargein(r)}{_added(r)}core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
+        f"set-up {_f(r.get('setup_s', math.nan))} s  {_first_audio(r)}  {_bargein(r)}{_added(r)}{per_worker(r)}core1 {_f(100 * r['core1'], 0)}%  other {_f(100 * r['foreign0'], 0)}/{_f(100 * r['foreign1'], 0)}%  "
         f"[{r.get('seconds', '?')} s]  {verdict}"
     )
 
@@ -673,9 +726,9 @@ def tables(results: list[dict]) -> str:
     out = []
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in sorted(results, key=lambda r: r["n"]):
-        groups.setdefault((r["server"], r["mode"], provider_of(r)), []).append(r)
+        groups.setdefault((label(r), r["mode"], provider_of(r)), []).append(r)
     groups = dict(
-        sorted(groups.items(), key=lambda kv: [r["server"] for r in results].index(kv[0][0]))
+        sorted(groups.items(), key=lambda kv: [label(r) for r in results].index(kv[0][0]))
     )
     out.append(
         "\n| server | provider | mode | calls held (p99 ≤ 10 ms, 0 loss) | CPU-s per call-minute there | RSS per added call MB "
@@ -717,7 +770,7 @@ def tables(results: list[dict]) -> str:
                 f"| {_p50_max(r['first_audio'])} | {_f(r.get('setup_s', math.nan))} "
                 f"| {_p50_max(r.get('first_audio_joining'))} | {_f(100 * r['core1'], 0)} % "
                 f"| {_f(100 * r['foreign0'], 0)} / {_f(100 * r['foreign1'], 0)} % "
-                f"| {_verdict(r, 'pass')} |"
+                f"| {per_worker(r)}{_verdict(r, 'pass')} |"
             )
     return "\n".join(out)
 
@@ -833,7 +886,31 @@ def parser() -> argparse.ArgumentParser:
         help="REDIS_URL of the server: channels-redis layer and Celery broker (default: in-memory "
         "layer and eager Celery; see docs/benchmarks.md)",
     )
-    p.add_argument("--database-url", default="", help="default: SQLite in a temporary directory")
+    p.add_argument(
+        "--database-url",
+        default="",
+        help="--stack sqlite: the server's DATABASE_URL (default: SQLite in a temporary directory)",
+    )
+    p.add_argument(
+        "--stack",
+        choices=stack.STACKS,
+        default="sqlite",
+        help="sqlite: SQLite, and the in-memory layer with eager Celery unless --redis-url; "
+        "postgres+redis: a scratch PostgreSQL database per level and channels-redis on "
+        f"--redis-url (default {stack.DEFAULT_REDIS}); see bench/stack.py",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=stack.DEFAULT_POSTGRES,
+        help="--stack postgres+redis: where the scratch databases are created",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=f"worker processes of the server ({', '.join(sorted(WORKER_SERVERS))}); all pinned "
+        "to --server-core, CPU and RSS summed over the process tree",
+    )
     p.add_argument(
         "--server-env", action="append", default=[], help="KEY=VALUE for the server (repeatable)"
     )
@@ -874,6 +951,8 @@ def main(argv: list[str] | None = None) -> int:
     for server in args.servers:
         if server not in SERVERS:
             raise SystemExit(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
+        if args.workers > 1 and server not in WORKER_SERVERS:
+            raise SystemExit(f"{server} runs one process: --workers needs one of {WORKER_SERVERS}")
     for provider in args.providers:
         if provider not in PROVIDERS:
             raise SystemExit(f"unknown provider {provider!r}; choose from {', '.join(PROVIDERS)}")
@@ -894,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
         f"servers {','.join(args.servers)}; providers {','.join(args.providers)}; "
         f"modes {','.join(args.modes)}; levels {args.levels}; "
         f"steady {args.steady} s; {talk}; recording {'off' if args.no_record else 'on'}; "
-        f"channel layer {'redis' if args.redis_url else 'in-memory'}; DB {args.database_url or 'SQLite'}",
+        f"{stack_text(args)}; workers {args.workers}",
         flush=True,
     )
     results = Bench(args).sweep()

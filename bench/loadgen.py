@@ -18,7 +18,10 @@ arriving at a server already carrying N calls, and their ends exercise the end o
 the others talk, as in production. The server's
 ``/proc`` counters are read at both ends of the window, ``/healthz/`` is probed every
 ``--health-interval`` seconds throughout. Everything is written to ``--out`` (pickle) for
-``bench.analysis``. Connections go to ``--target`` (127.0.0.1) only; webhook and handshake
+``bench.analysis``. With ``--burst-rate`` it runs the set-up bench's burst instead
+(``Generator.run_burst``, driven by ``bench.setup``). The server's CPU and RSS are summed over its
+process tree (a server with worker processes; ``bench.proctree``). Connections go to
+``--target`` (127.0.0.1) only; webhook and handshake
 signatures are computed for ``--public-url``, as Twilio signs the URL it was given.
 
 Per frame the work is a string format, a tiny base64 encode (``bench.tagging``) and one
@@ -46,7 +49,7 @@ from array import array
 from html import unescape
 from urllib.parse import urlencode, urlsplit
 
-from . import tagging, wire
+from . import proctree, tagging, wire
 from .fakepipeline import SILENT, UTTERANCE_END, VOICED, caller_tail
 
 monotonic = time.monotonic
@@ -67,20 +70,9 @@ def twilio_signature(url: str, params: dict[str, str], token: str) -> str:
 
 
 def read_stat(pid: int) -> tuple[float, int]:
-    """(CPU seconds user+system, RSS bytes) of a process, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        rss = 0
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-                    break
-        return cpu, rss
-    except (OSError, IndexError, ValueError):
-        return float("nan"), 0
+    """(CPU seconds user+system, RSS bytes) of a process and the processes it started (a server
+    with worker processes), from /proc (``bench.proctree``)."""
+    return proctree.stat(pid)
 
 
 def core_busy() -> list[float]:
@@ -98,9 +90,12 @@ def core_busy() -> list[float]:
 class Caller(asyncio.Protocol):
     """One Twilio media stream. Steady-state work happens in callbacks only."""
 
-    def __init__(self, gen: Generator, index: int, number: str, *, joiner: bool = False):
+    def __init__(
+        self, gen: Generator, index: int, number: str, *, joiner: bool = False, burst: bool = False
+    ):
         self.gen = gen
         self.joiner = joiner
+        self.burst = burst
         self.loop = gen.loop
         self.index = index
         self.number = number
@@ -112,6 +107,7 @@ class Caller(asyncio.Protocol):
         self.accept = ""
         self.opened = self.loop.create_future()
         self.closed = self.loop.create_future()
+        self.got_audio = self.loop.create_future()
         self.seq = 0
         self.k = 0  # next media frame index
         self.began = 0.0
@@ -305,6 +301,7 @@ class Caller(asyncio.Protocol):
         size = tagging.b64_len(payload)
         if self.first_media is None:
             self.first_media = now
+            self.got_audio.set_result(None)
         self.recv_bytes += size
         self.recv_t.append(now)
         self.recv_tag.append(tagging.read_tag(payload))
@@ -357,7 +354,7 @@ class Caller(asyncio.Protocol):
         keep = (
             "index number call_sid error webhook_ms start_sent first_media stop_sent close_code closed_at "
             "sent_t send_lag recv_t recv_tag recv_cum recv_bytes marks_received marks_echoed clears "
-            "other_events began joiner"
+            "other_events began joiner burst"
         ).split()
         return {name: getattr(self, name) for name in keep}
 
@@ -401,9 +398,17 @@ class Generator:
             content = _dechunk(content)
         return status, content
 
-    async def call(self, index: int, start_at: float, hold: float | None = None) -> None:
-        """One caller from webhook to hang-up: at ``stop_event``, or after ``hold`` seconds."""
-        caller = Caller(self, index, self.number(index), joiner=hold is not None)
+    async def call(
+        self,
+        index: int,
+        start_at: float,
+        hold: float | None = None,
+        hangup_after: float | None = None,
+    ) -> None:
+        """One caller from webhook to hang-up: at ``stop_event``, after ``hold`` seconds, or
+        ``hangup_after`` seconds after its first agent audio (a set-up burst's call)."""
+        burst = hangup_after is not None
+        caller = Caller(self, index, self.number(index), joiner=hold is not None, burst=burst)
         self.callers.append(caller)
         await asyncio.sleep(max(0.0, start_at - monotonic()))
         args = self.args
@@ -452,7 +457,16 @@ class Generator:
             caller.transport.write(request)
             await asyncio.wait_for(caller.opened, args.timeout)
             caller.begin(parameters)
-            if hold is None:
+            if burst:
+                await asyncio.wait(
+                    (caller.got_audio, caller.closed),
+                    timeout=args.timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not caller.got_audio.done():
+                    raise RuntimeError("no agent audio")
+                await asyncio.sleep(hangup_after)
+            elif hold is None:
                 await self.stop_event.wait()
             else:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -539,6 +553,66 @@ class Generator:
             "callers": {c.number: c.result() for c in self.callers},
         }
 
+    async def run_burst(self) -> dict:
+        """The set-up bench (``bench.setup``). ``--calls`` live calls (0: none) start over
+        ``--ramp`` and stay until the end; ``--warmup`` calls then run one after another (a fresh
+        server's first calls pay one-time costs); the server's CPU is read over ``--idle``
+        seconds (its rate with the live calls); then calls arrive ``--burst-rate`` a second for
+        ``--burst-seconds``, each hanging up ``--hangup-after`` seconds after its first agent
+        audio. With ``--wait-stdin`` the generator prints ``BURST_DONE`` once every burst call
+        has closed and waits for a line on stdin (the caller reads the server's CPU when the
+        calls' rows are final) before it hangs up the live calls."""
+        args = self.args
+        n = args.calls
+        t0 = monotonic() + 0.2
+        spacing = args.ramp / max(1, n)
+        live = [asyncio.ensure_future(self.call(i, t0 + i * spacing)) for i in range(n)]
+        if n:
+            await asyncio.sleep(max(0.0, t0 + args.ramp - monotonic()))
+            deadline = monotonic() + args.setup_timeout
+            while self.setting_up() and monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        self.stats["live_set_up"] = {"t": monotonic()}
+        for i in range(args.warmup):
+            await self.call(WARMUP_INDEX + i, monotonic(), hangup_after=args.hangup_after)
+        await asyncio.sleep(args.settle)
+        self.sample("idle_start")
+        await asyncio.sleep(args.idle)
+        self.sample("idle_end")
+        count = max(1, round(args.burst_rate * args.burst_seconds))
+        self.sample("burst_start")
+        first = self.stats["burst_start"]["t"] + 0.005
+        burst = [
+            asyncio.ensure_future(
+                self.call(
+                    BURST_INDEX + i, first + i / args.burst_rate, hangup_after=args.hangup_after
+                )
+            )
+            for i in range(count)
+        ]
+        await asyncio.gather(*burst)
+        self.sample("burst_end")
+        if args.wait_stdin:
+            print("BURST_DONE", flush=True)
+            await self.loop.run_in_executor(None, sys.stdin.readline)
+        self.sample("live_end")
+        self.stop_event.set()
+        await asyncio.gather(*live)
+        self.sample("end")
+        return {
+            "args": vars(args),
+            "burst": True,
+            "t0": t0,
+            "stats": self.stats,
+            "health": self.health,
+            "callers": {c.number: c.result() for c in self.callers},
+        }
+
+
+#: Caller numbers of ``run_burst``: live calls from 0, burst calls and warm-up calls from these.
+BURST_INDEX = 20000
+WARMUP_INDEX = 90000
+
 
 def _dechunk(data: bytes) -> bytes:
     out = bytearray()
@@ -596,12 +670,35 @@ def parser() -> argparse.ArgumentParser:
         default=(),
         help="SPEAK,PAUSE seconds: callers talk in turns (the pipeline fake), e.g. 1.5,3",
     )
+    p.add_argument(
+        "--burst-rate",
+        type=float,
+        default=0.0,
+        help="set-up bench: calls arriving per second (0: the steady-window run instead)",
+    )
+    p.add_argument("--burst-seconds", type=float, default=10.0, help="set-up bench: burst length")
+    p.add_argument(
+        "--hangup-after",
+        type=float,
+        default=0.1,
+        help="set-up bench: seconds a burst call stays after its first agent audio",
+    )
+    p.add_argument("--warmup", type=int, default=0, help="set-up bench: calls before the idle read")
+    p.add_argument(
+        "--idle", type=float, default=2.0, help="set-up bench: seconds of the server's base rate"
+    )
+    p.add_argument(
+        "--wait-stdin",
+        action="store_true",
+        help="set-up bench: print BURST_DONE after the burst, wait for a line before the end",
+    )
     p.add_argument("--no-uvloop", action="store_true")
     return p
 
 
 async def _main(args) -> None:
-    result = await Generator(args).run()
+    generator = Generator(args)
+    result = await (generator.run_burst() if args.burst_rate else generator.run())
     tmp = args.out + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
