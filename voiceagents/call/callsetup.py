@@ -102,12 +102,14 @@ def start_call(
     rejected = None
     with transaction.atomic():
         # One locked read, and the token spent in the same write as the call's start.
-        call = (
-            Call.objects.select_related("agent", "agent__credential")
-            .select_for_update(of=("self",))
-            .filter(pk=call_id)
-            .first()
-        )
+        try:
+            call = (
+                Call.objects.select_related("agent", "agent__credential")
+                .select_for_update(of=("self",))
+                .get(pk=call_id)
+            )
+        except Call.DoesNotExist:
+            call = None
         if call is None or not streamtokens.spend(call):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
         if not carrier_call_id or carrier_call_id != call.carrier_call_id:
