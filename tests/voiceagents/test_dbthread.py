@@ -57,13 +57,21 @@ async def test_the_orm_works_there_and_the_connection_stays_usable():
 
 
 async def test_a_job_cancelled_before_it_started_does_not_run():
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
     ran = []
-    blocker = asyncio.ensure_future(dbthread.run(release.wait, 10))
-    await asyncio.sleep(0.05)  # the blocker holds the thread
+
+    def block():
+        started.set()
+        return release.wait(10)
+
+    blocker = asyncio.ensure_future(dbthread.run(block))
+    while not started.is_set():  # the blocker holds the thread
+        await asyncio.sleep(0.01)
     queued = asyncio.ensure_future(dbthread.run(ran.append, "queued"))
     await asyncio.sleep(0.05)
     queued.cancel()
+    while not queued.done():  # the cancellation reaches the executor before the thread is free
+        await asyncio.sleep(0.01)
     release.set()
     assert await blocker is True
     with pytest.raises(asyncio.CancelledError):
