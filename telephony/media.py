@@ -14,7 +14,8 @@ through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``,
 
 Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
 handler. For ``websocket.receive`` (50 frames a second per call) ``dispatch`` goes straight to the
-codec; connect, disconnect and control messages keep the default (they may use the ORM).
+codec; connect and disconnect skip the hop too (the call's database work runs in the database
+thread, ``voiceagents.dbthread``); control messages keep the default.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from voiceagents import dbthread
 from voiceagents.audio.formats import AudioFormat
 from voiceagents.call import callsetup, streamtokens, transfer
 from voiceagents.call.control import call_group, operator_transfer_refusal
@@ -56,6 +58,8 @@ from .receiveloop import FastReceiveLoop
 
 logger = logging.getLogger(__name__)
 
+#: Messages whose handlers run without Channels' ``aclose_old_connections`` hop (see ``dispatch``).
+_OWN_DATABASE_WORK = frozenset({"websocket.connect", "websocket.disconnect"})
 #: Frames larger than this are refused (a 20 ms media frame is ~300 bytes of JSON).
 MAX_FRAME_BYTES = 64 * 1024
 #: Malformed frames logged per call at WARNING; the rest are only counted.
@@ -168,6 +172,11 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
                     await session.caller_audio(frame.payload, frame.audio, timestamp)
                 return
             await self._frame_handlers[type(frame)](frame)
+            return
+        if message["type"] in _OWN_DATABASE_WORK:
+            # Their database work goes to the database thread (voiceagents.dbthread), which keeps
+            # its connections: Channels' ``aclose_old_connections`` hop would close nothing.
+            await getattr(self, get_handler_name(message))(message)
             return
         await super().dispatch(message)
 
@@ -288,7 +297,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         call, no stream yet), the call fails with ``reason`` and the carrier's clean-up runs."""
         if not (start.call_id and start.token and start.carrier_call_id):
             return
-        failed = await database_sync_to_async(callsetup.fail_refused_stream)(
+        failed = await dbthread.run(
+            callsetup.fail_refused_stream,
             start.call_id,
             start.token,
             start.carrier_call_id,
@@ -310,7 +320,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         call_id = start.call_id
         try:
             streamtokens.check(call_id, start.token)
-            context = await database_sync_to_async(callsetup.start_call)(
+            context = await dbthread.run(
+                callsetup.start_call,
                 call_id,
                 stream_id=start.stream_id,
                 carrier_format=self.carrier_format,
@@ -326,8 +337,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             return False
         except (ConfigurationError, VoiceAgentsError) as err:
             logger.error("call %s: cannot start: %s", call_id, err)
-            await database_sync_to_async(callsetup.fail_before_start)(
-                call_id, "configuration_error", str(err)
+            await dbthread.run(
+                callsetup.fail_before_start, call_id, "configuration_error", str(err)
             )
             await self.refuse(closecodes.SERVER_ERROR)
             return False
@@ -335,8 +346,8 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
         try:
             provider = build_provider(context.provider_id, context.provider_config)
         except VoiceAgentsError as err:
-            await database_sync_to_async(callsetup.fail_before_start)(
-                call_id, "provider_unavailable", str(err)
+            await dbthread.run(
+                callsetup.fail_before_start, call_id, "provider_unavailable", str(err)
             )
             await self.refuse(closecodes.SERVER_ERROR)
             return False

@@ -26,8 +26,12 @@ from .exceptions import ConfigurationError, CredentialDecryptionError
 HKDF_INFO = b"django-voiceagents credential encryption v1"
 
 
+@lru_cache(maxsize=32)
 def derive_key(secret: str, info: bytes = HKDF_INFO) -> bytes:
-    """A urlsafe-base64 32-byte key derived from ``secret`` with HKDF-SHA256."""
+    """A urlsafe-base64 32-byte key derived from ``secret`` with HKDF-SHA256.
+
+    Kept per (secret, info): a call's set-up derives the same keys several times (its stream
+    token, every stored secret it decrypts)."""
     raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         secret.encode("utf-8")
     )

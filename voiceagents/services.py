@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.core.files import File
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import costs
@@ -373,8 +373,8 @@ def record_inbound_call(
 ) -> tuple[Call, bool]:
     """The ``Call`` row of an inbound call, created once per carrier call id; ``(call, created)``.
 
-    Carriers retry webhooks, so a repeat returns the existing row (``get_or_create`` also absorbs
-    the race on the unique constraint). A call no agent can take (``refusal`` says why) is stored
+    Carriers retry webhooks, so a repeat returns the existing row (the unique constraint on the
+    carrier call id also absorbs a race between two). A call no agent can take (``refusal`` says why) is stored
     as failed with the reason in ``end_reason``.
     """
     from .models import Direction
@@ -391,6 +391,17 @@ def record_inbound_call(
     }
     if refusal:
         defaults.update(status=CallStatus.FAILED, end_reason=refusal, ended_at=timezone.now())
-    return Call.objects.select_related("agent").get_or_create(
-        carrier=carrier, carrier_call_id=carrier_call_id, defaults=defaults
-    )
+    calls = Call.objects.select_related("agent")
+    if not carrier_call_id:  # not covered by the unique constraint
+        return calls.get_or_create(carrier=carrier, carrier_call_id="", defaults=defaults)
+    # The first webhook of a call is the common case: insert first (no read before it); the
+    # unique constraint turns a repeat, or a race with one, into the existing row.
+    try:
+        with transaction.atomic():
+            call = Call.objects.create(carrier=carrier, carrier_call_id=carrier_call_id, **defaults)
+        return call, True
+    except IntegrityError:
+        existing = calls.filter(carrier=carrier, carrier_call_id=carrier_call_id).first()
+        if existing is None:
+            raise  # not the unique constraint: something else is wrong
+        return existing, False

@@ -14,9 +14,10 @@ It answers in time: carriers give up on a webhook after a few seconds (Twilio at
 caller then hears the carrier's own error. When the work has not answered within
 ``VOICEAGENTS['WEBHOOK_DEADLINE']`` seconds, or the database failed it, the carrier gets the view's
 ``deadline_response()`` instead: an apology the caller hears, or a status the carrier retries.
-The late work is left to finish on its own, never cancelled halfway through a transaction, in a
-thread of its own: under ASGI, Django's middleware passes the response through the request's
-thread, which the stuck work would otherwise hold until it ends.
+The late work is left to finish on its own, never cancelled halfway through a transaction, away
+from the request's thread (in the database thread, ``voiceagents.dbthread``, or a thread of its
+own): under ASGI, Django's middleware passes the response through the request's thread, which
+the stuck work would otherwise hold until it ends.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from voiceagents import dbthread
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
 
@@ -196,12 +198,18 @@ class CarrierWebhookView(View):
             logger.warning("%s webhook: the late work finished after the deadline", self.carrier)
 
     async def _answer_apart(self, request: HttpRequest) -> HttpResponse:
-        """``answer()``, under ASGI in a thread of its own that closes its database connections.
+        """``answer()``, under ASGI away from the request's thread.
 
+        A view that keeps the default ``answer()`` runs ``respond()`` whole in the process's
+        database thread (``voiceagents.dbthread``): no thread and no database connection of its
+        own per request. A view with its own ``answer()`` (sync steps between awaits) gets a
+        thread of its own for the request, which closes its database connections at the end.
         Under WSGI and Django's test ``Client`` the request's thread already is the caller's own.
         """
         if not isinstance(request, ASGIRequest):
             return await self.answer(request)
+        if type(self).answer is CarrierWebhookView.answer:
+            return await dbthread.run(self.respond, request)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.carrier}-webhook")
         try:
             async with ThreadSensitiveContext(executor=executor):

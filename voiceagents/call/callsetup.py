@@ -101,13 +101,17 @@ def start_call(
     """
     rejected = None
     with transaction.atomic():
-        if not streamtokens.spend(call_id):
+        # One locked read, and the token spent in the same write as the call's start.
+        try:
+            call = (
+                Call.objects.select_related("agent", "agent__credential")
+                .select_for_update(of=("self",))
+                .get(pk=call_id)
+            )
+        except Call.DoesNotExist:
+            call = None
+        if call is None or not streamtokens.spend(call):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
-        call = (
-            Call.objects.select_related("agent", "agent__credential")
-            .select_for_update(of=("self",))
-            .get(pk=call_id)
-        )
         if not carrier_call_id or carrier_call_id != call.carrier_call_id:
             # A valid token replayed on another call's stream, or a start that names no call:
             # the token is bound to the carrier call it was minted for.
@@ -118,11 +122,13 @@ def start_call(
             agent, spec, config = _runnable(call, carrier_format)
         except CallRejected as err:
             rejected = err
+            spent = ["stream_token_used_at"]
             if not call.stream_id:
                 # The refused stream is the call's (its token is spent): the carrier's code may
                 # still hang the call up through it (Telnyx).
                 call.stream_id = stream_id[:128]
-                call.save(update_fields=["stream_id"])
+                spent.append("stream_id")
+            call.save(update_fields=spent)
             fail_before_start(call.pk, err.reason, err.detail)
         else:
             now = timezone.now()
@@ -131,7 +137,15 @@ def start_call(
             call.answered_at = call.answered_at or now
             call.stream_id = stream_id[:128]
             call.provider = agent.provider
-            call.save(update_fields=["status", "answered_at", "stream_id", "provider"])
+            call.save(
+                update_fields=[
+                    "stream_token_used_at",
+                    "status",
+                    "answered_at",
+                    "stream_id",
+                    "provider",
+                ]
+            )
             CallEvent.objects.create(
                 call=call,
                 kind=CallEventKind.STATUS,

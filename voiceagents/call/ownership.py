@@ -8,7 +8,8 @@ went quiet for ``HEARTBEAT_TIMEOUT`` seconds, or whose pid is gone from this hos
 ``services.recover_lost_calls`` closes its calls as ``lost`` and keeps their partial recordings.
 
 One task per event loop does the beating, like the transcript writer: one database write every
-few seconds whatever the number of calls, never anything on the audio path. The first beat of
+few seconds whatever the number of calls, never anything on the audio path. A new call is
+claimed within ``CLAIM_BATCH_S``, together with the calls that started with it. The first beat of
 a process also runs the recovery once, so a restarted server closes what its predecessor left.
 """
 
@@ -21,9 +22,9 @@ import secrets
 import socket
 import threading
 
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from .. import dbthread
 from ..conf import get_setting
 
 __all__ = ["hold", "release", "worker_id"]
@@ -31,6 +32,9 @@ __all__ = ["hold", "release", "worker_id"]
 logger = logging.getLogger(__name__)
 
 _ids: dict[int, str] = {}
+
+#: A call's claim waits this long for the calls that start with it (a burst: one write for all).
+CLAIM_BATCH_S = 0.25
 
 
 def worker_id() -> str:
@@ -91,7 +95,7 @@ class _Heartbeat:
         while self.calls:
             claim = list(self.unclaimed)
             try:
-                await database_sync_to_async(beat)(worker_id(), len(self.calls), claim)
+                await dbthread.run(beat, worker_id(), len(self.calls), claim)
             except Exception:
                 if not failures:
                     logger.exception("the heartbeat of this process's calls failed; retrying")
@@ -107,6 +111,10 @@ class _Heartbeat:
                 await asyncio.wait_for(self.wake.wait(), interval)
             except TimeoutError:
                 pass
+            else:
+                if self.calls and self.unclaimed:
+                    # Woken by a new call: the calls starting with it are claimed in one write.
+                    await asyncio.sleep(CLAIM_BATCH_S)
         with self._lock:
             if self._registry.get(self.loop) is self:
                 del self._registry[self.loop]
@@ -119,7 +127,7 @@ class _Heartbeat:
         from .. import services
 
         try:
-            closed = await database_sync_to_async(services.recover_lost_calls)()
+            closed = await dbthread.run(services.recover_lost_calls)
         except Exception:
             logger.exception("looking for calls a stopped server left live failed")
         else:

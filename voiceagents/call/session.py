@@ -43,8 +43,7 @@ import logging
 import os
 from contextlib import aclosing
 
-from channels.db import database_sync_to_async
-
+from .. import dbthread
 from ..audio.echo import EchoDetector
 from ..audio.pacer import PacedFrame
 from ..audio.recorder import CallRecorder
@@ -297,7 +296,7 @@ class CallSession:
             if not gate.decided:
                 # A verdict that came before this call joined its control group is on the row.
                 try:
-                    stored = await database_sync_to_async(callsetup.answered_by)(self.ctx.call_id)
+                    stored = await dbthread.run(callsetup.answered_by, self.ctx.call_id)
                 except Exception:  # noqa: BLE001 - the control plane may still bring it
                     self.log.exception("reading the stored AMD verdict failed")
                     stored = ""
@@ -671,7 +670,8 @@ class CallSession:
                     recording_ms = self.recorder.close(self.call_ms(now)).duration_ms
                 except OSError:
                     self.log.exception("cannot finalise the recording")
-            final_status, reason = await database_sync_to_async(callsetup.finish_call)(
+            final_status, reason = await dbthread.run(
+                callsetup.finish_call,
                 self.ctx.call_id,
                 failed=failed,
                 end_reason=reason,

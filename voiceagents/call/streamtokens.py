@@ -2,9 +2,9 @@
 
 The voice webhook mints a token bound to the call id with a short expiry; the carrier hands it back
 in the stream's ``start`` message (a TwiML ``<Parameter>``, or a Telnyx ``client_state``). The
-consumer checks the HMAC and expiry without touching the database, then spends the token with one
-atomic UPDATE on the call row, so it holds when the webhook and the stream land on different server
-processes, and a replayed ``start`` is refused.
+consumer checks the HMAC and expiry without touching the database, then spends the token under
+the call row's lock, in the transaction that starts the call, so it holds when the webhook and the
+stream land on different server processes, and a replayed ``start`` is refused.
 
 Format: ``<expiry unix seconds>.<random nonce>.<base64url HMAC-SHA256>``; the HMAC covers
 ``call_id|expiry|nonce`` under a key derived from ``SECRET_KEY`` with HKDF (its own "info", so it
@@ -64,14 +64,14 @@ def check(call_id, token: str, now: float | None = None) -> None:
         raise WebhookValidationFailure("stream token expired", call_id=call_id)
 
 
-def spend(call_id) -> bool:
-    """Mark the call's token as used; False if it was already spent (a replay) or no such call.
+def spend(call) -> bool:
+    """Mark ``call``'s token as used (not saved: the caller saves ``stream_token_used_at``); False
+    if it was already spent (a replay).
 
-    One conditional UPDATE: whichever process gets there first wins, the database decides.
+    The caller holds the call's row lock (``select_for_update`` in a transaction): whichever
+    process locks the row first wins, the database decides.
     """
-    from ..models import Call
-
-    updated = Call.objects.filter(pk=call_id, stream_token_used_at__isnull=True).update(
-        stream_token_used_at=timezone.now()
-    )
-    return updated == 1
+    if call.stream_token_used_at is not None:
+        return False
+    call.stream_token_used_at = timezone.now()
+    return True

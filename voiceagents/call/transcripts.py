@@ -23,8 +23,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError, transaction
+
+from .. import dbthread
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ async def _commit(
     rows = [writer._rows(turns, events) for writer, turns, events in items]
     results: list = [None] * len(items)
     try:
-        results = await database_sync_to_async(write_rows)(rows[:in_batch], rows[in_batch:])
+        results = await dbthread.run(write_rows, rows[:in_batch], rows[in_batch:])
         return results
     except BaseException as err:
         # Could not even ask (or cancelled at loop shutdown): nothing is known to be written.

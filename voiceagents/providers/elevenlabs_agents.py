@@ -192,6 +192,7 @@ async def provision_call(agent_pk, carrier_format: AudioFormat) -> dict[str, Any
     that a slow vendor holds up neither the process's database thread nor the agent's row."""
     from channels.db import database_sync_to_async
 
+    from .. import dbthread
     from ..models import Agent
 
     def plan():
@@ -199,11 +200,11 @@ async def provision_call(agent_pk, carrier_format: AudioFormat) -> dict[str, Any
         known = _known_agent(agent, carrier_format)
         return agent, known, (None if known else _plan(agent, [format_for(carrier_format)]))
 
-    agent, known, todo = await database_sync_to_async(plan)()
+    agent, known, todo = await dbthread.run(plan)
     if known:
         return {"agent_id": known}
     done, error = await database_sync_to_async(_send, thread_sensitive=False)(todo)
-    (agent_id,) = await database_sync_to_async(_record)(agent, todo, done, error)
+    (agent_id,) = await dbthread.run(_record, agent, todo, done, error)
     return {"agent_id": agent_id}
 
 

@@ -24,8 +24,7 @@ import hmac
 import logging
 from collections import deque
 
-from channels.db import database_sync_to_async
-
+from voiceagents import dbthread
 from voiceagents.audio.formats import Encoding
 from voiceagents.call import streamtokens
 from voiceagents.conf import get_setting
@@ -124,8 +123,8 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
             return
         if start.carrier_call_id and self._token_valid(start.call_id, start.token):
             # Nobody will talk to the caller: hang up rather than leave them in silence.
-            target = await database_sync_to_async(calls.stream_hangup_target)(
-                start.call_id, start.stream_id, start.carrier_call_id
+            target = await dbthread.run(
+                calls.stream_hangup_target, start.call_id, start.stream_id, start.carrier_call_id
             )
             if target is not None:
                 await self._hangup(target, start.call_id)
@@ -215,7 +214,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
 
     async def carry_out_transfer(self, number: str, announcement: str) -> None:
         # Telnyx's transfer has no announcement (its audio_url is ringback): the agent speaks first.
-        target = await database_sync_to_async(transfer.transfer_target)(self.call_id)
+        target = await dbthread.run(transfer.transfer_target, self.call_id)
         self._target = (target.carrier_call_id, target.account)
         await transfer.transfer(target, number)
 
@@ -229,7 +228,7 @@ class TelnyxMediaConsumer(MediaStreamConsumer):
         self.closing = True
         if self.call_id is not None and not self.transferred:
             if self._target is None:
-                self._target = await database_sync_to_async(calls.live_call_target)(self.call_id)
+                self._target = await dbthread.run(calls.live_call_target, self.call_id)
             if self._target is not None:
                 await self._hangup(self._target, self.call_id)
         await self.close(code=self.end_code)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from channels.db import database_sync_to_async
-
+from voiceagents import dbthread
 from voiceagents.audio.formats import MULAW_8K
 from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
 
@@ -40,5 +39,5 @@ class TwilioMediaConsumer(MediaStreamConsumer):
         return True
 
     async def carry_out_transfer(self, number: str, announcement: str) -> None:
-        target = await database_sync_to_async(transfer.transfer_target)(self.call_id)
+        target = await dbthread.run(transfer.transfer_target, self.call_id)
         await transfer.transfer(target, number, announcement=announcement)

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from asgiref.sync import sync_to_async
-
+from voiceagents import dbthread
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import (
     ConfigurationError,
@@ -352,7 +351,7 @@ async def acheck_stream_handshake(scope: Mapping[str, Any]) -> None:
     if not verification_enabled():
         return
     settings_header = _header(scope, SETTINGS_HEADER.lower().encode())
-    scheme = await sync_to_async(signing_scheme)(settings_header, all_auth_tokens)
+    scheme = await dbthread.run(signing_scheme, settings_header, all_auth_tokens)
     ok = verify_stream_handshake(
         scope["path"],
         _header(scope, SIGNATURE_HEADER.lower().encode()),
