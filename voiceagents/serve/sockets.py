@@ -2,9 +2,9 @@
 
 On Linux, sockets that set ``SO_REUSEPORT`` before binding the same (host, port) form a group,
 and the kernel hands each new connection to one of them by a hash of its addresses. Each worker
-then accepts only what the kernel gave it: no accept race, in which the busiest worker (the one
-awake) keeps winning (a measured finding with one socket shared by uvicorn's ``--workers``:
-nearly every call on one worker under load). A worker that stops closes its socket and leaves
+then accepts only what the kernel gave it: no race to accept between the workers' event loops, as
+with one socket shared by uvicorn's ``--workers``, whose spread depends on timing (the worker
+awake when connections arrive takes them). A worker that stops closes its socket and leaves
 the group, so new connections go to the others.
 
 Elsewhere ``SO_REUSEPORT`` is missing or does not balance (BSD and macOS hand every connection to
