@@ -15,7 +15,8 @@ through its narrow handle (``caller_audio``, ``mark_echoed``, ``dtmf``, ``say``,
 Channels (4.2+) runs ``aclose_old_connections()``, a ``sync_to_async`` thread hop, before every
 handler. For ``websocket.receive`` (50 frames a second per call) ``dispatch`` goes straight to the
 codec; connect and disconnect skip the hop too (the call's database work runs in the database
-thread, ``voiceagents.dbthread``); control messages keep the default.
+thread, ``voiceagents.dbthread``, and that hop would run there and close the connection it keeps),
+and so does ``websocket_disconnect``'s own one at its end; control messages keep the default.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import logging
 
 from channels.consumer import get_handler_name
+from channels.exceptions import InvalidChannelLayerError, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from voiceagents import dbthread
@@ -175,10 +177,29 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
             return
         if message["type"] in _OWN_DATABASE_WORK:
             # Their database work goes to the database thread (voiceagents.dbthread), which keeps
-            # its connections: Channels' ``aclose_old_connections`` hop would close nothing.
+            # its connections: Channels' ``aclose_old_connections`` hop runs in that same thread
+            # (asgiref's thread-sensitive one) and would close the connection it keeps.
             await getattr(self, get_handler_name(message))(message)
             return
         await super().dispatch(message)
+
+    async def websocket_disconnect(self, message):
+        """``AsyncWebsocketConsumer``'s, without its trailing ``aclose_old_connections()``.
+
+        That hop runs ``close_old_connections`` in asgiref's thread-sensitive thread, which is the
+        database thread (``voiceagents.dbthread``): with ``CONN_MAX_AGE`` 0 it closed the SQLite
+        connection that thread keeps, once per call, and the next call's webhook opened it again
+        (~1 ms of a call's set-up). The consumer's own database work already ran there.
+        """
+        try:
+            for group in self.groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except AttributeError:
+            raise InvalidChannelLayerError(
+                "BACKEND is unconfigured or doesn't support groups"
+            ) from None
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     def malformed(self, why: str) -> None:
         self.malformed_count += 1

@@ -407,7 +407,12 @@ def finish_call(
     """
     now = timezone.now()
     with transaction.atomic():
-        call = Call.objects.select_for_update().get(pk=call_id)
+        # The columns it writes and reads (``created_at`` names the recording's folder).
+        call = (
+            Call.objects.select_for_update()
+            .only(*_END_FIELDS, "answered_at", "created_at", "recording", "recording_duration")
+            .get(pk=call_id)
+        )
         previous = call.status
         if call.status not in FINAL_STATUSES:
             call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
@@ -419,9 +424,12 @@ def finish_call(
         call.error = error or call.error
         call.metrics = {**(call.metrics or {}), **metrics}
         call.provider_session_id = provider_session_id[:128] or call.provider_session_id
-        if recording_path:
-            _attach_recording(call, recording_path, recording_ms)
-        call.save()
+        # Only the end's own columns: a whole-row save would also write back what this read
+        # (wide JSON and text columns) and cost more to build.
+        fields = [*_END_FIELDS]
+        if recording_path and _attach_recording(call, recording_path, recording_ms):
+            fields += ["recording", "recording_duration"]
+        call.save(update_fields=fields)
         if call.status != previous:
             CallEvent.objects.create(
                 call=call,
@@ -432,18 +440,32 @@ def finish_call(
     return call.status, call.end_reason
 
 
-def _attach_recording(call: Call, path: str, duration_ms: float | None) -> None:
+#: The columns ``finish_call`` writes (and the recording's two, when there is one).
+_END_FIELDS = (
+    "status",
+    "ended_at",
+    "duration",
+    "end_reason",
+    "error",
+    "metrics",
+    "provider_session_id",
+)
+
+
+def _attach_recording(call: Call, path: str, duration_ms: float | None) -> bool:
+    """Store the recording at ``path`` on ``call`` (not saved yet); False if it could not be."""
     try:
         with open(path, "rb") as handle:
             call.recording.save(f"{call.pk}.wav", File(handle), save=False)
         call.recording_duration = timedelta(milliseconds=duration_ms or 0)
     except OSError:
         logger.exception("call %s: cannot store the recording %s", call.pk, path)
-        return
+        return False
     try:
         os.unlink(path)
     except OSError:
         logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
+    return True
 
 
 def _queue_finalize(call_id) -> None:
