@@ -82,7 +82,14 @@ def test_calls_spread_over_two_workers_and_hang_up_from_another_process(
                 fake.wait_for(lambda: len([s for s in fake.sessions if s.config]) == CALLS),
                 timeout=30,
             )
+            # A new call is claimed by its worker's heartbeat a moment after its start (claims
+            # are batched: CLAIM_BATCH_S), so wait for every row to name its worker.
+            deadline = time.monotonic() + 10
             live = calls_of(database_url, ids)
+            while not all(worker for *_, worker in live.values()):
+                assert time.monotonic() < deadline, live
+                time.sleep(0.1)
+                live = calls_of(database_url, ids)
             workers = {worker for _, _, worker in live.values()}
             # Every worker carries calls: the kernel spreads connections over the workers'
             # sockets by a hash of their addresses, so with 16 calls all on one of 2 workers
