@@ -47,6 +47,17 @@ def children(pid: int) -> set[int]:
         return {int(child) for child in listing.read().split()}
 
 
+def assert_ended(tmp_path: Path, calls: list[dict], end_reason: str) -> None:
+    """Every call's row is completed with ``end_reason``."""
+    for call in calls:
+        (row,) = rows(
+            tmp_path / "db.sqlite3",
+            "select status, end_reason from voiceagents_call where id = ?",
+            call["call_id"].replace("-", ""),
+        )
+        assert (row["status"], row["end_reason"]) == ("completed", end_reason), dict(row)
+
+
 def test_sigterm_to_the_launcher_drains_live_calls_then_exits_0(start_process, tmp_path):
     loop = LoopThread()
     fake = loop.run(FakeOpenAIRealtime().__aenter__())
@@ -133,13 +144,7 @@ def test_a_second_sigterm_stops_at_once(start_process, tmp_path):
         loop.run(fake.__aexit__(None, None, None))
         loop.stop()
     assert "SIGTERM again: the workers stop now" in process.output()
-    for call in calls:
-        (row,) = rows(
-            tmp_path / "db.sqlite3",
-            "select status, end_reason from voiceagents_call where id = ?",
-            call["call_id"].replace("-", ""),
-        )
-        assert (row["status"], row["end_reason"]) == ("completed", "stream_closed"), dict(row)
+    assert_ended(tmp_path, calls, "stream_closed")
 
 
 def test_calls_still_live_after_drain_timeout_are_ended(start_process, tmp_path):
@@ -165,13 +170,7 @@ def test_calls_still_live_after_drain_timeout_are_ended(start_process, tmp_path)
         loop.run(fake.__aexit__(None, None, None))
         loop.stop()
     assert "still live after 1 s; stopping anyway" in process.output()
-    for call in calls:
-        (row,) = rows(
-            tmp_path / "db.sqlite3",
-            "select status, end_reason from voiceagents_call where id = ?",
-            call["call_id"].replace("-", ""),
-        )
-        assert (row["status"], row["end_reason"]) == ("completed", "stream_closed"), dict(row)
+    assert_ended(tmp_path, calls, "stream_closed")
 
 
 def test_one_stop_signalled_to_every_process_still_drains(start_process, tmp_path):
@@ -205,13 +204,7 @@ def test_one_stop_signalled_to_every_process_still_drains(start_process, tmp_pat
         loop.run(fake.__aexit__(None, None, None))
         loop.stop()
     assert "again" not in process.output()
-    for call in calls:
-        (row,) = rows(
-            tmp_path / "db.sqlite3",
-            "select status, end_reason from voiceagents_call where id = ?",
-            call["call_id"].replace("-", ""),
-        )
-        assert (row["status"], row["end_reason"]) == ("completed", "caller_hangup"), dict(row)
+    assert_ended(tmp_path, calls, "caller_hangup")
 
 
 def test_workers_of_a_killed_launcher_drain_and_exit(start_process, tmp_path):
