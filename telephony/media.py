@@ -124,10 +124,10 @@ class MediaStreamConsumer(FastReceiveLoop, AsyncWebsocketConsumer):
 
     async def on_loop_start(self) -> None:
         if self.channel_layer is not None:
+            # Its messages come through the process's one reader (controlplane.ControlHub).
             self.control = ControlListener(
-                self.channel_layer, self.channel_name, self.dispatch, self.handler_lock, self.label
+                self.channel_layer, self.dispatch, self.handler_lock, self.label
             )
-            self.control.start()
 
     async def on_loop_error(self, err: Exception) -> None:
         logger.error("%s: the media consumer failed", self.label(), exc_info=err)

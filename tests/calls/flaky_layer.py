@@ -26,6 +26,11 @@ class FlakyChannelLayer(InMemoryChannelLayer):
         #: Fail only group_add (the layer otherwise works).
         self.refuse_group_add = False
         self.failed_calls = 0
+        #: Receives pending now, the most ever pending at once, and those cancelled mid-wait (with
+        #: channels-redis a cancelled receive drops its Redis connection).
+        self.receiving = 0
+        self.max_receiving = 0
+        self.cancelled_receives = 0
 
     def go_down(self) -> None:
         self.down = True
@@ -49,9 +54,15 @@ class FlakyChannelLayer(InMemoryChannelLayer):
         outage = asyncio.ensure_future(self._outage.wait())
         message = asyncio.ensure_future(super().receive(channel))
         done: set = set()
+        self.receiving += 1
+        self.max_receiving = max(self.max_receiving, self.receiving)
         try:
             done, _ = await asyncio.wait({outage, message}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self.cancelled_receives += 1
+            raise
         finally:
+            self.receiving -= 1
             # Cancelled from outside (the listener stops) or not: neither task may outlive this.
             outage.cancel()
             if message not in done:

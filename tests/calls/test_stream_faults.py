@@ -86,7 +86,10 @@ async def test_a_control_message_nobody_handles_does_not_end_the_call(
     harness, streams, fake_openai
 ):
     incoming, caller, _ = await live(harness, streams, fake_openai)
-    await get_channel_layer().group_send(call_group(incoming.call_id), {"type": "call.teleport"})
+    group = call_group(incoming.call_id)
+    await get_channel_layer().group_send(group, {"type": "call.teleport", "group": group})
+    # One that names no call (a sender older than the process's one reader) is dropped there.
+    await get_channel_layer().group_send(group, {"type": "call.hangup"})
     await asyncio.sleep(0.1)
     await streams_both_ways(harness, caller, fake_openai)
     await caller.stop()

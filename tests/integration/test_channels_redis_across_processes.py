@@ -40,7 +40,12 @@ def test_send_call_command_reaches_a_consumer_in_another_process(redis_url, star
         send_call_command(other_call_id, "hangup", reason="not for this call")
         send_call_command(call_id, "hangup", reason="test")
         hangup = json.loads(ws.recv(timeout=TIMEOUT))
-        assert hangup == {"type": "call.hangup", "reason": "test", "pid": server.pid}
+        assert hangup == {
+            "type": "call.hangup",
+            "reason": "test",
+            "group": call_group(call_id),
+            "pid": server.pid,
+        }
         with pytest.raises(ConnectionClosedOK):
             ws.recv(timeout=TIMEOUT)
         assert ws.close_code == 1000

@@ -47,6 +47,7 @@ async def test_hangup_reaches_the_consumer_of_that_call_only():
         assert await ours.receive_json_from(timeout=5) == {
             "type": "call.hangup",
             "reason": "operator",
+            "group": call_group(call_id),  # what the process's one reader routes by
         }
         assert await theirs.receive_nothing(timeout=0.2)
     finally:

@@ -51,17 +51,19 @@ def operator_transfer_refusal(number: str, agent_allowlist: Iterable[str]) -> st
     return ""
 
 
-def _message(command: str, params: dict) -> dict:
+def _message(call_id, command: str, params: dict) -> dict:
     if command not in COMMANDS:
         raise ValueError(f"Unknown call command {command!r}; known: {', '.join(sorted(COMMANDS))}")
-    return {"type": f"call.{command}", **params}
+    # ``group``: the process holding the call reads every call's messages on one channel
+    # (telephony.controlplane.ControlHub) and routes them by it.
+    return {**params, "type": f"call.{command}", "group": call_group(call_id)}
 
 
 async def asend_call_command(call_id, command: str, **params) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("No channel layer is configured (settings.CHANNEL_LAYERS)")
-    await layer.group_send(call_group(call_id), _message(command, params))
+    await layer.group_send(call_group(call_id), _message(call_id, command, params))
 
 
 def send_call_command(call_id, command: str, **params) -> None:
