@@ -44,7 +44,11 @@ def test_hang_up_action_reaches_live_calls_only(admin_client):
     response = post_action(admin_client, [live, done])
     assert "Hang-up sent to 1 live call." in response.content.decode()
     assert "1 call was not live" in response.content.decode()
-    assert receive(layer, channel) == {"type": "call.hangup", "reason": "operator_hangup"}
+    assert receive(layer, channel) == {
+        "type": "call.hangup",
+        "reason": "operator_hangup",
+        "group": call_group(live.pk),
+    }
     with pytest.raises(TimeoutError):
         receive(layer, done_channel)
 

@@ -66,7 +66,11 @@ def test_hang_up(admin_client, live_call):
     layer, channel = listen(live_call)
     response = act(admin_client, live_call, "hang-up")
     assert "Hang-up sent." in page_of(response)
-    assert receive(layer, channel) == {"type": "call.hangup", "reason": "operator_hangup"}
+    assert receive(layer, channel) == {
+        "type": "call.hangup",
+        "reason": "operator_hangup",
+        "group": call_group(live_call.pk),
+    }
 
 
 def test_transfer_to_a_number_of_the_agents_list(admin_client, live_call):
@@ -77,6 +81,7 @@ def test_transfer_to_a_number_of_the_agents_list(admin_client, live_call):
         "type": "call.transfer",
         "number": TARGET,
         "announcement": "",
+        "group": call_group(live_call.pk),
     }
 
 
@@ -90,6 +95,7 @@ def test_transfer_to_a_number_of_the_setting(admin_client, live_call, settings):
         "type": "call.transfer",
         "number": "+442071838750",
         "announcement": "Hold on.",
+        "group": call_group(live_call.pk),
     }
 
 
@@ -109,7 +115,11 @@ def test_say(admin_client, live_call):
     layer, channel = listen(live_call)
     page = page_of(act(admin_client, live_call, "say", {"text": "Your table is ready."}))
     assert "Sent to the agent." in page
-    assert receive(layer, channel) == {"type": "call.say", "text": "Your table is ready."}
+    assert receive(layer, channel) == {
+        "type": "call.say",
+        "text": "Your table is ready.",
+        "group": call_group(live_call.pk),
+    }
 
 
 @pytest.mark.parametrize("action", ["hang-up", "transfer", "say"])

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Permission
 from django.core.cache import cache
 
 from telephony import closecodes
-from voiceagents.call.monitor import MESSAGE_TYPE, MONITOR_GROUP
+from voiceagents.call.monitor import BATCH_TYPE, MESSAGE_TYPE, MONITOR_GROUP
 from voiceagents.monitor import consumer
 
 from .live_monitor import close_code, events_until, monitor_socket, next_event, session_cookie
@@ -151,6 +151,24 @@ async def test_a_malformed_event_is_ignored_and_logged(staff_cookie, caplog):
     await publish({"type": "line", "call_id": "c1", "seq": 0, "role": "caller", "text": "Hi"})
     assert (await next_event(socket))["text"] == "Hi"
     assert "ignored a malformed event" in caplog.text
+    await socket.disconnect()
+
+
+async def test_a_batch_of_events_reaches_the_browser_in_order(staff_cookie, caplog):
+    """What ``MonitorOutbox`` sends: the events of a process's calls in one message."""
+    socket = await open_ready(staff_cookie)
+    events = [
+        {"type": "started", "call_id": "c1", "carrier": "twilio", "provider": "openai_realtime"},
+        {"type": "line", "call_id": "c2", "seq": 0, "role": "caller", "text": "Hi"},
+        ["not", "an", "event"],
+        {"type": "ended", "call_id": "c1", "status": "completed", "end_reason": "x"},
+    ]
+    layer = get_channel_layer()
+    await layer.group_send(MONITOR_GROUP, {"type": BATCH_TYPE, "events": "not a list"})
+    await layer.group_send(MONITOR_GROUP, {"type": BATCH_TYPE, "events": events})
+    assert [await next_event(socket) for _ in range(3)] == [events[0], events[1], events[3]]
+    assert "ignored a malformed event" in caplog.text
+    assert "ignored a malformed batch" in caplog.text
     await socket.disconnect()
 
 

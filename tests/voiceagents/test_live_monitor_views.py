@@ -151,7 +151,11 @@ def test_hang_up_sends_the_command_to_the_call_through_the_control_plane(admin_c
     layer, channel = listen(call)
     response = admin_client.post(hang_up_url(call), HTTP_ACCEPT="application/json")
     assert response.status_code == 202 and response.json()["ok"] is True
-    assert received(layer, channel) == {"type": "call.hangup", "reason": "operator_hangup"}
+    assert received(layer, channel) == {
+        "type": "call.hangup",
+        "reason": "operator_hangup",
+        "group": call_group(call.pk),
+    }
 
 
 def test_hang_up_from_a_plain_form_returns_to_the_page_with_a_message(admin_client):

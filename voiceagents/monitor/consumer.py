@@ -20,7 +20,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ..call.monitor import MESSAGE_TYPE, MONITOR_GROUP
+from ..call.monitor import BATCH_TYPE, MESSAGE_TYPE, MONITOR_GROUP
 from ..conf import get_setting
 from ..exceptions import ConfigurationError
 from . import slots
@@ -141,13 +141,28 @@ class LiveMonitorConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message):
         # The calls' events use no database: skip Channels' per-message thread hop
         # (``aclose_old_connections``) that ``super().dispatch`` runs before every handler.
-        if message.get("type") == MESSAGE_TYPE:
+        kind = message.get("type")
+        if kind == BATCH_TYPE:
+            await self.monitor_events(message)
+            return
+        if kind == MESSAGE_TYPE:
             await self.monitor_event(message)
             return
         await super().dispatch(message)
 
+    async def monitor_events(self, message):
+        """What a process's calls published during one window (``MonitorOutbox``), in order."""
+        events = message.get("events")
+        if not isinstance(events, list):
+            logger.warning("live monitor: ignored a malformed batch %.200r", message)
+            return
+        for event in events:
+            await self._offer(event, message)
+
     async def monitor_event(self, message):
-        event = message.get("event")
+        await self._offer(message.get("event"), message)
+
+    async def _offer(self, event, message) -> None:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             logger.warning("live monitor: ignored a malformed event %.200r", message)
             return

@@ -25,7 +25,7 @@ async def drain(layer, channel) -> list[dict]:
             message = await asyncio.wait_for(layer.receive(channel), 0.2)
         except TimeoutError:
             return events
-        events.append(message["event"])
+        events.extend(message["events"])
 
 
 async def test_each_line_is_published_once_and_again_only_when_it_changes():
@@ -110,3 +110,44 @@ async def test_a_failing_layer_is_reported_once_and_the_events_counted(caplog):
         await publisher.close()
     assert caplog.text.count("live monitor unavailable") == 1
     assert publisher.lost == 5
+
+
+class CountingLayer(InMemoryChannelLayer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sends = 0
+
+    async def group_send(self, group, message):
+        self.sends += 1
+        await super().group_send(group, message)
+
+
+async def test_the_calls_of_a_process_share_one_send_per_window():
+    """With channels-redis every send costs two Redis commands, monitor open or not."""
+    layer = CountingLayer()
+    channel = await listener(layer)
+    publishers = [MonitorPublisher(f"call-{n}", layer=layer) for n in range(5)]
+    for publisher in publishers:
+        publisher.started(carrier="twilio", provider="openai_realtime")
+        publisher.lines([Turn(seq=0, role="agent", turn_id="t0", text="Hello!")])
+        publisher.ended(status="completed", end_reason="caller_hangup")
+    for publisher in publishers:
+        await publisher.close()
+    assert layer.sends == 1
+    events = await drain(layer, channel)
+    assert len(events) == 15
+    for publisher in publishers:  # in order within each call
+        mine = [e["type"] for e in events if e["call_id"] == publisher.call_id]
+        assert mine == ["started", "line", "ended"]
+        assert publisher.published == 3 and publisher.lost == 0
+
+
+async def test_a_full_window_is_split_at_the_batch_limit(monkeypatch):
+    monkeypatch.setattr(monitor, "MAX_BATCH", 4)
+    layer = CountingLayer()
+    channel = await listener(layer)
+    publisher = MonitorPublisher("call-4", layer=layer)
+    publisher.lines([Turn(seq=n, role="caller", turn_id=f"t{n}", text=f"{n}") for n in range(10)])
+    await publisher.close()
+    assert layer.sends == 3
+    assert [e["text"] for e in await drain(layer, channel)] == [str(n) for n in range(10)]
