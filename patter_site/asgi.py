@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to the carrier app's media-stream routes."""
+"""ASGI entry point: HTTP goes to Django (carrier webhooks straight to their views), WebSockets to
+the carrier app's media-stream routes."""
 
 import os
 
@@ -11,13 +12,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from telephony.asgi import CarrierWebhookRouter  # noqa: E402
 from telephony.routing import websocket_urlpatterns  # noqa: E402
 from voiceagents.runtime import freeze_startup_objects  # noqa: E402
 
 # No origin validator: carriers are not browsers and send no Origin header.
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Carrier webhooks go straight to their views, skipping the middlewares (telephony/asgi.py).
+        "http": CarrierWebhookRouter(django_asgi_app),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
