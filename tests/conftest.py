@@ -83,6 +83,17 @@ def asgi_server(transactional_db, browser_settings):
     thread.join(10)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, and before it drops the test database: the database thread
+    (``voiceagents.dbthread``) gives back the connection it keeps, which would hold the database
+    open (PostgreSQL refuses to drop a database in use)."""
+    yield
+    from voiceagents import dbthread
+
+    dbthread.close_kept_connections()
+
+
 @pytest.fixture(autouse=True)
 def fresh_abuse_limits():
     """Each test starts with empty per-IP and per-process counts (``telephony.limits``)."""
