@@ -37,6 +37,27 @@ def finalize_call(call_id: str) -> str:
     return services.finalize_call(call_id)
 
 
+@shared_task(name="voiceagents.finalize_calls")
+def finalize_calls(call_ids: list[str]) -> dict[str, str]:
+    """``finalize_call`` for the calls a server process ended together (``voiceagents.postcall``).
+
+    One call's failure does not hold up the others: it is logged and that call is queued again
+    on its own as ``finalize_call``, with its retries.
+    """
+    outcomes = {}
+    for call_id in call_ids:
+        try:
+            outcomes[call_id] = services.finalize_call(call_id)
+        except Exception:
+            logger.exception("finalize_calls: call %s failed; queued again on its own", call_id)
+            outcomes[call_id] = "requeued"
+            try:
+                finalize_call.delay(call_id)
+            except Exception:
+                logger.exception("call %s: cannot queue finalize_call", call_id)
+    return outcomes
+
+
 @shared_task(name="voiceagents.prune_processed_webhook_events")
 def prune_processed_webhook_events() -> int:
     """Keep the webhook-dedup table small. Schedule it daily with beat."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -16,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.fakes.webhook_receiver import Receiver, verify
+from voiceagents import postcall
 from voiceagents.models import Agent, Call, CallEvent, CallEventKind, CallStatus, TranscriptEntry
 from voiceagents.tasks import deliver_call_webhook, reconcile_stale_calls
 
@@ -149,3 +151,54 @@ def test_the_call_webhook_is_retried_through_the_broker(
     assert verify(second, secret)["transcript"][0]["text"] == "Hello."
     assert second["headers"]["X-VoiceAgents-Delivery-Attempt"] == "2"
     assert "retry: Retry in 1.0s" in worker.output(), worker.output()
+
+
+def _reroute() -> None:
+    """Celery reads ``task_routes`` once, at its first message: read them again."""
+    current_app.amqp.flush_routes()
+    current_app.amqp.__dict__.pop("router", None)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_calls_ended_together_are_finalized_by_one_task_on_a_real_worker(
+    redis_url, postgres_database_url, start_process
+):
+    """``voiceagents.postcall``: the ends of three calls reach the worker as one message."""
+    run = uuid.uuid4().hex[:12]
+    queue = f"voiceagents-it-{run}"
+    now = timezone.now()
+    calls = [
+        Call.objects.create(
+            carrier="twilio",
+            direction="inbound",
+            status=CallStatus.COMPLETED,
+            answered_at=now - timedelta(seconds=30),
+            ended_at=now,
+        )
+        for _ in range(3)
+    ]
+    routes = current_app.conf.task_routes
+    current_app.conf.task_routes = {"voiceagents.finalize_calls": {"queue": queue}}
+    _reroute()
+    worker = _start_worker(start_process, run, queue, redis_url, postgres_database_url)
+    try:
+        for call in calls:
+            postcall.queue_finalize(call.pk)
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while Call.objects.filter(pk__in=[c.pk for c in calls], duration__isnull=True).exists():
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                pytest.fail("the calls were not finalized\n" + worker.describe())
+            time.sleep(0.2)
+    finally:
+        current_app.conf.task_routes = routes
+        _reroute()
+        worker.stop()
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(queue, f"_kombu.binding.{queue}")
+    output = worker.output()
+    assert len(re.findall(r"Task voiceagents\.finalize_calls\[\S+\] received", output)) == 1, output
+    for call in calls:
+        call.refresh_from_db()
+        assert call.duration == timedelta(seconds=30)

@@ -469,11 +469,7 @@ def _attach_recording(call: Call, path: str, duration_ms: float | None) -> bool:
 
 
 def _queue_finalize(call_id) -> None:
-    from ..tasks import finalize_call
+    # Batched with other ends of this process, one Celery message per window (postcall.py).
+    from ..postcall import queue_finalize
 
-    try:
-        finalize_call.delay(str(call_id))
-    except Exception:
-        # The broker being down must not lose the call's row; reconcile_stale_calls and the
-        # carrier's status callback still close it.
-        logger.exception("call %s: cannot queue finalize_call", call_id)
+    queue_finalize(call_id)
