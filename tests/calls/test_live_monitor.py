@@ -92,6 +92,8 @@ async def test_a_failing_channel_layer_loses_the_monitor_not_the_call(
         await asyncio.sleep(0.6)  # the writer's ticks publish (and fail) meanwhile
         await caller.stop()
         call = await ended_call(incoming.call_id)
+        # The monitor's report comes after the row (its last events had their chance to leave).
+        await asyncio.wait_for(caller.closed.wait(), 10)
 
     assert call.status == CallStatus.COMPLETED
     assert call.end_reason in ("caller_hangup", "stream_stopped")  # Twilio, Telnyx
