@@ -1,7 +1,9 @@
 """The two database edges of a live call: the snapshot taken at stream start, and the final write.
 
-Everything the call world needs is loaded here once, in one round trip, into plain frozen
-dataclasses; nothing in ``session.py`` reads settings or the database afterwards.
+Everything the call world needs is loaded here once into plain frozen dataclasses: the call's
+own row in one locked round trip, its agent and credentials from this process's configuration
+cache (``voiceagents.configcache``; a read on a miss). Nothing in ``session.py`` reads settings
+or the database afterwards.
 """
 
 from __future__ import annotations
