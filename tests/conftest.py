@@ -104,6 +104,17 @@ def fresh_abuse_limits():
     limits.reset()
 
 
+@pytest.fixture(autouse=True)
+def fresh_config_cache():
+    """Each test starts with an empty configuration cache (``voiceagents.configcache``): the rows
+    a test's transaction rolls back fire no signal, and the next test reuses their ids."""
+    from voiceagents import configcache
+
+    configcache.clear()
+    yield
+    configcache.clear()
+
+
 @pytest.fixture
 def eager_celery():
     """Celery tasks run in this process, as under the demo's eager settings, even in the

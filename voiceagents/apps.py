@@ -9,7 +9,10 @@ class VoiceAgentsConfig(AppConfig):
 
     def ready(self):
         # Registers checks, signal handlers and the "demo" reply handler (no imports beyond Django).
-        from . import checks, demo, logsafety, signals  # noqa: F401
+        from . import checks, configcache, demo, logsafety, signals  # noqa: F401
+
+        # Edits of numbers, agents and credentials reach this process's next call at once.
+        configcache.connect_signals()
 
         # Before any call runs: vendor libraries log handshake headers (API keys) at DEBUG.
         logsafety.install()

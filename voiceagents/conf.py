@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "TOOLS": {},
     "TOOL_TIMEOUT": 10.0,
     "STREAM_TOKEN_TTL": 60,
+    # Seconds a process trusts the numbers, agents and credentials it cached for call set-ups
+    # (voiceagents.configcache): an edit made elsewhere reaches new calls within them; 0: no cache.
+    "CONFIG_CACHE_SECONDS": 2.0,
     # Seconds a media stream may stay open without a valid ``start`` (telephony.media).
     "STREAM_START_TIMEOUT": 5.0,
     "HTTP_TIMEOUT": 10.0,

@@ -352,14 +352,22 @@ def prune_processed_webhook_events(now=None) -> int:
 
 
 def inbound_number(carrier: str, to_number: str):
-    """The carrier's ``PhoneNumber`` that was dialled (with its agent and credential), or None."""
+    """The carrier's ``PhoneNumber`` that was dialled (with its agent and credential), or None.
+
+    From this process's configuration cache when it holds it (``configcache``): a private copy,
+    which the caller may change.
+    """
+    from . import configcache
     from .models import PhoneNumber
 
-    return (
-        PhoneNumber.objects.select_related("agent", "credential")
-        .filter(number=to_number, carrier=carrier)
-        .first()
-    )
+    def load():
+        return (
+            PhoneNumber.objects.select_related("agent", "credential")
+            .filter(number=to_number, carrier=carrier)
+            .first()
+        )
+
+    return configcache.models(("inbound_number", carrier, to_number), load)
 
 
 def record_inbound_call(

@@ -101,7 +101,9 @@ def fakes():
 @pytest.mark.parametrize("server", SERVERS)
 def test_a_debug_log_of_calls_in_every_mode_holds_no_secret(server, start_process, tmp_path, fakes):
     elevenlabs, realtime, pipeline = fakes
-    env = server_env(tmp_path)
+    # seed() turns the one agent into the next mode from another process, with update(): without
+    # the configuration cache the server's next call sees it at once (docs/config-cache.md).
+    env = server_env(tmp_path, VOICEAGENTS_CONFIG_CACHE_SECONDS="0")
     (openai_call,) = seed(env, openai_url=realtime.url, calls=1)
     port, process = start_debug_server(start_process, server, env)
     tokens = [call(port, openai_call, enough=len(GREETING))]

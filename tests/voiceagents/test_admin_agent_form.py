@@ -22,7 +22,7 @@ from tests.voiceagents.test_admin import (
     management_form_data,
     post_agent_add,
 )
-from voiceagents.call.callsetup import _service_account
+from voiceagents.call.callsetup import _service_account, agent_setup
 from voiceagents.models import Agent
 from voiceagents.providers import ProviderSpec, providers
 from voiceagents.providers.stages import OPENAI_REALTIME_VOICES
@@ -374,7 +374,7 @@ def test_a_realtime_agent_saves_with_the_key_from_settings_env_or_a_credential_r
         f"OpenAI Realtime: when blank, {note}."
     )
     # What the page says is the key calls send.
-    key, _url = _service_account(agent, "provider", agent.spec)
+    key, _url = _service_account(agent_setup(agent.pk), "provider", agent.spec)
     assert key == {"settings": "sk-settings-0001", "environment": "sk-env-0001"}.get(
         source, "sk-row-0001"
     )
@@ -432,8 +432,13 @@ def test_pipeline_stages_state_each_ones_key_source(
         "else no OpenAI key: calls will fail until you add a credential from OpenAI or set "
         "OPENAI_API_KEY."
     )
-    assert _service_account(agent, "stt", agent.stage_spec("stt"))[0] == "dg-env-0001"
-    assert _service_account(agent, "tts", agent.stage_spec("tts"))[0] == "xi-settings-0001"
+    assert (
+        _service_account(agent_setup(agent.pk), "stt", agent.stage_spec("stt"))[0] == "dg-env-0001"
+    )
+    assert (
+        _service_account(agent_setup(agent.pk), "tts", agent.stage_spec("tts"))[0]
+        == "xi-settings-0001"
+    )
 
 
 # -- the fields of other voice architectures --------------------------------------------------

@@ -263,8 +263,9 @@ def test_a_pipeline_gets_each_stage_service_and_key(dummy, voiceagents_settings)
         "eleven_flash_v2_5",
     )
 
-    Agent.objects.filter(pk=agent.pk).update(provider_options={"tts_model": "eleven_v3"})
-    agent.refresh_from_db()
+    # Saved (as the admin does): a save reaches this process's configuration cache at once.
+    agent.provider_options = {"tts_model": "eleven_v3"}
+    agent.save(update_fields=["provider_options"])
     assert _start(agent).provider_config.stages["tts"].model == "eleven_v3"
 
 

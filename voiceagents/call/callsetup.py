@@ -1,7 +1,9 @@
 """The two database edges of a live call: the snapshot taken at stream start, and the final write.
 
-Everything the call world needs is loaded here once, in one round trip, into plain frozen
-dataclasses; nothing in ``session.py`` reads settings or the database afterwards.
+Everything the call world needs is loaded here once into plain frozen dataclasses: the call's
+own row in one locked round trip, its agent and credentials from this process's configuration
+cache (``voiceagents.configcache``; a read on a miss). Nothing in ``session.py`` reads settings
+or the database afterwards.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from .. import configcache
 from ..audio.formats import AudioFormat
 from ..conf import get_setting
 from ..exceptions import ConfigurationError, WebhookValidationFailure
@@ -26,6 +29,7 @@ from ..models import (
     CallEvent,
     CallEventKind,
     CallStatus,
+    Credential,
     Direction,
 )
 from ..providers import providers
@@ -101,13 +105,10 @@ def start_call(
     """
     rejected = None
     with transaction.atomic():
-        # One locked read, and the token spent in the same write as the call's start.
+        # One locked read of the call's own columns, and the token spent in the same write as the
+        # call's start. Its agent and credentials come from the configuration cache.
         try:
-            call = (
-                Call.objects.select_related("agent", "agent__credential")
-                .select_for_update(of=("self",))
-                .get(pk=call_id)
-            )
+            call = Call.objects.select_for_update().only(*_START_FIELDS).get(pk=call_id)
         except Call.DoesNotExist:
             call = None
         if call is None or not streamtokens.spend(call):
@@ -119,7 +120,8 @@ def start_call(
                 "stream does not belong to the carrier call of its token", call_id=call_id
             )
         try:
-            agent, spec, config = _runnable(call, carrier_format)
+            setup = agent_setup(call.agent_id) if call.agent_id is not None else None
+            agent, spec, config = _runnable(call, setup, carrier_format)
         except CallRejected as err:
             rejected = err
             spent = ["stream_token_used_at"]
@@ -187,6 +189,63 @@ def start_call(
     )
 
 
+#: The columns of the call that ``start_call`` reads or writes (its agent comes from the cache).
+_START_FIELDS = (
+    "agent_id",
+    "status",
+    "stream_token_used_at",
+    "carrier",
+    "carrier_call_id",
+    "stream_id",
+    "answered_at",
+    "provider",
+    "direction",
+    "from_number",
+    "to_number",
+    "outbound_options",
+    "answered_by",
+)
+
+
+@dataclass(frozen=True)
+class AgentSetup:
+    """An agent as calls use it: the row, and the credential each of its services takes.
+
+    Built once per agent and kept in ``configcache`` (pickled: each call unpickles its own copy).
+    The secrets stay encrypted; each call decrypts the ones it uses.
+    """
+
+    agent: Agent
+    #: ``Agent.credential_for(role)`` of each role in ``Agent.key_roles()`` (None: none).
+    credentials: dict[str, Credential | None]
+
+    def credential_for(self, role: str) -> Credential | None:
+        if role in self.credentials:
+            return self.credentials[role]
+        return self.agent.credential_for(role)  # a role key_roles() did not foresee
+
+
+def agent_setup(agent_id) -> AgentSetup | None:
+    """The agent ``agent_id`` with its services' credentials, or None if it was deleted; a
+    private copy from this process's configuration cache when it holds it."""
+
+    def load() -> AgentSetup | None:
+        agent = (
+            Agent.objects.select_related(
+                "credential", "stt_credential", "reply_credential", "tts_credential"
+            )
+            .filter(pk=agent_id)
+            .first()
+        )
+        if agent is None:
+            return None
+        return AgentSetup(
+            agent, {role: agent.credential_for(role) for role, _ in agent.key_roles()}
+        )
+
+    return configcache.models(("agent_setup", agent_id), load)
+
+
 def _outbound_context(call: Call, agent: Agent) -> dict:
     """The answering-machine part of the snapshot (outbound calls placed with AMD only)."""
     options = call.outbound_options or {}
@@ -219,12 +278,13 @@ async def provision(context: CallContext) -> dict:
 
 
 def _runnable(
-    call: Call, carrier_format: AudioFormat
+    call: Call, setup: AgentSetup | None, carrier_format: AudioFormat
 ) -> tuple[Agent, ProviderSpec, ProviderConfig]:
-    """The call's agent, its provider's spec and configuration; CallRejected if it cannot run."""
+    """The call's agent (``setup``), its provider's spec and configuration; CallRejected if it
+    cannot run."""
     if call.status in FINAL_STATUSES:
         raise CallRejected("call_already_ended", f"The call had already ended ({call.status}).")
-    agent = call.agent
+    agent = setup.agent if setup is not None else None
     if agent is None:
         raise CallRejected("no_agent", "The call's agent was deleted before the call connected.")
     if not agent.enabled:
@@ -238,7 +298,7 @@ def _runnable(
             f"The agent's voice architecture {agent.provider!r} cannot take calls on this "
             "server: it is not registered, or it has no runtime.",
         )
-    return agent, spec, _provider_config(call, agent, spec, carrier_format)
+    return agent, spec, _provider_config(call, setup, spec, carrier_format)
 
 
 def _default_tmp() -> str:
@@ -256,10 +316,11 @@ def _call_variables(call: Call) -> dict:
 
 
 def _provider_config(
-    call: Call, agent: Agent, spec: ProviderSpec, carrier_format: AudioFormat
+    call: Call, setup: AgentSetup, spec: ProviderSpec, carrier_format: AudioFormat
 ) -> ProviderConfig:
     """The provider's configuration, read from its spec, the agent and its credentials."""
-    api_key, base_url = _service_account(agent, "provider", spec) if spec.vendor else ("", "")
+    agent = setup.agent
+    api_key, base_url = _service_account(setup, "provider", spec) if spec.vendor else ("", "")
     variables = _call_variables(call)
     return ProviderConfig(
         call_id=str(call.pk),
@@ -272,7 +333,7 @@ def _provider_config(
         options=dict(agent.provider_options or {}),
         carrier_format=carrier_format,
         connect_timeout=float(get_setting("CONNECT_TIMEOUT", cast=float)),
-        stages={stage: _stage_config(agent, stage, variables) for stage in spec.stages},
+        stages={stage: _stage_config(setup, stage, variables) for stage in spec.stages},
         first_message=_first_message(call, agent, variables),
         tools=agent_tools(agent.transfer_allowlist or (), agent.tools or ()),
         variables={**(agent.variables or {}), **variables},
@@ -289,10 +350,11 @@ def _first_message(call: Call, agent: Agent, variables: dict) -> str:
     return fill_placeholders(str(override), {**(agent.variables or {}), **variables})
 
 
-def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
+def _stage_config(setup: AgentSetup, stage: str, variables: dict) -> StageConfig:
     """One pipeline stage's service; the agent's ``<stage>_model``/``_voice``/``_language``/
     ``_prompt`` fields (or a ``<stage>_model`` provider option), where it has them, override the
     stage spec's defaults."""
+    agent = setup.agent
     if stage == "reply" and agent.reply_handler:
         return StageConfig(id="", handler=agent.reply_handler)
     spec = agent.stage_spec(stage)
@@ -302,7 +364,7 @@ def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
             f"The agent {agent.name!r} has no {stage} service chosen: its pipeline cannot run.",
         )
     # A stage that runs here (no vendor, no key) has no account to look up.
-    api_key, base_url = _service_account(agent, stage, spec) if spec.vendor else ("", "")
+    api_key, base_url = _service_account(setup, stage, spec) if spec.vendor else ("", "")
     return StageConfig(
         id=spec.id,
         api_key=api_key,
@@ -320,13 +382,14 @@ def _stage_config(agent: Agent, stage: str, variables: dict) -> StageConfig:
     )
 
 
-def _service_account(agent: Agent, role: str, spec: ServiceSpec) -> tuple[str, str]:
-    """The API key and URL of ``spec`` for ``agent``'s ``role``.
+def _service_account(setup: AgentSetup, role: str, spec: ServiceSpec) -> tuple[str, str]:
+    """The API key and URL of ``spec`` for the agent's ``role``.
 
     Key: the credential (chosen, else the vendor's default), else ``<VENDOR>_API_KEY``.
     URL: the credential's base URL override, else the ``<ID>_URL`` setting, else the spec's.
     """
-    credential = agent.credential_for(role)
+    agent = setup.agent
+    credential = setup.credential_for(role)
     api_key = (
         credential.secret if credential else get_setting("API_KEY", vendor=spec.vendor, default="")
     )

@@ -23,7 +23,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from voiceagents import services
+from voiceagents import configcache, services
 from voiceagents.exceptions import ConfigurationError
 from voiceagents.models import (
     Call,
@@ -31,7 +31,6 @@ from voiceagents.models import (
     CallEventKind,
     CallStatus,
     Credential,
-    PhoneNumber,
     ProcessedWebhookEvent,
 )
 
@@ -202,10 +201,12 @@ def _is_uuid(value: str) -> bool:
 
 
 def call_account(call: Call, signers: list[PublicKey] | None = None) -> TelnyxAccount | None:
+    """The account to command ``call`` with: its number's credential (from ``configcache``)."""
     credential = None
     if call.phone_number_id is not None:
-        credential = (
-            PhoneNumber.objects.select_related("credential").get(pk=call.phone_number_id).credential
+        credential = configcache.models(
+            ("number_credential", call.phone_number_id),
+            lambda: Credential.objects.get(phone_numbers__pk=call.phone_number_id),
         )
     return account_for(credential, signers)
 

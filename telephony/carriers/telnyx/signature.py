@@ -25,6 +25,7 @@ from functools import lru_cache
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from voiceagents import configcache
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import ConfigurationError, WebhookValidationFailure
 
@@ -155,16 +156,21 @@ def _credential_keys(credentials: Iterable) -> list[PublicKey]:
     ]
 
 
-def webhook_public_keys() -> list[PublicKey]:
-    """Every Telnyx webhook key we hold: each Telnyx credential's, then ``TELNYX_PUBLIC_KEY``.
-
-    Sync: queries the database. Raises ``ConfigurationError`` when there is no valid key at all,
-    so that the view answers 503 instead of accepting what it cannot verify.
-    """
+def _stored_keys() -> tuple[PublicKey, ...]:
     from voiceagents.models import Credential
 
     rows = Credential.objects.filter(vendor="telnyx", data__has_key="webhook_public_key")
-    keys = [k for k in _credential_keys(rows.order_by("-is_default", "pk")) + _setting_keys()]
+    return tuple(_credential_keys(rows.order_by("-is_default", "pk")))
+
+
+def webhook_public_keys() -> list[PublicKey]:
+    """Every Telnyx webhook key we hold: each Telnyx credential's, then ``TELNYX_PUBLIC_KEY``.
+
+    Sync: may query the database (the credentials' keys are kept in ``configcache``). Raises
+    ``ConfigurationError`` when there is no valid key at all, so that the view answers 503
+    instead of accepting what it cannot verify.
+    """
+    keys = [*configcache.get("telnyx_public_keys", _stored_keys), *_setting_keys()]
     valid = [k for k in keys if is_valid_public_key(k.key)]
     if not valid:
         raise ConfigurationError(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from voiceagents import dbthread
+from voiceagents import configcache, dbthread
 from voiceagents.conf import get_setting
 from voiceagents.exceptions import (
     ConfigurationError,
@@ -174,7 +174,8 @@ def _setting_tokens() -> list[str]:
     return _as_list(get_setting("AUTH_TOKEN", vendor="twilio", default=None, cast=list))
 
 
-def _credential_tokens(credentials: Iterable[Any]) -> list[str]:
+def _credential_tokens(credentials: Iterable[Any]) -> tuple[tuple[str, str], ...]:
+    """``(account SID, auth token)`` of each credential whose token can be decrypted."""
     tokens = []
     for credential in credentials:
         try:
@@ -183,8 +184,8 @@ def _credential_tokens(credentials: Iterable[Any]) -> list[str]:
             logger.error("Twilio credential %s cannot be decrypted; skipped", credential.pk)
             continue
         if secret:
-            tokens.append(secret)
-    return tokens
+            tokens.append((str((credential.data or {}).get("account_sid") or ""), secret))
+    return tuple(tokens)
 
 
 def _twilio_credentials():
@@ -193,14 +194,28 @@ def _twilio_credentials():
     return Credential.objects.filter(vendor="twilio").order_by("-is_default", "pk")
 
 
+#: The ``configcache`` key of the stored tokens. One entry for every account: a deployment holds
+#: a handful, and the account SID a request names is chosen by whoever sent it.
+_STORED_TOKENS = "twilio_auth_tokens"
+
+
+def _stored_tokens() -> tuple[tuple[str, str], ...]:
+    """``(account SID, auth token)`` of every Twilio credential, default first (cached)."""
+    return configcache.get(_STORED_TOKENS, lambda: _credential_tokens(_twilio_credentials()))
+
+
+def _with_settings(tokens: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys([*tokens, *_setting_tokens()]))
+
+
 def auth_tokens_for(account_sid: str | None) -> list[str]:
-    """Auth tokens that may sign a webhook of ``account_sid`` (sync; hits the database).
+    """Auth tokens that may sign a webhook of ``account_sid`` (sync; may query the database).
 
     Every Twilio credential with that account SID (several during a rotation), then
     ``VOICEAGENTS['TWILIO_AUTH_TOKEN']`` (a token or a list of tokens).
     """
-    rows = _twilio_credentials().filter(data__account_sid=account_sid) if account_sid else []
-    return list(dict.fromkeys(_credential_tokens(rows) + _setting_tokens()))
+    stored = _stored_tokens() if account_sid else ()
+    return _with_settings(token for account, token in stored if account == account_sid)
 
 
 #: Most auth tokens tried on a request that names no account (a JSON body without an
@@ -225,7 +240,7 @@ def json_body_account_sid(body: bytes) -> str | None:
 
 
 def auth_tokens_for_json(body: bytes) -> list[str]:
-    """Auth tokens that may sign a JSON-body webhook (sync; hits the database).
+    """Auth tokens that may sign a JSON-body webhook (sync; may query the database).
 
     Those of the account the body names, as for form posts; when it names none, every token we
     hold, at most ``MAX_TOKENS_TRIED`` (the signature then picks the right one).
@@ -244,8 +259,18 @@ def auth_tokens_for_json(body: bytes) -> list[str]:
 
 
 def all_auth_tokens() -> list[str]:
-    """Every Twilio auth token we hold: for the media-stream handshake, which names no account."""
-    return list(dict.fromkeys(_credential_tokens(_twilio_credentials()) + _setting_tokens()))
+    """Every Twilio auth token we hold: for the media-stream handshake, which names no account
+    (sync; may query the database)."""
+    return _with_settings(token for _, token in _stored_tokens())
+
+
+def cached_auth_tokens() -> list[str] | None:
+    """``all_auth_tokens()`` when this process has them cached, else None. Never queries: for
+    the event loop."""
+    stored = configcache.peek(_STORED_TOKENS)
+    if stored is configcache.MISS:
+        return None
+    return _with_settings(token for _, token in stored)
 
 
 def shared_keys() -> dict[str, str]:
@@ -262,19 +287,22 @@ def shared_keys() -> dict[str, str]:
 
 
 def signing_scheme(
-    settings_header: str | None, auth_tokens: Callable[[], Sequence[str]]
+    settings_header: str | None,
+    auth_tokens: Callable[[], Sequence[str]],
+    every_token: Callable[[], Sequence[str]] = all_auth_tokens,
 ) -> SigningScheme:
     """The scheme a request claims, with the secrets to check it against.
 
     Without an ``algorithm=`` in the settings header (or without the header) Twilio signs with the
-    auth token and HMAC-SHA1; ``auth_tokens`` is called only then. Otherwise the header must name a
-    known algorithm and a key id from ``TWILIO_SHARED_KEYS``. Raises ``WebhookValidationFailure``
-    for claims we refuse and ``ConfigurationError`` when we hold no secret at all.
+    auth token and HMAC-SHA1; ``auth_tokens`` is called only then (and ``every_token``, all the
+    tokens we hold, when it gave none). Otherwise the header must name a known algorithm and a
+    key id from ``TWILIO_SHARED_KEYS``. Raises ``WebhookValidationFailure`` for claims we refuse
+    and ``ConfigurationError`` when we hold no secret at all.
     """
     key_id, algorithm = parse_signature_settings(settings_header)
     if algorithm is None:
         tokens = tuple(auth_tokens())
-        if not tokens and all_auth_tokens():
+        if not tokens and every_token():
             # We hold tokens, just none for the account this request names: a forgery or a
             # misrouted webhook, refused with 403 (a 503 + ERROR would let anyone spam our logs).
             raise WebhookValidationFailure("no Twilio credential for this account", vendor="twilio")
@@ -346,12 +374,19 @@ async def acheck_stream_handshake(scope: Mapping[str, Any]) -> None:
 
     Returns when the handshake is authentic (or checks are disabled); raises
     ``WebhookValidationFailure`` when it is not and ``ConfigurationError`` when we hold no token.
-    Tries every Twilio auth token we hold: the handshake names no account.
+    Tries every Twilio auth token we hold: the handshake names no account. When this process has
+    them cached (``voiceagents.configcache``) it all runs here, on the event loop; only a miss
+    goes to the database thread.
     """
     if not verification_enabled():
         return
     settings_header = _header(scope, SETTINGS_HEADER.lower().encode())
-    scheme = await dbthread.run(signing_scheme, settings_header, all_auth_tokens)
+    tokens = cached_auth_tokens()
+    if tokens is None:
+        scheme = await dbthread.run(signing_scheme, settings_header, all_auth_tokens)
+    else:
+        held = lambda: tokens  # noqa: E731
+        scheme = signing_scheme(settings_header, held, held)
     ok = verify_stream_handshake(
         scope["path"],
         _header(scope, SIGNATURE_HEADER.lower().encode()),
