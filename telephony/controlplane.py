@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
+
+from voiceagents.call.layerscope import PerLoopAndLayer
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ JOIN_TIMEOUT_S = 2.0
 GROUP_KEY = "group"
 
 
-class ControlHub:
-    """The process's one reader of control messages on ``layer`` (one per event loop).
+class ControlHub(PerLoopAndLayer):
+    """The process's one reader of control messages on ``layer`` (``ControlHub.of(layer)``: one
+    per event loop).
 
     It reads while at least one call listens and hands each message to the listener of the group
     the message names. When the last listener leaves it stops reading, so an idle process holds
@@ -41,20 +43,10 @@ class ControlHub:
     """
 
     def __init__(self, layer) -> None:
-        self.layer = layer
+        super().__init__(layer)
         self.channel_name: str | None = None
         self.listeners: dict[str, ControlListener] = {}
         self._task: asyncio.Task | None = None
-
-    @classmethod
-    def of(cls, layer) -> ControlHub:
-        """The hub of ``layer`` on the running event loop."""
-        loop = asyncio.get_running_loop()
-        hubs = _hubs.setdefault(loop, weakref.WeakKeyDictionary())
-        hub = hubs.get(layer)
-        if hub is None:
-            hub = hubs[layer] = cls(layer)
-        return hub
 
     async def channel(self) -> str:
         if self.channel_name is None:
@@ -99,10 +91,6 @@ class ControlHub:
                 logger.info("control message for %r, which no call here holds, dropped", group)
                 continue
             listener.deliver(message)
-
-
-#: Event loop → channel layer → its hub.
-_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class ControlListener:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import deque
 from collections.abc import Iterable
 
 from channels.layers import get_channel_layer
 
+from .layerscope import PerLoopAndLayer
 from .metrics import CallMetrics
 from .transcripts import Turn
 
@@ -173,23 +173,15 @@ class MonitorPublisher:
             self._idle.set()
 
 
-class MonitorOutbox:
-    """The process's one sender of live-monitor events on ``layer`` (one per event loop)."""
+class MonitorOutbox(PerLoopAndLayer):
+    """The process's one sender of live-monitor events on ``layer`` (``MonitorOutbox.of(layer)``:
+    one per event loop)."""
 
     def __init__(self, layer) -> None:
-        self.layer = layer
+        super().__init__(layer)
         #: Publishers with queued events, in the order they became ready (a dict: ordered, unique).
         self._ready: dict[MonitorPublisher, None] = {}
         self._sender: asyncio.Task | None = None
-
-    @classmethod
-    def of(cls, layer) -> MonitorOutbox:
-        loop = asyncio.get_running_loop()
-        outboxes = _outboxes.setdefault(loop, weakref.WeakKeyDictionary())
-        outbox = outboxes.get(layer)
-        if outbox is None:
-            outbox = outboxes[layer] = cls(layer)
-        return outbox
 
     def ready(self, publisher: MonitorPublisher) -> None:
         self._ready[publisher] = None
@@ -231,7 +223,3 @@ class MonitorOutbox:
                 error = err
             for publisher, count in taken:
                 publisher._settled(count, error)
-
-
-#: Event loop → channel layer → its outbox.
-_outboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
