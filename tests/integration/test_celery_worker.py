@@ -6,6 +6,7 @@ import re
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
@@ -17,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.fakes.webhook_receiver import Receiver, verify
+from tests.voiceagents.factories import make_call
 from voiceagents import postcall
 from voiceagents.models import Agent, Call, CallEvent, CallEventKind, CallStatus, TranscriptEntry
 from voiceagents.tasks import deliver_call_webhook, reconcile_stale_calls
@@ -47,8 +49,13 @@ def _test_database_url(database_url: str) -> str:
     return urlsplit(database_url)._replace(path="/" + quote(name)).geturl()
 
 
-def _start_worker(start_process, run, queue, redis_url, postgres_database_url, **env):
-    return start_process(
+@contextmanager
+def _worker_on_own_queue(start_process, redis_url, postgres_database_url, **env):
+    """A real worker reading a queue of its own: ``(queue, worker)``. Stopped at the end, before
+    pytest-django flushes the database it is connected to, and its queue's keys deleted."""
+    run = uuid.uuid4().hex[:12]
+    queue = f"voiceagents-it-{run}"
+    worker = start_process(
         "celery-worker",
         [sys.executable, "-m", "celery", "-A", "patter_site", "worker"]
         + ["--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"it-{run}@%h", "-l", "INFO"]
@@ -57,6 +64,28 @@ def _start_worker(start_process, run, queue, redis_url, postgres_database_url, *
             REDIS_URL=redis_url, DATABASE_URL=_test_database_url(postgres_database_url), **env
         ),
     )
+    try:
+        yield queue, worker
+    finally:
+        worker.stop()
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(queue, f"_kombu.binding.{queue}")
+
+
+def _wait_until(condition, worker: ManagedProcess, failure: str) -> None:
+    """Poll ``condition`` until it holds, failing at once (with its output) if the worker dies."""
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while not condition():
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            pytest.fail(f"{failure}\n" + worker.describe())
+        time.sleep(0.2)
+
+
+def _reroute() -> None:
+    """Celery reads ``task_routes`` once, at its first message: read them again."""
+    current_app.amqp.flush_routes()
+    current_app.amqp.__dict__.pop("router", None)
 
 
 @pytest.mark.integration
@@ -69,7 +98,6 @@ def test_reconcile_stale_calls_runs_on_a_real_worker(
     assert current_app.conf.broker_url == redis_url
 
     run = uuid.uuid4().hex[:12]
-    queue = f"voiceagents-it-{run}"
     agent = Agent.objects.create(name="Stale probe", slug=f"stale-{run}", max_call_duration=10)
     long_ago = timezone.now() - timedelta(days=1)
     stale = Call.objects.create(
@@ -80,18 +108,12 @@ def test_reconcile_stale_calls_runs_on_a_real_worker(
         agent=agent, carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS
     )
 
-    worker = _start_worker(start_process, run, queue, redis_url, postgres_database_url)
-    result = None
-    try:
+    with _worker_on_own_queue(start_process, redis_url, postgres_database_url) as (queue, worker):
         result = reconcile_stale_calls.apply_async(queue=queue)
-        closed = _wait_for_result(result, worker, RESULT_TIMEOUT)
-    finally:
-        # Stop the worker before pytest-django flushes the database it is connected to.
-        worker.stop()
-        if result is not None:
+        try:
+            closed = _wait_for_result(result, worker, RESULT_TIMEOUT)
+        finally:
             result.forget()
-        with redis.Redis.from_url(redis_url) as client:
-            client.delete(queue, f"_kombu.binding.{queue}")
 
     assert closed == 1
     assert f"voiceagents.reconcile_stale_calls[{result.id}] succeeded" in worker.output()
@@ -111,52 +133,37 @@ def test_the_call_webhook_is_retried_through_the_broker(
 ):
     """The receiver fails first: the retry waits in Redis (a countdown), then the worker delivers."""
     run = uuid.uuid4().hex[:12]
-    queue = f"voiceagents-it-{run}"
     agent = Agent.objects.create(name="Webhook probe", slug=f"hook-{run}")
     call = Call.objects.create(
         agent=agent, carrier="twilio", direction="inbound", status=CallStatus.COMPLETED
     )
     TranscriptEntry.objects.create(call=call, seq=0, role="agent", text="Hello.")
     secret = "whsec-integration"
-    with Receiver(500, 200) as receiver:
-        worker = _start_worker(
+    with (
+        Receiver(500, 200) as receiver,
+        _worker_on_own_queue(
             start_process,
-            run,
-            queue,
             redis_url,
             postgres_database_url,
             VOICEAGENTS_CALL_WEBHOOK_URL=receiver.url,
             VOICEAGENTS_CALL_WEBHOOK_SECRET=secret,
             VOICEAGENTS_CALL_WEBHOOK_ALLOW_PRIVATE="1",
             VOICEAGENTS_CALL_WEBHOOK_RETRY_DELAY="1",
+        ) as (queue, worker),
+    ):
+        deliver_call_webhook.apply_async(args=[str(call.pk)], queue=queue)
+        delivered = CallEvent.objects.filter(
+            call=call, kind=CallEventKind.WEBHOOK, data__outcome="delivered"
         )
-        try:
-            deliver_call_webhook.apply_async(args=[str(call.pk)], queue=queue)
-            deadline = time.monotonic() + RESULT_TIMEOUT
-            while (
-                len(receiver.requests) < 2
-                or not CallEvent.objects.filter(
-                    call=call, kind=CallEventKind.WEBHOOK, data__outcome="delivered"
-                ).exists()
-            ):
-                worker.check_alive()
-                if time.monotonic() > deadline:
-                    pytest.fail("the webhook was not delivered\n" + worker.describe())
-                time.sleep(0.2)
-        finally:
-            worker.stop()
-            with redis.Redis.from_url(redis_url) as client:
-                client.delete(queue, f"_kombu.binding.{queue}")
+        _wait_until(
+            lambda: len(receiver.requests) >= 2 and delivered.exists(),
+            worker,
+            "the webhook was not delivered",
+        )
     first, second = receiver.requests
     assert verify(second, secret)["transcript"][0]["text"] == "Hello."
     assert second["headers"]["X-VoiceAgents-Delivery-Attempt"] == "2"
     assert "retry: Retry in 1.0s" in worker.output(), worker.output()
-
-
-def _reroute() -> None:
-    """Celery reads ``task_routes`` once, at its first message: read them again."""
-    current_app.amqp.flush_routes()
-    current_app.amqp.__dict__.pop("router", None)
 
 
 @pytest.mark.integration
@@ -165,38 +172,20 @@ def test_calls_ended_together_are_finalized_by_one_task_on_a_real_worker(
     redis_url, postgres_database_url, start_process
 ):
     """``voiceagents.postcall``: the ends of three calls reach the worker as one message."""
-    run = uuid.uuid4().hex[:12]
-    queue = f"voiceagents-it-{run}"
     now = timezone.now()
-    calls = [
-        Call.objects.create(
-            carrier="twilio",
-            direction="inbound",
-            status=CallStatus.COMPLETED,
-            answered_at=now - timedelta(seconds=30),
-            ended_at=now,
-        )
-        for _ in range(3)
-    ]
+    calls = [make_call(answered_at=now - timedelta(seconds=30), ended_at=now) for _ in range(3)]
     routes = current_app.conf.task_routes
-    current_app.conf.task_routes = {"voiceagents.finalize_calls": {"queue": queue}}
-    _reroute()
-    worker = _start_worker(start_process, run, queue, redis_url, postgres_database_url)
-    try:
-        for call in calls:
-            postcall.queue_finalize(call.pk)
-        deadline = time.monotonic() + RESULT_TIMEOUT
-        while Call.objects.filter(pk__in=[c.pk for c in calls], duration__isnull=True).exists():
-            worker.check_alive()
-            if time.monotonic() > deadline:
-                pytest.fail("the calls were not finalized\n" + worker.describe())
-            time.sleep(0.2)
-    finally:
-        current_app.conf.task_routes = routes
+    with _worker_on_own_queue(start_process, redis_url, postgres_database_url) as (queue, worker):
+        current_app.conf.task_routes = {"voiceagents.finalize_calls": {"queue": queue}}
         _reroute()
-        worker.stop()
-        with redis.Redis.from_url(redis_url) as client:
-            client.delete(queue, f"_kombu.binding.{queue}")
+        try:
+            for call in calls:
+                postcall.queue_finalize(call.pk)
+            unfinalized = Call.objects.filter(pk__in=[c.pk for c in calls], duration__isnull=True)
+            _wait_until(lambda: not unfinalized.exists(), worker, "the calls were not finalized")
+        finally:
+            current_app.conf.task_routes = routes
+            _reroute()
     output = worker.output()
     assert len(re.findall(r"Task voiceagents\.finalize_calls\[\S+\] received", output)) == 1, output
     for call in calls:

@@ -4,12 +4,15 @@ process ended within a window, read back from Celery's in-memory broker."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from celery import current_app
+from django.utils import timezone
 
+from tests.voiceagents.factories import make_call
 from voiceagents import postcall
-from voiceagents.tasks import finalize_call
+from voiceagents.tasks import finalize_call, finalize_calls
 
 
 @pytest.fixture
@@ -71,24 +74,8 @@ def test_calls_apart_are_sent_apart(broker):
 
 @pytest.mark.django_db
 def test_one_failing_call_does_not_hold_up_the_others(caplog):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from voiceagents.models import Call, CallStatus
-    from voiceagents.tasks import finalize_calls
-
     now = timezone.now()
-    ended = [
-        Call.objects.create(
-            carrier="twilio",
-            direction="inbound",
-            status=CallStatus.COMPLETED,
-            answered_at=now - timedelta(seconds=5),
-            ended_at=now,
-        )
-        for _ in range(2)
-    ]
+    ended = [make_call(answered_at=now - timedelta(seconds=5), ended_at=now) for _ in range(2)]
     ids = [str(ended[0].pk), "not-a-call-id", str(ended[1].pk)]
     outcomes = finalize_calls.apply(args=[ids]).get()
     assert outcomes == {ids[0]: "completed", ids[1]: "requeued", ids[2]: "completed"}
