@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .. import configcache
+from .. import configcache, postcall
 from ..audio.formats import AudioFormat
 from ..conf import get_setting
 from ..exceptions import ConfigurationError, WebhookValidationFailure
@@ -499,7 +499,8 @@ def finish_call(
                 kind=CallEventKind.STATUS,
                 data={"from": previous, "to": call.status, "reason": end_reason},
             )
-        transaction.on_commit(lambda: _queue_finalize(call.pk))
+        # Batched with the other ends of this process: one Celery message per window.
+        transaction.on_commit(lambda: postcall.queue_finalize(call.pk))
     return call.status, call.end_reason
 
 
@@ -529,10 +530,3 @@ def _attach_recording(call: Call, path: str, duration_ms: float | None) -> bool:
     except OSError:
         logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
     return True
-
-
-def _queue_finalize(call_id) -> None:
-    # Batched with other ends of this process, one Celery message per window (postcall.py).
-    from ..postcall import queue_finalize
-
-    queue_finalize(call_id)
