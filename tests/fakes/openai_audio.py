@@ -298,9 +298,10 @@ class FakeOpenAIAudio(ThreadedHTTPFake):
             delay.wait(10)
         elif delay:
             time.sleep(delay)
-        self.answer_json(request, 200, {"text": text})
+        # Counted before the answer leaves: a test that holds the answer then sees it counted.
         with self._lock:
             self.answered.append(record.number)
+        self.answer_json(request, 200, {"text": text})
 
 
 def _speech_error(body) -> dict | None:
