@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from . import crypto
-from .conf import get_setting
+from .conf import DEFAULTS, get_setting
 from .exceptions import ConfigurationError
 
 
@@ -22,6 +23,47 @@ def check_settings_shape(app_configs, **kwargs):
     if not isinstance(value, dict):
         return [Error("settings.VOICEAGENTS must be a dict.", id="voiceagents.E001")]
     return []
+
+
+@register()
+def check_numeric_settings(app_configs, **kwargs):
+    """Every app-wide setting whose default is a number holds a finite number >= 0.
+
+    They are read on the call path (timeouts, limits, the configuration cache's lifetime): a
+    typo there would otherwise fail each call as it starts, not the server as it starts.
+    """
+    errors = []
+    for name, default in DEFAULTS.items():
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            continue
+        integer = isinstance(default, int)
+        try:
+            value = get_setting(name, cast=int if integer else float)
+        except ConfigurationError as err:  # an environment variable that does not parse
+            errors.append(Error(str(err), id="voiceagents.E007"))
+            continue
+        if _non_negative_number(value, integer=integer) is None:
+            kind = "a whole number" if integer else "a number"
+            errors.append(
+                Error(
+                    f"VOICEAGENTS['{name}'] must be {kind} >= 0, not {value!r}.",
+                    hint=f"The default is {default!r}.",
+                    id="voiceagents.E007",
+                )
+            )
+    return errors
+
+
+def _non_negative_number(value, *, integer: bool) -> float | None:
+    """``value`` as the call path reads it (``int()`` or ``float()``), or None if that fails or
+    gives a negative or non-finite number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(int(value) if integer and isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 @register(Tags.security)

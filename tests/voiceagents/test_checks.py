@@ -7,6 +7,7 @@ from telephony.checks import check_public_url, check_public_url_host_allowed
 from voiceagents.checks import (
     check_channel_layer_for_production,
     check_credentials_key,
+    check_numeric_settings,
     check_recordings_not_served_publicly,
     check_recordings_outside_project,
     check_registries,
@@ -40,6 +41,41 @@ def test_invalid_credentials_key_is_an_error(voiceagents_settings):
 def test_unimportable_reply_handler_is_an_error(voiceagents_settings):
     voiceagents_settings["REPLY_HANDLERS"] = {"x": "tests.nowhere.func", "y": "os.sep"}
     assert ids(check_reply_handlers(None)) == ["voiceagents.E003", "voiceagents.E003"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONFIG_CACHE_SECONDS", "two"),
+        ("CONFIG_CACHE_SECONDS", -1),
+        ("CONFIG_CACHE_SECONDS", float("nan")),
+        ("MAX_CALLS_PER_PROCESS", "2.5"),
+        ("MAX_CALLS_PER_PROCESS", None),
+        ("DRAIN_TIMEOUT", True),
+        ("STREAM_TOKEN_TTL", [60]),
+    ],
+)
+def test_a_numeric_setting_that_is_not_a_number_is_an_error(voiceagents_settings, name, value):
+    voiceagents_settings[name] = value
+    messages = check_numeric_settings(None)
+    assert ids(messages) == ["voiceagents.E007"]
+    assert name in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CONFIG_CACHE_SECONDS", 0), ("MAX_CALLS_PER_PROCESS", "80"), ("DRAIN_TIMEOUT", 1.5)],
+)
+def test_numeric_settings_as_the_call_path_reads_them_pass(voiceagents_settings, name, value):
+    voiceagents_settings[name] = value
+    assert check_numeric_settings(None) == []
+
+
+def test_a_numeric_environment_variable_that_does_not_parse_is_an_error(monkeypatch):
+    monkeypatch.setenv("VOICEAGENTS_MAX_CALLS_PER_PROCESS", "fifty")
+    messages = check_numeric_settings(None)
+    assert ids(messages) == ["voiceagents.E007"]
+    assert "VOICEAGENTS_MAX_CALLS_PER_PROCESS" in messages[0].msg
 
 
 def test_in_memory_channel_layer_warns_on_deploy(settings):
