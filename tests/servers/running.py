@@ -39,7 +39,7 @@ def server_env(tmp: Path, *, redis_url: str = "", **extra: str) -> dict[str, str
 #: request), settings read at use (``VOICEAGENTS_*`` through ``get_setting``, from the request's
 #: environment), the media directory (a seed writes no file) and pytest's name of the test. The
 #: others are read when Django starts (``patter_site.settings``): another value, another process.
-PER_REQUEST = {"DATABASE_URL", "TEST_MEDIA_ROOT", "PYTEST_CURRENT_TEST"}
+PER_REQUEST = {"DATABASE_URL", "MEDIA_ROOT", "TEST_MEDIA_ROOT", "PYTEST_CURRENT_TEST"}
 READ_AT_START = {"VOICEAGENTS_PUBLIC_URL", "VOICEAGENTS_CREDENTIALS_KEY"}
 SEED_TIMEOUT = 120.0
 SQLITE = "sqlite:///"
