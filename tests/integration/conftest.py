@@ -56,14 +56,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+#: Where helper processes keep compiled modules, outside the source tree: each server a test
+#: starts imports the whole project, and compiling it every time (with bytecode writing off) cost
+#: ~0.25 s of its ~1.7 s start-up. Python checks each file against its source, as in __pycache__.
+PYCACHE = Path(tempfile.gettempdir()) / "voiceagents-tests-pycache"
+
+
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """The environment of a helper process: test settings, the repository importable."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
-        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPYCACHEPREFIX=str(PYCACHE),
     )
     env.update(overrides)
     return env

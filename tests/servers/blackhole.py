@@ -39,8 +39,12 @@ class Blackhole:
         return self
 
     def __exit__(self, *exc) -> None:
+        # close() alone leaves accept() blocked (Linux): the join then waited its full 5 s.
+        # shutdown() wakes it with an error.
+        self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         self._thread.join(5)
+        assert not self._thread.is_alive(), "the accept thread did not stop"
         with self._lock:
             for conn in self._held:
                 conn.close()

@@ -2,15 +2,18 @@
 
 Each server gets its own SQLite database in a temporary directory, migrated (and seeded) by
 ``tests.servers.seed`` in a subprocess with the same environment, so the test process never
-shares a database connection with it. The channel layer is the in-memory one unless
-``REDIS_URL`` is given.
+shares a database connection with it. That subprocess stays for the next test's database (see
+``Seeder``). The channel layer is the in-memory one unless ``REDIS_URL`` is given.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from tests.integration.conftest import REPO_ROOT, free_port, subprocess_env
@@ -32,6 +35,102 @@ def server_env(tmp: Path, *, redis_url: str = "", **extra: str) -> dict[str, str
     )
 
 
+#: Environment variables a seed may differ in and still share a ``Seeder``: the database (one per
+#: request), settings read at use (``VOICEAGENTS_*`` through ``get_setting``, from the request's
+#: environment), the media directory (a seed writes no file) and pytest's name of the test. The
+#: others are read when Django starts (``patter_site.settings``): another value, another process.
+PER_REQUEST = {"DATABASE_URL", "MEDIA_ROOT", "TEST_MEDIA_ROOT", "PYTEST_CURRENT_TEST"}
+READ_AT_START = {"VOICEAGENTS_PUBLIC_URL", "VOICEAGENTS_CREDENTIALS_KEY"}
+SEED_TIMEOUT = 120.0
+SQLITE = "sqlite:///"
+
+
+def _start_key(env: dict[str, str]) -> tuple:
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in env.items()
+            if name not in PER_REQUEST
+            and not (name.startswith("VOICEAGENTS_") and name not in READ_AT_START)
+        )
+    )
+
+
+class Seeder:
+    """``python -m tests.servers.seed --serve``: Django started and the migrations run once, then
+    a few ms per database instead of seconds for a process of its own each."""
+
+    def __init__(self, env: dict[str, str]):
+        self._log = tempfile.TemporaryFile(prefix="voiceagents-seeder-")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.servers.seed", "--serve"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+        )
+
+    def _stderr(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def seed(self, database: str, env: dict[str, str], **request) -> list[dict]:
+        request.update(database=database, environ=env)
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        made = []
+        watchdog = threading.Timer(SEED_TIMEOUT, self.proc.kill)  # readline() then ends
+        watchdog.start()
+        try:
+            while True:
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise AssertionError(
+                        f"the seeder died or took over {SEED_TIMEOUT} s "
+                        f"(exit {self.proc.wait()})\n{self._stderr()}"
+                    )
+                answer = json.loads(line)
+                assert "error" not in answer, answer["error"]
+                if answer.get("done"):
+                    return made
+                made.append(answer)
+        finally:
+            watchdog.cancel()
+
+    def stop(self) -> None:
+        self.proc.stdin.close()  # it exits at the end of its input
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+#: Live seeders by ``_start_key``; the oldest goes when a fourth is needed.
+_seeders: dict[tuple, Seeder] = {}
+
+
+@atexit.register
+def _stop_seeders() -> None:
+    while _seeders:
+        _seeders.pop(next(iter(_seeders))).stop()
+
+
+def _seeder(env: dict[str, str]) -> Seeder:
+    key = _start_key(env)
+    seeder = _seeders.pop(key, None)
+    if seeder is None or seeder.proc.poll() is not None:
+        seeder = Seeder(env)
+    _seeders[key] = seeder  # the most recently used last
+    while len(_seeders) > 3:
+        _seeders.pop(next(iter(_seeders))).stop()
+    return seeder
+
+
 def seed(
     env: dict[str, str],
     *,
@@ -40,6 +139,16 @@ def seed(
     elevenlabs_url: str | None = None,
     pipeline: dict | None = None,
 ) -> list[dict]:
+    url = env.get("DATABASE_URL", "")
+    if url.startswith(SQLITE) and "?" not in url:  # options in the URL: a process of its own
+        return _seeder(env).seed(
+            url.removeprefix(SQLITE),
+            env,
+            openai_url=openai_url or "ws://127.0.0.1:9/v1/realtime",
+            calls=calls,
+            elevenlabs_url=elevenlabs_url or "",
+            pipeline=pipeline,
+        )
     args = [sys.executable, "-m", "tests.servers.seed", "--calls", str(calls)]
     if openai_url:
         args += ["--openai-url", openai_url]

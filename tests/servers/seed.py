@@ -5,6 +5,10 @@ server's environment: ``DATABASE_URL`` ...) migrates, creates a Twilio number an
 on that OpenAI URL and ``--calls`` ringing calls, and prints them as JSON lines
 ``{"call_id": ..., "call_sid": ...}``. The test process mints their stream tokens itself (same
 ``SECRET_KEY``).
+
+``--serve`` keeps one such process for many databases (``running.seed``): a Django start-up and
+a migration cost seconds, a seed a few ms. It migrates a template database once and copies it for
+each new database; requests and answers are JSON lines on stdin and stdout (``serve``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ import argparse
 import json
 import os
 import secrets
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 AUTH_TOKEN = "servers-twilio-auth-token-0123456789"
 #: The fakes' keys (written out: this module runs in the server's environment, not the tests').
@@ -23,13 +32,19 @@ OUR_NUMBER = "+15550000002"
 
 
 def seed(
-    openai_url: str, calls: int, elevenlabs_url: str = "", pipeline: dict | None = None
+    openai_url: str,
+    calls: int,
+    elevenlabs_url: str = "",
+    pipeline: dict | None = None,
+    *,
+    migrate: bool = True,
 ) -> list[dict]:
     from django.core.management import call_command
 
     from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
 
-    call_command("migrate", verbosity=0, interactive=False)
+    if migrate:
+        call_command("migrate", verbosity=0, interactive=False)
     number = PhoneNumber.objects.filter(number=OUR_NUMBER).first()
     if number is None:
         twilio = Credential(vendor="twilio", label="twilio", data={"account_sid": "AC" + "c" * 32})
@@ -93,6 +108,58 @@ def _to_pipeline(agent_pk, urls: dict) -> None:
     agent.save()
 
 
+def _use_database(path: Path) -> None:
+    """Point the default (SQLite) connection at ``path``; the next query opens it."""
+    from django.db import connections
+
+    connections.close_all()
+    connections["default"].settings_dict["NAME"] = str(path)
+
+
+def serve() -> None:
+    """Seed one database per request until stdin closes.
+
+    A request: ``{"database": PATH, "environ": {...}, "openai_url": ..., "calls": ...,
+    "elevenlabs_url": ..., "pipeline": ...}``. The process's environment becomes ``environ`` for
+    the request (settings read at use, ``VOICEAGENTS_*``, see what it would be in a process of
+    its own); those read at start-up are the same for every request (``running`` keeps one
+    process per such environment). A database that does not exist yet starts as a copy of the
+    template. The answer: the calls' JSON lines, then ``{"done": true}`` or ``{"error": ...}``.
+    """
+    from django.core.management import call_command
+
+    template = Path(tempfile.mkdtemp(prefix="voiceagents-seed-")) / "template.sqlite3"
+    _use_database(template)
+    call_command("migrate", verbosity=0, interactive=False)
+    _use_database(template)  # closed: SQLite folds its WAL back into the file
+    try:
+        for line in sys.stdin:
+            request = json.loads(line)
+            try:
+                os.environ.clear()
+                os.environ.update(request["environ"])
+                database = Path(request["database"])
+                fresh = not database.exists()
+                if fresh:
+                    shutil.copyfile(template, database)
+                _use_database(database)
+                made = seed(
+                    request["openai_url"],
+                    request["calls"],
+                    request["elevenlabs_url"],
+                    request["pipeline"],
+                    migrate=not fresh,
+                )
+                answer = [*made, {"done": True}]
+            except Exception:
+                answer = [{"error": traceback.format_exc()}]
+            finally:
+                _use_database(template)  # nothing of the request's database stays open
+            print("\n".join(json.dumps(item) for item in answer), flush=True)
+    finally:
+        shutil.rmtree(template.parent, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--openai-url", default="ws://127.0.0.1:9/v1/realtime")
@@ -101,11 +168,15 @@ def main() -> None:
     parser.add_argument(
         "--pipeline", default="", help='JSON {"deepgram": URL, "chat": URL, "tts": URL}'
     )
+    parser.add_argument("--serve", action="store_true", help="seed on request (see serve)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()
+    if args.serve:
+        serve()
+        return
     pipeline = json.loads(args.pipeline) if args.pipeline else None
     for call in seed(args.openai_url, args.calls, args.elevenlabs_url, pipeline):
         print(json.dumps(call), flush=True)

@@ -269,13 +269,16 @@ class Pacer:
         elif (
             self.stall_probe is not None
             and (blocked := self.stall_probe(now)) is not None
-            and dry_since >= blocked[0] - self._frame_s
+            # (The watch last ticked a frame before the blocked interval: the stall began later.)
+            and dry_since >= (ran_until := blocked[0] - self._frame_s) - MIN_GAP_MS / 1000.0
         ):
             # The carrier ran dry during a loop stall and the audio arrived just as the loop
             # came back: it was waiting in the socket, held back for the part of the gap the
             # stall covers. (A carrier already quiet before the stall was between answers: the
-            # stall delayed the start of this one, which playing it faster cannot undo.)
-            gap = max(0.0, min(now, blocked[1]) - dry_since)
+            # stall delayed the start of this one, which playing it faster cannot undo. Quiet
+            # for less than MIN_GAP_MS is no pause but a provider speaking in real time a few ms
+            # late, as it often is: its lateness is not owed, the stall after it is.)
+            gap = max(0.0, min(now, blocked[1]) - max(dry_since, ran_until))
         else:
             gap = 0.0
         gap_ms = gap * 1000.0

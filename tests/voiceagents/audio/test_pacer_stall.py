@@ -278,3 +278,25 @@ def test_a_stall_between_answers_is_not_owed():
     pacer.push(g711.ulaw_encode(voiced(2000)))
     pacer.pull(1.5)
     assert pacer.stalled_ms == pytest.approx(470)
+
+
+def test_a_stall_just_after_a_real_time_provider_ran_late_is_owed():
+    """A provider speaking in real time is often a few ms late: the carrier has run dry just
+    before the loop stalls (here 5 ms before its last tick). That is no pause between answers;
+    the stall after it is owed (the full-speed server test failed now and then without this)."""
+    pacer = Pacer(MULAW_8K, lead_ms=80)
+    pacer.push(g711.ulaw_encode(voiced(80)))
+    pacer.pull(0.91)  # plays until 0.99
+    pacer.stall_probe = lambda now: (1.015, 1.5)  # last tick at 0.995, then blocked
+    pacer.push(g711.ulaw_encode(voiced(2000)))
+    pacer.pull(1.5)
+    # From the last tick, not from when the carrier ran dry: the provider's 5 ms are its own.
+    assert pacer.stalled_ms == pytest.approx(505)
+    # Quiet for longer than MIN_GAP_MS before the stall: between answers, not owed.
+    pacer = Pacer(MULAW_8K, lead_ms=80)
+    pacer.push(g711.ulaw_encode(voiced(80)))
+    pacer.pull(0.8)  # plays until 0.88, 115 ms before the last tick
+    pacer.stall_probe = lambda now: (1.015, 1.5)
+    pacer.push(g711.ulaw_encode(voiced(2000)))
+    pacer.pull(1.5)
+    assert pacer.stalled_ms == 0
