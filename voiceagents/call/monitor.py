@@ -189,10 +189,15 @@ class MonitorOutbox(PerLoopAndLayer):
             self._sender = asyncio.ensure_future(self._send_ready())
 
     def give_up(self, publisher: MonitorPublisher) -> None:
-        """``publisher``'s call ends with the layer stuck: stop the send it waits for."""
+        """``publisher``'s call ends with the layer stuck: stop the send it waits for. The other
+        calls' events queued meanwhile get a new sender (they would otherwise wait for the next
+        event of some call, and a call that is ending sends none)."""
         self._ready.pop(publisher, None)
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()
+            self._sender = None
+            if self._ready:
+                self._sender = asyncio.ensure_future(self._send_ready())
 
     async def _send_ready(self) -> None:
         while self._ready:

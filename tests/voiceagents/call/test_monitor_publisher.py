@@ -97,6 +97,24 @@ async def test_a_stuck_layer_keeps_only_the_newest_events_and_the_end_does_not_w
     assert "100 live-monitor event(s) were not published" in caplog.text
 
 
+async def test_a_call_giving_up_on_a_stuck_layer_leaves_the_other_calls_their_chance(monkeypatch):
+    monkeypatch.setattr(monitor, "SEND_TIMEOUT_S", 30.0)
+    layer = StuckLayer()
+    channel = await listener(layer)
+    first = MonitorPublisher("call-5", layer=layer)
+    first.lines([Turn(seq=0, role="caller", turn_id="t0", text="first")])
+    await asyncio.sleep(monitor.BATCH_WINDOW_S * 3)
+    assert layer.attempts == 1  # its send is under way, and stuck
+    second = MonitorPublisher("call-6", layer=layer)
+    second.lines([Turn(seq=0, role="caller", turn_id="t0", text="second")])
+    await asyncio.wait_for(first.close(), 5)  # gives up after CLOSE_GRACE_S
+    assert first.lost == 1
+    layer.release.set()  # the layer answers again
+    await asyncio.wait_for(second.close(), 5)
+    assert (second.published, second.lost) == (1, 0)
+    assert [e["text"] for e in await drain(layer, channel)] == ["second"]
+
+
 async def test_a_failing_layer_is_reported_once_and_the_events_counted(caplog):
     class DownLayer(InMemoryChannelLayer):
         async def group_send(self, group, message):
