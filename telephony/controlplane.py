@@ -110,7 +110,6 @@ class ControlListener:
         self.lock = lock
         self.label = label
         self.group: str | None = None
-        self.channel_name: str | None = None
         self.joined = False
         self.degraded = False
         self._inbox: asyncio.Queue | None = None
@@ -125,8 +124,8 @@ class ControlListener:
         self.group = group
         self.hub.add(group, self)
         try:
-            self.channel_name = await self.hub.channel()
-            await asyncio.wait_for(self.layer.group_add(group, self.channel_name), JOIN_TIMEOUT_S)
+            channel = await self.hub.channel()
+            await asyncio.wait_for(self.layer.group_add(group, channel), JOIN_TIMEOUT_S)
         except Exception as err:  # noqa: BLE001 - any layer failure degrades control only
             self._failed("joining the control group", err)
             self._join_later()
@@ -142,7 +141,7 @@ class ControlListener:
             return
         try:
             await asyncio.wait_for(
-                self.layer.group_discard(self.group, self.channel_name), JOIN_TIMEOUT_S
+                self.layer.group_discard(self.group, self.hub.channel_name), JOIN_TIMEOUT_S
             )
         except Exception as err:  # noqa: BLE001 - the group entry expires on its own
             logger.info("%s: leaving the control group failed: %r", self.label(), err)
@@ -183,8 +182,7 @@ class ControlListener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             try:
-                self.channel_name = await self.hub.channel()
-                await self.layer.group_add(self.group, self.channel_name)
+                await self.layer.group_add(self.group, await self.hub.channel())
             except Exception as err:  # noqa: BLE001
                 self._failed("joining the control group", err)
                 continue
