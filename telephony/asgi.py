@@ -83,12 +83,10 @@ class CarrierWebhookRouter:
 
 
 def _path_info(scope) -> str:
-    """The path below the script prefix, as Django's ``ASGIRequest`` computes it."""
-    path = scope["path"]
-    root = get_script_prefix(scope).rstrip("/")
-    if root and path.startswith(root + "/"):
-        return path[len(root) :]
-    return path
+    """The path below the script prefix, as Django's ``ASGIRequest`` computes it (the same
+    expression: the router must resolve what Django would)."""
+    script_name = get_script_prefix(scope)
+    return scope["path"].removeprefix(script_name) if script_name else scope["path"]
 
 
 @functools.lru_cache(maxsize=256)
