@@ -75,6 +75,8 @@ SERVERS = {
     "uvicorn-switch": _uvicorn("--loop", "auto", app="bench.asgi_switch:application"),
     #: Logs its garbage collections to BENCH_GC_LOG (bench/asgi_gclog.py), a diagnostic.
     "uvicorn-gclog": _uvicorn("--loop", "auto", app="bench.asgi_gclog:application"),
+    #: Profiles every thread by its CPU time into BENCH_CPROFILE (bench/asgi_cprofile.py).
+    "uvicorn-cprofile": _uvicorn("--loop", "auto", app="bench.asgi_cprofile:application"),
     #: The hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
     "uvicorn-before": _uvicorn("--loop", "auto", app="bench.asgi_before:application"),
     "daphne-before": _daphne("bench.asgi_before:application"),
