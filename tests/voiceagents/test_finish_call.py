@@ -54,3 +54,27 @@ def test_the_end_is_one_read_and_one_update_and_stores_everything(tmp_path):
     assert call.recording_duration == timedelta(milliseconds=2500)
     assert call.from_number == "+15550001111"
     assert not wav.exists()
+
+
+def test_a_file_system_storage_moves_the_recording_into_place_instead_of_copying_it(
+    tmp_path, settings
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF....WAVE")
+    inode = wav.stat().st_ino
+    finish_call(
+        call.pk,
+        failed=False,
+        end_reason="caller_hangup",
+        error="",
+        metrics={},
+        recording_path=str(wav),
+        recording_ms=100,
+    )
+    call.refresh_from_db()
+    stored = tmp_path / "media" / call.recording.name
+    # The same file, renamed (one file system here): no copy was written.
+    assert stored.stat().st_ino == inode
+    assert stored.read_bytes() == b"RIFF....WAVE" and not wav.exists()
