@@ -485,3 +485,72 @@ def test_each_event_loop_gets_its_own_shared_writer():
     asyncio.run(one_call(calls[2], threading.Event(), go))
     assert errors == []
     assert TranscriptEntry.objects.filter(call__in=calls).count() == 3
+
+
+# -- the call's end: its last rows in the end's own transaction ----------------------------------
+
+
+def end_of(call, **changes):
+    from functools import partial
+
+    from voiceagents.call.callsetup import finish_call_with_transcript
+
+    end = dict(
+        call_id=call.pk,
+        failed=False,
+        end_reason="caller_hangup",
+        error="",
+        metrics={},
+        recording_path=None,
+        recording_ms=None,
+    )
+    return partial(finish_call_with_transcript, **{**end, **changes})
+
+
+async def test_the_last_rows_and_the_end_are_one_transaction(write_log):
+    (call,), (writer,) = await started_writers(1, interval=30)
+    say(writer, "agent", "Hello!")
+    say(writer, "caller", "Bye", settled=False)
+    writer.event("dtmf", 40, digit="1")
+
+    status, reason = await asyncio.wait_for(writer.close_with(end_of(call)), 5)
+
+    assert (status, reason) == (CallStatus.COMPLETED, "caller_hangup")
+    assert await entries(call) == [(0, "agent", "Hello!"), (1, "caller", "Bye")]
+    kinds = [e.kind async for e in CallEvent.objects.filter(call=call).order_by("pk")]
+    assert kinds == ["dtmf", "status"]  # the end's status event joins the timeline's INSERT
+    assert [table for table, _ in write_log.inserts] == ["transcript", "event"]
+    assert write_log.transactions() == 1
+    assert writer.rows_written == 3
+    await call.arefresh_from_db()
+    assert call.status == CallStatus.COMPLETED
+    assert_writer_task_gone()
+
+
+async def test_an_end_with_nothing_left_to_write_still_ends_the_call(write_log):
+    (call,), (writer,) = await started_writers(1, interval=30)
+    assert await writer.close_with(end_of(call, failed=True, end_reason="provider_error")) == (
+        CallStatus.FAILED,
+        "provider_error",
+    )
+    assert await entries(call) == []
+    assert [e.data["to"] async for e in CallEvent.objects.filter(call=call)] == ["failed"]
+    assert_writer_task_gone()
+
+
+async def test_rows_the_database_refuses_do_not_keep_the_call_from_ending(write_log, caplog):
+    (call,), (writer,) = await started_writers(1, interval=30)
+    bad = say(writer, "agent", "Hello!")
+    bad.text = None  # NOT NULL: the database refuses this row
+    with caplog.at_level(logging.ERROR, logger="tests.transcripts"):
+        status, _ = await asyncio.wait_for(writer.close_with(end_of(call)), 5)
+
+    assert status == CallStatus.COMPLETED
+    await call.arefresh_from_db()
+    assert call.status == CallStatus.COMPLETED and call.end_reason == "caller_hangup"
+    assert [e.data["to"] async for e in CallEvent.objects.filter(call=call)] == ["completed"]
+    assert await entries(call) == []
+    # The refused row is kept (not counted as written) and the failure is logged.
+    assert writer.rows_written == 0 and not bad.written
+    assert any("writing the transcript failed" in r.getMessage() for r in caplog.records)
+    assert_writer_task_gone()

@@ -37,7 +37,7 @@ from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
 from ..templating import caller_number, fill_placeholders
 from ..tools import ToolContext, agent_tools
-from . import streamtokens
+from . import streamtokens, transcripts
 
 logger = logging.getLogger(__name__)
 
@@ -460,13 +460,15 @@ def finish_call(
     recording_path: str | None,
     recording_ms: float | None,
     provider_session_id: str = "",
+    transcript: transcripts.Rows | None = None,
 ) -> tuple[str, str]:
     """Write the end of the call: status, times, metrics and the recording; queue post-call work.
 
     A carrier status callback may have marked the call final already (it can arrive before the
     stream's ``stop``); its status stands, and so do the end reason and error it recorded
     (Telnyx's ``call.hangup`` maps ``hangup_cause``); the rest is still written. Returns the
-    call's final status and end reason.
+    call's final status and end reason. ``transcript``: the call's last transcript rows and
+    timeline events, written in the same transaction (``finish_call_with_transcript``).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -493,15 +495,46 @@ def finish_call(
         if recording_path and _attach_recording(call, recording_path, recording_ms):
             fields += ["recording", "recording_duration"]
         call.save(update_fields=fields)
+        events = []
         if call.status != previous:
-            CallEvent.objects.create(
-                call=call,
-                kind=CallEventKind.STATUS,
-                data={"from": previous, "to": call.status, "reason": end_reason},
+            events.append(
+                (
+                    CallEventKind.STATUS,
+                    None,
+                    {"from": previous, "to": call.status, "reason": end_reason},
+                )
             )
+        if transcript is not None:
+            # One INSERT for the status event and the timeline's last events.
+            _, turns, timeline = transcript
+            transcripts.insert([(call.pk, turns, [*timeline, *events])])
+        elif events:
+            ((kind, at_ms, data),) = events
+            CallEvent.objects.create(call=call, kind=kind, at_ms=at_ms, data=data)
         # Batched with the other ends of this process: one Celery message per window.
         transaction.on_commit(lambda: postcall.queue_finalize(call.pk))
     return call.status, call.end_reason
+
+
+def finish_call_with_transcript(
+    transcript: transcripts.Rows | None, call_id, **end
+) -> tuple[tuple[str, str], Exception | None]:
+    """``finish_call(call_id, **end)`` with the call's last transcript rows (``transcript``, may be
+    None) in the same transaction; returns its result and what became of the rows (None:
+    written, else the error that kept them out).
+
+    If that transaction fails for another reason than the connection, the rows may be at fault:
+    they are written alone, then the end alone, so that bad rows cannot keep a call from ending.
+    """
+    if transcript is None:
+        return finish_call(call_id, **end), None
+    try:
+        return finish_call(call_id, transcript=transcript, **end), None
+    except transcripts.CONNECTION_ERRORS:
+        raise
+    except Exception:  # noqa: BLE001 - perhaps the rows: the two writes apart tell
+        (error,) = transcripts.write_rows([], [transcript])
+        return finish_call(call_id, **end), error
 
 
 #: The columns ``finish_call`` writes (and the recording's two, when there is one).

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import os
 from contextlib import aclosing
@@ -663,23 +664,25 @@ class CallSession:
             self.metrics.network(self.playback.delay_ms, self.playback.jitter_ms)
             now = self.loop.time()
             self.turns.close(self.call_ms(now))
-            await self._quietly(self.writer.close(), "writing the transcript")
             recording_ms = None
             if self.recorder is not None:
                 try:
                     recording_ms = self.recorder.close(self.call_ms(now)).duration_ms
                 except OSError:
                     self.log.exception("cannot finalise the recording")
-            final_status, reason = await dbthread.run(
-                callsetup.finish_call,
-                self.ctx.call_id,
-                failed=failed,
-                end_reason=reason,
-                error=error,
-                metrics=self.metrics.report(self.call_ms()),
-                recording_path=self.recording_path if recording_ms is not None else None,
-                recording_ms=recording_ms,
-                provider_session_id=self.provider.session_id,
+            # The transcript's last rows go in the end's own transaction.
+            final_status, reason = await self.writer.close_with(
+                functools.partial(
+                    callsetup.finish_call_with_transcript,
+                    call_id=self.ctx.call_id,
+                    failed=failed,
+                    end_reason=reason,
+                    error=error,
+                    metrics=self.metrics.report(self.call_ms()),
+                    recording_path=self.recording_path if recording_ms is not None else None,
+                    recording_ms=recording_ms,
+                    provider_session_id=self.provider.session_id,
+                )
             )
         except Exception:
             self.log.exception(

@@ -22,6 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, transaction
 
@@ -29,9 +30,11 @@ from .. import dbthread
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Errors that say the database or the connection is unwell, not that some call's rows are bad:
 #: writing calls one by one would not help, everything is retried at the next tick.
-_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -65,7 +68,9 @@ class TimelineEvent:
 Rows = tuple[object, list[tuple], list[tuple]]
 
 
-def _insert(rows: list[Rows]) -> None:
+def insert(rows: list[Rows]) -> None:
+    """The turns (upserted) and events of ``rows``: one INSERT of each kind, in the caller's
+    transaction."""
     from ..models import CallEvent, TranscriptEntry
 
     entries = [
@@ -103,7 +108,7 @@ def _insert(rows: list[Rows]) -> None:
 def _write_one(rows: Rows) -> Exception | None:
     try:
         with transaction.atomic():
-            _insert([rows])
+            insert([rows])
     except Exception as err:  # noqa: BLE001 - reported per call to the event loop
         return err
     return None
@@ -122,16 +127,16 @@ def write_rows(batch: list[Rows], alone: list[Rows] = ()) -> list[Exception | No
         one_by_one = False
         try:
             with transaction.atomic():
-                _insert(batch)
-        except _CONNECTION_ERRORS as err:
+                insert(batch)
+        except CONNECTION_ERRORS as err:
             results = [err] * len(batch)
         except Exception:  # noqa: BLE001 - find the call(s) at fault
             one_by_one = True
         if one_by_one:
             results = [_write_one(rows) for rows in batch]
-    if alone and any(isinstance(err, _CONNECTION_ERRORS) for err in results):
+    if alone and any(isinstance(err, CONNECTION_ERRORS) for err in results):
         # The database is unwell; these are retried with everything else at the next tick.
-        error = next(err for err in results if isinstance(err, _CONNECTION_ERRORS))
+        error = next(err for err in results if isinstance(err, CONNECTION_ERRORS))
         return results + [error] * len(alone)
     return results + [_write_one(rows) for rows in alone]
 
@@ -213,15 +218,59 @@ class BackgroundWriter:
 
     async def close(self) -> None:
         """Leave the shared writer and write everything that is left, settled or not."""
-        batcher, self._batcher = self._batcher, None
-        if batcher is not None:
-            batcher.unregister(self)
+        batcher = self._leave()
         try:
             await self.flush(final=True)
         finally:
-            if batcher is not None and not batcher.writers:
-                # The last call of the loop: don't return while the shared task is still around.
-                await asyncio.wait([batcher.task])
+            await self._let_go(batcher)
+
+    async def close_with(
+        self, last_write: Callable[[Rows | None], tuple[T, Exception | None]]
+    ) -> T:
+        """Leave the shared writer and hand everything that is left to ``last_write``, the
+        call's last database write, which stores it in the same transaction: one hop to the
+        database thread and one commit at a call's end instead of two of each.
+
+        ``last_write(rows)`` runs in the database thread (``rows`` None when nothing is left)
+        and returns its result and what became of the rows (None: written). Rows it could not
+        write are kept and the failure logged; an exception of ``last_write`` propagates.
+        """
+        batcher = self._leave()
+        try:
+            while self._busy is not None:
+                await asyncio.shield(self._busy)
+            if self._settle is not None:
+                self._settle()
+            taken = self._take(final=True)
+            if taken is None:
+                result, _ = await dbthread.run(last_write, None)
+                return result
+            _, turns, events = taken
+            error: BaseException | None = None
+            try:
+                result, error = await dbthread.run(last_write, self._rows(turns, events))
+            except BaseException as err:
+                error = err
+                raise
+            finally:
+                self._done(turns, events, error)
+            if error is not None:
+                self.log.error("writing the transcript failed: %r", error)
+            return result
+        finally:
+            await self._let_go(batcher)
+
+    def _leave(self) -> _BatchWriter | None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.unregister(self)
+        return batcher
+
+    @staticmethod
+    async def _let_go(batcher: _BatchWriter | None) -> None:
+        if batcher is not None and not batcher.writers:
+            # The last call of the loop: don't return while the shared task is still around.
+            await asyncio.wait([batcher.task])
 
     # -- used by the shared writer --
 
@@ -394,7 +443,7 @@ class _BatchWriter:
                 )
             writer._failures += 1
             # Its own rows failed (not the connection): keep it out of the others' batch.
-            writer._alone = not isinstance(error, _CONNECTION_ERRORS)
+            writer._alone = not isinstance(error, CONNECTION_ERRORS)
         if failed:
             logger.error(
                 "writing the transcript rows of %d call(s) failed; they stay in memory and are "
