@@ -37,7 +37,7 @@ from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
 from ..templating import caller_number, fill_placeholders
 from ..tools import ToolContext, agent_tools
-from . import streamtokens, transcripts
+from . import rowsql, streamtokens, transcripts
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +106,9 @@ def start_call(
     rejected = None
     with transaction.atomic():
         # One locked read of the call's own columns, and the token spent in the same write as the
-        # call's start. Its agent and credentials come from the configuration cache.
-        try:
-            call = Call.objects.select_for_update().only(*_START_FIELDS).get(pk=call_id)
-        except Call.DoesNotExist:
-            call = None
+        # call's start, by statements built once (``rowsql``). Its agent and credentials come
+        # from the configuration cache.
+        call = rowsql.read(Call, call_id, _START_FIELDS, lock=True)
         if call is None or not streamtokens.spend(call):
             raise WebhookValidationFailure("stream token already used", call_id=call_id)
         if not carrier_call_id or carrier_call_id != call.carrier_call_id:
@@ -139,15 +137,7 @@ def start_call(
             call.answered_at = call.answered_at or now
             call.stream_id = stream_id[:128]
             call.provider = agent.provider
-            call.save(
-                update_fields=[
-                    "stream_token_used_at",
-                    "status",
-                    "answered_at",
-                    "stream_id",
-                    "provider",
-                ]
-            )
+            rowsql.update(call, _STARTED_FIELDS)
             CallEvent.objects.create(
                 call=call,
                 kind=CallEventKind.STATUS,
@@ -205,6 +195,8 @@ _START_FIELDS = (
     "outbound_options",
     "answered_by",
 )
+#: The columns a started call's write sets.
+_STARTED_FIELDS = ("stream_token_used_at", "status", "answered_at", "stream_id", "provider")
 
 
 @dataclass(frozen=True)
@@ -472,12 +464,10 @@ def finish_call(
     """
     now = timezone.now()
     with transaction.atomic():
-        # The columns it writes and reads (``created_at`` names the recording's folder).
-        call = (
-            Call.objects.select_for_update()
-            .only(*_END_FIELDS, "answered_at", "created_at", "recording", "recording_duration")
-            .get(pk=call_id)
-        )
+        # Only the columns it reads or writes, locked, by a statement built once (``rowsql``).
+        call = rowsql.read(Call, call_id, _END_READ_FIELDS, lock=True)
+        if call is None:
+            raise Call.DoesNotExist(f"call {call_id} is gone")
         previous = call.status
         if call.status not in FINAL_STATUSES:
             call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
@@ -494,7 +484,7 @@ def finish_call(
         fields = [*_END_FIELDS]
         if recording_path and _attach_recording(call, recording_path, recording_ms):
             fields += ["recording", "recording_duration"]
-        call.save(update_fields=fields)
+        rowsql.update(call, fields)
         events = []
         if call.status != previous:
             events.append(
@@ -546,6 +536,14 @@ _END_FIELDS = (
     "error",
     "metrics",
     "provider_session_id",
+)
+#: What ``finish_call`` reads: those, and ``created_at`` (it names the recording's folder).
+_END_READ_FIELDS = (
+    *_END_FIELDS,
+    "answered_at",
+    "created_at",
+    "recording",
+    "recording_duration",
 )
 
 

@@ -1,0 +1,111 @@
+"""``rowsql``: a call's narrow read and update by statements built once, against the real test
+database (SQLite by default, PostgreSQL with DATABASE_URL): every kind of column the call's
+start and end use comes back as the ORM reads it, and goes in as the ORM writes it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.voiceagents.factories import make_agent, make_call
+from voiceagents.call import rowsql
+from voiceagents.call.callsetup import _END_READ_FIELDS, _START_FIELDS
+from voiceagents.models import Call, CallStatus
+
+pytestmark = pytest.mark.django_db
+
+EVERY_KIND = (*_START_FIELDS, *_END_READ_FIELDS)
+
+
+@pytest.fixture
+def call():
+    now = timezone.now()
+    return make_call(
+        agent=make_agent(),
+        status=CallStatus.IN_PROGRESS,
+        answered_at=now - timedelta(seconds=7),
+        stream_token_used_at=now,
+        duration=timedelta(seconds=3, microseconds=250_000),
+        metrics={"turns": 2, "nested": {"ms": [1.5, 2]}},
+        outbound_options={"variables": {"name": "Ada"}},
+        answered_by="human",
+        recording="voiceagents/recordings/2026/12/04/x.wav",
+        recording_duration=timedelta(milliseconds=2500),
+        error="line one\nline 'two'",
+    )
+
+
+def test_a_read_gives_what_the_orm_gives_for_every_column_the_call_uses(call):
+    with transaction.atomic():
+        read = rowsql.read(Call, call.pk, EVERY_KIND, lock=True)
+    orm = Call.objects.only(*EVERY_KIND).get(pk=call.pk)
+    assert isinstance(read, Call) and read.pk == call.pk
+    for name in EVERY_KIND:
+        attname = Call._meta.get_field(name).attname
+        assert getattr(read, attname) == getattr(orm, attname), name
+    assert read.answered_at.tzinfo is not None
+    assert read.recording.name == "voiceagents/recordings/2026/12/04/x.wav"
+    # Only those columns were loaded; another is read on demand, as with .only().
+    assert "carrier_status_seq" in read.get_deferred_fields()
+
+
+def test_a_locked_read_locks_where_the_database_can(call):
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        rowsql.read(Call, call.pk, _START_FIELDS, lock=True)
+    (select,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert select.endswith("FOR UPDATE") == connection.features.has_select_for_update
+
+
+@pytest.mark.django_db(transaction=True)  # no test-wide transaction around it
+def test_a_locked_read_needs_a_transaction(call):
+    with pytest.raises(TransactionManagementError):
+        rowsql.read(Call, call.pk, _START_FIELDS, lock=True)
+
+
+def test_a_missing_row_reads_as_none():
+    assert rowsql.read(Call, uuid.uuid4(), _START_FIELDS) is None
+
+
+def test_an_update_writes_only_its_columns_as_the_orm_would(call):
+    row = rowsql.read(Call, call.pk, _END_READ_FIELDS)
+    ended = timezone.now()
+    row.status = CallStatus.COMPLETED
+    row.ended_at = ended
+    row.duration = timedelta(minutes=2, microseconds=1)
+    row.metrics = {"kept": None, "text": 'é "quoted"'}
+    row.error = ""
+    row.recording = "voiceagents/recordings/2026/12/04/y.wav"
+    Call.objects.filter(pk=call.pk).update(to_number="+15550009999")  # not among its columns
+
+    with CaptureQueriesContext(connection) as queries:
+        rowsql.update(row, ["status", "ended_at", "duration", "metrics", "error", "recording"])
+
+    (update,) = [q["sql"] for q in queries.captured_queries]
+    assert update.startswith("UPDATE") and "to_number" not in update
+    call.refresh_from_db()
+    assert call.status == CallStatus.COMPLETED
+    assert call.ended_at == ended
+    assert call.duration == timedelta(minutes=2, microseconds=1)
+    assert call.metrics == {"kept": None, "text": 'é "quoted"'}
+    assert call.error == ""
+    assert call.recording.name == "voiceagents/recordings/2026/12/04/y.wav"
+    assert call.to_number == "+15550009999"  # the concurrent write to another column stands
+
+
+def test_an_update_of_a_row_that_is_gone_fails_like_save_with_update_fields(call):
+    row = rowsql.read(Call, call.pk, _END_READ_FIELDS)
+    Call.objects.filter(pk=call.pk).delete()
+    row.status = CallStatus.COMPLETED
+    with pytest.raises(DatabaseError):
+        rowsql.update(row, ["status"])
+
+
+def test_the_primary_key_is_not_updated_here(call):
+    with pytest.raises(ValueError):
+        rowsql.update(call, ["id"])
