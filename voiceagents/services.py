@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -12,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import costs
@@ -405,7 +406,10 @@ def record_inbound_call(
     # The first webhook of a call is the common case: insert first (no read before it); the
     # unique constraint turns a repeat, or a race with one, into the existing row.
     try:
-        with transaction.atomic():
+        # A savepoint only inside a caller's transaction (where a failed INSERT must not spoil
+        # it); alone, the INSERT is its own transaction, without a BEGIN and a COMMIT around it.
+        guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+        with guard:
             call = Call.objects.create(carrier=carrier, carrier_call_id=carrier_call_id, **defaults)
         return call, True
     except IntegrityError:
