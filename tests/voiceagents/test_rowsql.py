@@ -109,3 +109,21 @@ def test_an_update_of_a_row_that_is_gone_fails_like_save_with_update_fields(call
 def test_the_primary_key_is_not_updated_here(call):
     with pytest.raises(ValueError):
         rowsql.update(call, ["id"])
+
+
+def test_an_insert_stores_the_row_as_save_would(call):
+    from voiceagents.models import CallEvent
+
+    before = timezone.now()
+    event = CallEvent(call_id=call.pk, kind="status", at_ms=0, data={"to": "in_progress", "n": [1]})
+    with CaptureQueriesContext(connection) as queries:
+        rowsql.insert(event)
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    (stored,) = CallEvent.objects.filter(call=call)
+    assert (stored.kind, stored.at_ms, stored.data) == (
+        "status",
+        0,
+        {"to": "in_progress", "n": [1]},
+    )
+    assert stored.created_at >= before  # auto_now_add, as save() sets it
+    assert not event._state.adding

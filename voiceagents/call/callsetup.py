@@ -138,11 +138,17 @@ def start_call(
             call.stream_id = stream_id[:128]
             call.provider = agent.provider
             rowsql.update(call, _STARTED_FIELDS)
-            CallEvent.objects.create(
-                call=call,
-                kind=CallEventKind.STATUS,
-                at_ms=0,
-                data={"from": previous, "to": CallStatus.IN_PROGRESS, "reason": "stream_started"},
+            rowsql.insert(
+                CallEvent(
+                    call_id=call.pk,
+                    kind=CallEventKind.STATUS,
+                    at_ms=0,
+                    data={
+                        "from": previous,
+                        "to": CallStatus.IN_PROGRESS,
+                        "reason": "stream_started",
+                    },
+                )
             )
     if rejected is not None:
         raise rejected

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db.models import Model
+from django.db.models import NOT_PROVIDED, Model
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
@@ -67,11 +67,27 @@ class _Update:
         self.pk = meta.pk
 
 
-_plans: dict[tuple, _Read | _Update] = {}
+class _Insert:
+    """``INSERT INTO <table> (<columns>) VALUES (%s, ...)`` of every concrete field but an
+    auto-incremented primary key (which the database assigns and this does not read back)."""
+
+    def __init__(self, model: type[Model], connection):
+        meta = model._meta
+        self.fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+        for field in self.fields:
+            if hasattr(field, "get_placeholder") or field.db_default is not NOT_PROVIDED:
+                raise ValueError(f"{model.__name__}.{field.name} cannot be inserted here")
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in self.fields)
+        values = ", ".join(["%s"] * len(self.fields))
+        self.sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})"
+
+
+_plans: dict[tuple, _Read | _Update | _Insert] = {}
 _plans_lock = threading.Lock()
 
 
-def _plan(key: tuple, build: Callable[[], _Read | _Update]):
+def _plan(key: tuple, build: Callable[[], _Read | _Update | _Insert]):
     plan = _plans.get(key)
     if plan is None:
         with _plans_lock:
@@ -122,3 +138,18 @@ def update(instance: Model, names: Sequence[str], *, using: str | None = None) -
         updated = cursor.rowcount
     if not updated:
         raise DatabaseError(f"{model.__name__} {instance.pk}: the update affected no row")
+
+
+def insert(instance: Model, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Insert ``instance`` as a new row, its values prepared as ``save()`` prepares them
+    (``auto_now_add`` included). An auto-incremented primary key is left to the database and
+    not read back; no model signal is sent. For rows nothing reacts to, such as a call's events.
+    """
+    connection = connections[using]
+    model = type(instance)
+    plan = _plan(("insert", model, using, connection.vendor), lambda: _Insert(model, connection))
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in plan.fields]
+    with connection.cursor() as cursor:
+        cursor.execute(plan.sql, params)
+    instance._state.adding = False
+    instance._state.db = using
