@@ -245,3 +245,15 @@ async def eventually(probe, expected, timeout: float = 5.0):
     while (value := await probe()) != expected:
         assert asyncio.get_running_loop().time() < deadline, value
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.django_db
+def test_a_beat_updates_its_row_and_recreates_one_that_was_swept_away():
+    ownership.beat("host-d:7:abcd", 2, [])
+    first = WorkerHeartbeat.objects.get(worker="host-d:7:abcd")
+    ownership.beat("host-d:7:abcd", 3, [])
+    again = WorkerHeartbeat.objects.get(worker="host-d:7:abcd")
+    assert again.pk == first.pk and again.calls == 3 and again.beat_at >= first.beat_at
+    WorkerHeartbeat.objects.all().delete()
+    ownership.beat("host-d:7:abcd", 1, [])
+    assert WorkerHeartbeat.objects.get(worker="host-d:7:abcd").calls == 1

@@ -50,15 +50,16 @@ def beat(worker: str, calls: int, claim: list) -> None:
     """Say (in the database) that ``worker`` is alive with ``calls`` calls; claim ``claim``."""
     from ..models import Call, WorkerHeartbeat
 
-    WorkerHeartbeat.objects.update_or_create(
-        worker=worker,
-        defaults={
-            "host": socket.gethostname()[:255],
-            "pid": os.getpid(),
-            "beat_at": timezone.now(),
-            "calls": calls,
-        },
-    )
+    fields = {
+        "host": socket.gethostname()[:255],
+        "pid": os.getpid(),
+        "beat_at": timezone.now(),
+        "calls": calls,
+    }
+    # One UPDATE for every beat but the first (update_or_create is a transaction, a locked read
+    # and a whole-row save each time); the first, or one after the row was swept away, creates it.
+    if not WorkerHeartbeat.objects.filter(worker=worker).update(**fields):
+        WorkerHeartbeat.objects.update_or_create(worker=worker, defaults=fields)
     if claim:
         Call.objects.filter(pk__in=claim).update(worker=worker)
 
