@@ -77,6 +77,8 @@ SERVERS = {
     "uvicorn-gclog": _uvicorn("--loop", "auto", app="bench.asgi_gclog:application"),
     #: Profiles every thread by its CPU time into BENCH_CPROFILE (bench/asgi_cprofile.py).
     "uvicorn-cprofile": _uvicorn("--loop", "auto", app="bench.asgi_cprofile:application"),
+    #: Charges each thread's CPU time to its Python stack into BENCH_SAMPLES (bench/asgi_sampler.py).
+    "uvicorn-sampler": _uvicorn("--loop", "auto", app="bench.asgi_sampler:application"),
     #: The hot-path changes of docs/benchmarks.md undone (bench/asgi_before.py).
     "uvicorn-before": _uvicorn("--loop", "auto", app="bench.asgi_before:application"),
     "daphne-before": _daphne("bench.asgi_before:application"),
