@@ -554,3 +554,21 @@ async def test_rows_the_database_refuses_do_not_keep_the_call_from_ending(write_
     assert writer.rows_written == 0 and not bad.written
     assert any("writing the transcript failed" in r.getMessage() for r in caplog.records)
     assert_writer_task_gone()
+
+
+async def test_a_fault_while_collecting_the_last_rows_still_ends_the_call(write_log, caplog):
+    (call,) = await new_calls(1)
+
+    def settle():
+        raise RuntimeError("settle failed")
+
+    writer = writer_for(call, interval=30, settle=settle)
+    writer.start()
+    say(writer, "agent", "Hello!")
+    with caplog.at_level(logging.ERROR, logger="tests.transcripts"):
+        status, _ = await asyncio.wait_for(writer.close_with(end_of(call)), 5)
+    assert status == CallStatus.COMPLETED
+    await call.arefresh_from_db()
+    assert call.status == CallStatus.COMPLETED
+    assert any("last rows failed" in r.getMessage() for r in caplog.records)
+    assert_writer_task_gone()

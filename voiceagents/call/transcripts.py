@@ -239,9 +239,14 @@ class BackgroundWriter:
         try:
             while self._busy is not None:
                 await asyncio.shield(self._busy)
-            if self._settle is not None:
-                self._settle()
-            taken = self._take(final=True)
+            taken = None
+            try:
+                if self._settle is not None:
+                    self._settle()
+                taken = self._take(final=True)
+            except Exception:
+                # The call's end is still written: a fault here must not keep the call open.
+                self.log.exception("collecting the transcript's last rows failed")
             if taken is None:
                 result, _ = await dbthread.run(last_write, None)
                 return result
