@@ -572,3 +572,20 @@ async def test_a_fault_while_collecting_the_last_rows_still_ends_the_call(write_
     assert call.status == CallStatus.COMPLETED
     assert any("last rows failed" in r.getMessage() for r in caplog.records)
     assert_writer_task_gone()
+
+
+async def test_refused_rows_leave_the_recording_to_the_end_written_without_them(
+    write_log, tmp_path, settings
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF....WAVE")
+    (call,), (writer,) = await started_writers(1, interval=30)
+    say(writer, "agent", "Hello!").text = None  # NOT NULL: refused
+    end = end_of(call, recording_path=str(wav), recording_ms=1000)
+    status, _ = await asyncio.wait_for(writer.close_with(end), 5)
+    assert status == CallStatus.COMPLETED
+    await call.arefresh_from_db()
+    # The first try's rollback left the recording in place; the second stored it.
+    assert call.recording.name.endswith(f"{call.pk}.wav")
+    assert (tmp_path / "media" / call.recording.name).read_bytes() == b"RIFF....WAVE"

@@ -485,12 +485,6 @@ def finish_call(
         call.error = error or call.error
         call.metrics = {**(call.metrics or {}), **metrics}
         call.provider_session_id = provider_session_id[:128] or call.provider_session_id
-        # Only the end's own columns: a whole-row save would also write back what this read
-        # (wide JSON and text columns) and cost more to build.
-        fields = [*_END_FIELDS]
-        if recording_path and _attach_recording(call, recording_path, recording_ms):
-            fields += ["recording", "recording_duration"]
-        rowsql.update(call, fields)
         events = []
         if call.status != previous:
             events.append(
@@ -501,12 +495,20 @@ def finish_call(
                 )
             )
         if transcript is not None:
-            # One INSERT for the status event and the timeline's last events.
+            # One INSERT for the status event and the timeline's last events. Before the
+            # recording moves into storage (which no rollback undoes): if these rows are refused,
+            # the end is written again without them, and the recording is still where it was.
             _, turns, timeline = transcript
             transcripts.insert([(call.pk, turns, [*timeline, *events])])
         elif events:
             ((kind, at_ms, data),) = events
             CallEvent.objects.create(call=call, kind=kind, at_ms=at_ms, data=data)
+        # Only the end's own columns: a whole-row save would also write back what this read
+        # (wide JSON and text columns) and cost more to build.
+        fields = [*_END_FIELDS]
+        if recording_path and _attach_recording(call, recording_path, recording_ms):
+            fields += ["recording", "recording_duration"]
+        rowsql.update(call, fields)
         # Batched with the other ends of this process: one Celery message per window.
         transaction.on_commit(lambda: postcall.queue_finalize(call.pk))
     return call.status, call.end_reason
