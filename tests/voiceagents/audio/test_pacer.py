@@ -1,7 +1,7 @@
 import asyncio
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from voiceagents.audio import ALAW_8K, MULAW_8K, PCM16_16K, AudioFormat, Pacer, PacerRunner
@@ -107,6 +107,8 @@ actions = st.lists(
 
 @settings(max_examples=400, deadline=None)
 @given(actions, st.sampled_from([MULAW_8K, PCM16_16K]), st.sampled_from([20, 60, 80, 200]))
+# A mark-only item at the end of what was sent: it adds no play time at the carrier.
+@example([("push", 1), ("end", False), ("pull", 0), ("end", True), ("pull", 0)], MULAW_8K, 20)
 def test_pacer_invariants(script, fmt, lead_ms):
     pacer = Pacer(fmt, lead_ms=lead_ms)
     now, pushed, emitted, dropped, stream_out = 0.0, 0, 0.0, 0.0, 0.0
@@ -118,8 +120,10 @@ def test_pacer_invariants(script, fmt, lead_ms):
             now += arg / 1000
             for frame in pacer.pull(now):
                 assert len(frame.data) in (0, pacer.frame_bytes)
-                # Never more than the lead at the carrier, in play time.
-                assert frame.play_at + pacer.frame_ms / 1000 - now <= lead_ms / 1000 + 1e-9
+                # Never more than the lead at the carrier, in play time (a mark-only item takes
+                # none: it fires where the audio before it ends).
+                plays_s = pacer.frame_ms / 1000 if frame.data else 0.0
+                assert frame.play_at + plays_s - now <= lead_ms / 1000 + 1e-9
                 if frame.data:
                     # Stall recovery: a frame may stand for two of the stream, never more.
                     assert frame.end_ms - frame.start_ms in (pacer.frame_ms, 2 * pacer.frame_ms)
