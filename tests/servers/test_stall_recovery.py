@@ -160,16 +160,25 @@ def run_stall(
     *,
     pacing: str = "whole-answer",
     answer_s: float = ANSWER_S,
+    shared_server=None,
 ) -> dict:
+    """One call with a stall, on a server process of its own, or on the one that every test
+    given ``shared_server`` (the fixture) shares: the stall blocks it while this call alone is
+    on it, and the call has its own number and agent (each with this test's fake OpenAI)."""
     loop = LoopThread()
     fake = loop.run(FakeOpenAIRealtime().__aenter__())
     audio = ulaw_encode(voiced(answer_s))
     script = ScriptedResponse(audio=audio, transcript="a long answer")
     script.chunk, script.interval = PACING[pacing]
     fake.responses.append(script)
-    env = server_env(tmp_path, TEST_STALL_ON_SIGUSR1=str(STALL_S))
-    (call,) = seed(env, openai_url=fake.url, calls=1)
-    port, process = start_server(start_process, server, env)
+    if shared_server is None:
+        env = server_env(tmp_path, TEST_STALL_ON_SIGUSR1=str(STALL_S))
+        (call,) = seed(env, openai_url=fake.url, calls=1)
+        port, process = start_server(start_process, server, env)
+    else:
+        process = shared_server(server, TEST_STALL_ON_SIGUSR1=str(STALL_S))
+        (call,) = process.seed(openai_url=fake.url, calls=1)
+        port = process.port
     try:
         result = play_call(port, call, process.proc.pid, stall_after=1.0)
         # The caller's clock and the fake's are both this process's monotonic clock.
@@ -182,8 +191,10 @@ def run_stall(
 
 @pytest.mark.parametrize("pacing", list(PACING))
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_500_ms_loop_stall_adds_no_lasting_delay(server, pacing, start_process, tmp_path):
-    result = run_stall(server, start_process, tmp_path, pacing=pacing, answer_s=TEST_ANSWER_S)
+def test_a_500_ms_loop_stall_adds_no_lasting_delay(server, pacing, shared_server):
+    result = run_stall(
+        server, None, None, pacing=pacing, answer_s=TEST_ANSWER_S, shared_server=shared_server
+    )
     late, worst = excess_after_stall(result)
     assert worst > 0.3, "the stall did not delay the audio: was it injected?"
     assert len(late) >= 10, late
