@@ -41,6 +41,19 @@ def server_env(tmp: Path, *, redis_url: str = "", **extra: str) -> dict[str, str
 #: environment), the media directory (a seed writes no file) and pytest's name of the test. The
 #: others are read when Django starts (``patter_site.settings``): another value, another process.
 PER_REQUEST = {"DATABASE_URL", "MEDIA_ROOT", "TEST_MEDIA_ROOT", "PYTEST_CURRENT_TEST"}
+#: Others that a seed does not depend on either: vendor settings read at use, like
+#: ``VOICEAGENTS_*`` (``voiceagents.conf``: ``<VENDOR>_<NAME>``), the launcher's (``PORT``,
+#: ``WEB_CONCURRENCY``, ``PATH``: the seeder starts no program), and the stall test's signal
+#: handler (tests/settings.py installs it at start; a seed never signals itself). Each of these
+#: used to cost a seeder of its own: a Django start-up and a migration, ~1.5 s.
+SEED_IGNORES = {
+    "TELNYX_PUBLIC_KEY",
+    "TWILIO_API_URL",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "PATH",
+    "TEST_STALL_ON_SIGUSR1",
+}
 READ_AT_START = {"VOICEAGENTS_PUBLIC_URL", "VOICEAGENTS_CREDENTIALS_KEY"}
 SEED_TIMEOUT = 120.0
 SQLITE = "sqlite:///"
@@ -52,6 +65,7 @@ def _start_key(env: dict[str, str]) -> tuple:
             (name, value)
             for name, value in env.items()
             if name not in PER_REQUEST
+            and name not in SEED_IGNORES
             and not (name.startswith("VOICEAGENTS_") and name not in READ_AT_START)
         )
     )
