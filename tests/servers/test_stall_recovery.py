@@ -38,7 +38,8 @@ ANSWER_S = 6.0
 #: This test's: the stall ends 1.5 s into it and recovery is judged from 3 s on, so 4.5 s leaves
 #: 1.5 s of marks to judge (about 14, one per 100 ms of audio; the test needs 10).
 TEST_ANSWER_S = 4.5
-#: How long the caller listens after the last audio played, for its marks (longer than a stall).
+#: How long the caller listens after the last audio played, for its marks (longer than a stall),
+#: unless the mark at the answer's end has come and played: no audio or mark is still to come.
 TAIL_S = 1.0
 SILENCE = base64.b64encode(b"\xff" * 160).decode()
 
@@ -50,9 +51,12 @@ def voiced(seconds: float, rate: int = 8000) -> np.ndarray:
     return np.rint(6000 * (0.6 + 0.3 * np.sin(2 * np.pi * 3 * t)) * wave).astype(np.int16)
 
 
-def play_call(port: int, call: dict, server_pid: int, stall_after: float) -> dict:
+def play_call(
+    port: int, call: dict, server_pid: int, stall_after: float, answer_ms: float | None = None
+) -> dict:
     """Twilio's side, playing agent audio in real time; stalls the server ``stall_after`` s into
-    the answer. Returns mark play times and the stall's signal time."""
+    the answer. Returns mark play times and the stall's signal time. Once the mark at
+    ``answer_ms`` (the answer's end) has played and been echoed, it hangs up without the tail."""
     token = streamtokens.mint(call["call_id"])
     start = twilio_start(call["call_id"], token, call["call_sid"])
     sid = start["start"]["streamSid"]
@@ -78,6 +82,9 @@ def play_call(port: int, call: dict, server_pid: int, stall_after: float) -> dic
                 stalled_at = now
             if carrier_end is not None and now > carrier_end + TAIL_S:
                 break  # the answer has played out
+            ended = answer_ms is not None and marks and marks[-1][0] >= answer_ms
+            if ended and now > carrier_end and not echoes:
+                break  # ...to its last mark, echoed: what the tail would wait for has come
             if now - t0 > 20:
                 raise AssertionError("the answer did not finish playing")
             try:
@@ -180,7 +187,7 @@ def run_stall(
         (call,) = process.seed(openai_url=fake.url, calls=1)
         port = process.port
     try:
-        result = play_call(port, call, process.proc.pid, stall_after=1.0)
+        result = play_call(port, call, process.proc.pid, stall_after=1.0, answer_ms=len(audio) / 8)
         # The caller's clock and the fake's are both this process's monotonic clock.
         result["ideal"] = ideal_play_times(fake.sessions[0].audio_sent)
         return result
