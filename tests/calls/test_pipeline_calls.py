@@ -212,7 +212,7 @@ async def test_a_whole_call_on_twilio(twilio, stt, tts, deepgram, openai_audio, 
     # The first message is spoken although a reply handler is set, and is in the transcript.
     await wait_for(lambda: "Hello from Acme!" in tts_texts(elevenlabs, openai_audio))
     await wait_for(lambda: len(caller.media_in) >= 4000)
-    await asyncio.sleep(1.2)  # let the greeting play out (no barge-in)
+    await played_to_the_end(call_id, "Hello from Acme!")  # the greeting played out: no barge-in
     heard_before = len(caller.media_in)
 
     await say(twilio, caller, stt, "book a table for two", deepgram, openai_audio)
@@ -252,7 +252,7 @@ async def test_a_whole_call_on_twilio(twilio, stt, tts, deepgram, openai_audio, 
 async def test_a_whole_call_on_telnyx_l16(telnyx_l16, stt, tts, deepgram, openai_audio, elevenlabs):
     call_id, caller = await telnyx_l16.call(stt=stt, tts=tts)
     await wait_for(lambda: len(caller.media_in) >= 16000)
-    await asyncio.sleep(1.2)
+    await played_to_the_end(call_id, "Hello from Acme!")
     if stt == "deepgram":
         assert deepgram.stream.params["encoding"] == "linear16"
         assert deepgram.stream.params["sample_rate"] == "16000"
@@ -509,7 +509,7 @@ async def test_pipeline_stt_drop_reconnects_and_the_reply_stage_keeps_the_histor
     call_id, caller = await twilio.call(stt="deepgram", tts="elevenlabs")
     await wait_for(lambda: "Hello from Acme!" in tts_texts(elevenlabs, openai_audio))
     await wait_for(lambda: len(caller.media_in) >= 4000)
-    await asyncio.sleep(1.2)
+    await played_to_the_end(call_id, "Hello from Acme!")
     await say(twilio, caller, "deepgram", "book a table", deepgram, openai_audio)
     await wait_for(lambda: "I heard you say: book a table" in tts_texts(elevenlabs, openai_audio))
     await asyncio.sleep(1.0)

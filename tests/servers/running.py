@@ -9,6 +9,7 @@ shares a database connection with it. That subprocess stays for the next test's 
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import subprocess
 import sys
@@ -16,9 +17,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tests.integration.conftest import REPO_ROOT, free_port, subprocess_env
+from tests.integration.conftest import REPO_ROOT, ManagedProcess, free_port, subprocess_env
 
-from .seed import AUTH_TOKEN
+from .seed import AUTH_TOKEN, OUR_NUMBER
 
 APP = "patter_site.asgi:application"
 SERVERS = ("daphne", "uvicorn")
@@ -40,6 +41,19 @@ def server_env(tmp: Path, *, redis_url: str = "", **extra: str) -> dict[str, str
 #: environment), the media directory (a seed writes no file) and pytest's name of the test. The
 #: others are read when Django starts (``patter_site.settings``): another value, another process.
 PER_REQUEST = {"DATABASE_URL", "MEDIA_ROOT", "TEST_MEDIA_ROOT", "PYTEST_CURRENT_TEST"}
+#: Others that a seed does not depend on either: vendor settings read at use, like
+#: ``VOICEAGENTS_*`` (``voiceagents.conf``: ``<VENDOR>_<NAME>``), the launcher's (``PORT``,
+#: ``WEB_CONCURRENCY``, ``PATH``: the seeder starts no program), and the stall test's signal
+#: handler (tests/settings.py installs it at start; a seed never signals itself). Each of these
+#: used to cost a seeder of its own: a Django start-up and a migration, ~1.5 s.
+SEED_IGNORES = {
+    "TELNYX_PUBLIC_KEY",
+    "TWILIO_API_URL",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "PATH",
+    "TEST_STALL_ON_SIGUSR1",
+}
 READ_AT_START = {"VOICEAGENTS_PUBLIC_URL", "VOICEAGENTS_CREDENTIALS_KEY"}
 SEED_TIMEOUT = 120.0
 SQLITE = "sqlite:///"
@@ -51,6 +65,7 @@ def _start_key(env: dict[str, str]) -> tuple:
             (name, value)
             for name, value in env.items()
             if name not in PER_REQUEST
+            and name not in SEED_IGNORES
             and not (name.startswith("VOICEAGENTS_") and name not in READ_AT_START)
         )
     )
@@ -138,6 +153,8 @@ def seed(
     calls: int = 0,
     elevenlabs_url: str | None = None,
     pipeline: dict | None = None,
+    our_number: str = OUR_NUMBER,
+    agent_name: str = "Servers",
 ) -> list[dict]:
     url = env.get("DATABASE_URL", "")
     if url.startswith(SQLITE) and "?" not in url:  # options in the URL: a process of its own
@@ -148,7 +165,10 @@ def seed(
             calls=calls,
             elevenlabs_url=elevenlabs_url or "",
             pipeline=pipeline,
+            our_number=our_number,
+            agent_name=agent_name,
         )
+    assert (our_number, agent_name) == (OUR_NUMBER, "Servers"), "only through the seeder"
     args = [sys.executable, "-m", "tests.servers.seed", "--calls", str(calls)]
     if openai_url:
         args += ["--openai-url", openai_url]
@@ -189,3 +209,73 @@ def start_launcher(start_process, env: dict[str, str], *, workers: int = 2, port
     process = start_process("voiceagents.serve", args, env=env)
     match = process.wait_for_output(LAUNCHER_READY, timeout=60)
     return int(match.group(1)), process
+
+
+class SharedServer:
+    """A server process of ``kind`` with ``settings`` (environment variables), kept for every test
+    that asks for the same (``shared_server`` in conftest.py): a start-up is a second, and most
+    tests only need a server with the right settings and a number and agent of their own, not a
+    process and a database of their own. It serves its own SQLite database (``db``, under
+    ``dir``); ``restart_if_dead`` replaces a process that died, with the same database."""
+
+    def __init__(self, kind: str, settings: dict[str, str]):
+        self.kind = kind
+        self.dir = Path(tempfile.mkdtemp(prefix=f"voiceagents-shared-{kind}-"))
+        self.db = self.dir / "db.sqlite3"
+        self.env = server_env(self.dir, **settings)
+        seed(self.env)  # the database: migrated, with the default number (unused)
+        self.process: ManagedProcess | None = None
+        self.port = 0
+        self.restart_if_dead()
+
+    def restart_if_dead(self) -> None:
+        if self.process is not None and self.process.proc.poll() is None:
+            return
+        if self.process is not None:
+            self.process.cleanup()
+        self.port, self.process = start_server(
+            lambda name, args, env: ManagedProcess(name, args, env), self.kind, self.env
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.cleanup()
+
+
+#: A number and agent per test on shared servers: +1 555 001 xxxx, "Servers <n>".
+_shared_numbers = itertools.count(1)
+
+
+class SharedServerView:
+    """What one test sees of a ``SharedServer``: the port, the environment (for seeding and for
+    commands run against it), the database, the process with only the output written since the
+    test began (``output``, ``describe``), and the number and agent of its own that ``seed``
+    makes (``our_number``, ``agent_name``, ``agent_slug``)."""
+
+    def __init__(self, server: SharedServer):
+        self.server = server
+        self.port, self.env, self.db, self.dir = server.port, server.env, server.db, server.dir
+        self.proc = server.process.proc
+        self.pid = server.process.pid
+        self.name = server.process.name
+        self._start = len(server.process.output())
+        n = next(_shared_numbers)
+        self.our_number = f"+1555001{n:04d}"
+        self.agent_name = f"Servers {n}"
+        self.agent_slug = f"servers-{n}"
+
+    def seed(self, **kwargs) -> list[dict]:
+        return seed(self.env, our_number=self.our_number, agent_name=self.agent_name, **kwargs)
+
+    def output(self) -> str:
+        return self.server.process.output()[self._start :]
+
+    def check_alive(self) -> None:
+        self.server.process.check_alive()
+
+    def describe(self) -> str:
+        status = self.proc.poll()
+        state = "running" if status is None else f"exited {status}"
+        return (
+            f"shared {self.name} (pid {self.pid}, {state}), since this test began:\n{self.output()}"
+        )

@@ -38,14 +38,19 @@ def seed(
     pipeline: dict | None = None,
     *,
     migrate: bool = True,
+    our_number: str = OUR_NUMBER,
+    agent_name: str = "Servers",
 ) -> list[dict]:
+    """``our_number`` and ``agent_name`` (its slug, lower-case with dashes) name the number and
+    its agent: a test on a shared server (``running.SharedServer``) has its own in the database."""
     from django.core.management import call_command
+    from django.utils.text import slugify
 
     from voiceagents.models import Agent, Call, CallStatus, Credential, PhoneNumber
 
     if migrate:
         call_command("migrate", verbosity=0, interactive=False)
-    number = PhoneNumber.objects.filter(number=OUR_NUMBER).first()
+    number = PhoneNumber.objects.filter(number=our_number).first()
     if number is None:
         twilio = Credential(vendor="twilio", label="twilio", data={"account_sid": "AC" + "c" * 32})
         twilio.secret = AUTH_TOKEN
@@ -54,10 +59,10 @@ def seed(
         openai.secret = "sk-test-openai"
         openai.save()
         agent = Agent.objects.create(
-            name="Servers", slug="servers", first_message="Hello.", credential=openai
+            name=agent_name, slug=slugify(agent_name), first_message="Hello.", credential=openai
         )
         number = PhoneNumber.objects.create(
-            number=OUR_NUMBER, carrier="twilio", credential=twilio, agent=agent
+            number=our_number, carrier="twilio", credential=twilio, agent=agent
         )
     if elevenlabs_url and number.agent.provider != "elevenlabs_convai":
         # The number's agent answers with ElevenLabs ConvAI, with nothing but an API key.
@@ -78,7 +83,7 @@ def seed(
             carrier_call_id="CA" + secrets.token_hex(16),
             direction="inbound",
             from_number="+15550000100",
-            to_number=OUR_NUMBER,
+            to_number=our_number,
             status=CallStatus.RINGING,
         )
         made.append({"call_id": str(call.pk), "call_sid": call.carrier_call_id})
@@ -120,11 +125,14 @@ def serve() -> None:
     """Seed one database per request until stdin closes.
 
     A request: ``{"database": PATH, "environ": {...}, "openai_url": ..., "calls": ...,
-    "elevenlabs_url": ..., "pipeline": ...}``. The process's environment becomes ``environ`` for
-    the request (settings read at use, ``VOICEAGENTS_*``, see what it would be in a process of
-    its own); those read at start-up are the same for every request (``running`` keeps one
-    process per such environment). A database that does not exist yet starts as a copy of the
-    template. The answer: the calls' JSON lines, then ``{"done": true}`` or ``{"error": ...}``.
+    "elevenlabs_url": ..., "pipeline": ..., "our_number": ..., "agent_name": ...}``. The
+    process's environment becomes ``environ`` for the request (settings read at use,
+    ``VOICEAGENTS_*``, see what it would be in a process of its own); those read at start-up are
+    the same for every request (``running`` keeps one process per such environment). A database
+    that does not exist yet starts as a copy of the (migrated) template; one this process has not
+    made or seeded before is migrated first (a shared server's database is seeded once per test,
+    and migrated once). The answer: the calls' JSON lines, then ``{"done": true}`` or
+    ``{"error": ...}``.
     """
     from django.core.management import call_command
 
@@ -132,6 +140,7 @@ def serve() -> None:
     _use_database(template)
     call_command("migrate", verbosity=0, interactive=False)
     _use_database(template)  # closed: SQLite folds its WAL back into the file
+    migrated: set[Path] = set()
     try:
         for line in sys.stdin:
             request = json.loads(line)
@@ -139,17 +148,20 @@ def serve() -> None:
                 os.environ.clear()
                 os.environ.update(request["environ"])
                 database = Path(request["database"])
-                fresh = not database.exists()
-                if fresh:
+                if not database.exists():
                     shutil.copyfile(template, database)
+                    migrated.add(database)
                 _use_database(database)
                 made = seed(
                     request["openai_url"],
                     request["calls"],
                     request["elevenlabs_url"],
                     request["pipeline"],
-                    migrate=not fresh,
+                    migrate=database not in migrated,
+                    our_number=request["our_number"],
+                    agent_name=request["agent_name"],
                 )
+                migrated.add(database)
                 answer = [*made, {"done": True}]
             except Exception:
                 answer = [{"error": traceback.format_exc()}]

@@ -14,7 +14,7 @@ from tests.fakes.elevenlabs_api import FakeElevenLabsAPI
 from tests.fakes.elevenlabs_convai import FakeElevenLabsConvAI, ScriptedReply
 
 from .calls import LoopThread, call_row, run_call
-from .running import SERVERS, seed, server_env, start_server
+from .running import SERVERS
 
 GREETING = bytes([0x2A]) * 1600  # 200 ms of μ-law
 
@@ -42,16 +42,16 @@ def elevenlabs():
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_elevenlabs_calls_through_a_real_server(server, start_process, tmp_path, elevenlabs):
-    env = server_env(tmp_path)
-    calls = seed(env, calls=2, elevenlabs_url=elevenlabs.api.url)
-    port, process = start_server(start_process, server, env)
+def test_elevenlabs_calls_through_a_real_server(server, shared_server, elevenlabs):
+    process = shared_server(server)
+    calls = process.seed(calls=2, elevenlabs_url=elevenlabs.api.url)
+    port = process.port
 
     elevenlabs.convai.replies.append(ScriptedReply(GREETING, "Hello."))
     audio, code = run_call(port, calls[0], hang_up_after=GREETING)
     assert GREETING in audio
     assert code == 1000
-    row = call_row(tmp_path, calls[0]["call_id"])
+    row = call_row(process.dir, calls[0]["call_id"])
     assert (row["status"], row["end_reason"]) == ("completed", "caller_hangup")
     assert row["provider_session_id"] == elevenlabs.convai.conversations[0].conversation_id
     init = elevenlabs.convai.conversations[0].init["conversation_config_override"]
@@ -61,7 +61,7 @@ def test_elevenlabs_calls_through_a_real_server(server, start_process, tmp_path,
     elevenlabs.convai.allowed_overrides = frozenset()
     audio, code = run_call(port, calls[1], hang_up_after=None)
     assert audio == b"" and code == 1000
-    row = call_row(tmp_path, calls[1]["call_id"])
+    row = call_row(process.dir, calls[1]["call_id"])
     assert (row["status"], row["end_reason"]) == ("failed", "provider_error")
     assert "is not allowed by config" in row["error"]
 

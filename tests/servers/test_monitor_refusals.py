@@ -15,12 +15,12 @@ from websockets.sync.client import connect
 from tests.integration.conftest import REPO_ROOT
 from voiceagents.monitor.consumer import FORBIDDEN, SOCKET_PATH
 
-from .running import SERVERS, seed, server_env, start_server
+from .running import SERVERS
 
 #: Run in the server's environment: a staff member and a member who is not, logged in; their
-#: session cookies as JSON.
+#: session cookies as JSON. Their user names end in argv[1] (the server's database is shared).
 MAKE_SESSIONS = """
-import json, django
+import json, sys, django
 django.setup()
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,7 +28,7 @@ from django.test import Client
 cookies = {}
 for name, staff in (("staff", True), ("member", False)):
     make = get_user_model().objects.create_superuser if staff else get_user_model().objects.create_user
-    user = make(name, password="pw")
+    user = make(name + sys.argv[1], password="pw")
     client = Client()
     client.force_login(user)
     cookies[name] = client.cookies[settings.SESSION_COOKIE_NAME].value
@@ -36,9 +36,9 @@ print(json.dumps(cookies))
 """
 
 
-def sessions(env: dict[str, str]) -> dict[str, str]:
+def sessions(env: dict[str, str], suffix: str) -> dict[str, str]:
     done = subprocess.run(
-        [sys.executable, "-c", MAKE_SESSIONS],
+        [sys.executable, "-c", MAKE_SESSIONS, suffix],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -66,11 +66,11 @@ def first_answer(port: int, origin: str, cookie: str | None) -> str | int:
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_the_monitor_socket_is_for_staff_only_under_each_server(server, start_process, tmp_path):
-    env = server_env(tmp_path)
-    seed(env)
-    cookies = sessions(env)
-    port, process = start_server(start_process, server, env)
+def test_the_monitor_socket_is_for_staff_only_under_each_server(server, shared_server):
+    process = shared_server(server)
+    process.seed()
+    cookies = sessions(process.env, suffix=f"-{process.agent_slug}")
+    port = process.port
     ours = f"http://127.0.0.1:{port}"
     seen = {
         "staff": first_answer(port, ours, cookies["staff"]),

@@ -17,7 +17,7 @@ from tests.voiceagents.audio.signals import voiced
 from voiceagents.audio.g711 import ulaw_encode
 
 from .calls import LoopThread, call_row, run_call
-from .running import SERVERS, seed, server_env, start_server
+from .running import SERVERS
 
 
 class PipelineFakes(LoopThread):
@@ -67,10 +67,10 @@ def speak_once(speech: bytes):
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_pipeline_call_through_a_real_server(server, start_process, tmp_path, fakes):
-    env = server_env(tmp_path)
-    (call,) = seed(env, calls=1, pipeline=fakes.urls())
-    port, process = start_server(start_process, server, env)
+def test_a_pipeline_call_through_a_real_server(server, shared_server, fakes):
+    process = shared_server(server)
+    (call,) = process.seed(calls=1, pipeline=fakes.urls())
+    port = process.port
 
     fakes.deepgram.transcribe_next("is anybody there")
     fakes.chat.script("Yes, I am here.")
@@ -81,7 +81,7 @@ def test_a_pipeline_call_through_a_real_server(server, start_process, tmp_path, 
     audio, code = run_call(port, call, hang_up_after=reply_audio, during=speak_once(speech))
     assert code == 1000
 
-    row = call_row(tmp_path, call["call_id"])
+    row = call_row(process.dir, call["call_id"])
     assert (row["status"], row["end_reason"]) == ("completed", "caller_hangup")
     assert [r.json["text"] for r in fakes.tts.tts_requests] == ["Hello.", "Yes, I am here."]
     (body,) = fakes.chat.bodies

@@ -10,21 +10,20 @@ import pytest
 from telephony import closecodes
 
 from .calls import call_row, run_call
-from .running import SERVERS, seed, server_env, start_server
+from .running import SERVERS
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_call_whose_agent_was_disabled_fails_with_its_reason(server, start_process, tmp_path):
-    env = server_env(tmp_path)
-    (call,) = seed(env, openai_url="ws://127.0.0.1:9/v1/realtime", calls=1)
-    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
-        db.execute("update voiceagents_agent set enabled = 0")
-    port, process = start_server(start_process, server, env)
+def test_a_call_whose_agent_was_disabled_fails_with_its_reason(server, shared_server):
+    process = shared_server(server)
+    (call,) = process.seed(openai_url="ws://127.0.0.1:9/v1/realtime", calls=1)
+    with sqlite3.connect(process.db) as db:
+        db.execute("update voiceagents_agent set enabled = 0 where slug = ?", (process.agent_slug,))
 
-    received, code = run_call(port, call, hang_up_after=None)
+    received, code = run_call(process.port, call, hang_up_after=None)
 
     assert (received, code) == (b"", closecodes.CALL_UNAVAILABLE)
-    row = call_row(tmp_path, call["call_id"])
+    row = call_row(process.dir, call["call_id"])
     assert (row["status"], row["end_reason"]) == ("failed", "agent_disabled")
     assert "was disabled before the call connected" in row["error"]
     process.check_alive()

@@ -19,7 +19,7 @@ import pytest
 from tests.integration.conftest import REPO_ROOT, free_port
 from tests.voiceagents.audio.signals import rms, voiced
 
-from .running import SERVERS, seed, server_env, start_server
+from .running import SERVERS, seed, server_env
 from .test_pipeline_calls import fakes  # noqa: F401  (the fixture)
 
 
@@ -33,12 +33,12 @@ def voiced_wav(path, rate: int = 16000) -> None:
         wav.writeframes(samples.astype("<i2").tobytes())
 
 
-def answer_with_the_demo_handler(tmp_path) -> None:
+def answer_with_the_demo_handler(db_path, slug: str = "servers") -> None:
     """The seeded agent replies with the ``demo`` handler instead of an LLM prompt."""
-    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+    with sqlite3.connect(db_path) as db:
         db.execute(
-            "update voiceagents_agent set reply_handler = 'demo', reply_prompt = '' "
-            "where slug = 'servers'"
+            "update voiceagents_agent set reply_handler = 'demo', reply_prompt = '' where slug = ?",
+            (slug,),
         )
 
 
@@ -55,18 +55,18 @@ def simulate(env, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_simulated_caller_talks_to_the_agent(server, start_process, tmp_path, fakes):  # noqa: F811
-    env = server_env(tmp_path)
-    seed(env, pipeline=fakes.urls())
-    answer_with_the_demo_handler(tmp_path)
-    port, process = start_server(start_process, server, env)
+def test_a_simulated_caller_talks_to_the_agent(server, shared_server, tmp_path, fakes):  # noqa: F811
+    process = shared_server(server)
+    env, port = process.env, process.port
+    process.seed(pipeline=fakes.urls())
+    answer_with_the_demo_handler(process.db, process.agent_slug)
     fakes.deepgram.transcribe_next("is anybody there")
     speech, out = tmp_path / "caller.wav", tmp_path / "agent.wav"
     voiced_wav(speech)
 
     done = simulate(
         env,
-        "--agent", "Servers",
+        "--agent", process.agent_name,  # by its name ("Servers <n>"; its slug is "servers-<n>")
         "--wav", str(speech),
         "--server", f"http://127.0.0.1:{port}",
         "--out", str(out),
@@ -110,7 +110,7 @@ def test_against_a_make_demo_server(start_process, tmp_path, fakes):  # noqa: F8
     )
     env.pop("VOICEAGENTS_PUBLIC_URL", None)
     seed(env, pipeline=fakes.urls())
-    answer_with_the_demo_handler(tmp_path)
+    answer_with_the_demo_handler(tmp_path / "db.sqlite3")
     port = free_port()
     server = f"http://127.0.0.1:{port}"
     process = start_process(
