@@ -181,21 +181,42 @@ def _attach_partial_recording(call: Call) -> bool | None:
         repair_wav(path)
         with wave.open(path, "rb") as wav:  # what a player will see
             duration_ms = wav.getnframes() * 1000.0 / wav.getframerate()
-        with open(path, "rb") as handle:
-            call.recording.save(f"{call.pk}.wav", File(handle), save=False)
+        store_recording(call, path)
     except (OSError, ValueError, EOFError, wave.Error) as err:
         logger.error(
             "call %s: cannot keep the recording %s (%s); left in place", call.pk, path, err
         )
         return False
     call.recording_duration = timedelta(milliseconds=duration_ms)
-    _remove(path, call)
     return True
+
+
+class _FinishedRecording(File):
+    """A finished recording file, as ``Storage.save`` content.
+
+    ``temporary_file_path`` is the hook Django's own temporary uploads use: a file system storage
+    then moves the file into place (one ``rename`` on the same file system, a copy and a removal
+    across file systems) instead of reading it and writing a copy. Other storages read it.
+    """
+
+    def temporary_file_path(self) -> str:
+        return self.name
+
+
+def store_recording(call: Call, path: str) -> None:
+    """Store the finished WAV file at ``path`` as ``call.recording`` (the row is not saved) and
+    remove the temporary file; OSError if it cannot be stored (the file is then left in place)."""
+    with open(path, "rb") as handle:
+        call.recording.save(f"{call.pk}.wav", _FinishedRecording(handle, path), save=False)
+    _remove(path, call)
 
 
 def _remove(path: str, call: Call) -> None:
     try:
+        # Gone when a file system storage moved it in; still there when a storage copied it.
         os.unlink(path)
+    except FileNotFoundError:
+        pass
     except OSError:
         logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
 

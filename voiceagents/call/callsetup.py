@@ -9,11 +9,9 @@ or the database afterwards.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -35,6 +33,7 @@ from ..models import (
 from ..providers import providers
 from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
+from ..services import store_recording
 from ..templating import caller_number, fill_placeholders
 from ..tools import ToolContext, agent_tools
 from . import rowsql, streamtokens, transcripts
@@ -555,32 +554,12 @@ _END_READ_FIELDS = (
 )
 
 
-class _FinishedRecording(File):
-    """The call's finished recording file, as ``Storage.save`` content.
-
-    ``temporary_file_path`` is the hook Django's own temporary uploads use: a file system storage
-    then moves the file into place (one ``rename`` on the same file system, a copy and a removal
-    across file systems) instead of reading it and writing a copy. Other storages read it.
-    """
-
-    def temporary_file_path(self) -> str:
-        return self.name
-
-
 def _attach_recording(call: Call, path: str, duration_ms: float | None) -> bool:
     """Store the recording at ``path`` on ``call`` (not saved yet); False if it could not be."""
     try:
-        with open(path, "rb") as handle:
-            call.recording.save(f"{call.pk}.wav", _FinishedRecording(handle, path), save=False)
-        call.recording_duration = timedelta(milliseconds=duration_ms or 0)
+        store_recording(call, path)
     except OSError:
         logger.exception("call %s: cannot store the recording %s", call.pk, path)
         return False
-    try:
-        # Gone when the storage moved it; still there when it copied it (a remote storage).
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        logger.warning("call %s: cannot remove the temporary recording %s", call.pk, path)
+    call.recording_duration = timedelta(milliseconds=duration_ms or 0)
     return True
