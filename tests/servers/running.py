@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -233,13 +234,12 @@ class SharedServer:
             return
         if self.process is not None:
             self.process.cleanup()
-        self.port, self.process = start_server(
-            lambda name, args, env: ManagedProcess(name, args, env), self.kind, self.env
-        )
+        self.port, self.process = start_server(ManagedProcess, self.kind, self.env)
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.cleanup()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 #: A number and agent per test on shared servers: +1 555 001 xxxx, "Servers <n>".
