@@ -493,15 +493,11 @@ def finish_call(
                     {"from": previous, "to": call.status, "reason": end_reason},
                 )
             )
-        if transcript is not None:
-            # One INSERT for the status event and the timeline's last events. Before the
-            # recording moves into storage (which no rollback undoes): if these rows are refused,
-            # the end is written again without them, and the recording is still where it was.
-            _, turns, timeline = transcript
-            transcripts.insert([(call.pk, turns, [*timeline, *events])])
-        elif events:
-            ((kind, at_ms, data),) = events
-            CallEvent.objects.create(call=call, kind=kind, at_ms=at_ms, data=data)
+        # One INSERT for the status event and the timeline's last events. Before the recording
+        # moves into storage (which no rollback undoes): if these rows are refused, the end is
+        # written again without them, and the recording is still where it was.
+        _, turns, timeline = transcript or (None, [], [])
+        transcripts.insert([(call.pk, turns, [*timeline, *events])])
         # Only the end's own columns: a whole-row save would also write back what this read
         # (wide JSON and text columns) and cost more to build.
         fields = [*_END_FIELDS]
