@@ -127,3 +127,94 @@ def test_an_insert_stores_the_row_as_save_would(call):
     )
     assert stored.created_at >= before  # auto_now_add, as save() sets it
     assert not event._state.adding
+
+
+def _turn(call, seq, text, **kw):
+    from voiceagents.models import TranscriptEntry
+
+    fields = {
+        "role": "agent",
+        "start_ms": 100 * seq,
+        "end_ms": 100 * seq + 50,
+        "interrupted": False,
+    }
+    return TranscriptEntry(call_id=call.pk, seq=seq, text=text, **{**fields, **kw})
+
+
+def _stored_turns(call):
+    from voiceagents.models import TranscriptEntry
+
+    return list(
+        TranscriptEntry.objects.filter(call=call)
+        .order_by("seq")
+        .values_list("seq", "role", "text", "start_ms", "end_ms", "interrupted")
+    )
+
+
+def test_insert_many_stores_the_rows_as_bulk_create_would_in_one_statement(call):
+    from voiceagents.models import CallEvent, TranscriptEntry
+
+    other = make_call(agent=call.agent)
+    mine = [_turn(call, 0, "hello 'there'"), _turn(call, 1, "", role="caller", interrupted=True)]
+    theirs = [
+        _turn(other, 0, "hello 'there'"),
+        _turn(other, 1, "", role="caller", interrupted=True),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        rowsql.insert_many(mine)
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    TranscriptEntry.objects.bulk_create(theirs)
+    assert _stored_turns(call) == _stored_turns(other) != []
+    assert all(not entry._state.adding for entry in mine)
+
+    before = timezone.now()
+    rowsql.insert_many(
+        [CallEvent(call_id=call.pk, kind="status", at_ms=n, data={"n": [n]}) for n in range(3)]
+    )
+    stored = CallEvent.objects.filter(call=call).order_by("at_ms")
+    assert [(e.kind, e.at_ms, e.data) for e in stored] == [
+        ("status", n, {"n": [n]}) for n in range(3)
+    ]
+    assert all(e.created_at >= before for e in stored)
+
+
+def test_insert_many_upserts_as_bulk_create_with_update_conflicts_would(call):
+    from voiceagents.call.transcripts import TURN_UPSERT
+    from voiceagents.models import TranscriptEntry
+
+    other = make_call(agent=call.agent)
+    for target, write in (
+        (call, lambda rows: rowsql.insert_many(rows, upsert=TURN_UPSERT)),
+        (
+            other,
+            lambda rows: TranscriptEntry.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=list(TURN_UPSERT[0]),
+                update_fields=list(TURN_UPSERT[1]),
+            ),
+        ),
+    ):
+        write([_turn(target, 0, "first"), _turn(target, 1, "second")])
+        # A retried batch and a corrected turn: the role is not among the updated columns.
+        write([_turn(target, 1, "second, corrected", role="caller", interrupted=True)])
+        write([_turn(target, 1, "second, corrected", role="caller", interrupted=True)])
+    assert _stored_turns(call) == _stored_turns(other)
+    assert _stored_turns(call)[1] == (1, "agent", "second, corrected", 100, 150, True)
+
+
+def test_insert_many_splits_what_is_more_than_one_statement_takes(call, monkeypatch):
+    monkeypatch.setattr(rowsql, "MAX_BATCH", 2)
+    rows = [_turn(call, seq, f"turn {seq}") for seq in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        rowsql.insert_many(rows)
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"] * 3
+    assert [text for _, _, text, *_ in _stored_turns(call)] == [f"turn {n}" for n in range(5)]
+
+
+def test_insert_many_takes_one_model_at_a_time(call):
+    from voiceagents.models import CallEvent
+
+    with pytest.raises(TypeError):
+        rowsql.insert_many([_turn(call, 0, "x"), CallEvent(call_id=call.pk, kind="status")])
+    rowsql.insert_many([])  # nothing to write: no statement, no error

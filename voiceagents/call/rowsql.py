@@ -18,11 +18,14 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import NOT_PROVIDED, Model
+from django.db.models.constants import OnConflict
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
 
 Converter = Callable[[Any, Any, Any], Any]
+#: ``(unique_fields, update_fields)`` of an upsert, by field name.
+Upsert = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 class _Read:
@@ -68,10 +71,12 @@ class _Update:
 
 
 class _Insert:
-    """``INSERT INTO <table> (<columns>) VALUES (%s, ...)`` of every concrete field but an
-    auto-incremented primary key (which the database assigns and this does not read back)."""
+    """``INSERT INTO <table> (<columns>) VALUES (%s, ...)[, (%s, ...) ...]`` of every concrete
+    field but an auto-incremented primary key (which the database assigns and this does not read
+    back), for ``rows`` rows; with ``upsert`` (unique fields, fields to update) the backend's own
+    conflict clause, as ``bulk_create(update_conflicts=True)`` writes it."""
 
-    def __init__(self, model: type[Model], connection):
+    def __init__(self, model: type[Model], connection, rows: int = 1, upsert: Upsert | None = None):
         meta = model._meta
         self.fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
         for field in self.fields:
@@ -79,9 +84,24 @@ class _Insert:
                 raise ValueError(f"{model.__name__}.{field.name} cannot be inserted here")
         quote = connection.ops.quote_name
         columns = ", ".join(quote(f.column) for f in self.fields)
-        values = ", ".join(["%s"] * len(self.fields))
-        self.sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values})"
+        placeholders = [["%s"] * len(self.fields)] * rows
+        self.sql = (
+            f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+            + connection.ops.bulk_insert_sql(self.fields, placeholders)
+        )
+        if upsert is not None:
+            unique, updated = upsert
+            suffix = connection.ops.on_conflict_suffix_sql(
+                self.fields,
+                OnConflict.UPDATE,
+                [meta.get_field(name).column for name in updated],
+                [meta.get_field(name).column for name in unique],
+            )
+            self.sql += " " + suffix
 
+
+#: Most rows ``insert_many`` puts in one statement.
+MAX_BATCH = 100
 
 _plans: dict[tuple, _Read | _Update | _Insert] = {}
 _plans_lock = threading.Lock()
@@ -145,11 +165,42 @@ def insert(instance: Model, *, using: str = DEFAULT_DB_ALIAS) -> None:
     (``auto_now_add`` included). An auto-incremented primary key is left to the database and
     not read back; no model signal is sent. For rows nothing reacts to, such as a call's events.
     """
+    insert_many([instance], using=using)
+
+
+def insert_many(
+    instances: Sequence[Model], *, upsert: Upsert | None = None, using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Insert ``instances`` (of one model) as ``insert`` does, in as few statements as the
+    backend's limit on parameters allows (``bulk_batch_size``, as ``bulk_create`` batches).
+    ``upsert=(unique_fields, update_fields)``: a row that collides on ``unique_fields`` gets
+    those ``update_fields`` instead, as with ``bulk_create(update_conflicts=True, ...)``."""
+    if not instances:
+        return
     connection = connections[using]
-    model = type(instance)
-    plan = _plan(("insert", model, using, connection.vendor), lambda: _Insert(model, connection))
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in plan.fields]
-    with connection.cursor() as cursor:
-        cursor.execute(plan.sql, params)
-    instance._state.adding = False
-    instance._state.db = using
+    model = type(instances[0])
+    if any(type(instance) is not model for instance in instances):
+        raise TypeError("insert_many takes instances of one model")
+    one = _plan(
+        ("insert", model, 1, upsert, using, connection.vendor),
+        lambda: _Insert(model, connection, 1, upsert),
+    )
+    # Capped so that the statements built once stay few (one per batch size).
+    size = max(1, min(MAX_BATCH, connection.ops.bulk_batch_size(one.fields, instances)))
+    for start in range(0, len(instances), size):
+        batch = instances[start : start + size]
+        rows = len(batch)
+        plan = _plan(
+            ("insert", model, rows, upsert, using, connection.vendor),
+            lambda: _Insert(model, connection, rows, upsert),  # noqa: B023 - called at once
+        )
+        params = [
+            f.get_db_prep_save(f.pre_save(instance, True), connection)
+            for instance in batch
+            for f in plan.fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, params)
+        for instance in batch:
+            instance._state.adding = False
+            instance._state.db = using

@@ -27,6 +27,7 @@ from typing import TypeVar
 from django.db import InterfaceError, OperationalError, transaction
 
 from .. import dbthread
+from . import rowsql
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class TimelineEvent:
 
 # -- the database side (runs in the database thread) --------------------------------------------
 
+#: A turn's row is (call, seq); a turn written again replaces these columns.
+TURN_UPSERT = (("call", "seq"), ("text", "start_ms", "end_ms", "interrupted"))
+
 #: One call's rows, snapshotted on the event loop: (call_id, turn rows, event rows).
 Rows = tuple[object, list[tuple], list[tuple]]
 
@@ -94,15 +98,11 @@ def insert(rows: list[Rows]) -> None:
     if entries:
         # An upsert: a batch retried after its commit went unacknowledged must not fail on rows
         # already written, and a turn written again after a change (a corrected agent text)
-        # replaces its row.
-        TranscriptEntry.objects.bulk_create(
-            entries,
-            update_conflicts=True,
-            unique_fields=["call", "seq"],
-            update_fields=["text", "start_ms", "end_ms", "interrupted"],
-        )
+        # replaces its row. Statements built once (``rowsql``): the ORM's ``bulk_create`` built
+        # its SQL anew for every call's end.
+        rowsql.insert_many(entries, upsert=TURN_UPSERT)
     if events:
-        CallEvent.objects.bulk_create(events)
+        rowsql.insert_many(events)
 
 
 def _write_one(rows: Rows) -> Exception | None:
