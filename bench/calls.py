@@ -103,6 +103,10 @@ SERVERS["reference"] = [
     "--max-seconds",
     "900",
 ]
+#: The same bridge on uvloop in W processes sharing the port (SO_REUSEPORT): the floor of what
+#: W workers on one core cost against one, with no Django, database or pacing.
+SERVERS["reference-uvloop"] = [*SERVERS["reference"], "--uvloop", "--workers", "{workers}"]
+WORKER_SERVERS.add("reference-uvloop")
 
 MODES = ("echo", "duty", "sink")
 #: Provider id -> the fake provider's ``--protocol``, and the short name of the one-line results.
@@ -964,7 +968,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.providers) > 1:
             raise SystemExit("the pipeline runs alone (--providers pipeline): it has no modes")
         args.modes = [PIPELINE_MODE]
-    if "reference" in args.servers and args.providers != ["openai_realtime"]:
+    if any(s.startswith("reference") for s in args.servers) and args.providers != [
+        "openai_realtime"
+    ]:
         raise SystemExit("the reference bridge speaks OpenAI Realtime only")
     print(f"Call benchmark on {machine()}")
     talk = f"barge-in every {args.barge_in} s"

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import signal
 import sys
 from urllib.parse import parse_qs
@@ -181,8 +183,12 @@ class Bridge:
 
 async def serve(args) -> None:
     bridge = Bridge(args)
-    server = await asyncio.start_server(bridge.handle, "127.0.0.1", args.port)
-    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    # SO_REUSEPORT: with --workers each process listens on the same port, as the launcher's do.
+    server = await asyncio.start_server(
+        bridge.handle, "127.0.0.1", args.port, reuse_port=args.workers > 1
+    )
+    if args.workers <= 1:
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -205,8 +211,60 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--rechunk", action="store_true")
     p.add_argument("--max-seconds", type=float, default=120.0)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="W processes on one port (SO_REUSEPORT; needs --port): the floor of W workers' cost",
+    )
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop, as uvicorn does")
     args = p.parse_args(argv)
-    asyncio.run(serve(args))
+    if args.workers > 1:
+        return run_workers(args)
+    run(args)
+    return 0
+
+
+def run(args) -> None:
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(serve(args))
+    else:
+        asyncio.run(serve(args))
+
+
+def run_workers(args) -> int:
+    """A parent and ``--workers`` forked children that serve; SIGTERM/SIGINT reach them all."""
+    if not args.port:
+        raise SystemExit("--workers needs a --port for the processes to share")
+    children = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run(args)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    print(f"PORT {args.port}", flush=True)
+
+    def forward(sig, frame):
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    for child in children:
+        while True:
+            try:
+                os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
     return 0
 
 

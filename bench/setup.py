@@ -93,7 +93,8 @@ class SetupBench(calls.Bench):
                 )
                 try:
                     if gen.stdout.readline().strip() == "BURST_DONE":
-                        final = self.wait_final(server_proc.pid, burst_prefix, count)
+                        if keeps_rows(server):
+                            final = self.wait_final(server_proc.pid, burst_prefix, count)
                         gen.stdin.write("go\n")
                         gen.stdin.flush()
                     gen.wait(args.live / 40 + args.seconds + 120)
@@ -103,7 +104,7 @@ class SetupBench(calls.Bench):
                     raise RuntimeError(f"the load generator failed ({gen.returncode})")
                 fake.send_signal(signal.SIGTERM)
                 fake.wait(30)
-                rows = self.stack.call_rows(burst_prefix)
+                rows = self.stack.call_rows(burst_prefix) if keeps_rows(server) else None
             with open(gen_out, "rb") as f:
                 gen_data = pickle.load(f)
         finally:
@@ -131,9 +132,15 @@ class SetupBench(calls.Bench):
         return {"t": t, "server_cpu": cpu, "server_rss": rss, "rows_final": False}
 
 
-def analyse(gen: dict, final: dict, rows: dict, *, frame_us: float, live: int) -> dict:
+def keeps_rows(server: str) -> bool:
+    """False for the reference bridge, which has no database: its calls end when they close."""
+    return not server.startswith("reference")
+
+
+def analyse(gen: dict, final: dict, rows: dict | None, *, frame_us: float, live: int) -> dict:
     """The burst's figures from the generator's record and the server's CPU when rows were
-    final (``final``; without it, when the last burst call closed)."""
+    final (``final``; without it, when the last burst call closed). ``rows`` is None for a
+    server that keeps none."""
     callers = [c for c in gen["callers"].values() if BURST_INDEX <= c["index"] < WARMUP_INDEX]
     live_calls = [c for c in gen["callers"].values() if c["index"] < BURST_INDEX]
     failures = {
@@ -142,8 +149,8 @@ def analyse(gen: dict, final: dict, rows: dict, *, frame_us: float, live: int) -
         if c["error"] or c["first_media"] is None
     }
     failures.update({c["number"]: c["error"] for c in live_calls if c["error"]})
-    not_final = [n for n, (s, _) in rows.items() if s not in stack.FINAL]
-    missing = len(callers) - len(rows)
+    not_final = [n for n, (s, _) in (rows or {}).items() if s not in stack.FINAL]
+    missing = 0 if rows is None else len(callers) - len(rows)
     stats = gen["stats"]
     idle_a, idle_b, start = stats["idle_start"], stats["idle_end"], stats["burst_start"]
     end = final or stats["burst_end"]
@@ -186,7 +193,7 @@ def analyse(gen: dict, final: dict, rows: dict, *, frame_us: float, live: int) -
         "media_ms": 1000 * media,
         "setup_cpu_net_ms": 1000 * (gross - media),
         "server_rss": end.get("server_rss") or start.get("server_rss", 0),
-        "worker_calls": stack.worker_shares(rows),
+        "worker_calls": stack.worker_shares(rows or {}),
         "foreign0": _foreign(start, stats["burst_end"], 0, burst_cpu),
     }
 
@@ -205,9 +212,13 @@ def one_line(r: dict) -> str:
     fa, wh = r["first_audio"], r["webhook"]
     f = calls._f
     workers = (
-        f"  calls per worker {stack.shares_text(r['worker_calls'])}" if r["workers"] > 1 else ""
+        f"  calls per worker {stack.shares_text(r['worker_calls'])}"
+        if r["workers"] > 1 and r["worker_calls"]
+        else ""
     )
     rows = "" if r["rows_final_in_time"] else "  (rows not all final: CPU read at the last close)"
+    if not keeps_rows(r["server"]):
+        rows = "  (no rows: CPU read at the last close)"
     verdict = "ok" if not r["failed"] else f"FAILED {r['failed']}: {r['failures']}"
     return (
         f"set-up {calls.label(r)} {r['rate']:g}/s × {r['seconds']:g} s ({r['calls']} calls"

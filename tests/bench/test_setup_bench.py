@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from bench import proctree, setup, stack
+from bench import calls, proctree, setup, stack
 
 #: A parent that starts two children; each burns 0.3 s of its own CPU, then waits for stdin.
 SPINNERS = textwrap.dedent(
@@ -135,3 +137,42 @@ def test_setup_burst_on_postgres_and_redis_drops_its_scratch_database():
     # The level's database is gone (another bench may be running: compare names, not counts).
     time.sleep(0.2)
     assert _bench_databases(admin) <= before
+
+
+def test_setup_burst_against_the_reference_bridge_in_two_processes():
+    """The floor that docs/benchmarks.md compares with: the reference bridge on uvloop in two
+    processes sharing the port. It keeps no rows: CPU is read when the last call has closed."""
+    (result,) = setup.main(
+        [
+            *("--server", "reference-uvloop", "--rate", "5", "--seconds", "1", "--workers", "2"),
+            *("--warmup", "2", "--idle", "0.5", "--json", ""),
+        ]
+    )
+    assert result["failed"] == 0, result["failures"]
+    assert result["calls"] == 5 and result["first_audio"]["n"] == 5
+    assert result["rows_missing"] == 0 and not result["rows_final_in_time"]
+    assert result["worker_calls"] == {} and result["workers"] == 2
+    assert result["setup_cpu_ms"] > 0
+
+
+def test_the_reference_bridge_runs_its_workers_and_stops_them_all():
+    port = calls.free_port()
+    bridge = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench.reference", "--port", str(port), "--workers", "2"),
+            *("--uvloop", "--provider", "ws://127.0.0.1:9/v1/realtime"),
+        ],
+        cwd=calls.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bridge.stdout.readline().split() == ["PORT", str(port)]
+        assert calls.wait_http(f"http://127.0.0.1:{port}/healthz/", 20)
+        assert proctree.processes(bridge.pid) == 3
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(10) == 0
+    finally:
+        bridge.kill()
+    with pytest.raises(ConnectionRefusedError):  # no worker was left behind on the port
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
