@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -209,6 +210,47 @@ def store_recording(call: Call, path: str) -> None:
     with open(path, "rb") as handle:
         call.recording.save(f"{call.pk}.wav", _FinishedRecording(handle, path), save=False)
     _remove(path, call)
+
+
+def restore_recording(call: Call, path: str, *, rolled_back: bool) -> None:
+    """Put the recording that ``store_recording`` moved into storage back at ``path``, after the
+    transaction that was to point ``call``'s row at it failed: recovery (``clean_recording_tmp``)
+    attaches a temporary recording to a call that ended without one.
+
+    ``rolled_back``: the transaction surely wrote nothing (it failed before its commit), so the
+    stored copy, which no row names, goes. Otherwise (its commit failed, and may have happened
+    unacknowledged) the stored copy stays and a link or copy of it comes back; recovery removes
+    the temporary file again if the row does name the stored one.
+    """
+    name, storage = call.recording.name, call.recording.storage
+    call.recording.name = None
+    try:
+        if os.path.exists(path):
+            pass  # a storage that copies left it, or it never went
+        elif rolled_back and _local_path(storage, name):
+            os.replace(_local_path(storage, name), path)
+            return
+        elif _local_path(storage, name):
+            os.link(_local_path(storage, name), path)
+        else:
+            with storage.open(name, "rb") as stored, open(path, "wb") as back:
+                shutil.copyfileobj(stored, back)
+        if rolled_back:
+            storage.delete(name)
+    except Exception:  # noqa: BLE001 - the stored copy is still there; say where
+        logger.exception(
+            "call %s: the recording stored as %s could not be put back at %s for recovery",
+            call.pk,
+            name,
+            path,
+        )
+
+
+def _local_path(storage, name: str) -> str | None:
+    try:
+        return storage.path(name)
+    except NotImplementedError:  # not on this machine's file system
+        return None
 
 
 def _remove(path: str, call: Call) -> None:

@@ -78,3 +78,68 @@ def test_a_file_system_storage_moves_the_recording_into_place_instead_of_copying
     # The same file, renamed (one file system here): no copy was written.
     assert stored.stat().st_ino == inode
     assert stored.read_bytes() == b"RIFF....WAVE" and not wav.exists()
+
+
+def _ending(call, wav, **kw):
+    end = dict(
+        failed=False,
+        end_reason="caller_hangup",
+        error="",
+        metrics={},
+        recording_path=str(wav),
+        recording_ms=100,
+    )
+    return finish_call(call.pk, **{**end, **kw})
+
+
+def test_a_recording_moved_before_the_end_failed_is_put_back_for_recovery(tmp_path, settings):
+    """The UPDATE after the move fails (a metric the database cannot store), the transaction
+    rolls back: the recording is back where recovery looks, and storage keeps no copy that no
+    row names."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF....WAVE")
+    with pytest.raises(TypeError):
+        _ending(call, wav, metrics={"not json": object()})
+    assert wav.read_bytes() == b"RIFF....WAVE"
+    assert not [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
+    call.refresh_from_db()
+    assert call.status == CallStatus.IN_PROGRESS and not call.recording
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_that_fails_leaves_the_recording_both_stored_and_back_for_recovery(
+    tmp_path, settings
+):
+    """Only the COMMIT fails (a deferred constraint trigger, PostgreSQL): it may have happened
+    unacknowledged, so the stored copy stays and the recording is back at its temporary path
+    too (recovery removes that one if the row names the stored copy)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a constraint that fails at COMMIT needs PostgreSQL's constraint triggers")
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF....WAVE")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION va_test_refuse() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused at commit'; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER va_test_refuse AFTER UPDATE ON voiceagents_call "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "WHEN (NEW.end_reason = 'refused_at_commit') EXECUTE FUNCTION va_test_refuse()"
+        )
+    try:
+        with pytest.raises(Exception, match="refused at commit"):
+            _ending(call, wav, end_reason="refused_at_commit")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER va_test_refuse ON voiceagents_call")
+            cursor.execute("DROP FUNCTION va_test_refuse()")
+    assert wav.read_bytes() == b"RIFF....WAVE"
+    (stored,) = [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
+    assert stored.read_bytes() == b"RIFF....WAVE"
+    call.refresh_from_db()
+    assert call.status == CallStatus.IN_PROGRESS and not call.recording

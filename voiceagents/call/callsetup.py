@@ -33,7 +33,7 @@ from ..models import (
 from ..providers import providers
 from ..providers.base import ProviderConfig, StageConfig
 from ..providers.specs import ProviderSpec, ServiceSpec
-from ..services import store_recording
+from ..services import restore_recording, store_recording
 from ..templating import caller_number, fill_placeholders
 from ..tools import ToolContext, agent_tools
 from . import rowsql, streamtokens, transcripts
@@ -468,44 +468,54 @@ def finish_call(
     timeline events, written in the same transaction (``finish_call_with_transcript``).
     """
     now = timezone.now()
-    with transaction.atomic():
-        # Only the columns it reads or writes, locked, by a statement built once (``rowsql``).
-        call = rowsql.read(Call, call_id, _END_READ_FIELDS, lock=True)
-        if call is None:
-            raise Call.DoesNotExist(f"call {call_id} is gone")
-        previous = call.status
-        if call.status not in FINAL_STATUSES:
-            call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
-            call.ended_at = now
-            if call.answered_at:
-                call.duration = now - call.answered_at
-        if previous not in FINAL_STATUSES or not call.end_reason:
-            call.end_reason = end_reason[:100]
-        call.error = error or call.error
-        call.metrics = {**(call.metrics or {}), **metrics}
-        call.provider_session_id = provider_session_id[:128] or call.provider_session_id
-        events = []
-        if call.status != previous:
-            events.append(
-                (
-                    CallEventKind.STATUS,
-                    None,
-                    {"from": previous, "to": call.status, "reason": end_reason},
+    moved = written = False
+    try:
+        with transaction.atomic():
+            # Only the columns it reads or writes, locked, by a statement built once (``rowsql``).
+            call = rowsql.read(Call, call_id, _END_READ_FIELDS, lock=True)
+            if call is None:
+                raise Call.DoesNotExist(f"call {call_id} is gone")
+            previous = call.status
+            if call.status not in FINAL_STATUSES:
+                call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
+                call.ended_at = now
+                if call.answered_at:
+                    call.duration = now - call.answered_at
+            if previous not in FINAL_STATUSES or not call.end_reason:
+                call.end_reason = end_reason[:100]
+            call.error = error or call.error
+            call.metrics = {**(call.metrics or {}), **metrics}
+            call.provider_session_id = provider_session_id[:128] or call.provider_session_id
+            events = []
+            if call.status != previous:
+                events.append(
+                    (
+                        CallEventKind.STATUS,
+                        None,
+                        {"from": previous, "to": call.status, "reason": end_reason},
+                    )
                 )
-            )
-        # One INSERT for the status event and the timeline's last events. Before the recording
-        # moves into storage (which no rollback undoes): if these rows are refused, the end is
-        # written again without them, and the recording is still where it was.
-        _, turns, timeline = transcript or (None, [], [])
-        transcripts.insert([(call.pk, turns, [*timeline, *events])])
-        # Only the end's own columns: a whole-row save would also write back what this read
-        # (wide JSON and text columns) and cost more to build.
-        fields = [*_END_FIELDS]
-        if recording_path and _attach_recording(call, recording_path, recording_ms):
-            fields += ["recording", "recording_duration"]
-        rowsql.update(call, fields)
-        # Batched with the other ends of this process: one Celery message per window.
-        transaction.on_commit(lambda: postcall.queue_finalize(call.pk))
+            # One INSERT for the status event and the timeline's last events. Before the recording
+            # moves into storage (which a rollback does not undo; the except below puts it back):
+            # if these rows are refused, the end is written again without them.
+            _, turns, timeline = transcript or (None, [], [])
+            transcripts.insert([(call.pk, turns, [*timeline, *events])])
+            # Only the end's own columns: a whole-row save would also write back what this read
+            # (wide JSON and text columns) and cost more to build.
+            fields = [*_END_FIELDS]
+            if recording_path and _attach_recording(call, recording_path, recording_ms):
+                moved = True
+                fields += ["recording", "recording_duration"]
+            rowsql.update(call, fields)
+            # Batched with the other ends of this process: one Celery message per window.
+            transaction.on_commit(lambda: postcall.queue_finalize(call.pk))
+            written = True  # only the commit is left, which may fail unacknowledged
+    except BaseException:
+        if moved:
+            # The row does not point at the moved recording (or may not: a failed commit):
+            # put it back where recovery looks, rather than leave it in storage unnamed.
+            restore_recording(call, recording_path, rolled_back=not written)
+        raise
     return call.status, call.end_reason
 
 
