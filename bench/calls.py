@@ -107,6 +107,13 @@ SERVERS["reference"] = [
 #: W workers on one core cost against one, with no Django, database or pacing.
 SERVERS["reference-uvloop"] = [*SERVERS["reference"], "--uvloop", "--workers", "{workers}"]
 WORKER_SERVERS.add("reference-uvloop")
+#: The same bridge as an ASGI app under uvicorn (bench/reference_asgi.py): what the ASGI server
+#: costs, without Django and the project.
+SERVERS["reference-uvicorn"] = [
+    *("-m", "bench.reference_asgi", "--port", "{port}"),
+    *("--provider", "ws://127.0.0.1:{fake_port}/v1/realtime", "--workers", "{workers}"),
+]
+WORKER_SERVERS.add("reference-uvicorn")
 
 MODES = ("echo", "duty", "sink")
 #: Provider id -> the fake provider's ``--protocol``, and the short name of the one-line results.

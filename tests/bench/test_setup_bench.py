@@ -139,12 +139,14 @@ def test_setup_burst_on_postgres_and_redis_drops_its_scratch_database():
     assert _bench_databases(admin) <= before
 
 
-def test_setup_burst_against_the_reference_bridge_in_two_processes():
-    """The floor that docs/benchmarks.md compares with: the reference bridge on uvloop in two
-    processes sharing the port. It keeps no rows: CPU is read when the last call has closed."""
+@pytest.mark.parametrize("server", ["reference-uvloop", "reference-uvicorn"])
+def test_setup_burst_against_the_reference_bridge_in_two_processes(server):
+    """The floors that docs/benchmarks.md compares with: the reference bridge on uvloop, and as
+    an ASGI app under uvicorn, in two processes sharing the port. They keep no rows: CPU is
+    read when the last call has closed."""
     (result,) = setup.main(
         [
-            *("--server", "reference-uvloop", "--rate", "5", "--seconds", "1", "--workers", "2"),
+            *("--server", server, "--rate", "5", "--seconds", "1", "--workers", "2"),
             *("--warmup", "2", "--idle", "0.5", "--json", ""),
         ]
     )
