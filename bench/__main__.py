@@ -10,7 +10,7 @@ so that they do not replace the OpenAI ones). Last, a short pipeline row (Deepgr
 TTS fakes with fixed delays; uvicorn, N = 10 and 50, 8 s windows, about 40 s; its added latency per
 caller turn goes to ``var/bench/calls-pipeline.json``). Then the scale-out rows (about two
 minutes): a set-up burst (``bench.setup``: 40 calls a second for 5 s) on SQLite with one process,
-the same burst and a duty N = 100 level on PostgreSQL + Redis (skipped, with the reason, when
+the same burst against the reference bridge under uvicorn (the floor without Django), the same burst and a duty N = 100 level on PostgreSQL + Redis (skipped, with the reason, when
 those services are not reachable on 127.0.0.1), and both with two worker processes (our
 launcher, ``serve``; ``uvicorn --workers 2`` where ``voiceagents.serve`` is missing). The full sweep of docs/benchmarks.md is ``python -m bench.calls``
 (both servers, N = 1 … 300, 15 s windows; about 20 minutes).
@@ -99,9 +99,14 @@ SCALE_BURST = ["--rate", "40", "--seconds", "5"]
 
 
 def scale_rows(argv: list[str]) -> int:
-    """Set-up burst on SQLite; burst and duty N = 100 on PostgreSQL + Redis; both with W = 2."""
+    """Set-up burst on SQLite and its floor (``reference-uvicorn``); burst and duty N = 100 on
+    PostgreSQL + Redis; both with W = 2."""
     out = str(calls.ROOT / "var" / "bench")
     failed = bool(setup.main([*SCALE_BURST, "--json", f"{out}/setup-sqlite.json"])[0]["failed"])
+    print()
+    # The floor to read it against: the reference bridge as an ASGI app under uvicorn.
+    floor = [*SCALE_BURST, "--server", "reference-uvicorn", "--json", f"{out}/setup-floor.json"]
+    failed |= bool(setup.main(floor)[0]["failed"])
     print()
     why = stack.unreachable(stack.DEFAULT_POSTGRES, stack.DEFAULT_REDIS)
     if why:

@@ -121,7 +121,10 @@ async def _stream(receive, send) -> None:
                     additional_headers={"Authorization": f"Bearer {API_KEY}"},
                 )
                 await provider.recv()  # session.created
-                session = {"type": "realtime", "instructions": f"Reference bridge for {caller}."}
+                session = {
+                    "type": "realtime",
+                    "instructions": f"Reference bridge for caller {caller}.",
+                }
                 await provider.send(json.dumps({"type": "session.update", "session": session}))
                 await provider.send(json.dumps({"type": "response.create"}))
                 reader = asyncio.ensure_future(from_provider())
