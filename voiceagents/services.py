@@ -225,17 +225,9 @@ def restore_recording(call: Call, path: str, *, rolled_back: bool) -> None:
     name, storage = call.recording.name, call.recording.storage
     call.recording.name = None
     try:
-        if os.path.exists(path):
-            pass  # a storage that copies left it, or it never went
-        elif rolled_back and _local_path(storage, name):
-            os.replace(_local_path(storage, name), path)
-            return
-        elif _local_path(storage, name):
-            os.link(_local_path(storage, name), path)
-        else:
-            with storage.open(name, "rb") as stored, open(path, "wb") as back:
-                shutil.copyfileobj(stored, back)
-        if rolled_back:
+        if not os.path.exists(path):  # else a storage that copies left it, or it never went
+            _bring_back(storage, name, path, move=rolled_back)
+        if rolled_back and storage.exists(name):
             storage.delete(name)
     except Exception:  # noqa: BLE001 - the stored copy is still there; say where
         logger.exception(
@@ -244,6 +236,23 @@ def restore_recording(call: Call, path: str, *, rolled_back: bool) -> None:
             name,
             path,
         )
+
+
+def _bring_back(storage, name: str, path: str, *, move: bool) -> None:
+    """The stored file ``name`` at ``path`` again: renamed (``move``) or hard-linked when both
+    are on this machine's file system, else copied."""
+    local = _local_path(storage, name)
+    if local is not None:
+        try:
+            if move:
+                os.replace(local, path)
+            else:
+                os.link(local, path)
+            return
+        except OSError:  # another file system: copy
+            pass
+    with storage.open(name, "rb") as stored, open(path, "wb") as back:
+        shutil.copyfileobj(stored, back)
 
 
 def _local_path(storage, name: str) -> str | None:

@@ -108,6 +108,31 @@ def test_a_recording_moved_before_the_end_failed_is_put_back_for_recovery(tmp_pa
     assert call.status == CallStatus.IN_PROGRESS and not call.recording
 
 
+def test_a_recording_in_a_storage_off_this_file_system_is_copied_back(tmp_path, settings):
+    """A storage with no local path (``InMemoryStorage`` here, a bucket in production): the
+    recording is read back from it, and the stored copy deleted."""
+    from django.core.files.storage import default_storage
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    with pytest.raises(NotImplementedError):  # the recordings' storage has no local path
+        default_storage.path("voiceagents/x.wav")
+    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF....WAVE")
+    with pytest.raises(TypeError):
+        _ending(call, wav, metrics={"not json": object()})
+    assert wav.read_bytes() == b"RIFF....WAVE"
+    folders = [""]
+    while folders:  # nothing left anywhere in the storage
+        folder = folders.pop()
+        subfolders, files = default_storage.listdir(folder)
+        assert files == []
+        folders += [f"{folder}/{sub}".lstrip("/") for sub in subfolders]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_commit_that_fails_leaves_the_recording_both_stored_and_back_for_recovery(
     tmp_path, settings
