@@ -249,7 +249,7 @@ def _bring_back(storage, name: str, path: str, *, move: bool) -> None:
             else:
                 os.link(local, path)
             return
-        except OSError:  # another file system: copy
+        except OSError:  # another file system (or a path that is not a real file): copy
             pass
     with storage.open(name, "rb") as stored, open(path, "wb") as back:
         shutil.copyfileobj(stored, back)
