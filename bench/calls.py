@@ -103,8 +103,9 @@ SERVERS["reference"] = [
     "--max-seconds",
     "900",
 ]
-#: The same bridge on uvloop in W processes sharing the port (SO_REUSEPORT): the floor of what
-#: W workers on one core cost against one, with no Django, database or pacing.
+#: The same bridge on uvloop (when installed, as uvicorn's --loop auto) in W processes sharing
+#: the port (SO_REUSEPORT): the floor of what W workers on one core cost against one, with no
+#: Django, database or pacing.
 SERVERS["reference-uvloop"] = [*SERVERS["reference"], "--uvloop", "--workers", "{workers}"]
 WORKER_SERVERS.add("reference-uvloop")
 #: The same bridge as an ASGI app under uvicorn (bench/reference_asgi.py): what the ASGI server

@@ -217,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="W processes on one port (SO_REUSEPORT; needs --port): the floor of W workers' cost",
     )
-    p.add_argument("--uvloop", action="store_true", help="run on uvloop, as uvicorn does")
+    p.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run on uvloop when it is installed, as uvicorn's --loop auto does",
+    )
     args = p.parse_args(argv)
     if args.workers > 1:
         return run_workers(args)
@@ -226,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> None:
-    if args.uvloop:
+    try:
         import uvloop
-
+    except ImportError:  # as uvicorn's --loop auto: asyncio's own loop then
+        uvloop = None
+    if args.uvloop and uvloop is not None:
         uvloop.run(serve(args))
     else:
         asyncio.run(serve(args))
