@@ -32,6 +32,72 @@ from . import wire
 PUBLIC_HOST = "bench.example.test"
 
 
+# -- what either bridge (this one, and bench.reference_asgi under uvicorn) says -----------------
+
+
+def http_answer(method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+    """``(status, body, content type)`` of an HTTP request: the voice webhook's TwiML (the
+    caller's number as ``call_id``), ``/healthz/``, or 404."""
+    if method == "POST" and path.startswith("/telephony/twilio/voice/"):
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        twiml = (
+            '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+            f'<Stream url="wss://{PUBLIC_HOST}/telephony/twilio/media/">'
+            f'<Parameter name="call_id" value="{form.get("From", "")}" />'
+            '<Parameter name="stream_token" value="reference" /></Stream></Connect>'
+            "<Hangup /></Response>"
+        )
+        return 200, twiml.encode(), "text/xml"
+    if path.startswith("/healthz/"):
+        return 200, b'{"status": "ok"}', "application/json"
+    return 404, b"", "text/plain"
+
+
+async def open_provider(url: str, api_key: str, caller: str):
+    """The provider's WebSocket, its session set up for ``caller`` (the fake finds the call by
+    the number in the instructions) and the greeting asked for."""
+    provider = await connect(
+        url, compression=None, additional_headers={"Authorization": f"Bearer {api_key}"}
+    )
+    await provider.recv()  # session.created
+    session = {"type": "realtime", "instructions": f"Reference bridge for caller {caller}."}
+    await provider.send(json.dumps({"type": "session.update", "session": session}))
+    await provider.send(json.dumps({"type": "response.create"}))
+    return provider
+
+
+def append_message(audio_b64: str) -> str:
+    return '{"type":"input_audio_buffer.append","audio":"' + audio_b64 + '"}'
+
+
+def provider_event(event: dict, state: dict) -> tuple[list[str], str | None]:
+    """One provider event relayed: the frames for the caller, and what goes back to the
+    provider (the truncation at a barge-in) or None. ``state``: the stream's ``sid``, the agent
+    frames sent (``out``) and the item playing (``item``)."""
+    kind = event.get("type")
+    sid = state["sid"]
+    if kind == "response.output_audio.delta":
+        state["item"] = event.get("item_id", "")
+        frames = [{"event": "media", "streamSid": sid, "media": {"payload": event["delta"]}}]
+        state["out"] += 1
+        if state["out"] % 2 == 0:
+            frames.append({"event": "mark", "streamSid": sid, "mark": {"name": str(state["out"])}})
+        return [_compact(f) for f in frames], None
+    if kind == "input_audio_buffer.speech_started":
+        truncate = {
+            "type": "conversation.item.truncate",
+            "item_id": state["item"],
+            "content_index": 0,
+            "audio_end_ms": 0,
+        }
+        return [_compact({"event": "clear", "streamSid": sid})], json.dumps(truncate)
+    return [], None
+
+
+def _compact(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
 class Bridge:
     def __init__(self, args):
         self.args = args
@@ -49,19 +115,8 @@ class Bridge:
             await self.stream(reader, writer)
             return
         body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-        if method == "POST" and path.startswith("/telephony/twilio/voice/"):
-            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-            twiml = (
-                '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
-                f'<Stream url="wss://{PUBLIC_HOST}/telephony/twilio/media/">'
-                f'<Parameter name="call_id" value="{form.get("From", "")}" />'
-                '<Parameter name="stream_token" value="reference" /></Stream></Connect><Hangup /></Response>'
-            )
-            writer.write(wire.http_response(200, twiml.encode(), "text/xml"))
-        elif path.startswith("/healthz/"):
-            writer.write(wire.http_response(200, b'{"status": "ok"}', "application/json"))
-        else:
-            writer.write(wire.http_response(404))
+        status, content, kind = http_answer(method, path, body)
+        writer.write(wire.http_response(status, content, kind))
         await writer.drain()
         writer.close()
 
@@ -73,46 +128,16 @@ class Bridge:
         loop = asyncio.get_running_loop()
         carry = bytearray()
 
-        def to_caller(obj: dict) -> None:
-            writer.write(wire.frame(json.dumps(obj, separators=(",", ":")).encode()))
-
         async def from_provider() -> None:
             async for message in provider:
-                event = json.loads(message)
-                kind = event.get("type")
-                if kind == "response.output_audio.delta":
-                    state["item"] = event.get("item_id", "")
-                    to_caller(
-                        {
-                            "event": "media",
-                            "streamSid": state["sid"],
-                            "media": {"payload": event["delta"]},
-                        }
-                    )
-                    state["out"] += 1
-                    if state["out"] % 2 == 0:
-                        to_caller(
-                            {
-                                "event": "mark",
-                                "streamSid": state["sid"],
-                                "mark": {"name": str(state["out"])},
-                            }
-                        )
-                elif kind == "input_audio_buffer.speech_started":
-                    to_caller({"event": "clear", "streamSid": state["sid"]})
-                    await provider.send(
-                        json.dumps(
-                            {
-                                "type": "conversation.item.truncate",
-                                "item_id": state["item"],
-                                "content_index": 0,
-                                "audio_end_ms": 0,
-                            }
-                        )
-                    )
+                frames, back = provider_event(json.loads(message), state)
+                for frame in frames:
+                    writer.write(wire.frame(frame.encode()))
+                if back is not None:
+                    await provider.send(back)
 
         async def append(audio_b64: str) -> None:
-            await provider.send('{"type":"input_audio_buffer.append","audio":"' + audio_b64 + '"}')
+            await provider.send(append_message(audio_b64))
 
         try:
             while True:
@@ -133,24 +158,9 @@ class Bridge:
                     if event == "start":
                         state["sid"] = message["start"]["streamSid"]
                         caller = message["start"]["customParameters"]["call_id"]
-                        provider = await connect(
-                            self.args.provider,
-                            compression=None,
-                            additional_headers={"Authorization": f"Bearer {self.args.api_key}"},
+                        provider = await open_provider(
+                            self.args.provider, self.args.api_key, caller
                         )
-                        await provider.recv()  # session.created
-                        await provider.send(
-                            json.dumps(
-                                {
-                                    "type": "session.update",
-                                    "session": {
-                                        "type": "realtime",
-                                        "instructions": f"Reference bridge for caller {caller}.",
-                                    },
-                                }
-                            )
-                        )
-                        await provider.send(json.dumps({"type": "response.create"}))
                         tasks.append(asyncio.ensure_future(from_provider()))
                     elif event == "media" and provider is not None:
                         state["count"] += 1

@@ -16,12 +16,10 @@ import asyncio
 import json
 import os
 import sys
-from urllib.parse import parse_qs
 
 import uvicorn
-from websockets.asyncio.client import connect
 
-from .reference import PUBLIC_HOST
+from .reference import append_message, http_answer, open_provider, provider_event
 
 #: Where the (fake) OpenAI Realtime server listens; set by ``main`` for every worker.
 PROVIDER_ENV = "BENCH_REFERENCE_PROVIDER"
@@ -42,20 +40,7 @@ async def _http(scope, receive, send) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    path = scope["path"]
-    status, content, kind = 404, b"", "text/plain"
-    if scope["method"] == "POST" and path.startswith("/telephony/twilio/voice/"):
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        twiml = (
-            '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
-            f'<Stream url="wss://{PUBLIC_HOST}/telephony/twilio/media/">'
-            f'<Parameter name="call_id" value="{form.get("From", "")}" />'
-            '<Parameter name="stream_token" value="reference" /></Stream></Connect>'
-            "<Hangup /></Response>"
-        )
-        status, content, kind = 200, twiml.encode(), "text/xml"
-    elif path.startswith("/healthz/"):
-        status, content, kind = 200, b'{"status": "ok"}', "application/json"
+    status, content, kind = http_answer(scope["method"], scope["path"], body)
     headers = [(b"content-type", kind.encode()), (b"content-length", str(len(content)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
@@ -69,32 +54,13 @@ async def _stream(receive, send) -> None:
     reader: asyncio.Task | None = None
     state = {"sid": "", "out": 0, "item": ""}
 
-    async def to_caller(obj: dict) -> None:
-        await send({"type": "websocket.send", "text": json.dumps(obj, separators=(",", ":"))})
-
     async def from_provider() -> None:
         async for message in provider:
-            event = json.loads(message)
-            kind = event.get("type")
-            if kind == "response.output_audio.delta":
-                state["item"] = event.get("item_id", "")
-                sid = state["sid"]
-                await to_caller(
-                    {"event": "media", "streamSid": sid, "media": {"payload": event["delta"]}}
-                )
-                state["out"] += 1
-                if state["out"] % 2 == 0:
-                    mark = {"name": str(state["out"])}
-                    await to_caller({"event": "mark", "streamSid": sid, "mark": mark})
-            elif kind == "input_audio_buffer.speech_started":
-                await to_caller({"event": "clear", "streamSid": state["sid"]})
-                truncate = {
-                    "type": "conversation.item.truncate",
-                    "item_id": state["item"],
-                    "content_index": 0,
-                    "audio_end_ms": 0,
-                }
-                await provider.send(json.dumps(truncate))
+            frames, back = provider_event(json.loads(message), state)
+            for frame in frames:
+                await send({"type": "websocket.send", "text": frame})
+            if back is not None:
+                await provider.send(back)
 
     try:
         while True:
@@ -107,26 +73,11 @@ async def _stream(receive, send) -> None:
             event = json.loads(text)
             kind = event.get("event")
             if kind == "media" and provider is not None:
-                await provider.send(
-                    '{"type":"input_audio_buffer.append","audio":"'
-                    + event["media"]["payload"]
-                    + '"}'
-                )
+                await provider.send(append_message(event["media"]["payload"]))
             elif kind == "start":
                 state["sid"] = event["start"]["streamSid"]
                 caller = event["start"]["customParameters"]["call_id"]
-                provider = await connect(
-                    os.environ[PROVIDER_ENV],
-                    compression=None,
-                    additional_headers={"Authorization": f"Bearer {API_KEY}"},
-                )
-                await provider.recv()  # session.created
-                session = {
-                    "type": "realtime",
-                    "instructions": f"Reference bridge for caller {caller}.",
-                }
-                await provider.send(json.dumps({"type": "session.update", "session": session}))
-                await provider.send(json.dumps({"type": "response.create"}))
+                provider = await open_provider(os.environ[PROVIDER_ENV], API_KEY, caller)
                 reader = asyncio.ensure_future(from_provider())
             elif kind == "stop":
                 await send({"type": "websocket.close", "code": 1000})
