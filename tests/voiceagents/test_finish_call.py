@@ -15,69 +15,31 @@ from voiceagents.models import Call, CallStatus
 
 pytestmark = pytest.mark.django_db
 
-
-def test_the_end_is_one_read_and_one_update_and_stores_everything(tmp_path):
-    answered = timezone.now() - timedelta(seconds=3)
-    call = Call.objects.create(
-        carrier="twilio",
-        direction="inbound",
-        status=CallStatus.IN_PROGRESS,
-        answered_at=answered,
-        metrics={"kept": 1},
-        from_number="+15550001111",
-    )
-    wav = tmp_path / "call.wav"
-    wav.write_bytes(b"RIFF....WAVE")
-    with CaptureQueriesContext(connection) as queries:
-        status, reason = finish_call(
-            call.pk,
-            failed=False,
-            end_reason="caller_hangup",
-            error="",
-            metrics={"turns": 2},
-            recording_path=str(wav),
-            recording_ms=2500,
-            provider_session_id="sess_1",
-        )
-    sql = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    assert sql.count("SELECT") == 1 and sql.count("UPDATE") == 1, queries.captured_queries
-    update = next(q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE"))
-    assert "from_number" not in update and "carrier_call_id" not in update
-    assert (status, reason) == (CallStatus.COMPLETED, "caller_hangup")
-    call.refresh_from_db()
-    assert call.status == CallStatus.COMPLETED and call.end_reason == "caller_hangup"
-    assert call.metrics == {"kept": 1, "turns": 2}
-    assert call.provider_session_id == "sess_1"
-    assert call.duration is not None and call.duration >= timedelta(seconds=3)
-    assert call.recording.name.endswith(f"{call.pk}.wav")
-    assert call.recording.read() == b"RIFF....WAVE"
-    assert call.recording_duration == timedelta(milliseconds=2500)
-    assert call.from_number == "+15550001111"
-    assert not wav.exists()
+RECORDING = b"RIFF....WAVE"
 
 
-def test_a_file_system_storage_moves_the_recording_into_place_instead_of_copying_it(
-    tmp_path, settings
-):
+@pytest.fixture
+def media(tmp_path, settings):
+    """``MEDIA_ROOT`` (a file system storage's root) in the test's directory."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
-    wav = tmp_path / "call.wav"
-    wav.write_bytes(b"RIFF....WAVE")
-    inode = wav.stat().st_ino
-    finish_call(
-        call.pk,
-        failed=False,
-        end_reason="caller_hangup",
-        error="",
-        metrics={},
-        recording_path=str(wav),
-        recording_ms=100,
-    )
-    call.refresh_from_db()
-    stored = tmp_path / "media" / call.recording.name
-    # The same file, renamed (one file system here): no copy was written.
-    assert stored.stat().st_ino == inode
-    assert stored.read_bytes() == b"RIFF....WAVE" and not wav.exists()
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def live_call():
+    return Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    """A finished recording at its temporary path."""
+    path = tmp_path / "call.wav"
+    path.write_bytes(RECORDING)
+    return path
+
+
+def _stored(media):
+    return [p for p in media.rglob("*") if p.is_file()]
 
 
 def _ending(call, wav, **kw):
@@ -92,23 +54,64 @@ def _ending(call, wav, **kw):
     return finish_call(call.pk, **{**end, **kw})
 
 
-def test_a_recording_moved_before_the_end_failed_is_put_back_for_recovery(tmp_path, settings):
+def test_the_end_is_one_read_and_one_update_and_stores_everything(wav):
+    answered = timezone.now() - timedelta(seconds=3)
+    call = Call.objects.create(
+        carrier="twilio",
+        direction="inbound",
+        status=CallStatus.IN_PROGRESS,
+        answered_at=answered,
+        metrics={"kept": 1},
+        from_number="+15550001111",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        status, reason = _ending(
+            call, wav, metrics={"turns": 2}, recording_ms=2500, provider_session_id="sess_1"
+        )
+    sql = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert sql.count("SELECT") == 1 and sql.count("UPDATE") == 1, queries.captured_queries
+    update = next(q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE"))
+    assert "from_number" not in update and "carrier_call_id" not in update
+    assert (status, reason) == (CallStatus.COMPLETED, "caller_hangup")
+    call.refresh_from_db()
+    assert call.status == CallStatus.COMPLETED and call.end_reason == "caller_hangup"
+    assert call.metrics == {"kept": 1, "turns": 2}
+    assert call.provider_session_id == "sess_1"
+    assert call.duration is not None and call.duration >= timedelta(seconds=3)
+    assert call.recording.name.endswith(f"{call.pk}.wav")
+    assert call.recording.read() == RECORDING
+    assert call.recording_duration == timedelta(milliseconds=2500)
+    assert call.from_number == "+15550001111"
+    assert not wav.exists()
+
+
+def test_a_file_system_storage_moves_the_recording_into_place_instead_of_copying_it(
+    media, live_call, wav
+):
+    call = live_call
+    inode = wav.stat().st_ino
+    _ending(call, wav)
+    call.refresh_from_db()
+    stored = media / call.recording.name
+    # The same file, renamed (one file system here): no copy was written.
+    assert stored.stat().st_ino == inode
+    assert stored.read_bytes() == RECORDING and not wav.exists()
+
+
+def test_a_recording_moved_before_the_end_failed_is_put_back_for_recovery(media, live_call, wav):
     """The UPDATE after the move fails (a metric the database cannot store), the transaction
     rolls back: the recording is back where recovery looks, and storage keeps no copy that no
     row names."""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
-    wav = tmp_path / "call.wav"
-    wav.write_bytes(b"RIFF....WAVE")
+    call = live_call
     with pytest.raises(TypeError):
         _ending(call, wav, metrics={"not json": object()})
-    assert wav.read_bytes() == b"RIFF....WAVE"
-    assert not [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
+    assert wav.read_bytes() == RECORDING
+    assert not _stored(media)
     call.refresh_from_db()
     assert call.status == CallStatus.IN_PROGRESS and not call.recording
 
 
-def test_a_recording_in_a_storage_off_this_file_system_is_copied_back(tmp_path, settings):
+def test_a_recording_in_a_storage_off_this_file_system_is_copied_back(settings, live_call, wav):
     """A storage whose files are not on this machine's file system (``InMemoryStorage`` here,
     a bucket in production): the recording is read back from it, and the stored copy deleted."""
     from django.core.files.storage import InMemoryStorage, default_storage, storages
@@ -118,12 +121,9 @@ def test_a_recording_in_a_storage_off_this_file_system_is_copied_back(tmp_path, 
         "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     }
     assert isinstance(storages["default"], InMemoryStorage)
-    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
-    wav = tmp_path / "call.wav"
-    wav.write_bytes(b"RIFF....WAVE")
     with pytest.raises(TypeError):
-        _ending(call, wav, metrics={"not json": object()})
-    assert wav.read_bytes() == b"RIFF....WAVE"
+        _ending(live_call, wav, metrics={"not json": object()})
+    assert wav.read_bytes() == RECORDING
     folders = [""]
     while folders:  # nothing left anywhere in the storage
         folder = folders.pop()
@@ -134,17 +134,14 @@ def test_a_recording_in_a_storage_off_this_file_system_is_copied_back(tmp_path, 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_commit_that_fails_leaves_the_recording_both_stored_and_back_for_recovery(
-    tmp_path, settings
+    media, live_call, wav
 ):
     """Only the COMMIT fails (a deferred constraint trigger, PostgreSQL): it may have happened
     unacknowledged, so the stored copy stays and the recording is back at its temporary path
     too (recovery removes that one if the row names the stored copy)."""
     if connection.vendor != "postgresql":
         pytest.skip("a constraint that fails at COMMIT needs PostgreSQL's constraint triggers")
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    call = Call.objects.create(carrier="twilio", direction="inbound", status=CallStatus.IN_PROGRESS)
-    wav = tmp_path / "call.wav"
-    wav.write_bytes(b"RIFF....WAVE")
+    call = live_call
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE FUNCTION va_test_refuse() RETURNS trigger AS $$ BEGIN "
@@ -162,8 +159,8 @@ def test_a_commit_that_fails_leaves_the_recording_both_stored_and_back_for_recov
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER va_test_refuse ON voiceagents_call")
             cursor.execute("DROP FUNCTION va_test_refuse()")
-    assert wav.read_bytes() == b"RIFF....WAVE"
-    (stored,) = [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
-    assert stored.read_bytes() == b"RIFF....WAVE"
+    assert wav.read_bytes() == RECORDING
+    (stored,) = _stored(media)
+    assert stored.read_bytes() == RECORDING
     call.refresh_from_db()
     assert call.status == CallStatus.IN_PROGRESS and not call.recording
