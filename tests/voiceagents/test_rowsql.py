@@ -217,4 +217,6 @@ def test_insert_many_takes_one_model_at_a_time(call):
 
     with pytest.raises(TypeError):
         rowsql.insert_many([_turn(call, 0, "x"), CallEvent(call_id=call.pk, kind="status")])
-    rowsql.insert_many([])  # nothing to write: no statement, no error
+    with CaptureQueriesContext(connection) as queries:
+        rowsql.insert_many([])  # nothing to write: no statement, no error
+    assert queries.captured_queries == []
